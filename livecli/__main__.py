@@ -1,0 +1,3 @@
+from livecli.cli import main
+
+raise SystemExit(main())

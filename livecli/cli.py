@@ -1,0 +1,207 @@
+"""The `live` command line: parse flags, call a stage, render its result. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from livecli import __version__
+from livecli.config import DEFAULT_MODEL, ModelConfig, PrepareConfig, help_for, model_config
+from livecli.errors import LiveError
+from livecli.progress import console
+from livecli.stages import StageResult
+from livecli.store import Project, default_project_dir, find_project
+
+app = typer.Typer(
+    name="live",
+    help="Edit a video so that one object in it becomes the object in a reference image (LIVE, on Stable Diffusion v1.x).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = console.__class__(highlight=False, soft_wrap=True)
+
+# Typer vendors click in recent releases; reach its base exception through a public class.
+ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+"""stdout: results and --json."""
+
+# --------------------------------------------------------------------------- shared options
+
+ProjectOpt = Annotated[
+    Optional[Path],
+    typer.Option("-p", "--project", help="Project directory. Default: ./<clip stem>.live, or the only *.live folder here.", show_default=False),
+]
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option("--model", help=help_for(ModelConfig, "model") + f" [default: {DEFAULT_MODEL}]", show_default=False),
+]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help=help_for(ModelConfig, "device") + " [default: auto]", show_default=False)]
+DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help=help_for(ModelConfig, "dtype"), show_default=False)]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Run the stage again even when it is up to date.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"live {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Edit a video so that one object in it becomes the object in a reference image.
+
+    Stages read and write one project directory, and each runs what it needs that is
+    missing or stale: a stage whose inputs and settings did not change says "up to date".
+    """
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def _where(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def report(result: StageResult, summary: str) -> None:
+    if result.skipped:
+        console.print(f"[bold]{result.stage}[/]: up to date ({escape(_where(result.folder))})", soft_wrap=True)
+    else:
+        console.print(
+            f"[bold]{result.stage}[/]: {escape(summary)} in {result.record.seconds:.1f} s -> {escape(_where(result.folder))}",
+            soft_wrap=True,
+        )
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    '  live prepare clip.mp4 dog.jpg --prompt "a man riding a motorcycle" --object motorcycle\n\n'
+    '  live prepare frames/ ref.png --prompt "a rabbit is jumping on the grass" --object rabbit --frames 8 --size 512\n\n'
+    '  live prepare clip.mp4 ref.png --prompt "a jeep car is moving on the road" --object car --model tiny --size 64',
+)
+def prepare(
+    clip: Annotated[Path, typer.Argument(help="The video (mp4, mov, webm, mkv, gif, …) or a folder of frames (1.jpg … 10.jpg).", show_default=False)],
+    image: Annotated[Path, typer.Argument(help="The reference image showing the new object.", show_default=False)],
+    prompt: Annotated[str, typer.Option("--prompt", help=help_for(PrepareConfig, "prompt"), show_default=False)],
+    object_: Annotated[str, typer.Option("--object", help=help_for(PrepareConfig, "object"), show_default=False)],
+    project: ProjectOpt = None,
+    model: ModelOpt = None,
+    frames: Annotated[int, typer.Option(help=help_for(PrepareConfig, "frames"))] = 8,
+    size: Annotated[int, typer.Option(help=help_for(PrepareConfig, "size"))] = 512,
+    stride: Annotated[int, typer.Option(help=help_for(PrepareConfig, "stride"))] = 1,
+    start: Annotated[float, typer.Option(help=help_for(PrepareConfig, "start"))] = 0.0,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Sample the clip's frames and encode them and the reference image with the VAE."""
+    from livecli.stages import prepare as stage
+
+    config = PrepareConfig(prompt=prompt, object=object_, frames=frames, size=size, stride=stride, start=start)
+    target = Project(project or default_project_dir(clip))
+    result = stage.run(target, config, clip, image, model_config(model, device, dtype), force=force)
+    facts = result.record.facts
+    report(result, f"{config.frames} frames {config.size}×{config.size}, latents {facts['frames_shape']} + reference {facts['reference_shape']}")
+
+
+@app.command(epilog="Examples:\n\n  live status\n\n  live status -p clip.live --json")
+def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
+    """Show each stage of the project: done, stale or missing, with sizes and times."""
+    target = find_project(project)
+    stages = target.status()
+    if as_json:
+        out.print_json(json.dumps({"project": str(target.root), "stages": [s.as_dict() for s in stages]}))
+        return
+    table = Table(title=escape(_where(target.root)), title_justify="left")
+    for column in ("stage", "state", "size", "took", "finished", "note"):
+        table.add_column(column)
+    colours = {"done": "green", "stale": "yellow", "missing": "dim"}
+    for s in stages:
+        table.add_row(
+            s.stage,
+            f"[{colours[s.state]}]{s.state}[/]",
+            _size(s.bytes) if s.bytes else "",
+            f"{s.seconds:.1f} s" if s.seconds is not None else "",
+            s.finished or "",
+            escape(s.reason),
+        )
+    out.print(table)
+
+
+@app.command(epilog="Examples:\n\n  live demo\n\n  live demo --out /tmp/live-demo")
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the sample clip, image and project.")] = Path("live-demo"),
+) -> None:
+    """Make a sample clip and reference image, and run the pipeline on them with the tiny model.
+
+    The tiny model is random: the demo shows the pipeline working, not a real edit.
+    """
+    from livecli import demo as sample
+
+    made = sample.run(out_dir)
+    console.print(f"[bold]demo[/]: sample clip {escape(_where(made.clip))}, reference {escape(_where(made.image))}", soft_wrap=True)
+    report(made.prepare, "8 frames encoded")
+    console.print(f"project: {escape(_where(made.project.root))}  (see `live status -p {escape(_where(made.project.root))}`)", soft_wrap=True)
+
+
+# --------------------------------------------------------------------------- entry point
+
+INTERRUPTED = 130
+
+
+def _print_error(message: str, hint: str | None) -> None:
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    if hint:
+        console.print(f"[dim]hint:[/] {escape(hint)}", soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `live`; known errors print one line and a hint and exit 1; Ctrl-C exits 130."""
+    debug = os.environ.get("LIVE_DEBUG", "") not in ("", "0")
+    try:
+        code = app(args=argv, prog_name="live", standalone_mode=False)
+        if code == INTERRUPTED:  # Typer turns Ctrl-C inside a command into exit code 130
+            raise KeyboardInterrupt
+        return code if isinstance(code, int) else 0
+    except LiveError as exc:
+        if debug:
+            traceback.print_exc()
+        _print_error(exc.message, exc.hint)
+        return 1
+    except (KeyboardInterrupt, typer.Abort):
+        if debug:
+            traceback.print_exc()
+        console.print("[yellow]interrupted[/]: the project keeps its last complete state; run the command again to finish")
+        return INTERRUPTED
+    except ClickException as exc:
+        exc.show()
+        return exc.exit_code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

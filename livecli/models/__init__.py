@@ -1,0 +1,1 @@
+"""Model loading (hub id, folder, single file, tiny) and, later, inflation and attention processors."""

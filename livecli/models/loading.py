@@ -1,0 +1,227 @@
+"""Finding and loading the base model: a hub id, a local folder, a single file, or `tiny`.
+
+`resolve_model` turns what the user passed to `--model` into a `ModelSource`: where the
+diffusers folder (or single checkpoint file) lies on disk and a revision string that
+identifies its content for fingerprints. Hub ids are downloaded once into the Hugging
+Face cache and then read from the snapshot folder, so every kind of model but the
+single file loads through the same `from_pretrained(folder)` code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from livecli.errors import ConfigError, ModelError
+from livecli.models.tiny import TINY_VERSION, tiny_model_dir
+
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+
+# What a hub snapshot needs; left out: root-level checkpoints, fp16/EMA/flax/onnx copies.
+_HUB_FILES = [
+    "model_index.json",
+    "scheduler/*.json",
+    "tokenizer/*",
+    "text_encoder/config.json",
+    "unet/config.json",
+    "vae/config.json",
+]
+_HUB_WEIGHTS = {
+    "safetensors": [
+        "text_encoder/model.safetensors",
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+    ],
+    "bin": [
+        "text_encoder/pytorch_model.bin",
+        "unet/diffusion_pytorch_model.bin",
+        "vae/diffusion_pytorch_model.bin",
+    ],
+}
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    id: str
+    """What the user passed to --model."""
+    kind: Literal["tiny", "folder", "file", "hub"]
+    path: Path
+    """The diffusers folder, or the checkpoint file for kind 'file'."""
+    revision: str
+    """Hub commit, or a digest of the local files, or the tiny model's version."""
+
+    def manifest_entry(self) -> dict[str, str]:
+        entry = {"id": self.id, "kind": self.kind, "revision": self.revision}
+        if self.kind in ("folder", "file"):
+            entry["path"] = str(self.path)
+        return entry
+
+
+def quiet_libraries() -> None:
+    """diffusers and transformers talk on their own loggers and bars; `live` has its own."""
+    for name in ("diffusers", "transformers", "huggingface_hub", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        import diffusers.utils.logging as diffusers_logging
+        import transformers.utils.logging as transformers_logging
+
+        diffusers_logging.set_verbosity_error()
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _looks_like_path(ref: str) -> bool:
+    """Hub ids are `name` or `org/name`; anything else the user meant as a path."""
+    return ref.startswith((".", "/", "~")) or "\\" in ref or ref.count("/") > 1 or ref.endswith(SINGLE_FILE_SUFFIXES)
+
+
+def _local_revision(path: Path) -> str:
+    """Identify local weights by name, size and modification time (hashing GBs is slow)."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path) if file != path else file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return "local-" + digest.hexdigest()[:16]
+
+
+def resolve_model(ref: str, revision: str | None = None) -> ModelSource:
+    """Where `--model REF` lies on disk, downloading a hub id into the HF cache if needed."""
+    quiet_libraries()
+    if ref == "tiny":
+        return ModelSource("tiny", "tiny", tiny_model_dir(), TINY_VERSION)
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file() and not (path / "vae" / "config.json").is_file():
+            raise ModelError(
+                f"{path} is not a diffusers model folder (no model_index.json, no vae/config.json)",
+                hint="pass the folder that save_pretrained wrote, a .safetensors/.ckpt file, or a hub id",
+            )
+        return ModelSource(ref, "folder", path.resolve(), _local_revision(path))
+    if path.is_file():
+        if path.suffix not in SINGLE_FILE_SUFFIXES:
+            raise ModelError(
+                f"{path} is neither a model folder nor a .safetensors/.ckpt checkpoint",
+                hint="pass a diffusers folder, a single-file checkpoint or a hub id",
+            )
+        return ModelSource(ref, "file", path.resolve(), _local_revision(path))
+    if _looks_like_path(ref):
+        raise ModelError(f"model {ref} not found: no such folder or file", hint="check the path passed to --model")
+    return _download(ref, revision)
+
+
+def _download(repo_id: str, revision: str | None) -> ModelSource:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    offline_hint = (
+        "with no network, download the model elsewhere and pass its folder: --model /path/to/stable-diffusion-v1-4 "
+        "(or set HF_HUB_OFFLINE=1 to use what the Hugging Face cache holds)"
+    )
+    try:
+        for weights in _HUB_WEIGHTS.values():
+            folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_FILES + weights))
+            if all((folder / name).is_file() for name in weights):
+                return ModelSource(repo_id, "hub", folder, folder.name)
+    except RepositoryNotFoundError:
+        raise ModelError(
+            f"no model {repo_id!r} on the Hugging Face Hub (or it is private)",
+            hint="check the id, log in with `hf auth login` for a gated model, or pass a local folder",
+        ) from None
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise ModelError(f"cannot download model {repo_id!r} from the Hugging Face Hub: {reason}", hint=offline_hint) from None
+    raise ModelError(
+        f"model {repo_id!r} has no diffusers weights for its text encoder, UNet and VAE",
+        hint="pass a Stable Diffusion v1.x model in diffusers format",
+    )
+
+
+# --------------------------------------------------------------------------- device and precision
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is visible to PyTorch", hint="use --device cpu, or install a CUDA build of torch")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: Apple's Metal backend is not available", hint="use --device cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """auto: fp16 on a GPU, fp32 on the CPU (CPU half precision is slow and partly missing)."""
+    if name == "auto":
+        return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+    if name == "fp16" and device.type == "cpu":
+        raise ConfigError("--dtype fp16 needs a GPU", hint="on the CPU use --dtype fp32 (or bf16)")
+    return DTYPES[name]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in DTYPES.items()}[dtype]
+
+
+# --------------------------------------------------------------------------- loading components
+
+
+def _load_error(source: ModelSource, component: str, exc: Exception) -> ModelError:
+    reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    return ModelError(
+        f"cannot load the {component} of model {source.id}: {reason}",
+        hint="check that --model is a Stable Diffusion v1.x model (diffusers folder, hub id or single file)",
+    )
+
+
+def load_vae(source: ModelSource, device: torch.device, dtype: torch.dtype):
+    """The model's AutoencoderKL, in eval mode on `device`."""
+    from diffusers import AutoencoderKL
+
+    try:
+        if source.kind == "file":
+            vae = _from_single_file(source).vae
+        else:
+            vae = AutoencoderKL.from_pretrained(source.path, subfolder="vae", torch_dtype=dtype)
+    except ModelError:
+        raise
+    except Exception as exc:  # diffusers raises many kinds for a bad folder
+        raise _load_error(source, "VAE", exc) from None
+    return vae.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def _from_single_file(source: ModelSource):
+    """A single .safetensors/.ckpt checkpoint, converted by diffusers' `from_single_file`.
+
+    diffusers needs the configs of the checkpoint's base model; it finds them in the
+    Hugging Face cache or downloads them once.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    try:
+        return StableDiffusionPipeline.from_single_file(
+            str(source.path), safety_checker=None, requires_safety_checker=False
+        )
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise ModelError(
+            f"cannot load the checkpoint {source.path}: {reason}",
+            hint="diffusers needs the base model's configs from the Hub or its cache; "
+            "offline, convert the checkpoint to a diffusers folder elsewhere and pass that folder",
+        ) from None

@@ -1,0 +1,141 @@
+"""A tiny, seeded, randomly initialised Stable Diffusion, built offline.
+
+Shaped like SD v1.x where it matters to `live`: a VAE that downsamples ×8 into 4 latent
+channels, a UNet with cross-attention at two resolutions and a cross-attention mid
+block, a CLIP text encoder with 77 positions, a byte-level CLIP tokenizer whose
+vocabulary is generated here, and SD's DDIM scheduler. It is saved once as a diffusers
+folder in the user cache and then loaded like any other folder, so `--model tiny` runs
+through the same loading code as a real model. Its weights are random: it shows the
+pipeline working, not a real edit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import platformdirs
+import torch
+
+TINY_VERSION = "tiny-v1"
+"""Bumped whenever the builder below changes, so cached folders and fingerprints follow."""
+
+TINY_SEED = 0
+TEXT_WIDTH = 32
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("LIVE_CACHE_DIR") or platformdirs.user_cache_dir("live"))
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """CLIP's reversible map from bytes to printable characters (GPT-2's byte-level BPE)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars)))
+
+
+def tiny_vocabulary() -> dict[str, int]:
+    """Every byte-level character, alone and word-final (`</w>`), then the two specials."""
+    symbols = list(_bytes_to_unicode().values())
+    tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
+    return {token: index for index, token in enumerate(tokens)}
+
+
+def build_tiny_pipeline(seed: int = TINY_SEED):
+    """The tiny model as a diffusers StableDiffusionPipeline, weights drawn from `seed`."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as scratch:
+        vocab = tiny_vocabulary()
+        (Path(scratch) / "vocab.json").write_text(json.dumps(vocab))
+        (Path(scratch) / "merges.txt").write_text("#version: 0.2\n")
+        tokenizer = CLIPTokenizer.from_pretrained(scratch, model_max_length=77)
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 32, 32, 32),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
+        scaling_factor=0.18215,
+    )
+    torch.manual_seed(seed + 1)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(32, 64, 64),
+        layers_per_block=1,
+        norm_num_groups=8,
+        cross_attention_dim=TEXT_WIDTH,
+        attention_head_dim=8,
+    )
+    torch.manual_seed(seed + 2)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(vocab),
+            hidden_size=TEXT_WIDTH,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            projection_dim=TEXT_WIDTH,
+            bos_token_id=vocab["<|startoftext|>"],
+            eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=vocab["<|endoftext|>"],
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def tiny_model_dir() -> Path:
+    """The tiny model's diffusers folder in the cache, built on first use."""
+    folder = cache_root() / "models" / TINY_VERSION
+    if (folder / "model_index.json").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{TINY_VERSION}."))
+    try:
+        build_tiny_pipeline().save_pretrained(scratch, safe_serialization=True)
+        try:
+            os.replace(scratch, folder)
+        except OSError:  # another process finished first; its copy is identical
+            pass
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder

@@ -1,0 +1,222 @@
+"""The project store: fingerprints, staleness, atomic writes, crash recovery, the lock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from livecli import __version__
+from livecli.errors import ProjectError
+from livecli.store import (
+    MANIFEST,
+    RECORD,
+    SCHEMA,
+    Project,
+    Record,
+    atomic_write_bytes,
+    find_project,
+    fingerprint,
+    read_toml,
+    sha256_path,
+    write_toml,
+)
+
+
+def write_stage(project: Project, stage: str, content: bytes, inputs: dict[str, str] | None = None) -> Record:
+    with project.staging(stage) as folder:
+        (folder / "out.bin").write_bytes(content)
+        return Project.write_record(folder, Record(stage, fingerprint(stage, {"x": 1}, inputs or {}), {"x": 1}, inputs or {}))
+
+
+def test_fingerprint_follows_settings_and_inputs_not_key_order():
+    base = fingerprint("prepare", {"a": 1, "b": 2}, {"clip": "aa"})
+    assert base == fingerprint("prepare", {"b": 2, "a": 1}, {"clip": "aa"})
+    assert base != fingerprint("prepare", {"a": 1, "b": 3}, {"clip": "aa"})
+    assert base != fingerprint("prepare", {"a": 1, "b": 2}, {"clip": "ab"})
+    assert base != fingerprint("train", {"a": 1, "b": 2}, {"clip": "aa"})
+
+
+def test_sha256_of_a_folder_depends_on_names_and_contents(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "1.jpg").write_bytes(b"one")
+    (folder / "2.jpg").write_bytes(b"two")
+    first = sha256_path(folder)
+    (folder / "2.jpg").write_bytes(b"TWO")
+    second = sha256_path(folder)
+    (folder / "2.jpg").rename(folder / "3.jpg")
+    assert len({first, second, sha256_path(folder)}) == 3
+
+
+def test_atomic_write_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeypatch):
+    target = tmp_path / "live.toml"
+    target.write_bytes(b"old")
+
+    def crash(*args):
+        raise OSError("disk pulled out")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["live.toml"]
+
+
+def test_toml_round_trip_drops_none(tmp_path):
+    write_toml(tmp_path / "a.toml", {"schema": 1, "model": {"id": "tiny", "revision": None}, "path": tmp_path})
+    assert read_toml(tmp_path / "a.toml") == {"schema": 1, "model": {"id": "tiny"}, "path": str(tmp_path)}
+
+
+def test_staging_swaps_in_a_whole_stage_and_records_output_hashes(tmp_path):
+    project = Project(tmp_path / "p.live")
+    write_stage(project, "prepare", b"first")
+    record = write_stage(project, "prepare", b"second")
+    assert (project.stage_dir("prepare") / "out.bin").read_bytes() == b"second"
+    assert set(record.outputs) == {"out.bin"}
+    assert project.record("prepare").outputs == record.outputs
+    assert sorted(p.name for p in project.root.iterdir()) == ["prepare"]
+
+
+def test_an_exception_inside_staging_leaves_the_last_complete_state(tmp_path):
+    project = Project(tmp_path / "p.live")
+    write_stage(project, "prepare", b"good")
+    before = project.record("prepare")
+    with pytest.raises(KeyboardInterrupt):
+        with project.staging("prepare") as folder:
+            (folder / "out.bin").write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert (project.stage_dir("prepare") / "out.bin").read_bytes() == b"good"
+    assert project.record("prepare") == before
+    assert not list(project.root.glob(".*"))
+
+
+def test_staging_refuses_a_stage_that_wrote_no_record(tmp_path):
+    project = Project(tmp_path / "p.live")
+    with pytest.raises(RuntimeError, match=RECORD):
+        with project.staging("prepare") as folder:
+            (folder / "out.bin").write_bytes(b"no record")
+    assert not project.stage_dir("prepare").exists()
+
+
+def test_a_crash_between_the_two_renames_is_undone_on_the_next_lock(tmp_path):
+    project = Project(tmp_path / "p.live")
+    write_stage(project, "prepare", b"good")
+    # The state a crash leaves after `prepare` moved aside and before the new one moved in.
+    os.replace(project.stage_dir("prepare"), project.root / ".prepare.old")
+    (project.root / ".prepare.incomplete").mkdir()
+    with project.lock():
+        pass
+    assert (project.stage_dir("prepare") / "out.bin").read_bytes() == b"good"
+    assert not list(project.root.glob(".prepare.*"))
+
+
+def test_up_to_date_needs_the_same_key_and_intact_outputs(tmp_path):
+    project = Project(tmp_path / "p.live")
+    record = write_stage(project, "prepare", b"data")
+    assert project.up_to_date("prepare", record.fingerprint) == record
+    assert project.up_to_date("prepare", "another key") is None
+    (project.stage_dir("prepare") / "out.bin").write_bytes(b"tampered")
+    assert project.up_to_date("prepare", record.fingerprint) is None
+
+
+def test_status_marks_a_stage_stale_when_its_source_changes(tmp_path, monkeypatch):
+    monkeypatch.setattr("livecli.store.STAGES", ("prepare", "train"))
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"v1")
+    project = Project(tmp_path / "p.live")
+    project.update_manifest(sources={"clip": {"path": str(source), "sha256": sha256_path(source)}})
+    prepared = write_stage(project, "prepare", b"frames", {"clip": sha256_path(source)})
+    write_stage(project, "train", b"weights", {"prepare": prepared.fingerprint})
+    assert [s.state for s in project.status()] == ["done", "done"]
+    assert project.status()[0].bytes > 0
+
+    source.write_bytes(b"v2")
+    first, second = project.status()
+    assert (first.state, second.state) == ("stale", "done")
+    assert "clip.mp4 changed" in first.reason
+
+
+def test_status_marks_downstream_stale_when_upstream_is_redone(tmp_path, monkeypatch):
+    monkeypatch.setattr("livecli.store.STAGES", ("prepare", "train"))
+    project = Project(tmp_path / "p.live")
+    project.update_manifest()
+    prepared = write_stage(project, "prepare", b"frames")
+    write_stage(project, "train", b"weights", {"prepare": prepared.fingerprint})
+    with project.staging("prepare") as folder:
+        (folder / "out.bin").write_bytes(b"other frames")
+        Project.write_record(folder, Record("prepare", "a new key", {"x": 2}, {}))
+    states = {s.stage: (s.state, s.reason) for s in project.status()}
+    assert states == {"prepare": ("done", ""), "train": ("stale", "prepare changed since train ran")}
+
+
+def test_status_of_a_missing_stage(tmp_path):
+    project = Project(tmp_path / "p.live")
+    project.update_manifest()
+    assert [(s.stage, s.state) for s in project.status()] == [("prepare", "missing")]
+
+
+def test_a_newer_schema_is_refused_naming_both_versions(tmp_path):
+    project = Project(tmp_path / "p.live")
+    project.root.mkdir()
+    write_toml(project.root / MANIFEST, {"schema": SCHEMA + 1, "live_version": "9.0.0"})
+    with pytest.raises(ProjectError) as error:
+        project.manifest()
+    assert f"schema {SCHEMA + 1}" in error.value.message
+    assert f"reads schema {SCHEMA}" in error.value.message
+    assert "9.0.0" in error.value.message and __version__ in error.value.message
+    assert "upgrade" in error.value.hint
+
+
+def test_a_folder_that_is_not_a_project_is_not_written(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "cat.jpg").write_bytes(b"x")
+    with pytest.raises(ProjectError, match="not a live project"):
+        Project(folder).check_writable()
+
+
+LOCK_HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from livecli.store import Project
+    with Project(Path(sys.argv[1])).lock():
+        print("locked", flush=True)
+        time.sleep(30)
+    """
+)
+
+
+def test_a_second_writer_fails_at_once_while_another_process_holds_the_lock(tmp_path):
+    project = Project(tmp_path / "p.live")
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(project.root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        with pytest.raises(ProjectError) as error:
+            with project.lock():
+                pass
+        assert time.monotonic() - started < 1
+        assert f"pid {holder.pid}" in error.value.message
+    finally:
+        holder.kill()
+        holder.wait()
+    with project.lock():  # the dead holder's lock is gone with it
+        pass
+
+
+def test_find_project_needs_exactly_one_project_here(tmp_path):
+    with pytest.raises(ProjectError, match="no live project"):
+        find_project(None)
+    Project(tmp_path / "a.live").update_manifest()
+    assert find_project(None).root.name == "a.live"
+    Project(tmp_path / "b.live").update_manifest()
+    with pytest.raises(ProjectError, match="a.live, b.live"):
+        find_project(None)
+    assert find_project(Path("b.live")).root == Path("b.live")
