@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from livecli import __version__
-from livecli.config import DEFAULT_MODEL, ModelConfig, PrepareConfig, help_for, model_config
+from livecli.config import DEFAULT_MODEL, ModelConfig, PrepareConfig, help_for, resolve_model_config
 from livecli.errors import LiveError
 from livecli.progress import console
 from livecli.stages import StageResult
@@ -44,6 +44,7 @@ ModelOpt = Annotated[
     Optional[str],
     typer.Option("--model", help=help_for(ModelConfig, "model") + f" [default: {DEFAULT_MODEL}]", show_default=False),
 ]
+ModelConfigOpt = Annotated[Optional[str], typer.Option("--model-config", help=help_for(ModelConfig, "model_config"), show_default=False)]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help=help_for(ModelConfig, "device") + " [default: auto]", show_default=False)]
 DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help=help_for(ModelConfig, "dtype"), show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Run the stage again even when it is up to date.")]
@@ -111,6 +112,7 @@ def prepare(
     object_: Annotated[str, typer.Option("--object", help=help_for(PrepareConfig, "object"), show_default=False)],
     project: ProjectOpt = None,
     model: ModelOpt = None,
+    model_config_: ModelConfigOpt = None,
     frames: Annotated[int, typer.Option(help=help_for(PrepareConfig, "frames"))] = 8,
     size: Annotated[int, typer.Option(help=help_for(PrepareConfig, "size"))] = 512,
     stride: Annotated[int, typer.Option(help=help_for(PrepareConfig, "stride"))] = 1,
@@ -124,7 +126,7 @@ def prepare(
 
     config = PrepareConfig(prompt=prompt, object=object_, frames=frames, size=size, stride=stride, start=start)
     target = Project(project or default_project_dir(clip))
-    result = stage.run(target, config, clip, image, model_config(model, device, dtype), force=force)
+    result = stage.run(target, config, clip, image, resolve_model_config(model, device, dtype, model_config_), force=force)
     facts = result.record.facts
     report(result, f"{config.frames} frames {config.size}×{config.size}, latents {facts['frames_shape']} + reference {facts['reference_shape']}")
 
@@ -196,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, typer.Abort):
         if debug:
             traceback.print_exc()
-        console.print("[yellow]interrupted[/]: the project keeps its last complete state; run the command again to finish")
+        console.print("[yellow]interrupted[/]: the project keeps its last complete state; run the command again to finish", soft_wrap=True)
         return INTERRUPTED
     except ClickException as exc:
         exc.show()

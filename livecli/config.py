@@ -43,6 +43,13 @@ class ModelConfig:
             ".safetensors/.ckpt file, or 'tiny' (a small random model built offline)."
         ),
     )
+    model_config: str | None = field(
+        default=None,
+        metadata=_help(
+            "For a single-file --model: a diffusers folder or hub id whose configs describe it "
+            "(default: diffusers infers the base model and fetches its configs)."
+        ),
+    )
     device: str = field(default="auto", metadata=_help("Where to run: auto, cpu, cuda or mps."))
     dtype: str = field(
         default="auto",
@@ -126,9 +133,11 @@ def user_defaults() -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in known}
 
 
-def model_config(model: str | None, device: str | None, dtype: str | None) -> ModelConfig:
+def resolve_model_config(
+    model: str | None, device: str | None, dtype: str | None, config: str | None = None
+) -> ModelConfig:
     """Flags first, then the user's config.toml, then the built-in defaults."""
     defaults = user_defaults()
-    given = {"model": model, "device": device, "dtype": dtype}
+    given = {"model": model, "model_config": config, "device": device, "dtype": dtype}
     values = {k: v if v is not None else defaults.get(k) for k, v in given.items()}
     return ModelConfig(**{k: v for k, v in values.items() if v is not None})

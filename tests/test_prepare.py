@@ -96,6 +96,22 @@ def test_a_saved_tiny_folder_gives_identical_latents(cli, prepared, clip, image,
     assert read_toml(Path("folder.live") / MANIFEST)["model"]["kind"] == "folder"
 
 
+def test_a_single_file_checkpoint_with_its_configs_gives_identical_latents(cli, prepared, clip, image, tiny_sd, tmp_path):
+    from safetensors.torch import save_file
+
+    from test_loading import ldm_vae_state_dict
+
+    tiny_sd.save_pretrained(tmp_path / "configs")
+    save_file(ldm_vae_state_dict(tiny_sd.vae), tmp_path / "tiny.safetensors")
+    args = ("--model", tmp_path / "tiny.safetensors", "--model-config", tmp_path / "configs", "-p", "file.live")
+    result = cli("prepare", clip, image, *PREPARE_ARGS, *args)
+    assert result.code == 0, result.err
+    ours = load_file(Path("file.live/prepare/latents.safetensors"))
+    theirs = load_file(prepared / "prepare" / "latents.safetensors")
+    assert torch.equal(ours["frames"], theirs["frames"])
+    assert read_toml(Path("file.live") / MANIFEST)["model"]["config"] == str((tmp_path / "configs").resolve())
+
+
 def test_a_folder_of_frames_as_clip(cli, image, tmp_path):
     from clips import write_frame_folder
 

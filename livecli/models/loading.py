@@ -57,11 +57,15 @@ class ModelSource:
     """The diffusers folder, or the checkpoint file for kind 'file'."""
     revision: str
     """Hub commit, or a digest of the local files, or the tiny model's version."""
+    config: str | None = None
+    """For a single file: the diffusers folder or hub id whose configs describe it."""
 
     def manifest_entry(self) -> dict[str, str]:
         entry = {"id": self.id, "kind": self.kind, "revision": self.revision}
         if self.kind in ("folder", "file"):
             entry["path"] = str(self.path)
+        if self.config:
+            entry["config"] = self.config
         return entry
 
 
@@ -97,8 +101,12 @@ def _local_revision(path: Path) -> str:
     return "local-" + digest.hexdigest()[:16]
 
 
-def resolve_model(ref: str, revision: str | None = None) -> ModelSource:
-    """Where `--model REF` lies on disk, downloading a hub id into the HF cache if needed."""
+def resolve_model(ref: str, revision: str | None = None, config: str | None = None) -> ModelSource:
+    """Where `--model REF` lies on disk, downloading a hub id into the HF cache if needed.
+
+    `config` only matters for a single-file checkpoint: a diffusers folder or hub id whose
+    component configs describe it (by default diffusers infers one and fetches its configs).
+    """
     quiet_libraries()
     if ref == "tiny":
         return ModelSource("tiny", "tiny", tiny_model_dir(), TINY_VERSION)
@@ -116,7 +124,10 @@ def resolve_model(ref: str, revision: str | None = None) -> ModelSource:
                 f"{path} is neither a model folder nor a .safetensors/.ckpt checkpoint",
                 hint="pass a diffusers folder, a single-file checkpoint or a hub id",
             )
-        return ModelSource(ref, "file", path.resolve(), _local_revision(path))
+        if config and Path(config).expanduser().is_dir():
+            config = str(Path(config).expanduser().resolve())
+        revision = _local_revision(path) + (f"+{config}" if config else "")
+        return ModelSource(ref, "file", path.resolve(), revision, config)
     if _looks_like_path(ref):
         raise ModelError(f"model {ref} not found: no such folder or file", hint="check the path passed to --model")
     return _download(ref, revision)
@@ -196,7 +207,7 @@ def load_vae(source: ModelSource, device: torch.device, dtype: torch.dtype):
 
     try:
         if source.kind == "file":
-            vae = _from_single_file(source).vae
+            vae = _from_single_file(AutoencoderKL, source, "vae", dtype)
         else:
             vae = AutoencoderKL.from_pretrained(source.path, subfolder="vae", torch_dtype=dtype)
     except ModelError:
@@ -206,22 +217,20 @@ def load_vae(source: ModelSource, device: torch.device, dtype: torch.dtype):
     return vae.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
-def _from_single_file(source: ModelSource):
-    """A single .safetensors/.ckpt checkpoint, converted by diffusers' `from_single_file`.
+def _from_single_file(model_class, source: ModelSource, component: str, dtype: torch.dtype):
+    """One component of a single .safetensors/.ckpt checkpoint, converted by diffusers.
 
-    diffusers needs the configs of the checkpoint's base model; it finds them in the
-    Hugging Face cache or downloads them once.
+    diffusers needs the configs of the checkpoint's base model: from `source.config`
+    (a diffusers folder or hub id) when given, else it infers the model and fetches its
+    configs from the Hub or the Hugging Face cache.
     """
-    from diffusers import StableDiffusionPipeline
-
     try:
-        return StableDiffusionPipeline.from_single_file(
-            str(source.path), safety_checker=None, requires_safety_checker=False
-        )
+        kwargs = {"config": source.config, "subfolder": component} if source.config else {}
+        return model_class.from_single_file(str(source.path), torch_dtype=dtype, **kwargs)
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         raise ModelError(
-            f"cannot load the checkpoint {source.path}: {reason}",
-            hint="diffusers needs the base model's configs from the Hub or its cache; "
-            "offline, convert the checkpoint to a diffusers folder elsewhere and pass that folder",
+            f"cannot load the {component} from the checkpoint {source.path}: {reason}",
+            hint="check that it is a Stable Diffusion v1.x checkpoint; offline, pass the configs of its "
+            "base model with --model-config DIR (a diffusers folder of the same architecture)",
         ) from None

@@ -54,7 +54,7 @@ def run(
         raise InputError(f"reference image {image} is a folder", hint="pass one image file")
     project.check_writable()
     with project.lock():
-        source = resolve_model(model.model)
+        source = resolve_model(model.model, config=model.model_config)
         device = resolve_device(model.device)
         dtype = resolve_dtype(model.dtype, device)
         settings = {**config.settings(), "dtype": dtype_name(dtype)}

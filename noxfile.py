@@ -1,0 +1,29 @@
+"""Set-up and checks in fresh virtual environments: `nox -s tests`, `nox -s demo`.
+
+Each session installs torch first, pinned: on a machine without torch, a bare `torch`
+requirement would pull a multi-GB CUDA build. Here `torch==2.13.0` is the CPU build
+that lies on disk; elsewhere it is pip's default build for the platform.
+"""
+
+import nox
+
+TORCH = "torch==2.13.0"
+
+nox.options.sessions = ["tests"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Install live with its test extras and run the test suite."""
+    session.install(TORCH)
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Install live and run `live demo` on the tiny model (random weights: plumbing, not a real edit)."""
+    session.install(TORCH)
+    session.install(".")
+    session.run("live", "demo", "--out", "live-demo", *session.posargs)
+    session.run("live", "status", "-p", "live-demo/demo.live")

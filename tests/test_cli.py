@@ -1,0 +1,109 @@
+"""What users see: help, version, status, demo, errors and the debug switch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import PREPARE_ARGS
+from livecli import __version__
+
+
+def test_version_from_the_console_script_and_python_m():
+    console_script = Path(sys.executable).with_name("live")  # installed beside this Python
+    for command in ([str(console_script), "--version"], [sys.executable, "-m", "livecli", "--version"]):
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == f"live {__version__}"
+
+
+def test_top_level_help_lists_the_commands(cli):
+    result = cli("--help")
+    assert result.code == 0
+    for command in ("prepare", "status", "demo"):
+        assert command in result.out
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("prepare", ["--prompt", "--object", "--project", "--model", "--frames", "--size", "--stride", "--start", "--device", "--dtype", "--force", "Examples:", "multiple of 8"]),
+        ("status", ["--project", "--json", "Examples:"]),
+        ("demo", ["--out", "tiny model is random"]),
+    ],
+)
+def test_command_help_shows_every_flag_and_examples(cli, command, expected):
+    result = cli(command, "--help")
+    assert result.code == 0
+    for text in expected:
+        assert text in result.out, text
+
+
+def test_a_usage_error_exits_2_without_traceback(cli, clip, image):
+    result = cli("prepare", clip, image)
+    assert result.code == 2
+    assert "--prompt" in result.err and "Traceback" not in result.err
+
+
+def test_status_table_and_json(cli, clip, image):
+    assert cli("prepare", clip, image, *PREPARE_ARGS).code == 0
+    table = cli("status")
+    assert table.code == 0
+    assert "prepare" in table.out and "done" in table.out
+
+    result = cli("status", "--json")
+    data = json.loads(result.out)
+    assert data["project"].endswith("clip.live")
+    [stage] = data["stages"]
+    assert stage["stage"] == "prepare" and stage["state"] == "done" and stage["bytes"] > 0
+
+    clip.write_bytes(clip.read_bytes() + b"\0")  # the source changed under the project
+    [stage] = json.loads(cli("status", "--json", "-p", "clip.live").out)["stages"]
+    assert stage["state"] == "stale" and "clip.mp4 changed" in stage["reason"]
+
+
+def test_status_without_a_project_names_the_fix(cli, tmp_path):
+    result = cli("status")
+    assert result.code == 1
+    assert result.error_lines == ["error: no live project in the current directory"]
+    assert "live prepare" in result.err
+    Path("a.live").mkdir()
+    Path("a.live/live.toml").write_text("schema = 1\n")
+    Path("b.live").mkdir()
+    Path("b.live/live.toml").write_text("schema = 1\n")
+    assert cli("status").error_lines == ["error: several live projects here: a.live, b.live"]
+    assert cli("status", "-p", tmp_path / "c.live").error_lines[0].startswith("error: no live project at")
+
+
+def test_live_debug_shows_the_traceback(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("LIVE_DEBUG", "1")
+    result = cli("status", "-p", tmp_path / "none.live")
+    assert result.code == 1 and "Traceback" in result.err and "error: no live project" in result.err
+
+
+def test_user_config_supplies_the_default_model(cli, clip, image, monkeypatch, tmp_path):
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "config.toml").write_text('model = "tiny"\ndevice = "cpu"\n')
+    monkeypatch.setenv("LIVE_CONFIG_DIR", str(config))
+    args = [a for a in PREPARE_ARGS]
+    del args[args.index("--model") : args.index("--model") + 2]
+    result = cli("prepare", clip, image, *args)
+    assert result.code == 0, result.err
+    (config / "config.toml").write_text("model = [broken")
+    result = cli("prepare", clip, image, *args)
+    assert result.code == 1 and "config.toml cannot be read" in result.error_lines[0]
+
+
+def test_demo_runs_and_a_second_run_redoes_nothing(cli, tmp_path):
+    result = cli("demo", "--out", tmp_path / "demo")
+    assert result.code == 0, result.err
+    project = tmp_path / "demo" / "demo.live"
+    assert (project / "prepare" / "latents.safetensors").is_file()
+    assert (tmp_path / "demo" / "demo.mp4").is_file() and (tmp_path / "demo" / "reference.png").is_file()
+    again = cli("demo", "--out", tmp_path / "demo")
+    assert again.code == 0 and "prepare: up to date" in again.err
