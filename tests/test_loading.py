@@ -63,6 +63,22 @@ def test_a_saved_folder_is_a_model(tmp_path, tiny_sd):
     assert source.manifest_entry()["path"] == str((tmp_path / "sd").resolve())
 
 
+def test_a_hub_id_in_the_cache_loads_offline_and_records_its_commit(tmp_path, tiny_sd, monkeypatch):
+    import huggingface_hub.constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--someone--tiny-sd"
+    tiny_sd.save_pretrained(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    source = resolve_model("someone/tiny-sd")
+    assert (source.kind, source.revision) == ("hub", commit)
+    assert source.path == repo / "snapshots" / commit
+    assert source.manifest_entry() == {"id": "someone/tiny-sd", "kind": "hub", "revision": commit}
+    assert load_vae(source, torch.device("cpu"), torch.float32).config.latent_channels == 4
+
+
 def test_hub_id_without_network_fails_in_one_line_with_the_offline_hint():
     with pytest.raises(ModelError) as error:
         resolve_model("CompVis/stable-diffusion-v1-4")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,6 +18,7 @@ from typing import Literal
 import torch
 
 from livecli.errors import ConfigError, ModelError
+from livecli.progress import say
 from livecli.models.tiny import TINY_VERSION, tiny_model_dir
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
@@ -73,7 +73,6 @@ def quiet_libraries() -> None:
     """diffusers and transformers talk on their own loggers and bars; `live` has its own."""
     for name in ("diffusers", "transformers", "huggingface_hub", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         import diffusers.utils.logging as diffusers_logging
         import transformers.utils.logging as transformers_logging
@@ -141,10 +140,23 @@ def _download(repo_id: str, revision: str | None) -> ModelSource:
         "with no network, download the model elsewhere and pass its folder: --model /path/to/stable-diffusion-v1-4 "
         "(or set HF_HUB_OFFLINE=1 to use what the Hugging Face cache holds)"
     )
+    def fetch(weights: list[str], local_only: bool) -> Path | None:
+        folder = Path(
+            snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_FILES + weights, local_files_only=local_only)
+        )
+        return folder if all((folder / name).is_file() for name in weights) else None
+
+    # The cache first: no network call on every run, and a model that stays what it was.
+    for weights in _HUB_WEIGHTS.values():
+        try:
+            if folder := fetch(weights, local_only=True):
+                return ModelSource(repo_id, "hub", folder, folder.name)
+        except (LocalEntryNotFoundError, OSError, ValueError):
+            pass
+    say(f"downloading {repo_id} from the Hugging Face Hub into its cache (once)")
     try:
         for weights in _HUB_WEIGHTS.values():
-            folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_FILES + weights))
-            if all((folder / name).is_file() for name in weights):
+            if folder := fetch(weights, local_only=False):
                 return ModelSource(repo_id, "hub", folder, folder.name)
     except RepositoryNotFoundError:
         raise ModelError(
