@@ -96,6 +96,14 @@ def report(result: StageResult, summary: str) -> None:
         )
 
 
+def _prepared(result: StageResult) -> str:
+    settings, facts = result.record.settings, result.record.facts
+    return (
+        f"{settings['frames']} frames {settings['size']}×{settings['size']}, "
+        f"latents {facts['frames_shape']} + reference {facts['reference_shape']}"
+    )
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -127,8 +135,7 @@ def prepare(
     config = PrepareConfig(prompt=prompt, object=object_, frames=frames, size=size, stride=stride, start=start)
     target = Project(project or default_project_dir(clip))
     result = stage.run(target, config, clip, image, resolve_model_config(model, device, dtype, model_config_), force=force)
-    facts = result.record.facts
-    report(result, f"{config.frames} frames {config.size}×{config.size}, latents {facts['frames_shape']} + reference {facts['reference_shape']}")
+    report(result, _prepared(result))
 
 
 @app.command(epilog="Examples:\n\n  live status\n\n  live status -p clip.live --json")
@@ -167,7 +174,7 @@ def demo(
 
     made = sample.run(out_dir)
     console.print(f"[bold]demo[/]: sample clip {escape(_where(made.clip))}, reference {escape(_where(made.image))}", soft_wrap=True)
-    report(made.prepare, "8 frames encoded")
+    report(made.prepare, _prepared(made.prepare))
     console.print(f"project: {escape(_where(made.project.root))}  (see `live status -p {escape(_where(made.project.root))}`)", soft_wrap=True)
 
 
