@@ -30,3 +30,9 @@ class ProjectError(LiveError):
 
 class ModelError(LiveError):
     """A model cannot be found, downloaded or loaded."""
+
+
+def reason(exc: BaseException) -> str:
+    """A library exception in one line: its OS error text, first message line, or class name."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.strip().splitlines()[0] if text.strip() else exc.__class__.__name__

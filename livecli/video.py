@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from livecli.errors import InputError
+from livecli.errors import InputError, reason
 
 IMAGE_FOLDER_FPS = 8.0
 """Frame rate given to a folder of images, which carries none."""
@@ -123,7 +123,7 @@ def _sample_video(clip, frames, size, stride, start, advance) -> SampledClip:
         container = av.open(str(clip))
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
         raise InputError(
-            f"{clip} is not a video that FFmpeg can decode ({_reason(exc)})",
+            f"{clip} is not a video that FFmpeg can decode ({reason(exc)})",
             hint="pass a video file (mp4, mov, webm, mkv, gif) or a folder of frames",
         ) from None
     with container:
@@ -155,7 +155,7 @@ def _sample_video(clip, frames, size, stride, start, advance) -> SampledClip:
                     break
         except av.error.FFmpegError as exc:
             raise InputError(
-                f"{clip} is damaged: decoding failed after {seen} frames ({_reason(exc)})",
+                f"{clip} is damaged: decoding failed after {seen} frames ({reason(exc)})",
                 hint="re-encode or re-download the clip",
             ) from None
     if len(picked) < frames:
@@ -173,10 +173,6 @@ def _upright(frame: av.VideoFrame) -> Image.Image:
     image = frame.to_image()
     degrees = round((getattr(frame, "rotation", 0) or 0) / 90) * 90 % 360
     return image.transpose(_ROTATIONS[degrees]) if degrees else image
-
-
-def _reason(exc: Exception) -> str:
-    return getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
 
 
 # --------------------------------------------------------------------------- writing

@@ -9,9 +9,6 @@ import pytest
 
 from clips import write_clip, write_image
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_environment(tmp_path_factory):
     """Tests never touch the user's cache or config, and never reach a model hub."""

@@ -15,4 +15,7 @@ def tree_digest(folder: Path) -> dict[str, str]:
     }
 
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+"""Real clips beside the checkout; tests that use them skip when it is absent."""
+
 PREPARE_ARGS = ("--prompt", "a jeep car is moving on the road", "--object", "car", "--model", "tiny", "--frames", "8", "--size", "64")

@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from clips import write_clip
-from helpers import PREPARE_ARGS, tree_digest
+from helpers import PREPARE_ARGS, SHARED_DATA, tree_digest
 from livecli.models.vae import images_to_tensor
 from livecli.store import MANIFEST, read_toml, sha256_file, write_toml
 
@@ -219,11 +219,9 @@ def test_a_failed_first_prepare_leaves_no_folder_behind(cli, clip, tmp_path):
     assert not PROJECT.exists()
 
 
-@pytest.mark.skipif(not Path(__file__).resolve().parents[2].joinpath("shared/data/videos").is_dir(), reason="no shared/data")
+@pytest.mark.skipif(not (SHARED_DATA / "videos").is_dir(), reason="no shared/data beside the checkout")
 @pytest.mark.parametrize(("clip_name", "stride"), [("car-turn.mp4", 6), ("rabbit-jump_frames", 1), ("man-skiing.mp4", 2)])
 def test_real_clips(cli, image, clip_name, stride):
-    from conftest import SHARED_DATA
-
     result = cli("prepare", SHARED_DATA / "videos" / clip_name, image, *PREPARE_ARGS, "--stride", str(stride))
     assert result.code == 0, result.err
     project = Path(f"{Path(clip_name).stem}.live")

@@ -17,7 +17,7 @@ from typing import Literal
 
 import torch
 
-from livecli.errors import ConfigError, ModelError
+from livecli.errors import ConfigError, ModelError, reason
 from livecli.progress import say
 from livecli.models.tiny import TINY_VERSION, tiny_model_dir
 
@@ -164,8 +164,7 @@ def _download(repo_id: str, revision: str | None) -> ModelSource:
             hint="check the id, log in with `hf auth login` for a gated model, or pass a local folder",
         ) from None
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise ModelError(f"cannot download model {repo_id!r} from the Hugging Face Hub: {reason}", hint=offline_hint) from None
+        raise ModelError(f"cannot download model {repo_id!r} from the Hugging Face Hub: {reason(exc)}", hint=offline_hint) from None
     raise ModelError(
         f"model {repo_id!r} has no diffusers weights for its text encoder, UNet and VAE",
         hint="pass a Stable Diffusion v1.x model in diffusers format",
@@ -206,9 +205,8 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 def _load_error(source: ModelSource, component: str, exc: Exception) -> ModelError:
-    reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
     return ModelError(
-        f"cannot load the {component} of model {source.id}: {reason}",
+        f"cannot load the {component} of model {source.id}: {reason(exc)}",
         hint="check that --model is a Stable Diffusion v1.x model (diffusers folder, hub id or single file)",
     )
 
@@ -240,9 +238,8 @@ def _from_single_file(model_class, source: ModelSource, component: str, dtype: t
         kwargs = {"config": source.config, "subfolder": component} if source.config else {}
         return model_class.from_single_file(str(source.path), torch_dtype=dtype, **kwargs)
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         raise ModelError(
-            f"cannot load the {component} from the checkpoint {source.path}: {reason}",
+            f"cannot load the {component} from the checkpoint {source.path}: {reason(exc)}",
             hint="check that it is a Stable Diffusion v1.x checkpoint; offline, pass the configs of its "
             "base model with --model-config DIR (a diffusers folder of the same architecture)",
         ) from None
