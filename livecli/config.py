@@ -60,9 +60,9 @@ class ModelConfig:
         if not self.model.strip():
             raise ConfigError("--model is empty", hint="pass a hub id, a folder, a file or 'tiny'")
         if self.device not in DEVICES:
-            raise ConfigError(f"--device {self.device!r} is not one of {', '.join(DEVICES)}")
+            raise ConfigError(f"--device {self.device!r} is not one of {', '.join(DEVICES)}", hint="--device auto picks the best one")
         if self.dtype not in DTYPES:
-            raise ConfigError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+            raise ConfigError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}", hint="--dtype auto picks fp16 on a GPU, fp32 on the CPU")
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class PrepareConfig:
                 hint="--object must be one of the prompt's words: " + ", ".join(prompt_words(self.prompt)),
             )
         if self.frames < 1:
-            raise ConfigError(f"--frames must be at least 1, got {self.frames}")
+            raise ConfigError(f"--frames must be at least 1, got {self.frames}", hint="the paper trains on 8 frames (the default)")
         if self.size < 8 or self.size % 8:
             lower = max(8, self.size // 8 * 8)
             raise ConfigError(
@@ -93,9 +93,9 @@ class PrepareConfig:
                 hint=f"try --size {lower} or --size {lower + 8}",
             )
         if self.stride < 1:
-            raise ConfigError(f"--stride must be at least 1, got {self.stride}")
+            raise ConfigError(f"--stride must be at least 1, got {self.stride}", hint="--stride 1 takes every frame")
         if self.start < 0:
-            raise ConfigError(f"--start must be 0 or more seconds, got {self.start}")
+            raise ConfigError(f"--start must be 0 or more seconds, got {self.start:g}", hint="--start 0 begins at the first frame")
 
     def settings(self) -> dict[str, Any]:
         return asdict(self)

@@ -127,6 +127,7 @@ def _sample_video(clip, frames, size, stride, start, advance) -> SampledClip:
             hint="pass a video file (mp4, mov, webm, mkv, gif) or a folder of frames",
         ) from None
     with container:
+        length = container.duration / av.time_base if container.duration else None
         if not container.streams.video:
             raise InputError(f"{clip} has no video stream", hint="pass a video file or a folder of frames")
         stream = container.streams.video[0]
@@ -159,6 +160,11 @@ def _sample_video(clip, frames, size, stride, start, advance) -> SampledClip:
                 hint="re-encode or re-download the clip",
             ) from None
     if len(picked) < frames:
+        if seen == 0 and length is not None and start >= length:
+            raise InputError(
+                f"{clip} lasts {length:.1f} s: nothing to sample from --start {start:g}",
+                hint=f"pass a --start below {length:.1f}",
+            )
         if seen == 0:
             raise InputError(
                 f"{clip} has no frame that can be decoded" + (f" after {start:g} s" if start else ""),

@@ -139,3 +139,9 @@ def test_mp4_and_gif_round_trip(tmp_path):
     write_gif(frames, tmp_path / "e.gif", fps=10)
     with Image.open(tmp_path / "e.gif") as gif:
         assert gif.n_frames == 6 and gif.info["duration"] == 100 and gif.info["loop"] == 0
+
+
+def test_a_start_after_the_end_says_how_long_the_clip_is(tmp_path):
+    clip = write_clip(tmp_path / "c.mp4", frames=12, fps=10)
+    with pytest.raises(InputError, match=r"lasts 1\.2 s: nothing to sample from --start 100"):
+        sample_frames(clip, frames=2, size=32, start=100)
