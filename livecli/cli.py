@@ -42,10 +42,10 @@ ProjectOpt = Annotated[
 ]
 ModelOpt = Annotated[
     Optional[str],
-    typer.Option("--model", help=help_for(ModelConfig, "model") + f" [default: {DEFAULT_MODEL}]", show_default=False),
+    typer.Option("--model", help=help_for(ModelConfig, "model") + escape(f" [default: {DEFAULT_MODEL}]"), show_default=False),
 ]
 ModelConfigOpt = Annotated[Optional[str], typer.Option("--model-config", help=help_for(ModelConfig, "model_config"), show_default=False)]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help=help_for(ModelConfig, "device") + " [default: auto]", show_default=False)]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help=help_for(ModelConfig, "device") + escape(" [default: auto]"), show_default=False)]
 DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help=help_for(ModelConfig, "dtype"), show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Run the stage again even when it is up to date.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]

@@ -31,7 +31,7 @@ def test_top_level_help_lists_the_commands(cli):
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        ("prepare", ["--prompt", "--object", "--project", "--model", "--frames", "--size", "--stride", "--start", "--device", "--dtype", "--force", "Examples:", "multiple of 8"]),
+        ("prepare", ["--prompt", "--object", "--project", "--model", "--frames", "--size", "--stride", "--start", "--device", "--dtype", "--force", "Examples:", "multiple of 8", "[default: CompVis/stable-diffusion-v1-4]", "[default: auto]"]),
         ("status", ["--project", "--json", "Examples:"]),
         ("demo", ["--out", "tiny model is random"]),
     ],
