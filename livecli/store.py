@@ -229,11 +229,11 @@ class Project:
             raise ProjectError(f"{self.root} is a file, not a project folder", hint="pass a folder with -p")
 
     def update_manifest(self, **values: Any) -> None:
-        data = self.manifest() if self.exists() else {}
-        data.update(values)
-        data["schema"] = SCHEMA
-        data["live_version"] = __version__
-        write_toml(self.manifest_path, data)
+        """Merge `values` into the manifest; an unchanged manifest is not rewritten."""
+        old = self.manifest() if self.exists() else {}
+        new = _drop_none({**old, **values, "schema": SCHEMA, "live_version": __version__})
+        if new != old:
+            write_toml(self.manifest_path, new)
 
     # -- stages
 

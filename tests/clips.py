@@ -41,11 +41,16 @@ def write_clip(
     rotation: int | None = None,
     audio: bool = False,
     marker: bool = False,
+    codec: str = "libx264",
 ) -> Path:
-    """An H.264 mp4; `times` (seconds) makes the frame rate variable."""
+    """An H.264 mp4; `times` (seconds) makes the frame rate variable.
+
+    Odd sizes are stored as yuv444p: 4:2:0 chroma needs even ones.
+    """
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         if times is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
         if rotation is not None:

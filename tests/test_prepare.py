@@ -62,6 +62,7 @@ def test_prepare_writes_frames_latents_and_manifest(cli, clip, image, tiny_sd):
 
 def test_the_same_command_again_is_up_to_date_and_encodes_nothing(cli, prepared, clip, image, monkeypatch):
     before = tree_digest(prepared)
+    manifest_written = (prepared / MANIFEST).stat().st_mtime_ns
 
     def must_not_encode(*args, **kwargs):
         raise AssertionError("encoded again")
@@ -72,6 +73,7 @@ def test_the_same_command_again_is_up_to_date_and_encodes_nothing(cli, prepared,
     assert result.code == 0, result.err
     assert "prepare: up to date" in result.err
     assert tree_digest(prepared) == before
+    assert (prepared / MANIFEST).stat().st_mtime_ns == manifest_written
 
 
 def test_changed_settings_or_force_run_again(cli, prepared, clip, image):

@@ -19,6 +19,20 @@ def test_sampling_takes_every_stride_th_frame(tmp_path):
     assert sampled.fps == pytest.approx(10 / 3)
 
 
+@pytest.mark.parametrize(("name", "codec"), [("c.mov", "libx264"), ("c.mkv", "mpeg4"), ("c.webm", "libvpx-vp9")])
+def test_other_containers_and_codecs(tmp_path, name, codec):
+    clip = write_clip(tmp_path / name, frames=6, codec=codec)
+    assert [index_of(f) for f in sample_frames(clip, frames=3, size=32, stride=2).frames] == [0, 2, 4]
+
+
+def test_a_gif_clip(tmp_path):
+    frames = [Image.fromarray(frame_array(i, 48, 48)) for i in range(6)]
+    write_gif(frames, tmp_path / "c.gif", fps=10)
+    sampled = sample_frames(tmp_path / "c.gif", frames=3, size=32, stride=2)
+    assert [index_of(f) for f in sampled.frames] == [0, 2, 4]
+    assert sampled.fps == pytest.approx(5, rel=0.05)
+
+
 def test_sampling_starts_at_the_given_time(tmp_path):
     clip = write_clip(tmp_path / "c.mp4", frames=12, fps=10)
     sampled = sample_frames(clip, frames=3, size=32, stride=2, start=0.5)
@@ -27,9 +41,12 @@ def test_sampling_starts_at_the_given_time(tmp_path):
 
 @pytest.mark.parametrize(("width", "height"), [(97, 61), (50, 90), (64, 64)])
 def test_odd_sizes_are_resized_on_the_short_side_and_centre_cropped(tmp_path, width, height):
-    clip = write_clip(tmp_path / "c.mp4", frames=2, width=width + width % 2, height=height + height % 2)
+    clip = write_clip(tmp_path / "c.mp4", frames=2, width=width, height=height)
+    with av.open(str(clip)) as container:
+        assert (container.streams.video[0].width, container.streams.video[0].height) == (width, height)
     sampled = sample_frames(clip, frames=2, size=40)
     assert all(f.size == (40, 40) for f in sampled.frames)
+    assert [index_of(f) for f in sampled.frames] == [0, 1]
 
 
 def test_fit_square_keeps_the_centre():
