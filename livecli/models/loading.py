@@ -18,8 +18,8 @@ from typing import Literal
 import torch
 
 from livecli.errors import ConfigError, ModelError, reason
-from livecli.progress import say
 from livecli.models.tiny import TINY_VERSION, tiny_model_dir
+from livecli.progress import say
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 
@@ -140,6 +140,7 @@ def _download(repo_id: str, revision: str | None) -> ModelSource:
         "with no network, download the model elsewhere and pass its folder: --model /path/to/stable-diffusion-v1-4 "
         "(or set HF_HUB_OFFLINE=1 to use what the Hugging Face cache holds)"
     )
+
     def fetch(weights: list[str], local_only: bool) -> Path | None:
         folder = Path(
             snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_FILES + weights, local_files_only=local_only)
