@@ -14,8 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from livecli import __version__
-from livecli.config import DEFAULT_MODEL, ModelConfig, PrepareConfig, help_for, resolve_model_config
-from livecli.errors import LiveError
+from livecli.config import DEFAULT_MODEL, DEFAULT_TOKEN, ModelConfig, PrepareConfig, TrainConfig, help_for, resolve_model_config
+from livecli.errors import ConfigError, Interrupted, LiveError
 from livecli.progress import console
 from livecli.stages import StageResult
 from livecli.store import Project, default_project_dir, find_project
@@ -104,6 +104,24 @@ def _prepared(result: StageResult) -> str:
     )
 
 
+def _trained(result: StageResult) -> str:
+    facts = result.record.facts
+    before, after = facts["fixed_draw_loss_before"], facts["fixed_draw_loss_after"]
+    return (
+        f"{result.record.settings['steps']} steps, token {facts['token']}; loss on fixed draws: "
+        f"video {before['video']:.4f} -> {after['video']:.4f}, image {before['text']:.4f} -> {after['text']:.4f}"
+    )
+
+
+def _model(target: Project, model: str | None, model_config: str | None, device: str | None, dtype: str | None) -> ModelConfig:
+    """--model, else the project's model, else the user's config.toml, else the default."""
+    if model is None and target.exists():
+        entry = target.manifest().get("model", {})
+        model = entry.get("path") or entry.get("id")
+        model_config = model_config or entry.get("config")
+    return resolve_model_config(model, device, dtype, model_config)
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -134,8 +152,82 @@ def prepare(
 
     config = PrepareConfig(prompt=prompt, object=object_, frames=frames, size=size, stride=stride, start=start)
     target = Project(project or default_project_dir(clip))
-    result = stage.run(target, config, clip, image, resolve_model_config(model, device, dtype, model_config_), force=force)
+    result = stage.run(target, config, clip, image, _model(target, model, model_config_, device, dtype), force=force)
     report(result, _prepared(result))
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    '  live train clip.mp4 dog.jpg --prompt "a man riding a motorcycle" --object motorcycle\n\n'
+    "  live train -p clip.live --steps 800      (continues a finished 500-step run)\n\n"
+    '  live train clip.mp4 ref.png --prompt "a jeep car is moving on the road" --object car --model tiny --size 64 --steps 60\n\n'
+    "Ctrl-C saves a checkpoint after the current step; the same command resumes from it.",
+)
+def train(
+    clip: Annotated[Optional[Path], typer.Argument(help="The video, to prepare first (else the project's prepared frames are used).", show_default=False)] = None,
+    image: Annotated[Optional[Path], typer.Argument(help="The reference image, with CLIP.", show_default=False)] = None,
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help=help_for(PrepareConfig, "prompt"), show_default=False, rich_help_panel="Preparing (with CLIP IMAGE)")] = None,
+    object_: Annotated[Optional[str], typer.Option("--object", help=help_for(PrepareConfig, "object"), show_default=False, rich_help_panel="Preparing (with CLIP IMAGE)")] = None,
+    frames: Annotated[int, typer.Option(help=help_for(PrepareConfig, "frames"), rich_help_panel="Preparing (with CLIP IMAGE)")] = 8,
+    size: Annotated[int, typer.Option(help=help_for(PrepareConfig, "size"), rich_help_panel="Preparing (with CLIP IMAGE)")] = 512,
+    stride: Annotated[int, typer.Option(help=help_for(PrepareConfig, "stride"), rich_help_panel="Preparing (with CLIP IMAGE)")] = 1,
+    start: Annotated[float, typer.Option(help=help_for(PrepareConfig, "start"), rich_help_panel="Preparing (with CLIP IMAGE)")] = 0.0,
+    project: ProjectOpt = None,
+    model: ModelOpt = None,
+    model_config_: ModelConfigOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    steps: Annotated[int, typer.Option(help=help_for(TrainConfig, "steps"))] = 500,
+    lr: Annotated[float, typer.Option(help=help_for(TrainConfig, "lr"))] = 3e-5,
+    ti_lr: Annotated[float, typer.Option("--ti-lr", help=help_for(TrainConfig, "ti_lr"))] = 5e-3,
+    text_weight: Annotated[float, typer.Option("--lambda", help=help_for(TrainConfig, "text_weight"))] = 1.0,
+    token: Annotated[str, typer.Option(help=help_for(TrainConfig, "token"))] = DEFAULT_TOKEN,
+    seed: Annotated[int, typer.Option(help=help_for(TrainConfig, "seed"))] = 33,
+    checkpoint_every: Annotated[int, typer.Option(help=help_for(TrainConfig, "checkpoint_every"))] = 100,
+    mixed_precision: Annotated[str, typer.Option(help=help_for(TrainConfig, "mixed_precision"))] = "no",
+    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help=help_for(TrainConfig, "gradient_checkpointing"))] = False,
+    weight_decay: Annotated[float, typer.Option(help=help_for(TrainConfig, "weight_decay"))] = 1e-2,
+    max_grad_norm: Annotated[float, typer.Option(help=help_for(TrainConfig, "max_grad_norm"))] = 1.0,
+    force: Annotated[bool, typer.Option("--force", help="Train again from step 0, even when up to date or a checkpoint exists.")] = False,
+) -> None:
+    """Fine-tune the video UNet, the latent prompt and the learned token on the project.
+
+    Given CLIP and IMAGE, prepares them first (when missing or stale). A run with the same settings continues from its last checkpoint; other settings train afresh.
+    """
+    from livecli.stages import prepare as prepare_stage
+    from livecli.stages import train as stage
+
+    config = TrainConfig(
+        steps=steps,
+        lr=lr,
+        ti_lr=ti_lr,
+        text_weight=text_weight,
+        token=token,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        mixed_precision=mixed_precision,
+        gradient_checkpointing=gradient_checkpointing,
+        weight_decay=weight_decay,
+        max_grad_norm=max_grad_norm,
+    )
+    if clip is not None and image is None:
+        raise ConfigError("CLIP needs IMAGE: pass both, or neither to train on the project's prepared frames", hint="live train CLIP IMAGE --prompt TEXT --object WORD")
+    if clip is None:
+        if prompt is not None or object_ is not None:
+            raise ConfigError("--prompt and --object go with CLIP IMAGE", hint="pass CLIP IMAGE too, or leave them out to train the project as prepared")
+        target = find_project(project)
+        models = _model(target, model, model_config_, device, dtype)
+        prepared = prepare_stage.refresh(target, models)
+    else:
+        if prompt is None or object_ is None:
+            raise ConfigError("CLIP IMAGE need --prompt and --object", hint='e.g. --prompt "a man riding a motorcycle" --object motorcycle')
+        target = Project(project or default_project_dir(clip))
+        models = _model(target, model, model_config_, device, dtype)
+        prepare_config = PrepareConfig(prompt=prompt, object=object_, frames=frames, size=size, stride=stride, start=start)
+        prepared = prepare_stage.run(target, prepare_config, clip, image, models)
+    report(prepared, _prepared(prepared))
+    result = stage.run(target, config, models, force=force)
+    report(result, _trained(result))
 
 
 @app.command(epilog="Examples:\n\n  live status\n\n  live status -p clip.live --json")
@@ -202,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         _print_error(exc.message, exc.hint)
         return 1
+    except Interrupted as exc:
+        console.print(f"[yellow]interrupted[/]: {escape(exc.message)}", soft_wrap=True)
+        return INTERRUPTED
     except (KeyboardInterrupt, typer.Abort):
         if debug:
             traceback.print_exc()

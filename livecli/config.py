@@ -101,6 +101,54 @@ class PrepareConfig:
         return asdict(self)
 
 
+MIXED_PRECISION = ("no", "fp16", "bf16")
+DEFAULT_TOKEN = "<@#$>"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = field(default=500, metadata=_help("Training steps, each one video step and one image step (the paper: 500–600)."))
+    lr: float = field(default=3e-5, metadata=_help("Learning rate of the attention queries, temporal attentions and latent prompt."))
+    ti_lr: float = field(default=5e-3, metadata=_help("Learning rate of the learned token's embedding (textual inversion)."))
+    text_weight: float = field(default=1.0, metadata=_help("λ in L = L_unet + λ·L_text: the weight of the textual-inversion loss."))
+    token: str = field(default=DEFAULT_TOKEN, metadata=_help("The placeholder string that learns the reference object."))
+    seed: int = field(default=33, metadata=_help("Seed of the noise, timesteps and new weights: equal seeds give equal runs."))
+    checkpoint_every: int = field(default=100, metadata=_help("Save a resumable checkpoint every N steps (and on Ctrl-C)."))
+    mixed_precision: str = field(default="no", metadata=_help("no, fp16 (GPU) or bf16: compute precision of the forward passes."))
+    gradient_checkpointing: bool = field(default=False, metadata=_help("Recompute activations in the backward pass: less memory, ~10–20 % slower."))
+    weight_decay: float = field(default=1e-2, metadata=_help("AdamW weight decay."))
+    max_grad_norm: float = field(default=1.0, metadata=_help("Clip the video objective's gradient to this norm."))
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"--steps must be at least 1, got {self.steps}", hint="the paper trains 500 steps (the default)")
+        for flag, value in (("--lr", self.lr), ("--ti-lr", self.ti_lr)):
+            if not value > 0:
+                raise ConfigError(f"{flag} must be a positive number, got {value:g}", hint="the defaults are --lr 3e-5 --ti-lr 5e-3")
+        if not self.text_weight >= 0:
+            raise ConfigError(f"--lambda must be 0 or more, got {self.text_weight:g}", hint="--lambda 1 weighs both objectives equally")
+        if self.checkpoint_every < 1:
+            raise ConfigError(f"--checkpoint-every must be at least 1, got {self.checkpoint_every}", hint="e.g. --checkpoint-every 100")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(
+                f"--mixed-precision {self.mixed_precision!r} is not one of {', '.join(MIXED_PRECISION)}",
+                hint="--mixed-precision fp16 on a GPU, no on the CPU",
+            )
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"--weight-decay must be 0 or more, got {self.weight_decay:g}", hint="the default is 1e-2")
+        if not self.max_grad_norm > 0:
+            raise ConfigError(f"--max-grad-norm must be positive, got {self.max_grad_norm:g}", hint="the default is 1.0")
+        if not self.token or any(c.isspace() for c in self.token):
+            raise ConfigError(f"--token must be one string without spaces, got {self.token!r}", hint=f"e.g. --token '{DEFAULT_TOKEN}'")
+
+    def settings(self) -> dict[str, Any]:
+        """What the trained result depends on (how often to checkpoint, or whether to
+        recompute activations, changes nothing in it)."""
+        values = asdict(self)
+        del values["checkpoint_every"], values["gradient_checkpointing"]
+        return values
+
+
 def prompt_words(prompt: str) -> list[str]:
     """The prompt's words, lower-cased, punctuation dropped."""
     return re.findall(r"[\w<>@#$*-]+", prompt.lower())

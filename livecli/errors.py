@@ -32,6 +32,18 @@ class ModelError(LiveError):
     """A model cannot be found, downloaded or loaded."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C, caught at a safe point: `message` says what was kept and how to go on.
+
+    Not a KeyboardInterrupt, which Typer would swallow into a bare exit code; `cli.main`
+    prints the message and exits 130 as for any Ctrl-C.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
 def reason(exc: BaseException) -> str:
     """A library exception in one line: its OS error text, first message line, or class name."""
     text = getattr(exc, "strerror", None) or str(exc)

@@ -19,12 +19,12 @@ def quiet() -> bool:
 
 def say(message: str) -> None:
     if not quiet():
-        console.print(message)
+        console.print(message, soft_wrap=True)
 
 
 @contextmanager
-def bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A progress bar; yields `advance(n=1)`. Hidden when LIVE_QUIET is set."""
+def bar(description: str, total: int, completed: int = 0) -> Iterator[Callable[..., None]]:
+    """A progress bar; yields `advance(n=1, description=None)`. Hidden when LIVE_QUIET is set."""
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -35,5 +35,5 @@ def bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
         disable=quiet(),
     )
     with progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n=1: progress.advance(task, n)
+        task = progress.add_task(description, total=total, completed=completed)
+        yield lambda n=1, description=None: progress.update(task, advance=n, description=description)

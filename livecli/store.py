@@ -46,9 +46,11 @@ SCHEMA = 1
 MANIFEST = "live.toml"
 RECORD = "record.toml"
 LOCK = ".lock"
+CHECKPOINTS = "checkpoints"
+"""Resumable state of unfinished (and the last finished) runs: `checkpoints/<stage>/`."""
 PROJECT_SUFFIX = ".live"
 
-STAGES = ("prepare",)
+STAGES = ("prepare", "train")
 """Stages in pipeline order; each later one reads the ones before it."""
 
 
@@ -265,10 +267,11 @@ class Project:
         return True
 
     @contextmanager
-    def staging(self, stage: str) -> Iterator[Path]:
+    def staging(self, stage: str, last: str = RECORD) -> Iterator[Path]:
         """A fresh folder to write a stage into; swapped in whole when the block succeeds.
 
-        The caller writes the outputs and then the record (`write_record`), last.
+        The caller writes the outputs and then the record (`write_record`), last; `last`
+        names that final file (a checkpoint ends with its own state file).
         On any exception, Ctrl-C included, the folder is removed and the stage's
         previous complete state is left as it was.
         """
@@ -278,8 +281,8 @@ class Project:
         tmp.mkdir(parents=True)
         try:
             yield tmp
-            if not (tmp / RECORD).is_file():
-                raise RuntimeError(f"stage {stage} wrote no {RECORD}")
+            if not (tmp / last).is_file():
+                raise RuntimeError(f"stage {stage} wrote no {last}")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -322,7 +325,7 @@ class Project:
         for stage in STAGES:
             record = self.record(stage)
             if record is None:
-                statuses.append(StageStatus(stage, "missing"))
+                statuses.append(StageStatus(stage, "missing", self._checkpoint_note(stage)))
                 continue
             folder = self.stage_dir(stage)
             reason = self._stale_reason(stage, record, sources)
@@ -337,6 +340,19 @@ class Project:
                 )
             )
         return statuses
+
+    def checkpoint_dir(self, stage: str) -> Path:
+        return self.root / CHECKPOINTS / stage
+
+    def _checkpoint_note(self, stage: str) -> str:
+        state = self.checkpoint_dir(stage) / "state.toml"
+        if not state.is_file():
+            return ""
+        try:
+            data = read_toml(state)
+            return f"stopped at step {data['step']} of {data['steps']}: run `live {stage}` again to resume"
+        except (tomllib.TOMLDecodeError, KeyError, UnicodeDecodeError):
+            return ""
 
     def _stale_reason(self, stage: str, record: Record, sources: dict[str, Any]) -> str:
         for name, digest in record.inputs.items():

@@ -58,11 +58,12 @@ def test_status_table_and_json(cli, clip, image):
     result = cli("status", "--json")
     data = json.loads(result.out)
     assert data["project"].endswith("clip.live")
-    [stage] = data["stages"]
+    stage, train = data["stages"]
+    assert train["stage"] == "train" and train["state"] == "missing"
     assert stage["stage"] == "prepare" and stage["state"] == "done" and stage["bytes"] > 0
 
     clip.write_bytes(clip.read_bytes() + b"\0")  # the source changed under the project
-    [stage] = json.loads(cli("status", "--json", "-p", "clip.live").out)["stages"]
+    stage, _ = json.loads(cli("status", "--json", "-p", "clip.live").out)["stages"]
     assert stage["state"] == "stale" and "clip.mp4 changed" in stage["reason"]
 
 

@@ -158,7 +158,7 @@ def test_status_marks_downstream_stale_when_upstream_is_redone(tmp_path, monkeyp
 def test_status_of_a_missing_stage(tmp_path):
     project = Project(tmp_path / "p.live")
     project.update_manifest()
-    assert [(s.stage, s.state) for s in project.status()] == [("prepare", "missing")]
+    assert [(s.stage, s.state) for s in project.status()] == [("prepare", "missing"), ("train", "missing")]
 
 
 def test_a_newer_schema_is_refused_naming_both_versions(tmp_path):

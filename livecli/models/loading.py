@@ -9,6 +9,8 @@ single file loads through the same `from_pretrained(folder)` code.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -59,6 +61,12 @@ class ModelSource:
     """Hub commit, or a digest of the local files, or the tiny model's version."""
     config: str | None = None
     """For a single file: the diffusers folder or hub id whose configs describe it."""
+
+    @property
+    def key(self) -> str:
+        """What fingerprints record: the model's location and revision (a local path absolute)."""
+        where = str(self.path) if self.kind in ("folder", "file") else self.id
+        return f"{where}@{self.revision}"
 
     def manifest_entry(self) -> dict[str, str]:
         entry = {"id": self.id, "kind": self.kind, "revision": self.revision}
@@ -228,7 +236,7 @@ def load_vae(source: ModelSource, device: torch.device, dtype: torch.dtype):
     return vae.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
-def _from_single_file(model_class, source: ModelSource, component: str, dtype: torch.dtype):
+def _from_single_file(model_class, source: ModelSource, component: str, dtype: torch.dtype, **extra):
     """One component of a single .safetensors/.ckpt checkpoint, converted by diffusers.
 
     diffusers needs the configs of the checkpoint's base model: from `source.config`
@@ -236,11 +244,69 @@ def _from_single_file(model_class, source: ModelSource, component: str, dtype: t
     configs from the Hub or the Hugging Face cache.
     """
     try:
-        kwargs = {"config": source.config, "subfolder": component} if source.config else {}
-        return model_class.from_single_file(str(source.path), torch_dtype=dtype, **kwargs)
+        kwargs = {"config": source.config} if source.config else {}
+        if source.config and component != "model":
+            kwargs["subfolder"] = component
+        return model_class.from_single_file(str(source.path), torch_dtype=dtype, **kwargs, **extra)
     except Exception as exc:
         raise ModelError(
             f"cannot load the {component} from the checkpoint {source.path}: {reason(exc)}",
             hint="check that it is a Stable Diffusion v1.x checkpoint; offline, pass the configs of its "
             "base model with --model-config DIR (a diffusers folder of the same architecture)",
         ) from None
+
+
+@functools.lru_cache(maxsize=1)
+def _single_file_pipeline(source: ModelSource, dtype: torch.dtype):
+    """All components of a single checkpoint, converted once (the VAE alone loads cheaper)."""
+    from diffusers import StableDiffusionPipeline
+
+    return _from_single_file(StableDiffusionPipeline, source, "model", dtype, safety_checker=None, requires_safety_checker=False)
+
+
+def load_unet(source: ModelSource, device: torch.device, dtype: torch.dtype):
+    """The model's UNet2DConditionModel, in eval mode with gradients off, on `device`."""
+    from diffusers import UNet2DConditionModel
+
+    try:
+        if source.kind == "file":
+            unet = _single_file_pipeline(source, dtype).unet
+        else:
+            unet = UNet2DConditionModel.from_pretrained(source.path, subfolder="unet", torch_dtype=dtype)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise _load_error(source, "UNet", exc) from None
+    return unet.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def load_text_encoder(source: ModelSource, device: torch.device, dtype: torch.dtype):
+    """(tokenizer, CLIP text encoder); the encoder in eval mode with gradients off."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    try:
+        if source.kind == "file":
+            pipeline = _single_file_pipeline(source, dtype)
+            tokenizer, encoder = copy.deepcopy(pipeline.tokenizer), copy.deepcopy(pipeline.text_encoder)
+        else:
+            tokenizer = CLIPTokenizer.from_pretrained(source.path, subfolder="tokenizer")
+            encoder = CLIPTextModel.from_pretrained(source.path, subfolder="text_encoder", torch_dtype=dtype)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise _load_error(source, "text encoder", exc) from None
+    return tokenizer, encoder.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def load_noise_scheduler(source: ModelSource):
+    """A DDPM scheduler with the model's noise schedule (training adds noise with it)."""
+    from diffusers import DDPMScheduler
+
+    try:
+        if source.kind == "file":
+            return DDPMScheduler.from_config(_single_file_pipeline(source, torch.float32).scheduler.config)
+        return DDPMScheduler.from_pretrained(source.path, subfolder="scheduler")
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise _load_error(source, "scheduler", exc) from None

@@ -14,6 +14,7 @@ and the manifest `live.toml` (model, sources with SHA-256, prompt, object).
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ from safetensors.torch import save_file
 
 from livecli import progress
 from livecli.config import ModelConfig, PrepareConfig
-from livecli.errors import InputError
+from livecli.errors import InputError, ProjectError
 from livecli.models.loading import dtype_name, load_vae, resolve_device, resolve_dtype, resolve_model
 from livecli.models.vae import encode_images
 from livecli.stages import StageResult
@@ -48,6 +49,32 @@ def check_source(path: Path, what: str) -> Path:
     return path.resolve()
 
 
+def refresh(project: Project, model: ModelConfig) -> StageResult:
+    """Prepare again, from the recorded settings and sources, if they or the model changed.
+
+    Later stages call this when no clip is given, so that a changed source (or another
+    --model) flows down like in `make`.
+    """
+    record = project.record(STAGE)
+    if record is None:
+        raise ProjectError(
+            f"{project.root} has no prepared frames",
+            hint="run `live prepare CLIP IMAGE --prompt TEXT --object WORD` first, or pass CLIP IMAGE --prompt --object to this command",
+        )
+    sources = project.manifest().get("sources", {})
+    clip, image = (Path(sources.get(name, {}).get("path", "")) for name in ("clip", "image"))
+    config = PrepareConfig(**{item.name: record.settings[item.name] for item in fields(PrepareConfig)})
+    if clip.is_file() or clip.is_dir():
+        if image.is_file():
+            return run(project, config, clip, image, model)
+    if record.inputs.get("model") != resolve_model(model.model, config=model.model_config).key:
+        raise InputError(
+            f"the project's clip or image is gone ({clip}, {image}) and the frames were prepared with another model",
+            hint="pass CLIP IMAGE --prompt --object again to prepare with this model",
+        )
+    return StageResult(STAGE, project.stage_dir(STAGE), record, skipped=True)
+
+
 def run(
     project: Project,
     config: PrepareConfig,
@@ -70,7 +97,7 @@ def run(
         inputs = {
             "clip": sha256_path(clip),
             "image": sha256_path(image),
-            "model": f"{source.id}@{source.revision}",
+            "model": source.key,
         }
         key = fingerprint(STAGE, settings, inputs)
         manifest = {

@@ -1,0 +1,302 @@
+"""`live train`: fine-tune the video UNet, the latent prompt and the learned token.
+
+Reads `prepare/latents.safetensors` and the base model; writes `train/`:
+
+    attention_deltas.safetensors   trained-minus-base query weights (float64) and the
+                                   temporal attentions in full (see models/deltas.py)
+    token.safetensors              {token: embedding}, diffusers' textual-inversion format
+    latent_prompt.safetensors      `latent_prompt` [1, 4, h, w]
+    losses.csv                     step, video_loss, text_loss, loss, lr, ti_lr, seconds
+    record.toml
+
+Resumable: `checkpoints/train/` holds the deltas, token, latent prompt, AdamW state,
+the noise generator's state and the loss log of the last checkpoint, saved every
+`--checkpoint-every` steps, on Ctrl-C and at the end. A run with the same settings and
+inputs continues from it; more `--steps` than a finished run continue that run. Any
+other change of settings or inputs trains afresh under a new fingerprint (the old
+`train/` stays until the new one is complete).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from livecli import progress
+from livecli.config import ModelConfig, TrainConfig
+from livecli.errors import ConfigError, Interrupted, ProjectError
+from livecli.interrupt import stop_at_safe_point
+from livecli.models import deltas as attention_deltas
+from livecli.models import text as text_model
+from livecli.models.loading import (
+    load_noise_scheduler,
+    load_text_encoder,
+    load_unet,
+    resolve_device,
+    resolve_model,
+)
+from livecli.models.video_unet import inflate, trainable_names
+from livecli.stages import StageResult
+from livecli.stages.prepare import LATENTS
+from livecli.store import CHECKPOINTS, Project, Record, atomic_write_bytes, fingerprint, read_toml, write_toml
+from livecli.training import LiveTrainer, StepLosses, TrainingData
+
+STAGE = "train"
+DELTAS = "attention_deltas.safetensors"
+TOKEN = "token.safetensors"
+LATENT_PROMPT = "latent_prompt.safetensors"
+LOSSES = "losses.csv"
+OPTIMIZER = "optimizer.safetensors"
+RNG = "rng.safetensors"
+STATE = "state.toml"
+LOSS_COLUMNS = ("step", "video_loss", "text_loss", "loss", "lr", "ti_lr", "seconds")
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    folder: Path
+    losses: list[dict] = field(default_factory=list)
+    scaler: dict | None = None
+    before: dict | None = None
+    """The losses on fixed draws before the run's first step."""
+
+
+def require_prepared(project: Project) -> tuple[Record, dict]:
+    record = project.record("prepare")
+    if record is None or not (project.stage_dir("prepare") / LATENTS).is_file():
+        raise ProjectError(
+            f"{project.root} has no prepared frames",
+            hint="run `live prepare CLIP IMAGE --prompt TEXT --object WORD` first, or pass CLIP IMAGE --prompt --object to `live train`",
+        )
+    return record, project.manifest()
+
+
+def check_precision(config: TrainConfig, device: torch.device) -> None:
+    if config.mixed_precision == "fp16" and device.type == "cpu":
+        raise ConfigError("--mixed-precision fp16 needs a GPU", hint="on the CPU use --mixed-precision no (or bf16)")
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def read_losses(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def losses_csv(rows: list[dict]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, LOSS_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def find_checkpoint(project: Project, run_key: str, steps: int) -> Checkpoint | None:
+    """The checkpoint to continue from, if it belongs to this run and is not past `steps`."""
+    folder = project.checkpoint_dir(STAGE)
+    if not (folder / STATE).is_file():
+        return None
+    try:
+        state = read_toml(folder / STATE)
+    except Exception:
+        return None
+    if state.get("run") != run_key:
+        progress.say("train: the settings or inputs changed since the last checkpoint; training from step 0")
+        return None
+    if state["step"] > steps:
+        progress.say(f"train: the checkpoint is at step {state['step']}, past --steps {steps}; training from step 0")
+        return None
+    return Checkpoint(state["step"], folder, read_losses(folder / LOSSES), state.get("scaler"), state.get("before"))
+
+
+def write_trained(folder: Path, trainer: LiveTrainer, base: dict[str, torch.Tensor], rows: list[dict]) -> None:
+    """The artefacts of training so far, into `folder`: deltas, token, latent prompt, losses."""
+    attention_deltas.save_deltas(folder / DELTAS, attention_deltas.extract_deltas(trainer.video_unet, base))
+    text_model.save_token(folder / TOKEN, trainer.placeholder.token, trainer.token_vector)
+    save_file({"latent_prompt": trainer.latent_prompt.detach().float().cpu().contiguous()}, folder / LATENT_PROMPT)
+    atomic_write_bytes(folder / LOSSES, losses_csv(rows))
+
+
+def save_checkpoint(
+    project: Project,
+    trainer: LiveTrainer,
+    base: dict[str, torch.Tensor],
+    rows: list[dict],
+    step: int,
+    steps: int,
+    run_key: str,
+    before: StepLosses,
+) -> None:
+    with project.staging(f"{CHECKPOINTS}/{STAGE}", last=STATE) as folder:
+        write_trained(folder, trainer, base, rows)
+        save_file(trainer.optimizer_state(), folder / OPTIMIZER)
+        save_file({"generator": trainer.generator.get_state()}, folder / RNG)
+        scaler = trainer.accelerator.scaler
+        write_toml(
+            folder / STATE,
+            {
+                "run": run_key,
+                "step": step,
+                "steps": steps,
+                "before": asdict(before),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+            },
+        )
+
+
+def restore(trainer: LiveTrainer, checkpoint: Checkpoint) -> None:
+    """Bring the trainer to the checkpoint's state (the deltas are applied before it is built)."""
+    folder = checkpoint.folder
+    with torch.no_grad():
+        trainer.latent_prompt.copy_(load_file(folder / LATENT_PROMPT)["latent_prompt"])
+        trainer.token_vector.copy_(text_model.load_token(folder / TOKEN)[1])
+    trainer.load_optimizer_state(load_file(folder / OPTIMIZER))
+    trainer.generator.set_state(load_file(folder / RNG)["generator"])
+    if checkpoint.scaler and trainer.accelerator.scaler is not None:
+        trainer.accelerator.scaler.load_state_dict(checkpoint.scaler)
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def make_accelerator(mixed_precision: str, device: torch.device):
+    """An Accelerator for this run. accelerate keeps its state per process and refuses a
+    second precision, but one process may train several projects (tests, `live batch`):
+    its state is reset first."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(mixed_precision=mixed_precision, cpu=device.type == "cpu")
+
+
+def _mean(rows: list[dict], column: str) -> float:
+    return sum(float(r[column]) for r in rows) / max(len(rows), 1)
+
+
+def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool = False) -> StageResult:
+    """Train the project's video UNet, latent prompt and token, unless up to date."""
+    project.check_writable()
+    with project.lock():
+        prepared, manifest = require_prepared(project)
+        source = resolve_model(model.model, config=model.model_config)
+        device = resolve_device(model.device)
+        check_precision(config, device)
+        settings = config.settings()
+        inputs = {"prepare": prepared.fingerprint, "model": source.key}
+        key = fingerprint(STAGE, settings, inputs)
+        record = None if force else project.up_to_date(STAGE, key)
+        if record is not None:
+            return StageResult(STAGE, project.stage_dir(STAGE), record, skipped=True)
+
+        run_key = fingerprint(STAGE, {k: v for k, v in settings.items() if k != "steps"}, inputs)
+        checkpoint = None if force else find_checkpoint(project, run_key, config.steps)
+        started = time.perf_counter()
+
+        accelerator = make_accelerator(config.mixed_precision, device)
+        latents = load_file(project.stage_dir("prepare") / LATENTS)
+        prompt, object_word = manifest["prompt"], manifest["object"]
+        token_prompt = text_model.replace_word(prompt, object_word, config.token)
+
+        progress.say(f"train: loading {source.id}")
+        tokenizer, text_encoder = load_text_encoder(source, accelerator.device, torch.float32)
+        placeholder = text_model.add_placeholder(tokenizer, text_encoder, config.token, object_word)
+        torch.manual_seed(config.seed)  # the temporal attentions' initial weights
+        video_unet = inflate(load_unet(source, accelerator.device, torch.float32))
+        trainable = set(trainable_names(video_unet))
+        base = attention_deltas.base_queries(video_unet, sorted(trainable))
+        if checkpoint is not None:
+            attention_deltas.apply_deltas(video_unet, attention_deltas.load_deltas(checkpoint.folder / DELTAS))
+        compute_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[config.mixed_precision]
+        if compute_dtype != torch.float32:  # frozen weights in the compute precision; trained ones stay fp32
+            text_encoder.to(compute_dtype)
+            for name, param in video_unet.unet.named_parameters():
+                if name not in trainable:
+                    param.data = param.data.to(compute_dtype)
+        if config.gradient_checkpointing:
+            video_unet.unet.enable_gradient_checkpointing()
+
+        trainer = LiveTrainer(
+            video_unet,
+            tokenizer,
+            text_encoder,
+            load_noise_scheduler(source),
+            placeholder,
+            TrainingData(latents["frames"].float(), latents["reference"].float(), prompt, token_prompt),
+            config,
+            accelerator,
+        )
+        rows: list[dict] = []
+        first = 0
+        if checkpoint is not None:
+            restore(trainer, checkpoint)
+            rows, first = checkpoint.losses[: checkpoint.step], checkpoint.step
+            before = StepLosses(**checkpoint.before)
+            progress.say(f"train: resuming at step {first} of {config.steps}")
+        else:
+            before = trainer.evaluate()
+
+        stopped = "train: stopping after this step to save a checkpoint (Ctrl-C again to stop at once)"
+        with stop_at_safe_point(stopped) as stop, progress.bar("training", config.steps, completed=first) as advance:
+            for step in range(first + 1, config.steps + 1):
+                tick = time.perf_counter()
+                losses: StepLosses = trainer.step()
+                rows.append(
+                    {
+                        "step": step,
+                        "video_loss": f"{losses.video:.6g}",
+                        "text_loss": f"{losses.text:.6g}",
+                        "loss": f"{losses.total(config.text_weight):.6g}",
+                        "lr": f"{config.lr:g}",
+                        "ti_lr": f"{config.ti_lr:g}",
+                        "seconds": f"{time.perf_counter() - tick:.3f}",
+                    }
+                )
+                advance(description=f"training (video {losses.video:.4f}, image {losses.text:.4f})")
+                if stop.requested or step % config.checkpoint_every == 0 or step == config.steps:
+                    save_checkpoint(project, trainer, base, rows, step, config.steps, run_key, before)
+                if stop.requested:
+                    raise Interrupted(
+                        f"checkpoint saved at step {step} of {config.steps}; run the same command again to resume"
+                    )
+        after = trainer.evaluate()
+
+        with project.staging(STAGE) as folder:
+            write_trained(folder, trainer, base, rows)
+            head, tail = rows[:10], rows[-10:]
+            record = Project.write_record(
+                folder,
+                Record(
+                    stage=STAGE,
+                    fingerprint=key,
+                    settings=settings,
+                    inputs=inputs,
+                    facts={
+                        "token": config.token,
+                        "token_prompt": token_prompt,
+                        "frames": int(latents["frames"].shape[0]),
+                        "latent_prompt_shape": list(trainer.latent_prompt.shape),
+                        "trainable_parameters": sum(p.numel() for p in trainer.video_params) + trainer.token_vector.numel(),
+                        "fixed_draw_loss_before": asdict(before),
+                        "fixed_draw_loss_after": asdict(after),
+                        "video_loss_first10": _mean(head, "video_loss"),
+                        "video_loss_last10": _mean(tail, "video_loss"),
+                        "text_loss_first10": _mean(head, "text_loss"),
+                        "text_loss_last10": _mean(tail, "text_loss"),
+                        "resumed_from": first or None,
+                        "device": str(accelerator.device),
+                        "train_seconds": round(sum(float(r["seconds"]) for r in rows), 3),
+                    },
+                    seconds=round(time.perf_counter() - started, 3),
+                ),
+            )
+        project.update_manifest(token=config.token)
+    return StageResult(STAGE, project.stage_dir(STAGE), record, skipped=False)

@@ -1,0 +1,197 @@
+"""LIVE's two training objectives and one optimisation step (paper §3.2–3.3, Eq. 3–4).
+
+    L = L_unet + λ · L_text
+
+- video objective (L_unet): DDPM noise at a uniform timestep on the video latents, the
+  clean latent prompt in front, the source prompt; trains the attention queries, the
+  temporal attentions and the latent prompt;
+- image objective (L_text, textual inversion): `[reference latents as latent prompt,
+  noisy reference latents]`, the prompt with the learned token in the object's place,
+  temporal attention bypassed; trains only the token's embedding.
+
+Each objective's loss is back-propagated right after its forward pass, into its own
+parameters only (`backward(inputs=…)`): the sum of the two backward passes is the
+gradient of L that the issue asks for (the image loss must not move the UNet), and each
+graph is freed before the next is built.
+
+All randomness (noise, timesteps) comes from one CPU generator whose state is part of
+the checkpoint, so a resumed run draws what an uninterrupted one would have drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from livecli.config import TrainConfig
+from livecli.models import text as text_model
+from livecli.models.video_unet import VideoUNet, trainable_names
+
+
+@dataclass(frozen=True)
+class StepLosses:
+    video: float
+    text: float
+
+    def total(self, text_weight: float) -> float:
+        return self.video + text_weight * self.text
+
+
+@dataclass
+class TrainingData:
+    frames: torch.Tensor
+    """Prepared video latents [F, 4, h, w] (already × the VAE scaling factor)."""
+    reference: torch.Tensor
+    """Prepared reference-image latents [1, 4, h, w]."""
+    prompt: str
+    """The source prompt."""
+    token_prompt: str
+    """The source prompt with the learned token in the object word's place."""
+
+
+class LiveTrainer:
+    """Holds what training changes and runs one step of both objectives at a time."""
+
+    def __init__(
+        self,
+        video_unet: VideoUNet,
+        tokenizer,
+        text_encoder,
+        noise_scheduler,
+        placeholder: text_model.Placeholder,
+        data: TrainingData,
+        config: TrainConfig,
+        accelerator,
+    ):
+        self.video_unet = video_unet
+        self.text_encoder = text_encoder
+        self.noise_scheduler = noise_scheduler
+        self.placeholder = placeholder
+        self.config = config
+        self.accelerator = accelerator
+        device = accelerator.device
+        self.frames = data.frames.to(device)
+        self.reference = data.reference.to(device)
+
+        self.trainable = trainable_names(video_unet)
+        params = dict(video_unet.unet.named_parameters())
+        for name in self.trainable:
+            params[name].data = params[name].data.float()  # fp32 master weights under mixed precision
+            params[name].requires_grad_(True)
+        self.latent_prompt = nn.Parameter(self.frames[:1].clone().float())
+        self.token_vector = nn.Parameter(placeholder.init.clone().float().to(device))
+        self.video_params = [params[name] for name in self.trainable] + [self.latent_prompt]
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": self.video_params, "lr": config.lr},
+                {"params": [self.token_vector], "lr": config.ti_lr},
+            ],
+            weight_decay=config.weight_decay,
+        )
+        self.optimizer = accelerator.prepare_optimizer(optimizer)
+
+        # The source prompt's embedding never changes: computed once. (no_grad, not
+        # inference_mode: the tensor feeds graphs that autograd saves.)
+        with torch.no_grad():
+            self.source_text = text_model.encode(text_encoder, text_model.tokenize(tokenizer, [data.prompt])).float()
+        self.token_ids = text_model.tokenize(tokenizer, [data.token_prompt])
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self._fixed_timestep: int | None = None
+
+    # -- the objectives
+
+    def _noised(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(noisy latents, timestep, target) for Eq. 3 at a uniform timestep."""
+        noise = torch.randn(latents.shape, generator=self.generator).to(latents.device)
+        steps = self.noise_scheduler.config.num_train_timesteps
+        timestep = torch.randint(0, steps, (1,), generator=self.generator)
+        if self._fixed_timestep is not None:
+            timestep = torch.tensor([self._fixed_timestep])
+        timestep = timestep.to(latents.device)
+        noisy = self.noise_scheduler.add_noise(latents, noise, timestep)
+        if self.noise_scheduler.config.prediction_type == "v_prediction":
+            return noisy, timestep, self.noise_scheduler.get_velocity(latents, noise, timestep)
+        return noisy, timestep, noise
+
+    def video_loss(self) -> torch.Tensor:
+        """L_unet: the video, with the learned latent prompt prepended, under the source prompt."""
+        noisy, timestep, target = self._noised(self.frames)
+        latents = torch.cat([self.latent_prompt, noisy]).unsqueeze(0)
+        with self.accelerator.autocast():
+            predicted = self.video_unet(latents, timestep, self.source_text, temporal=True)[0, 1:]
+        return F.mse_loss(predicted.float(), target.float())  # video frames only, not the latent prompt
+
+    def text_loss(self) -> torch.Tensor:
+        """L_text: the reference image, itself as latent prompt, under the token prompt."""
+        noisy, timestep, target = self._noised(self.reference)
+        latents = torch.cat([self.reference, noisy]).unsqueeze(0)
+        with self.accelerator.autocast(), text_model.learned_token(self.text_encoder, self.placeholder.id, self.token_vector):
+            token_text = text_model.encode(self.text_encoder, self.token_ids)
+            predicted = self.video_unet(latents, timestep, token_text, temporal=False)[0, 1:]
+        return F.mse_loss(predicted.float(), target.float())
+
+    @torch.no_grad()
+    def evaluate(self, draws: int = 4) -> StepLosses:
+        """Both losses on fixed draws: timesteps spread evenly over the schedule, noise from
+        a generator of its own. Equal before and after training but for the weights, they
+        show what training changed, free of the per-step sampling noise of the loss log."""
+        saved, self.generator = self.generator, torch.Generator().manual_seed(0)
+        steps = self.noise_scheduler.config.num_train_timesteps
+        try:
+            video = text = 0.0
+            for k in range(draws):
+                timestep = int((k + 0.5) * steps / draws)
+                video += self._loss_at(self.video_loss, timestep)
+                text += self._loss_at(self.text_loss, timestep)
+        finally:
+            self.generator = saved
+        return StepLosses(video / draws, text / draws)
+
+    def _loss_at(self, objective, timestep: int) -> float:
+        self._fixed_timestep = timestep
+        try:
+            return objective().item()
+        finally:
+            self._fixed_timestep = None
+
+    def step(self) -> StepLosses:
+        """One optimisation step of L = L_unet + λ·L_text."""
+        video = self.video_loss()
+        self.accelerator.backward(video, inputs=self.video_params)
+        text = self.text_loss()
+        self.accelerator.backward(self.config.text_weight * text, inputs=[self.token_vector])
+        self.accelerator.clip_grad_norm_(self.video_params, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return StepLosses(video.item(), text.item())
+
+    # -- state, for checkpoints
+
+    def named_trainables(self) -> dict[str, torch.Tensor]:
+        """Every trained tensor by a stable name: the optimizer's state is keyed by these."""
+        params = dict(self.video_unet.unet.named_parameters())
+        named = {name: params[name] for name in self.trainable}
+        named["latent_prompt"] = self.latent_prompt
+        named["token"] = self.token_vector
+        return named
+
+    def optimizer_state(self) -> dict[str, torch.Tensor]:
+        """AdamW's moments and step counts, flat, keyed `<trainable name>.<field>`."""
+        ids = {id(p): name for name, p in self.named_trainables().items()}
+        flat = {}
+        for param, state in self.optimizer.optimizer.state.items():
+            for field, value in state.items():
+                flat[f"{ids[id(param)]}.{field}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        return flat
+
+    def load_optimizer_state(self, flat: dict[str, torch.Tensor]) -> None:
+        device = self.accelerator.device
+        for name, param in self.named_trainables().items():
+            fields = {key[len(name) + 1 :]: value for key, value in flat.items() if key.rsplit(".", 1)[0] == name}
+            if fields:
+                self.optimizer.optimizer.state[param] = {
+                    key: value if key == "step" else value.to(device) for key, value in fields.items()
+                }

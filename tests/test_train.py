@@ -1,0 +1,269 @@
+"""`live train` on the tiny model: artefacts, the embedding-row, delta and resume properties, bad input."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from clips import write_clip, write_image
+from helpers import PREPARE_ARGS, tree_digest
+from livecli.models import deltas as attention_deltas
+from livecli.models.loading import load_unet, resolve_model
+from livecli.models.tiny import tiny_model_dir
+from livecli.models.video_unet import inflate
+from livecli.store import read_toml
+from livecli.training import LiveTrainer
+
+PROJECT = Path("clip.live")
+TRAIN = PROJECT / "train"
+ARTEFACTS = ("attention_deltas.safetensors", "token.safetensors", "latent_prompt.safetensors")
+
+
+def tensors(folder: Path) -> dict[str, torch.Tensor]:
+    return {f"{name}:{key}": value for name in ARTEFACTS for key, value in load_file(folder / name).items()}
+
+
+def assert_same_tensors(a: Path, b: Path) -> None:
+    first, second = tensors(a), tensors(b)
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+def loss_rows(folder: Path) -> list[dict]:
+    with open(folder / "losses.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def without_seconds(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+@pytest.fixture
+def capture_trainer(monkeypatch):
+    """The LiveTrainer a run builds, kept for inspection."""
+    built: list[LiveTrainer] = []
+    original = LiveTrainer.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        built.append(self)
+
+    monkeypatch.setattr(LiveTrainer, "__init__", init)
+    return built
+
+
+def interrupt_after(monkeypatch, steps: int) -> None:
+    """Press Ctrl-C (a real SIGINT) right after step `steps`, once."""
+    original = LiveTrainer.step
+    done = {"steps": 0}
+
+    def step(self):
+        losses = original(self)
+        done["steps"] += 1
+        if done["steps"] == steps and not done.get("pressed"):
+            done["pressed"] = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return losses
+
+    monkeypatch.setattr(LiveTrainer, "step", step)
+
+
+@pytest.fixture(scope="module")
+def six_steps(tmp_path_factory) -> Path:
+    """The `train/` folder of an uninterrupted 6-step run, for the resume tests to equal."""
+    from livecli.cli import main
+
+    folder = tmp_path_factory.mktemp("six")
+    clip, image = write_clip(folder / "clip.mp4", frames=12), write_image(folder / "ref.png")
+    assert main(["train", str(clip), str(image), *PREPARE_ARGS, "-p", str(folder / "clip.live"), "--steps", "6"]) == 0
+    return folder / "clip.live" / "train"
+
+
+def test_train_writes_its_artefacts_and_lowers_both_losses(cli, clip, image, monkeypatch):
+    result = cli("train", clip, image, *PREPARE_ARGS, "--steps", "60")
+    assert result.code == 0, result.err
+    assert "prepare: 8 frames" in result.err and "train: 60 steps, token <@#$>" in result.err
+    assert sorted(p.name for p in TRAIN.iterdir()) == sorted([*ARTEFACTS, "losses.csv", "record.toml"])
+
+    rows = loss_rows(TRAIN)
+    assert [int(r["step"]) for r in rows] == list(range(1, 61))
+    assert list(rows[0]) == ["step", "video_loss", "text_loss", "loss", "lr", "ti_lr", "seconds"]
+    assert all(float(r["loss"]) == pytest.approx(float(r["video_loss"]) + float(r["text_loss"]), rel=1e-4) for r in rows)
+
+    # Both objectives, measured on the same fixed draws before and after training, fell.
+    facts = read_toml(TRAIN / "record.toml")["facts"]
+    before, after = facts["fixed_draw_loss_before"], facts["fixed_draw_loss_after"]
+    assert after["video"] < before["video"] and after["text"] < before["text"]
+
+    latent_prompt = load_file(TRAIN / "latent_prompt.safetensors")["latent_prompt"]
+    first_frame = load_file(PROJECT / "prepare" / "latents.safetensors")["frames"][:1]
+    assert latent_prompt.shape == (1, 4, 8, 8) and not torch.equal(latent_prompt, first_frame)
+    assert (latent_prompt - first_frame).abs().max() < 60 * 3e-5 * 1.5, "moved by at most ~lr per step"
+    deltas = load_file(TRAIN / "attention_deltas.safetensors")
+    queries = [k for k in deltas if ".temporal." not in k]
+    assert queries and all(deltas[k].dtype == torch.float64 for k in queries)
+    assert all(".block." not in k for k in deltas), "keys are the base UNet's names"
+    assert any(deltas[k].abs().max() > 0 for k in queries)
+
+    # The same command again is up to date: nothing is loaded or trained.
+    digest = tree_digest(PROJECT)
+    monkeypatch.setattr(LiveTrainer, "__init__", lambda *a, **k: pytest.fail("trained again"))
+    again = cli("train", clip, image, *PREPARE_ARGS, "--steps", "60")
+    assert again.code == 0 and "train: up to date" in again.err
+    assert tree_digest(PROJECT) == digest
+
+
+def test_video_loss_log_falls_when_it_can_overfit(cli, clip, image):
+    """At the paper's rates 60 steps move a random tiny UNet less than the per-step noise of the
+    loss (each step draws its own timestep); at a higher rate the logged curve falls too."""
+    assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "60", "--lr", "1e-3").code == 0
+    video = [float(r["video_loss"]) for r in loss_rows(TRAIN)]
+    assert sum(video[-10:]) < sum(video[:10])
+
+
+def test_only_the_token_row_is_learned(cli, clip, image, capture_trainer):
+    """Every other row of the embedding matrix stays bit-identical; the file is diffusers' format."""
+    from diffusers import StableDiffusionPipeline
+
+    assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "6").code == 0
+    trainer = capture_trainer[0]
+    pipeline = StableDiffusionPipeline.from_pretrained(tiny_model_dir(), safety_checker=None, requires_safety_checker=False)
+    original = pipeline.text_encoder.get_input_embeddings().weight.detach().clone()
+    assert torch.equal(trainer.text_encoder.get_input_embeddings().weight[: len(original)], original)
+
+    pipeline.load_textual_inversion(TRAIN / "token.safetensors")
+    learned = pipeline.text_encoder.get_input_embeddings().weight.detach()
+    token_id = pipeline.tokenizer.convert_tokens_to_ids("<@#$>")
+    assert learned.shape[0] == original.shape[0] + 1 and token_id == original.shape[0]
+    assert torch.equal(learned[:-1], original)
+    assert torch.equal(learned[token_id], trainer.token_vector.detach())
+    init = original[pipeline.tokenizer("car", add_special_tokens=False).input_ids[0]]
+    assert not torch.equal(learned[token_id], init), "the token's embedding was trained"
+
+
+def test_deltas_turn_the_base_unet_into_the_trained_one(cli, clip, image, capture_trainer):
+    assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "6").code == 0
+    trained = capture_trainer[0].video_unet.unet.state_dict()
+
+    torch.manual_seed(12345)  # other temporal weights than training started from: the deltas must set them
+    video = inflate(load_unet(resolve_model("tiny"), torch.device("cpu"), torch.float32))
+    before = {k: v.clone() for k, v in video.unet.state_dict().items()}
+    attention_deltas.apply_deltas(video, attention_deltas.load_deltas(TRAIN / "attention_deltas.safetensors"))
+    rebuilt = video.unet.state_dict()
+    assert rebuilt.keys() == trained.keys()
+    for name in trained:
+        assert torch.equal(rebuilt[name], trained[name]), name
+    changed = [n for n in trained if not torch.equal(before[n], trained[n])]
+    assert changed and all(".to_q." in n or ".temporal." in n for n in changed)
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(cli, clip, image, monkeypatch, six_steps):
+    interrupt_after(monkeypatch, 3)
+    stopped = cli("train", clip, image, *PREPARE_ARGS, "--steps", "6")
+    assert stopped.code == 130
+    assert "checkpoint saved at step 3 of 6" in stopped.err
+    assert not TRAIN.exists() and not list(PROJECT.glob(".*.incomplete"))
+    state = read_toml(PROJECT / "checkpoints" / "train" / "state.toml")
+    assert state["step"] == 3 and state["steps"] == 6
+    status = cli("status", "--json")
+    assert "stopped at step 3 of 6" in status.out
+
+    monkeypatch.setenv("LIVE_QUIET", "0")  # the resume notice is chatter that quiet mode hides
+    resumed = cli("train", clip, image, *PREPARE_ARGS, "--steps", "6")
+    assert resumed.code == 0, resumed.err
+    assert "resuming at step 3 of 6" in resumed.err
+    assert_same_tensors(TRAIN, six_steps)
+    assert without_seconds(loss_rows(TRAIN)) == without_seconds(loss_rows(six_steps))
+    assert read_toml(TRAIN / "record.toml")["facts"]["resumed_from"] == 3
+
+
+def test_more_steps_continue_a_finished_run(cli, clip, image, six_steps, monkeypatch):
+    monkeypatch.setenv("LIVE_QUIET", "0")
+    assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "4", "--checkpoint-every", "3").code == 0
+    more = cli("train", "--steps", "6")
+    assert more.code == 0, more.err
+    assert "prepare: up to date" in more.err and "resuming at step 4 of 6" in more.err
+    assert_same_tensors(TRAIN, six_steps)
+
+
+def test_gradient_checkpointing_changes_nothing(cli, clip, image, six_steps):
+    result = cli("train", clip, image, *PREPARE_ARGS, "--steps", "6", "--gradient-checkpointing")
+    assert result.code == 0, result.err
+    assert_same_tensors(TRAIN, six_steps)
+
+
+def test_changed_settings_train_afresh_and_force_restarts(cli, clip, image, monkeypatch):
+    monkeypatch.setenv("LIVE_QUIET", "0")
+    assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "2").code == 0
+    first = tensors(TRAIN)
+    changed = cli("train", "--steps", "2", "--lr", "1e-4")
+    assert changed.code == 0 and "changed since the last checkpoint; training from step 0" in changed.err
+    assert read_toml(TRAIN / "record.toml")["settings"]["lr"] == 1e-4
+    assert not torch.equal(tensors(TRAIN)["latent_prompt.safetensors:latent_prompt"], first["latent_prompt.safetensors:latent_prompt"])
+
+    forced = cli("train", "--steps", "2", "--lr", "1e-4", "--force")
+    assert forced.code == 0 and "train: 2 steps" in forced.err and "resuming" not in forced.err
+
+
+def test_a_changed_prepare_makes_training_stale(cli, clip, image):
+    assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "2").code == 0
+    assert cli("prepare", clip, image, *PREPARE_ARGS[:-4], "--frames", "4", "--size", "64").code == 0
+    states = {s["stage"]: s for s in __import__("json").loads(cli("status", "--json").out)["stages"]}
+    assert states["train"]["state"] == "stale" and "prepare changed" in states["train"]["reason"]
+    again = cli("train", "--steps", "2")
+    assert again.code == 0 and "train: 2 steps" in again.err
+    assert read_toml(TRAIN / "record.toml")["facts"]["frames"] == 4
+
+
+def test_bf16_mixed_precision_runs_on_the_cpu(cli, clip, image):
+    result = cli("train", clip, image, *PREPARE_ARGS, "--steps", "2", "--mixed-precision", "bf16")
+    assert result.code == 0, result.err
+    assert all(torch.isfinite(t).all() for t in tensors(TRAIN).values())
+
+
+@pytest.fixture
+def prepared(cli, clip, image) -> Path:
+    assert cli("prepare", clip, image, *PREPARE_ARGS).code == 0
+    return PROJECT
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--token", "a"), "the tokenizer already knows --token 'a'"),
+        (("--token", "<my token>"), "--token must be one string without spaces"),
+        (("--steps", "0"), "--steps must be at least 1"),
+        (("--lr", "-1e-5"), "--lr must be a positive number"),
+        (("--ti-lr", "0"), "--ti-lr must be a positive number"),
+        (("--lambda", "-1"), "--lambda must be 0 or more"),
+        (("--checkpoint-every", "0"), "--checkpoint-every must be at least 1"),
+        (("--mixed-precision", "fp8"), "--mixed-precision 'fp8' is not one of no, fp16, bf16"),
+        (("--mixed-precision", "fp16"), "--mixed-precision fp16 needs a GPU"),
+        (("--prompt", "a car"), "--prompt and --object go with CLIP IMAGE"),
+        (("clip.mp4",), "CLIP needs IMAGE"),
+        (("clip.mp4", "ref.png"), "CLIP IMAGE need --prompt and --object"),
+    ],
+)
+def test_bad_input_is_one_line_and_changes_nothing(cli, prepared, args, message):
+    digest = tree_digest(prepared)
+    result = cli("train", *args, "--steps" if "--steps" not in args else "--seed", "2" if "--steps" not in args else "1")
+    assert result.code == 1, result.err
+    assert len(result.error_lines) == 1 and message in result.error_lines[0], result.err
+    assert "Traceback" not in result.err
+    assert tree_digest(prepared) == digest and not (prepared / "train").exists()
+
+
+def test_train_without_a_prepared_project_names_prepare(cli, tmp_path):
+    result = cli("train")
+    assert result.code == 1 and "no live project in the current directory" in result.error_lines[0]
+    assert "live prepare" in result.err
+    result = cli("train", "-p", tmp_path / "nothing.live")
+    assert result.code == 1 and "has no prepared frames" in result.error_lines[0]
+    assert "live prepare" in result.err and not (tmp_path / "nothing.live").exists()
