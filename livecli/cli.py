@@ -267,6 +267,7 @@ def demo(
     made = sample.run(out_dir)
     console.print(f"[bold]demo[/]: sample clip {escape(_where(made.clip))}, reference {escape(_where(made.image))}", soft_wrap=True)
     report(made.prepare, _prepared(made.prepare))
+    report(made.train, _trained(made.train))
     console.print(f"project: {escape(_where(made.project.root))}  (see `live status -p {escape(_where(made.project.root))}`)", soft_wrap=True)
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from livecli.config import ModelConfig, PrepareConfig
+from livecli.config import ModelConfig, PrepareConfig, TrainConfig
 from livecli.stages import StageResult
 from livecli.stages import prepare as prepare_stage
+from livecli.stages import train as train_stage
 from livecli.store import Project
 from livecli.video import write_mp4
 
@@ -24,6 +25,7 @@ CLIP_FRAMES = 16
 CLIP_FPS = 8.0
 PROMPT = "a red ball is rolling on the stripes"
 OBJECT = "ball"
+TRAIN_STEPS = 30
 
 
 @dataclass
@@ -32,6 +34,7 @@ class DemoRun:
     image: Path
     project: Project
     prepare: StageResult
+    train: StageResult
 
 
 def background(step: int = 0) -> Image.Image:
@@ -81,6 +84,8 @@ def make_samples(folder: Path) -> tuple[Path, Path]:
 def run(folder: Path) -> DemoRun:
     clip, image = make_samples(folder)
     project = Project(folder / "demo.live")
+    model = ModelConfig(model="tiny", device="cpu")
     config = PrepareConfig(prompt=PROMPT, object=OBJECT, frames=8, size=64, stride=2)
-    prepared = prepare_stage.run(project, config, clip, image, ModelConfig(model="tiny", device="cpu"))
-    return DemoRun(clip, image, project, prepared)
+    prepared = prepare_stage.run(project, config, clip, image, model)
+    trained = train_stage.run(project, TrainConfig(steps=TRAIN_STEPS, checkpoint_every=10), model)
+    return DemoRun(clip, image, project, prepared, trained)

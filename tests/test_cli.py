@@ -24,7 +24,7 @@ def test_version_from_the_console_script_and_python_m():
 def test_top_level_help_lists_the_commands(cli):
     result = cli("--help")
     assert result.code == 0
-    for command in ("prepare", "status", "demo"):
+    for command in ("prepare", "train", "status", "demo"):
         assert command in result.out
 
 
@@ -32,6 +32,7 @@ def test_top_level_help_lists_the_commands(cli):
     ("command", "expected"),
     [
         ("prepare", ["--prompt", "--object", "--project", "--model", "--frames", "--size", "--stride", "--start", "--device", "--dtype", "--force", "Examples:", "multiple of 8", "[default: CompVis/stable-diffusion-v1-4]", "[default: auto]"]),
+        ("train", ["--prompt", "--object", "--project", "--model", "--steps", "--lr", "--ti-lr", "--lambda", "--token", "--seed", "--checkpoint-every", "--mixed-precision", "--gradient-checkpointing", "--force", "Examples:", "[default: 500]", "[default: 3e-05]", "[default: 0.005]", "[default: <@#$>]", "[default: 33]", "resumes"]),
         ("status", ["--project", "--json", "Examples:"]),
         ("demo", ["--out", "tiny model is random"]),
     ],
@@ -105,6 +106,8 @@ def test_demo_runs_and_a_second_run_redoes_nothing(cli, tmp_path):
     assert result.code == 0, result.err
     project = tmp_path / "demo" / "demo.live"
     assert (project / "prepare" / "latents.safetensors").is_file()
+    assert (project / "train" / "attention_deltas.safetensors").is_file()
+    assert "train: 30 steps" in result.err
     assert (tmp_path / "demo" / "demo.mp4").is_file() and (tmp_path / "demo" / "reference.png").is_file()
     again = cli("demo", "--out", tmp_path / "demo")
-    assert again.code == 0 and "prepare: up to date" in again.err
+    assert again.code == 0 and "prepare: up to date" in again.err and "train: up to date" in again.err

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from livecli.errors import ConfigError, ModelError
-from livecli.models.loading import load_vae, resolve_device, resolve_dtype, resolve_model
+from ldm import ldm_checkpoint
+from livecli.models.loading import load_for_training, load_vae, resolve_device, resolve_dtype, resolve_model
 from livecli.models.tiny import TINY_VERSION, tiny_model_dir
 
 
@@ -110,48 +110,27 @@ def test_a_broken_single_file_checkpoint_fails_cleanly(tmp_path):
         load_vae(source, torch.device("cpu"), torch.float32)
 
 
-def ldm_vae_state_dict(vae) -> dict[str, torch.Tensor]:
-    """The VAE's weights under the original (CompVis LDM) names of an SD checkpoint.
-
-    Written from the layout of the original `ldm.modules.diffusionmodules.model` Encoder and
-    Decoder: `down.i.block.j`, `up.(n-1-i).block.j`, `mid.block_1/2`, `mid.attn_1` with
-    1×1-convolution q/k/v/proj_out, `nin_shortcut`, `norm_out`.
-    """
-    blocks = len(vae.config.block_out_channels)
-    renames = [
-        (r"encoder\.down_blocks\.(\d+)\.resnets\.", lambda m: f"encoder.down.{m[1]}.block."),
-        (r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", lambda m: f"encoder.down.{m[1]}.downsample."),
-        (r"decoder\.up_blocks\.(\d+)\.resnets\.", lambda m: f"decoder.up.{blocks - 1 - int(m[1])}.block."),
-        (r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.", lambda m: f"decoder.up.{blocks - 1 - int(m[1])}.upsample."),
-        (r"mid_block\.resnets\.(\d+)\.", lambda m: f"mid.block_{int(m[1]) + 1}."),
-        (r"mid_block\.attentions\.0\.", lambda m: "mid.attn_1."),
-        (r"conv_shortcut", lambda m: "nin_shortcut"),
-        (r"conv_norm_out", lambda m: "norm_out"),
-        (r"attn_1\.group_norm", lambda m: "attn_1.norm"),
-        (r"attn_1\.to_(q|k|v)\.", lambda m: f"attn_1.{m[1]}."),
-        (r"attn_1\.to_out\.0\.", lambda m: "attn_1.proj_out."),
-    ]
-    converted = {}
-    for key, value in vae.state_dict().items():
-        for pattern, replace in renames:
-            key = re.sub(pattern, replace, key)
-        if re.search(r"attn_1\.(q|k|v|proj_out)\.weight$", key):
-            value = value[:, :, None, None]
-        converted["first_stage_model." + key] = value.contiguous()
-    return converted
-
-
 def test_a_single_file_checkpoint_loads_through_from_single_file(tmp_path, tiny_sd):
     from safetensors.torch import save_file
 
     tiny_sd.save_pretrained(tmp_path / "configs")
-    save_file(ldm_vae_state_dict(tiny_sd.vae), tmp_path / "tiny.safetensors")
+    save_file(ldm_checkpoint(tiny_sd), tmp_path / "tiny.safetensors")
     source = resolve_model(str(tmp_path / "tiny.safetensors"), config=str(tmp_path / "configs"))
     assert source.kind == "file" and source.config == str((tmp_path / "configs").resolve())
     vae = load_vae(source, torch.device("cpu"), torch.float32)
     pixels = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         assert torch.equal(vae.encode(pixels).latent_dist.mean, tiny_sd.vae.encode(pixels).latent_dist.mean)
+
+    # What training loads comes from the same file: every weight equal to the folder model's.
+    models = load_for_training(source, torch.device("cpu"), torch.float32)
+    for loaded, original in ((models.unet, tiny_sd.unet), (models.text_encoder, tiny_sd.text_encoder)):
+        expected = original.state_dict()
+        assert loaded.state_dict().keys() == expected.keys()
+        for name, tensor in loaded.state_dict().items():
+            assert torch.equal(tensor, expected[name]), name
+    assert models.tokenizer.get_vocab() == tiny_sd.tokenizer.get_vocab()
+    assert models.noise_scheduler.config.beta_schedule == tiny_sd.scheduler.config.beta_schedule
 
 
 def test_a_folder_with_broken_weights_fails_cleanly(tmp_path, tiny_sd):

@@ -9,8 +9,6 @@ single file loads through the same `from_pretrained(folder)` code.
 
 from __future__ import annotations
 
-import copy
-import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -256,57 +254,48 @@ def _from_single_file(model_class, source: ModelSource, component: str, dtype: t
         ) from None
 
 
-@functools.lru_cache(maxsize=1)
-def _single_file_pipeline(source: ModelSource, dtype: torch.dtype):
-    """All components of a single checkpoint, converted once (the VAE alone loads cheaper)."""
-    from diffusers import StableDiffusionPipeline
+@dataclass
+class TrainingModels:
+    """What training needs of the base model; the UNet and text encoder frozen, in eval mode."""
 
-    return _from_single_file(StableDiffusionPipeline, source, "model", dtype, safety_checker=None, requires_safety_checker=False)
-
-
-def load_unet(source: ModelSource, device: torch.device, dtype: torch.dtype):
-    """The model's UNet2DConditionModel, in eval mode with gradients off, on `device`."""
-    from diffusers import UNet2DConditionModel
-
-    try:
-        if source.kind == "file":
-            unet = _single_file_pipeline(source, dtype).unet
-        else:
-            unet = UNet2DConditionModel.from_pretrained(source.path, subfolder="unet", torch_dtype=dtype)
-    except ModelError:
-        raise
-    except Exception as exc:
-        raise _load_error(source, "UNet", exc) from None
-    return unet.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    tokenizer: object
+    text_encoder: torch.nn.Module
+    unet: torch.nn.Module
+    noise_scheduler: object
+    """A DDPMScheduler with the model's noise schedule: training adds noise with it."""
 
 
-def load_text_encoder(source: ModelSource, device: torch.device, dtype: torch.dtype):
-    """(tokenizer, CLIP text encoder); the encoder in eval mode with gradients off."""
+def load_for_training(source: ModelSource, device: torch.device, dtype: torch.dtype) -> TrainingModels:
+    """Tokenizer, text encoder, UNet and noise scheduler of the model, on `device`.
+
+    A single-file checkpoint is converted once, whole, and only these parts are kept.
+    """
+    from diffusers import DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    component = "model"
     try:
         if source.kind == "file":
-            pipeline = _single_file_pipeline(source, dtype)
-            tokenizer, encoder = copy.deepcopy(pipeline.tokenizer), copy.deepcopy(pipeline.text_encoder)
+            pipeline = _from_single_file(StableDiffusionPipeline, source, "model", dtype, safety_checker=None, requires_safety_checker=False)
+            tokenizer, text_encoder, unet = pipeline.tokenizer, pipeline.text_encoder, pipeline.unet
+            noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
+            del pipeline  # the VAE is not needed: the latents were prepared
         else:
+            component = "tokenizer"
             tokenizer = CLIPTokenizer.from_pretrained(source.path, subfolder="tokenizer")
-            encoder = CLIPTextModel.from_pretrained(source.path, subfolder="text_encoder", torch_dtype=dtype)
+            component = "text encoder"
+            text_encoder = CLIPTextModel.from_pretrained(source.path, subfolder="text_encoder", torch_dtype=dtype)
+            component = "UNet"
+            unet = UNet2DConditionModel.from_pretrained(source.path, subfolder="unet", torch_dtype=dtype)
+            component = "scheduler"
+            noise_scheduler = DDPMScheduler.from_pretrained(source.path, subfolder="scheduler")
     except ModelError:
         raise
-    except Exception as exc:
-        raise _load_error(source, "text encoder", exc) from None
-    return tokenizer, encoder.to(device=device, dtype=dtype).eval().requires_grad_(False)
-
-
-def load_noise_scheduler(source: ModelSource):
-    """A DDPM scheduler with the model's noise schedule (training adds noise with it)."""
-    from diffusers import DDPMScheduler
-
-    try:
-        if source.kind == "file":
-            return DDPMScheduler.from_config(_single_file_pipeline(source, torch.float32).scheduler.config)
-        return DDPMScheduler.from_pretrained(source.path, subfolder="scheduler")
-    except ModelError:
-        raise
-    except Exception as exc:
-        raise _load_error(source, "scheduler", exc) from None
+    except Exception as exc:  # diffusers and transformers raise many kinds for a bad folder
+        raise _load_error(source, component, exc) from None
+    return TrainingModels(
+        tokenizer,
+        text_encoder.to(device=device, dtype=dtype).eval().requires_grad_(False),
+        unet.to(device=device, dtype=dtype).eval().requires_grad_(False),
+        noise_scheduler,
+    )

@@ -34,13 +34,7 @@ from livecli.errors import ConfigError, Interrupted, ProjectError
 from livecli.interrupt import stop_at_safe_point
 from livecli.models import deltas as attention_deltas
 from livecli.models import text as text_model
-from livecli.models.loading import (
-    load_noise_scheduler,
-    load_text_encoder,
-    load_unet,
-    resolve_device,
-    resolve_model,
-)
+from livecli.models.loading import load_for_training, resolve_device, resolve_model
 from livecli.models.video_unet import inflate, trainable_names
 from livecli.stages import StageResult
 from livecli.stages.prepare import LATENTS
@@ -207,10 +201,11 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         token_prompt = text_model.replace_word(prompt, object_word, config.token)
 
         progress.say(f"train: loading {source.id}")
-        tokenizer, text_encoder = load_text_encoder(source, accelerator.device, torch.float32)
+        models = load_for_training(source, accelerator.device, torch.float32)
+        tokenizer, text_encoder = models.tokenizer, models.text_encoder
         placeholder = text_model.add_placeholder(tokenizer, text_encoder, config.token, object_word)
         torch.manual_seed(config.seed)  # the temporal attentions' initial weights
-        video_unet = inflate(load_unet(source, accelerator.device, torch.float32))
+        video_unet = inflate(models.unet)
         trainable = set(trainable_names(video_unet))
         base = attention_deltas.base_queries(video_unet, sorted(trainable))
         if checkpoint is not None:
@@ -228,7 +223,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
             video_unet,
             tokenizer,
             text_encoder,
-            load_noise_scheduler(source),
+            models.noise_scheduler,
             placeholder,
             TrainingData(latents["frames"].float(), latents["reference"].float(), prompt, token_prompt),
             config,
