@@ -97,6 +97,7 @@ class LiveTrainer:
         # inference_mode: the tensor feeds graphs that autograd saves.)
         with torch.no_grad():
             self.source_text = text_model.encode(text_encoder, text_model.tokenize(tokenizer, [data.prompt])).float()
+        self.token_prompt = data.token_prompt
         self.token_ids = text_model.tokenize(tokenizer, [data.token_prompt])
         self.generator = torch.Generator().manual_seed(config.seed)
         self._fixed_timestep: int | None = None

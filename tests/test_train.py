@@ -267,3 +267,25 @@ def test_train_without_a_prepared_project_names_prepare(cli, tmp_path):
     result = cli("train", "-p", tmp_path / "nothing.live")
     assert result.code == 1 and "has no prepared frames" in result.error_lines[0]
     assert "live prepare" in result.err and not (tmp_path / "nothing.live").exists()
+
+
+def test_train_prepares_again_when_the_clip_changed(cli, clip, image):
+    assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "2").code == 0
+    before = read_toml(PROJECT / "prepare" / "record.toml")["fingerprint"]
+    write_clip(clip, frames=14)
+    again = cli("train", "--steps", "2")
+    assert again.code == 0, again.err
+    assert "prepare: 8 frames" in again.err and "train: 2 steps" in again.err
+    assert read_toml(PROJECT / "prepare" / "record.toml")["fingerprint"] != before
+
+
+def test_train_uses_the_prepared_frames_when_the_sources_are_gone(cli, clip, image, tmp_path, tiny_sd):
+    assert cli("prepare", clip, image, *PREPARE_ARGS).code == 0
+    clip.unlink()
+    result = cli("train", "--steps", "2")
+    assert result.code == 0 and "prepare: up to date" in result.err
+
+    tiny_sd.save_pretrained(tmp_path / "other-model")  # another model needs the frames encoded again
+    other = cli("train", "--steps", "2", "--model", tmp_path / "other-model")
+    assert other.code == 1 and "the project's clip or image is gone" in other.error_lines[0]
+    assert "pass CLIP IMAGE" in other.err

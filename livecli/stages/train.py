@@ -176,6 +176,54 @@ def _mean(rows: list[dict], column: str) -> float:
     return sum(float(r[column]) for r in rows) / max(len(rows), 1)
 
 
+COMPUTE_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def build_trainer(
+    source, config: TrainConfig, accelerator, manifest: dict, latents: dict[str, torch.Tensor], checkpoint: Checkpoint | None
+) -> tuple[LiveTrainer, dict[str, torch.Tensor]]:
+    """The trainer at step 0 or at the checkpoint, and the base query weights the deltas subtract."""
+    prompt, object_word = manifest["prompt"], manifest["object"]
+    progress.say(f"train: loading {source.id}")
+    models = load_for_training(source, accelerator.device, torch.float32)
+    placeholder = text_model.add_placeholder(models.tokenizer, models.text_encoder, config.token, object_word)
+    torch.manual_seed(config.seed)  # the temporal attentions' initial weights
+    video_unet = inflate(models.unet)
+    trainable = set(trainable_names(video_unet))
+    base = attention_deltas.base_queries(video_unet, sorted(trainable))
+    if checkpoint is not None:
+        attention_deltas.apply_deltas(video_unet, attention_deltas.load_deltas(checkpoint.folder / DELTAS))
+    compute_dtype = COMPUTE_DTYPES[config.mixed_precision]
+    if compute_dtype != torch.float32:  # frozen weights in the compute precision; trained ones stay fp32
+        models.text_encoder.to(compute_dtype)
+        for name, param in video_unet.unet.named_parameters():
+            if name not in trainable:
+                param.data = param.data.to(compute_dtype)
+    if config.gradient_checkpointing:
+        video_unet.unet.enable_gradient_checkpointing()
+    data = TrainingData(
+        latents["frames"].float(), latents["reference"].float(), prompt, text_model.replace_word(prompt, object_word, config.token)
+    )
+    trainer = LiveTrainer(
+        video_unet, models.tokenizer, models.text_encoder, models.noise_scheduler, placeholder, data, config, accelerator
+    )
+    if checkpoint is not None:
+        restore(trainer, checkpoint)
+    return trainer, base
+
+
+def loss_row(step: int, losses: StepLosses, config: TrainConfig, seconds: float) -> dict:
+    return {
+        "step": step,
+        "video_loss": f"{losses.video:.6g}",
+        "text_loss": f"{losses.text:.6g}",
+        "loss": f"{losses.total(config.text_weight):.6g}",
+        "lr": f"{config.lr:g}",
+        "ti_lr": f"{config.ti_lr:g}",
+        "seconds": f"{seconds:.3f}",
+    }
+
+
 def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool = False) -> StageResult:
     """Train the project's video UNet, latent prompt and token, unless up to date."""
     project.check_writable()
@@ -194,104 +242,50 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         run_key = fingerprint(STAGE, {k: v for k, v in settings.items() if k != "steps"}, inputs)
         checkpoint = None if force else find_checkpoint(project, run_key, config.steps)
         started = time.perf_counter()
-
         accelerator = make_accelerator(config.mixed_precision, device)
         latents = load_file(project.stage_dir("prepare") / LATENTS)
-        prompt, object_word = manifest["prompt"], manifest["object"]
-        token_prompt = text_model.replace_word(prompt, object_word, config.token)
-
-        progress.say(f"train: loading {source.id}")
-        models = load_for_training(source, accelerator.device, torch.float32)
-        tokenizer, text_encoder = models.tokenizer, models.text_encoder
-        placeholder = text_model.add_placeholder(tokenizer, text_encoder, config.token, object_word)
-        torch.manual_seed(config.seed)  # the temporal attentions' initial weights
-        video_unet = inflate(models.unet)
-        trainable = set(trainable_names(video_unet))
-        base = attention_deltas.base_queries(video_unet, sorted(trainable))
+        trainer, base = build_trainer(source, config, accelerator, manifest, latents, checkpoint)
         if checkpoint is not None:
-            attention_deltas.apply_deltas(video_unet, attention_deltas.load_deltas(checkpoint.folder / DELTAS))
-        compute_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[config.mixed_precision]
-        if compute_dtype != torch.float32:  # frozen weights in the compute precision; trained ones stay fp32
-            text_encoder.to(compute_dtype)
-            for name, param in video_unet.unet.named_parameters():
-                if name not in trainable:
-                    param.data = param.data.to(compute_dtype)
-        if config.gradient_checkpointing:
-            video_unet.unet.enable_gradient_checkpointing()
-
-        trainer = LiveTrainer(
-            video_unet,
-            tokenizer,
-            text_encoder,
-            models.noise_scheduler,
-            placeholder,
-            TrainingData(latents["frames"].float(), latents["reference"].float(), prompt, token_prompt),
-            config,
-            accelerator,
-        )
-        rows: list[dict] = []
-        first = 0
-        if checkpoint is not None:
-            restore(trainer, checkpoint)
-            rows, first = checkpoint.losses[: checkpoint.step], checkpoint.step
-            before = StepLosses(**checkpoint.before)
+            rows, first, before = checkpoint.losses[: checkpoint.step], checkpoint.step, StepLosses(**checkpoint.before)
             progress.say(f"train: resuming at step {first} of {config.steps}")
         else:
-            before = trainer.evaluate()
+            rows, first, before = [], 0, trainer.evaluate()
 
         stopped = "train: stopping after this step to save a checkpoint (Ctrl-C again to stop at once)"
         with stop_at_safe_point(stopped) as stop, progress.bar("training", config.steps, completed=first) as advance:
             for step in range(first + 1, config.steps + 1):
                 tick = time.perf_counter()
-                losses: StepLosses = trainer.step()
-                rows.append(
-                    {
-                        "step": step,
-                        "video_loss": f"{losses.video:.6g}",
-                        "text_loss": f"{losses.text:.6g}",
-                        "loss": f"{losses.total(config.text_weight):.6g}",
-                        "lr": f"{config.lr:g}",
-                        "ti_lr": f"{config.ti_lr:g}",
-                        "seconds": f"{time.perf_counter() - tick:.3f}",
-                    }
-                )
+                losses = trainer.step()
+                rows.append(loss_row(step, losses, config, time.perf_counter() - tick))
                 advance(description=f"training (video {losses.video:.4f}, image {losses.text:.4f})")
                 if stop.requested or step % config.checkpoint_every == 0 or step == config.steps:
                     save_checkpoint(project, trainer, base, rows, step, config.steps, run_key, before)
                 if stop.requested:
-                    raise Interrupted(
-                        f"checkpoint saved at step {step} of {config.steps}; run the same command again to resume"
-                    )
+                    raise Interrupted(f"checkpoint saved at step {step} of {config.steps}; run the same command again to resume")
         after = trainer.evaluate()
 
         with project.staging(STAGE) as folder:
             write_trained(folder, trainer, base, rows)
             head, tail = rows[:10], rows[-10:]
+            facts = {
+                "token": config.token,
+                "token_prompt": trainer.token_prompt,
+                "frames": int(latents["frames"].shape[0]),
+                "latent_prompt_shape": list(trainer.latent_prompt.shape),
+                "trainable_parameters": sum(p.numel() for p in trainer.video_params) + trainer.token_vector.numel(),
+                "fixed_draw_loss_before": asdict(before),
+                "fixed_draw_loss_after": asdict(after),
+                "video_loss_first10": _mean(head, "video_loss"),
+                "video_loss_last10": _mean(tail, "video_loss"),
+                "text_loss_first10": _mean(head, "text_loss"),
+                "text_loss_last10": _mean(tail, "text_loss"),
+                "resumed_from": first or None,
+                "device": str(accelerator.device),
+                "train_seconds": round(sum(float(r["seconds"]) for r in rows), 3),
+            }
             record = Project.write_record(
                 folder,
-                Record(
-                    stage=STAGE,
-                    fingerprint=key,
-                    settings=settings,
-                    inputs=inputs,
-                    facts={
-                        "token": config.token,
-                        "token_prompt": token_prompt,
-                        "frames": int(latents["frames"].shape[0]),
-                        "latent_prompt_shape": list(trainer.latent_prompt.shape),
-                        "trainable_parameters": sum(p.numel() for p in trainer.video_params) + trainer.token_vector.numel(),
-                        "fixed_draw_loss_before": asdict(before),
-                        "fixed_draw_loss_after": asdict(after),
-                        "video_loss_first10": _mean(head, "video_loss"),
-                        "video_loss_last10": _mean(tail, "video_loss"),
-                        "text_loss_first10": _mean(head, "text_loss"),
-                        "text_loss_last10": _mean(tail, "text_loss"),
-                        "resumed_from": first or None,
-                        "device": str(accelerator.device),
-                        "train_seconds": round(sum(float(r["seconds"]) for r in rows), 3),
-                    },
-                    seconds=round(time.perf_counter() - started, 3),
-                ),
+                Record(STAGE, key, settings, inputs, facts=facts, seconds=round(time.perf_counter() - started, 3)),
             )
         project.update_manifest(token=config.token)
     return StageResult(STAGE, project.stage_dir(STAGE), record, skipped=False)
