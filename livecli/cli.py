@@ -156,6 +156,9 @@ def prepare(
     report(result, _prepared(result))
 
 
+PREPARING = "Preparing (with CLIP IMAGE)"
+
+
 @app.command(
     epilog="Examples:\n\n"
     '  live train clip.mp4 dog.jpg --prompt "a man riding a motorcycle" --object motorcycle\n\n'
@@ -166,12 +169,12 @@ def prepare(
 def train(
     clip: Annotated[Optional[Path], typer.Argument(help="The video, to prepare first (else the project's prepared frames are used).", show_default=False)] = None,
     image: Annotated[Optional[Path], typer.Argument(help="The reference image, with CLIP.", show_default=False)] = None,
-    prompt: Annotated[Optional[str], typer.Option("--prompt", help=help_for(PrepareConfig, "prompt"), show_default=False, rich_help_panel="Preparing (with CLIP IMAGE)")] = None,
-    object_: Annotated[Optional[str], typer.Option("--object", help=help_for(PrepareConfig, "object"), show_default=False, rich_help_panel="Preparing (with CLIP IMAGE)")] = None,
-    frames: Annotated[int, typer.Option(help=help_for(PrepareConfig, "frames"), rich_help_panel="Preparing (with CLIP IMAGE)")] = 8,
-    size: Annotated[int, typer.Option(help=help_for(PrepareConfig, "size"), rich_help_panel="Preparing (with CLIP IMAGE)")] = 512,
-    stride: Annotated[int, typer.Option(help=help_for(PrepareConfig, "stride"), rich_help_panel="Preparing (with CLIP IMAGE)")] = 1,
-    start: Annotated[float, typer.Option(help=help_for(PrepareConfig, "start"), rich_help_panel="Preparing (with CLIP IMAGE)")] = 0.0,
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help=help_for(PrepareConfig, "prompt"), show_default=False, rich_help_panel=PREPARING)] = None,
+    object_: Annotated[Optional[str], typer.Option("--object", help=help_for(PrepareConfig, "object"), show_default=False, rich_help_panel=PREPARING)] = None,
+    frames: Annotated[Optional[int], typer.Option(help=help_for(PrepareConfig, "frames") + escape(" [default: 8]"), show_default=False, rich_help_panel=PREPARING)] = None,
+    size: Annotated[Optional[int], typer.Option(help=help_for(PrepareConfig, "size") + escape(" [default: 512]"), show_default=False, rich_help_panel=PREPARING)] = None,
+    stride: Annotated[Optional[int], typer.Option(help=help_for(PrepareConfig, "stride") + escape(" [default: 1]"), show_default=False, rich_help_panel=PREPARING)] = None,
+    start: Annotated[Optional[float], typer.Option(help=help_for(PrepareConfig, "start") + escape(" [default: 0.0]"), show_default=False, rich_help_panel=PREPARING)] = None,
     project: ProjectOpt = None,
     model: ModelOpt = None,
     model_config_: ModelConfigOpt = None,
@@ -212,9 +215,14 @@ def train(
     )
     if clip is not None and image is None:
         raise ConfigError("CLIP needs IMAGE: pass both, or neither to train on the project's prepared frames", hint="live train CLIP IMAGE --prompt TEXT --object WORD")
+    sampling = {"frames": frames, "size": size, "stride": stride, "start": start}
     if clip is None:
-        if prompt is not None or object_ is not None:
-            raise ConfigError("--prompt and --object go with CLIP IMAGE", hint="pass CLIP IMAGE too, or leave them out to train the project as prepared")
+        given = [f"--{name}" for name, value in {"prompt": prompt, "object": object_, **sampling}.items() if value is not None]
+        if given:
+            raise ConfigError(
+                f"{' and '.join(given)} go{'es' if len(given) == 1 else ''} with CLIP IMAGE",
+                hint="pass CLIP IMAGE too, or leave them out to train the project as prepared (`live prepare` changes it)",
+            )
         target = find_project(project)
         models = _model(target, model, model_config_, device, dtype)
         prepared = prepare_stage.refresh(target, models)
@@ -223,7 +231,7 @@ def train(
             raise ConfigError("CLIP IMAGE need --prompt and --object", hint='e.g. --prompt "a man riding a motorcycle" --object motorcycle')
         target = Project(project or default_project_dir(clip))
         models = _model(target, model, model_config_, device, dtype)
-        prepare_config = PrepareConfig(prompt=prompt, object=object_, frames=frames, size=size, stride=stride, start=start)
+        prepare_config = PrepareConfig(prompt=prompt, object=object_, **{k: v for k, v in sampling.items() if v is not None})
         prepared = prepare_stage.run(target, prepare_config, clip, image, models)
     report(prepared, _prepared(prepared))
     result = stage.run(target, config, models, force=force)

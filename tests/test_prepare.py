@@ -101,10 +101,10 @@ def test_a_saved_tiny_folder_gives_identical_latents(cli, prepared, clip, image,
 def test_a_single_file_checkpoint_with_its_configs_gives_identical_latents(cli, prepared, clip, image, tiny_sd, tmp_path):
     from safetensors.torch import save_file
 
-    from test_loading import ldm_vae_state_dict
+    from ldm import ldm_checkpoint
 
     tiny_sd.save_pretrained(tmp_path / "configs")
-    save_file(ldm_vae_state_dict(tiny_sd.vae), tmp_path / "tiny.safetensors")
+    save_file(ldm_checkpoint(tiny_sd), tmp_path / "tiny.safetensors")
     args = ("--model", tmp_path / "tiny.safetensors", "--model-config", tmp_path / "configs", "-p", "file.live")
     result = cli("prepare", clip, image, *PREPARE_ARGS, *args)
     assert result.code == 0, result.err
@@ -112,6 +112,14 @@ def test_a_single_file_checkpoint_with_its_configs_gives_identical_latents(cli, 
     theirs = load_file(prepared / "prepare" / "latents.safetensors")
     assert torch.equal(ours["frames"], theirs["frames"])
     assert read_toml(Path("file.live") / MANIFEST)["model"]["config"] == str((tmp_path / "configs").resolve())
+
+    # Training reads the UNet and text encoder from the same file (and the project's model
+    # without --model): the result equals training the tiny folder model.
+    assert cli("train", "-p", "file.live", "--steps", "2").code == 0
+    assert cli("train", "-p", prepared, "--steps", "2").code == 0
+    for name in ("attention_deltas.safetensors", "token.safetensors", "latent_prompt.safetensors"):
+        ours, theirs = load_file(Path("file.live/train") / name), load_file(prepared / "train" / name)
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_a_folder_of_frames_as_clip(cli, image, tmp_path):
