@@ -96,10 +96,6 @@ class VideoUNet(nn.Module):
         super().__init__()
         self.unet = unet
 
-    @property
-    def config(self):
-        return self.unet.config
-
     def forward(
         self,
         latents: torch.Tensor,
