@@ -272,8 +272,9 @@ def demo(
     """
     from livecli import demo as sample
 
+    clip, image = sample.make_samples(out_dir)
+    console.print(f"[bold]demo[/]: sample clip {escape(_where(clip))}, reference {escape(_where(image))}", soft_wrap=True)
     made = sample.run(out_dir)
-    console.print(f"[bold]demo[/]: sample clip {escape(_where(made.clip))}, reference {escape(_where(made.image))}", soft_wrap=True)
     report(made.prepare, _prepared(made.prepare))
     report(made.train, _trained(made.train))
     console.print(f"project: {escape(_where(made.project.root))}  (see `live status -p {escape(_where(made.project.root))}`)", soft_wrap=True)

@@ -290,3 +290,13 @@ def test_train_uses_the_prepared_frames_when_the_sources_are_gone(cli, clip, ima
     other = cli("train", "--steps", "2", "--model", tmp_path / "other-model")
     assert other.code == 1 and "the project's clip or image is gone" in other.error_lines[0]
     assert "pass CLIP IMAGE" in other.err
+
+
+def test_a_damaged_checkpoint_is_one_clear_error(cli, clip, image):
+    assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "2").code == 0
+    (PROJECT / "checkpoints" / "train" / "optimizer.safetensors").write_bytes(b"not a tensor file")
+    result = cli("train", "--steps", "3")
+    assert result.code == 1 and "the training checkpoint" in result.error_lines[0] and "is damaged" in result.error_lines[0]
+    assert "--force" in result.err
+    forced = cli("train", "--steps", "3", "--force")
+    assert forced.code == 0 and "train: 3 steps" in forced.err

@@ -22,15 +22,18 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from livecli import progress
 from livecli.config import ModelConfig, TrainConfig
-from livecli.errors import ConfigError, Interrupted, ProjectError
+from livecli.errors import ConfigError, Interrupted, ProjectError, reason
 from livecli.interrupt import stop_at_safe_point
 from livecli.models import deltas as attention_deltas
 from livecli.models import text as text_model
@@ -146,6 +149,18 @@ def save_checkpoint(
         )
 
 
+@contextmanager
+def damaged_checkpoint(checkpoint: Checkpoint) -> Iterator[None]:
+    """Turn a checkpoint that cannot be read back into one clear error."""
+    try:
+        yield
+    except (OSError, KeyError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise ProjectError(
+            f"the training checkpoint in {checkpoint.folder} is damaged: {reason(exc)}",
+            hint="run `live train` with --force to train from step 0",
+        ) from None
+
+
 def restore(trainer: LiveTrainer, checkpoint: Checkpoint) -> None:
     """Bring the trainer to the checkpoint's state (the deltas are applied before it is built)."""
     folder = checkpoint.folder
@@ -192,7 +207,8 @@ def build_trainer(
     trainable = set(trainable_names(video_unet))
     base = attention_deltas.base_queries(video_unet, sorted(trainable))
     if checkpoint is not None:
-        attention_deltas.apply_deltas(video_unet, attention_deltas.load_deltas(checkpoint.folder / DELTAS))
+        with damaged_checkpoint(checkpoint):
+            attention_deltas.apply_deltas(video_unet, attention_deltas.load_deltas(checkpoint.folder / DELTAS))
     compute_dtype = COMPUTE_DTYPES[config.mixed_precision]
     if compute_dtype != torch.float32:  # frozen weights in the compute precision; trained ones stay fp32
         models.text_encoder.to(compute_dtype)
@@ -208,7 +224,8 @@ def build_trainer(
         video_unet, models.tokenizer, models.text_encoder, models.noise_scheduler, placeholder, data, config, accelerator
     )
     if checkpoint is not None:
-        restore(trainer, checkpoint)
+        with damaged_checkpoint(checkpoint):
+            restore(trainer, checkpoint)
     return trainer, base
 
 
