@@ -237,8 +237,9 @@ def prepared(cli, clip, image) -> Path:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--token", "a"), "the tokenizer already knows --token 'a'"),
+        (("--token", "x"), "the tokenizer already knows --token 'x'"),
         (("--token", "<my token>"), "--token must be one string without spaces"),
+        (("--token", "jeep"), "--token 'jeep' occurs in the prompt"),
         (("--steps", "0"), "--steps must be at least 1"),
         (("--lr", "-1e-5"), "--lr must be a positive number"),
         (("--ti-lr", "0"), "--ti-lr must be a positive number"),

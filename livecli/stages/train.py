@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from livecli import progress
-from livecli.config import ModelConfig, TrainConfig
+from livecli.config import DEFAULT_TOKEN, ModelConfig, TrainConfig, prompt_has_word
 from livecli.errors import ConfigError, Interrupted, ProjectError, reason
 from livecli.interrupt import stop_at_safe_point
 from livecli.models import deltas as attention_deltas
@@ -73,6 +73,15 @@ def require_prepared(project: Project) -> tuple[Record, dict]:
             hint="run `live prepare CLIP IMAGE --prompt TEXT --object WORD` first, or pass CLIP IMAGE --prompt --object to `live train`",
         )
     return record, project.manifest()
+
+
+def check_token_not_in_prompt(token: str, prompt: str) -> None:
+    """The source prompt must read the same before and after the token joins the tokenizer."""
+    if prompt_has_word(prompt, token) or token.lower() in prompt.lower():
+        raise ConfigError(
+            f"--token {token!r} occurs in the prompt {prompt!r}, so the prompt would change meaning",
+            hint=f"pick a rare string that is not in the prompt, e.g. --token '{DEFAULT_TOKEN}'",
+        )
 
 
 def check_precision(config: TrainConfig, device: torch.device) -> None:
@@ -246,6 +255,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
     project.check_writable()
     with project.lock():
         prepared, manifest = require_prepared(project)
+        check_token_not_in_prompt(config.token, manifest["prompt"])
         source = resolve_model(model.model, config=model.model_config)
         device = resolve_device(model.device)
         check_precision(config, device)
