@@ -100,34 +100,33 @@ class LiveTrainer:
         self.token_prompt = data.token_prompt
         self.token_ids = text_model.tokenize(tokenizer, [data.token_prompt])
         self.generator = torch.Generator().manual_seed(config.seed)
-        self._fixed_timestep: int | None = None
 
     # -- the objectives
 
-    def _noised(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(noisy latents, timestep, target) for Eq. 3 at a uniform timestep."""
-        noise = torch.randn(latents.shape, generator=self.generator).to(latents.device)
-        steps = self.noise_scheduler.config.num_train_timesteps
-        timestep = torch.randint(0, steps, (1,), generator=self.generator)
-        if self._fixed_timestep is not None:
-            timestep = torch.tensor([self._fixed_timestep])
-        timestep = timestep.to(latents.device)
+    def _noised(
+        self, latents: torch.Tensor, generator: torch.Generator, timestep: int | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(noisy latents, timestep, target) for Eq. 3, at a uniform timestep unless given."""
+        noise = torch.randn(latents.shape, generator=generator).to(latents.device)
+        if timestep is None:
+            timestep = int(torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (1,), generator=generator))
+        timestep = torch.tensor([timestep], device=latents.device)
         noisy = self.noise_scheduler.add_noise(latents, noise, timestep)
         if self.noise_scheduler.config.prediction_type == "v_prediction":
             return noisy, timestep, self.noise_scheduler.get_velocity(latents, noise, timestep)
         return noisy, timestep, noise
 
-    def video_loss(self) -> torch.Tensor:
+    def video_loss(self, generator: torch.Generator | None = None, timestep: int | None = None) -> torch.Tensor:
         """L_unet: the video, with the learned latent prompt prepended, under the source prompt."""
-        noisy, timestep, target = self._noised(self.frames)
+        noisy, timestep, target = self._noised(self.frames, generator or self.generator, timestep)
         latents = torch.cat([self.latent_prompt, noisy]).unsqueeze(0)
         with self.accelerator.autocast():
             predicted = self.video_unet(latents, timestep, self.source_text, temporal=True)[0, 1:]
         return F.mse_loss(predicted.float(), target.float())  # video frames only, not the latent prompt
 
-    def text_loss(self) -> torch.Tensor:
+    def text_loss(self, generator: torch.Generator | None = None, timestep: int | None = None) -> torch.Tensor:
         """L_text: the reference image, itself as latent prompt, under the token prompt."""
-        noisy, timestep, target = self._noised(self.reference)
+        noisy, timestep, target = self._noised(self.reference, generator or self.generator, timestep)
         latents = torch.cat([self.reference, noisy]).unsqueeze(0)
         with self.accelerator.autocast(), text_model.learned_token(self.text_encoder, self.placeholder.id, self.token_vector):
             token_text = text_model.encode(self.text_encoder, self.token_ids)
@@ -137,26 +136,17 @@ class LiveTrainer:
     @torch.no_grad()
     def evaluate(self, draws: int = 4) -> StepLosses:
         """Both losses on fixed draws: timesteps spread evenly over the schedule, noise from
-        a generator of its own. Equal before and after training but for the weights, they
-        show what training changed, free of the per-step sampling noise of the loss log."""
-        saved, self.generator = self.generator, torch.Generator().manual_seed(0)
+        a generator of its own (the training generator is not touched). The same before
+        and after training but for the weights, they show what training changed, free of
+        the per-step sampling noise of the loss log."""
+        generator = torch.Generator().manual_seed(0)
         steps = self.noise_scheduler.config.num_train_timesteps
-        try:
-            video = text = 0.0
-            for k in range(draws):
-                timestep = int((k + 0.5) * steps / draws)
-                video += self._loss_at(self.video_loss, timestep)
-                text += self._loss_at(self.text_loss, timestep)
-        finally:
-            self.generator = saved
+        video = text = 0.0
+        for k in range(draws):
+            timestep = int((k + 0.5) * steps / draws)
+            video += self.video_loss(generator, timestep).item()
+            text += self.text_loss(generator, timestep).item()
         return StepLosses(video / draws, text / draws)
-
-    def _loss_at(self, objective, timestep: int) -> float:
-        self._fixed_timestep = timestep
-        try:
-            return objective().item()
-        finally:
-            self._fixed_timestep = None
 
     def step(self) -> StepLosses:
         """One optimisation step of L = L_unet + λ·L_text."""

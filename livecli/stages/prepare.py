@@ -49,18 +49,24 @@ def check_source(path: Path, what: str) -> Path:
     return path.resolve()
 
 
+def require(project: Project) -> Record:
+    """The prepare record, or the error that says how to make it."""
+    record = project.record(STAGE) if project.exists() else None
+    if record is None or not (project.stage_dir(STAGE) / LATENTS).is_file():
+        raise ProjectError(
+            f"{project.root} has no prepared frames",
+            hint="run `live prepare CLIP IMAGE --prompt TEXT --object WORD` first, or pass CLIP IMAGE --prompt --object to this command",
+        )
+    return record
+
+
 def refresh(project: Project, model: ModelConfig) -> StageResult:
     """Prepare again, from the recorded settings and sources, if they or the model changed.
 
     Later stages call this when no clip is given, so that a changed source (or another
     --model) flows down like in `make`.
     """
-    record = project.record(STAGE)
-    if record is None:
-        raise ProjectError(
-            f"{project.root} has no prepared frames",
-            hint="run `live prepare CLIP IMAGE --prompt TEXT --object WORD` first, or pass CLIP IMAGE --prompt --object to this command",
-        )
+    record = require(project)
     sources = project.manifest().get("sources", {})
     clip, image = (Path(sources.get(name, {}).get("path", "")) for name in ("clip", "image"))
     config = PrepareConfig(**{item.name: record.settings[item.name] for item in fields(PrepareConfig)})

@@ -40,7 +40,7 @@ from livecli.models import text as text_model
 from livecli.models.loading import load_for_training, resolve_device, resolve_model
 from livecli.models.video_unet import inflate, trainable_names
 from livecli.stages import StageResult
-from livecli.stages.prepare import LATENTS
+from livecli.stages import prepare as prepare_stage
 from livecli.store import CHECKPOINTS, Project, Record, atomic_write_bytes, fingerprint, read_toml, write_toml
 from livecli.training import LiveTrainer, StepLosses, TrainingData
 
@@ -63,16 +63,6 @@ class Checkpoint:
     scaler: dict | None = None
     before: dict | None = None
     """The losses on fixed draws before the run's first step."""
-
-
-def require_prepared(project: Project) -> tuple[Record, dict]:
-    record = project.record("prepare")
-    if record is None or not (project.stage_dir("prepare") / LATENTS).is_file():
-        raise ProjectError(
-            f"{project.root} has no prepared frames",
-            hint="run `live prepare CLIP IMAGE --prompt TEXT --object WORD` first, or pass CLIP IMAGE --prompt --object to `live train`",
-        )
-    return record, project.manifest()
 
 
 def check_token_not_in_prompt(token: str, prompt: str) -> None:
@@ -254,7 +244,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
     """Train the project's video UNet, latent prompt and token, unless up to date."""
     project.check_writable()
     with project.lock():
-        prepared, manifest = require_prepared(project)
+        prepared, manifest = prepare_stage.require(project), project.manifest()
         check_token_not_in_prompt(config.token, manifest["prompt"])
         source = resolve_model(model.model, config=model.model_config)
         device = resolve_device(model.device)
@@ -270,7 +260,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         checkpoint = None if force else find_checkpoint(project, run_key, config.steps)
         started = time.perf_counter()
         accelerator = make_accelerator(config.mixed_precision, device)
-        latents = load_file(project.stage_dir("prepare") / LATENTS)
+        latents = load_file(project.stage_dir("prepare") / prepare_stage.LATENTS)
         trainer, base = build_trainer(source, config, accelerator, manifest, latents, checkpoint)
         if checkpoint is not None:
             rows, first, before = checkpoint.losses[: checkpoint.step], checkpoint.step, StepLosses(**checkpoint.before)
