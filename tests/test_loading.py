@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
-from livecli.errors import ConfigError, ModelError
 from ldm import ldm_checkpoint
+from livecli.errors import ConfigError, ModelError
 from livecli.models.loading import load_for_training, load_vae, resolve_device, resolve_dtype, resolve_model
 from livecli.models.tiny import TINY_VERSION, tiny_model_dir
 

@@ -33,14 +33,10 @@ def is_temporal(name: str) -> bool:
     return ".temporal." in name
 
 
-def query_names(video_unet: VideoUNet, trainable: list[str]) -> list[str]:
-    return [name for name in trainable if not is_temporal(name)]
-
-
 def base_queries(video_unet: VideoUNet, trainable: list[str]) -> dict[str, torch.Tensor]:
     """Copies of the trainable query weights before training: the base the deltas subtract."""
     params = dict(video_unet.unet.named_parameters())
-    return {name: params[name].detach().clone() for name in query_names(video_unet, trainable)}
+    return {name: params[name].detach().clone() for name in trainable if not is_temporal(name)}
 
 
 def extract_deltas(video_unet: VideoUNet, base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
