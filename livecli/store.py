@@ -48,6 +48,8 @@ RECORD = "record.toml"
 LOCK = ".lock"
 CHECKPOINTS = "checkpoints"
 """Resumable state of unfinished (and the last finished) runs: `checkpoints/<stage>/`."""
+CHECKPOINT_STATE = "state.toml"
+"""A checkpoint's last-written file: its step, its run and the state beside the tensors."""
 PROJECT_SUFFIX = ".live"
 
 STAGES = ("prepare", "train")
@@ -345,7 +347,7 @@ class Project:
         return self.root / CHECKPOINTS / stage
 
     def _checkpoint_note(self, stage: str) -> str:
-        state = self.checkpoint_dir(stage) / "state.toml"
+        state = self.checkpoint_dir(stage) / CHECKPOINT_STATE
         if not state.is_file():
             return ""
         try:

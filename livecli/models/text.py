@@ -23,7 +23,6 @@ from livecli.config import DEFAULT_TOKEN
 from livecli.errors import ConfigError, InputError
 
 
-
 @dataclass(frozen=True)
 class Placeholder:
     token: str

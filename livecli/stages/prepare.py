@@ -70,9 +70,8 @@ def refresh(project: Project, model: ModelConfig) -> StageResult:
     sources = project.manifest().get("sources", {})
     clip, image = (Path(sources.get(name, {}).get("path", "")) for name in ("clip", "image"))
     config = PrepareConfig(**{item.name: record.settings[item.name] for item in fields(PrepareConfig)})
-    if clip.is_file() or clip.is_dir():
-        if image.is_file():
-            return run(project, config, clip, image, model)
+    if clip.exists() and image.is_file():
+        return run(project, config, clip, image, model)
     if record.inputs.get("model") != resolve_model(model.model, config=model.model_config).key:
         raise InputError(
             f"the project's clip or image is gone ({clip}, {image}) and the frames were prepared with another model",

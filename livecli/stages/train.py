@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from livecli import progress
-from livecli.config import DEFAULT_TOKEN, ModelConfig, TrainConfig, prompt_has_word
+from livecli.config import DEFAULT_TOKEN, ModelConfig, TrainConfig
 from livecli.errors import ConfigError, Interrupted, ProjectError, reason
 from livecli.interrupt import stop_at_safe_point
 from livecli.models import deltas as attention_deltas
@@ -41,7 +41,7 @@ from livecli.models.loading import load_for_training, resolve_device, resolve_mo
 from livecli.models.video_unet import inflate, trainable_names
 from livecli.stages import StageResult
 from livecli.stages import prepare as prepare_stage
-from livecli.store import CHECKPOINTS, Project, Record, atomic_write_bytes, fingerprint, read_toml, write_toml
+from livecli.store import CHECKPOINT_STATE, CHECKPOINTS, Project, Record, atomic_write_bytes, fingerprint, read_toml, write_toml
 from livecli.training import LiveTrainer, StepLosses, TrainingData
 
 STAGE = "train"
@@ -51,7 +51,7 @@ LATENT_PROMPT = "latent_prompt.safetensors"
 LOSSES = "losses.csv"
 OPTIMIZER = "optimizer.safetensors"
 RNG = "rng.safetensors"
-STATE = "state.toml"
+STATE = CHECKPOINT_STATE
 LOSS_COLUMNS = ("step", "video_loss", "text_loss", "loss", "lr", "ti_lr", "seconds")
 
 
@@ -67,7 +67,7 @@ class Checkpoint:
 
 def check_token_not_in_prompt(token: str, prompt: str) -> None:
     """The source prompt must read the same before and after the token joins the tokenizer."""
-    if prompt_has_word(prompt, token) or token.lower() in prompt.lower():
+    if token.lower() in prompt.lower():  # anywhere, not only as a word: added tokens split words
         raise ConfigError(
             f"--token {token!r} occurs in the prompt {prompt!r}, so the prompt would change meaning",
             hint=f"pick a rare string that is not in the prompt, e.g. --token '{DEFAULT_TOKEN}'",
