@@ -14,7 +14,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from livecli import __version__
-from livecli.config import DEFAULT_MODEL, DEFAULT_TOKEN, ModelConfig, PrepareConfig, TrainConfig, help_for, resolve_model_config
+from livecli.config import (
+    DEFAULT_MODEL,
+    DEFAULT_TOKEN,
+    EditConfig,
+    InvertConfig,
+    ModelConfig,
+    PrepareConfig,
+    TrainConfig,
+    help_for,
+    resolve_model_config,
+)
 from livecli.errors import ConfigError, Interrupted, LiveError
 from livecli.progress import console
 from livecli.stages import StageResult
@@ -236,6 +246,109 @@ def train(
     report(prepared, _prepared(prepared))
     result = stage.run(target, config, models, force=force)
     report(result, _trained(result))
+
+
+def _inverted(result: StageResult) -> str:
+    settings, facts = result.record.settings, result.record.facts
+    refined = f", {settings['refine']} fixed-point iterations a step" if settings.get("refine") else ""
+    return f"{settings['steps']} DDIM steps{refined} under {settings['prompt']!r}, x_T std {facts['noise_std']}"
+
+
+def _edited(result: StageResult) -> str:
+    settings, facts = result.record.settings, result.record.facts
+    blend = "no blend" if facts.get("mask_coverage") is None else f"blend mask covers {facts['mask_coverage']:.0%}"
+    return f"{settings['target_prompt']!r}, {settings['steps']} steps, guidance {settings['guidance']:g}, {blend}"
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  live invert\n\n"
+    "  live invert -p clip.live --steps 100\n\n"
+    "  live invert --refine 4      (sampling then reproduces the clip almost exactly)\n\n"
+    "`live edit` runs the inversion it needs by itself; this command is for inspecting or precomputing it.",
+)
+def invert(
+    project: ProjectOpt = None,
+    steps: Annotated[int, typer.Option(help=help_for(InvertConfig, "steps"))] = 50,
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help=help_for(InvertConfig, "prompt"), show_default=False)] = None,
+    refine: Annotated[int, typer.Option(help=help_for(InvertConfig, "refine"))] = 0,
+    model: ModelOpt = None,
+    model_config_: ModelConfigOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """DDIM-invert the prepared video through the trained video UNet (cached: edits share it)."""
+    from livecli.stages import invert as stage
+
+    config = InvertConfig(steps=steps, prompt=prompt, refine=refine)
+    target = find_project(project)
+    result = stage.run(target, config, _model(target, model, model_config_, device, dtype), force=force)
+    report(result, _inverted(result))
+
+
+EDIT_CONTROL = "Attention control and local blend"
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  live edit --replace motorcycle=<tok>\n\n"
+    "  live edit --replace motorcycle=<tok> --keep \"man riding\" --blend motorcycle --name dog-ride\n\n"
+    "  live edit --replace car=\"red sports car\" --guidance 7.5      (a plain text edit)\n\n"
+    "<tok> is the object learned from the reference image. The first edit inverts the video; "
+    "later edits with the same --steps reuse that inversion.",
+)
+def edit(
+    replace: Annotated[list[str], typer.Option("--replace", help=help_for(EditConfig, "replace"), show_default=False)],
+    project: ProjectOpt = None,
+    name: Annotated[Optional[str], typer.Option("--name", help=help_for(EditConfig, "name"), show_default=False)] = None,
+    steps: Annotated[int, typer.Option(help=help_for(EditConfig, "steps"))] = 50,
+    guidance: Annotated[float, typer.Option(help=help_for(EditConfig, "guidance"))] = 12.5,
+    cross_replace: Annotated[float, typer.Option(help=help_for(EditConfig, "cross_replace"), rich_help_panel=EDIT_CONTROL)] = 0.6,
+    self_replace: Annotated[float, typer.Option(help=help_for(EditConfig, "self_replace"), rich_help_panel=EDIT_CONTROL)] = 0.3,
+    keep: Annotated[Optional[str], typer.Option("--keep", help=help_for(EditConfig, "keep"), show_default=False, rich_help_panel=EDIT_CONTROL)] = None,
+    blend: Annotated[Optional[str], typer.Option("--blend", help=help_for(EditConfig, "blend"), show_default=False, rich_help_panel=EDIT_CONTROL)] = None,
+    no_blend: Annotated[bool, typer.Option("--no-blend", help=help_for(EditConfig, "no_blend"), rich_help_panel=EDIT_CONTROL)] = False,
+    blend_threshold: Annotated[float, typer.Option(help=help_for(EditConfig, "blend_threshold"), rich_help_panel=EDIT_CONTROL)] = 0.3,
+    blur_sigma: Annotated[float, typer.Option(help=help_for(EditConfig, "blur_sigma"), rich_help_panel=EDIT_CONTROL)] = 1.0,
+    blend_start: Annotated[float, typer.Option(help=help_for(EditConfig, "blend_start"), rich_help_panel=EDIT_CONTROL)] = 0.2,
+    refine: Annotated[int, typer.Option(help=help_for(EditConfig, "refine"))] = 0,
+    pin_source: Annotated[bool, typer.Option("--pin-source", help=help_for(EditConfig, "pin_source"))] = False,
+    eta: Annotated[float, typer.Option(help=help_for(EditConfig, "eta"))] = 0.0,
+    seed: Annotated[int, typer.Option(help=help_for(EditConfig, "seed"))] = 0,
+    model: ModelOpt = None,
+    model_config_: ModelConfigOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Edit again, replacing an edit of the same name.")] = False,
+) -> None:
+    """Edit the video: swap words of the prompt (A=<tok> for the reference object) and render edits/NAME/."""
+    from livecli.stages import edit as stage
+
+    config = EditConfig(
+        replace=tuple(replace),
+        name=name,
+        steps=steps,
+        guidance=guidance,
+        cross_replace=cross_replace,
+        self_replace=self_replace,
+        keep=keep,
+        blend=blend,
+        no_blend=no_blend,
+        blend_threshold=blend_threshold,
+        blur_sigma=blur_sigma,
+        blend_start=blend_start,
+        refine=refine,
+        pin_source=pin_source,
+        eta=eta,
+        seed=seed,
+    )
+    target = find_project(project)
+    result = stage.run(target, config, _model(target, model, model_config_, device, dtype), force=force)
+    report(result.inversion, _inverted(result.inversion))
+    report(result.edit, _edited(result.edit))
+    if not result.edit.skipped:
+        console.print(f"video: {escape(_where(result.edit.folder / stage.VIDEO))}, side by side: {escape(_where(result.edit.folder / stage.COMPARE))}", soft_wrap=True)
 
 
 @app.command(epilog="Examples:\n\n  live status\n\n  live status -p clip.live --json")

@@ -149,6 +149,116 @@ class TrainConfig:
         return values
 
 
+REFINE_HELP = (
+    "Fixed-point iterations per inversion step: 0 is plain DDIM inversion (the paper's); "
+    "3–6 make sampling reproduce the clip almost exactly, at N+1 times the inversion's cost."
+)
+
+
+def check_refine(refine: int) -> None:
+    if not 0 <= refine <= 50:
+        raise ConfigError(f"--refine must be between 0 and 50, got {refine}", hint="0 is plain DDIM inversion; 3–6 is usually enough")
+
+
+@dataclass(frozen=True)
+class InvertConfig:
+    steps: int = field(default=50, metadata=_help("DDIM steps (an edit samples with the same number)."))
+    prompt: str | None = field(default=None, metadata=_help("Prompt to invert with (default: the source prompt). <tok> is the learned token."))
+    refine: int = field(default=0, metadata=_help(REFINE_HELP))
+
+    def __post_init__(self) -> None:
+        check_steps(self.steps)
+        check_refine(self.refine)
+        if self.prompt is not None and not self.prompt.strip():
+            raise ConfigError("--prompt is empty", hint="leave it out to invert with the source prompt")
+
+    def settings(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_steps(steps: int) -> None:
+    if not 1 <= steps <= 1000:
+        raise ConfigError(f"--steps must be between 1 and 1000, got {steps}", hint="the paper uses 50 DDIM steps (the default)")
+
+
+def check_ratio(flag: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{flag} must be between 0 and 1, got {value:g}", hint=f"{flag} is a fraction of the steps or of the maximum")
+
+
+EDIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def edit_slug(replacements: tuple[str, ...]) -> str:
+    """The default edit name: `car=<tok>` -> `car-tok`; several joined by `+`."""
+    slugs = []
+    for text in replacements:
+        words = re.findall(r"[a-z0-9]+", text.lower())
+        slugs.append("-".join(words) or "edit")
+    return "+".join(slugs)[:80].strip("-+.") or "edit"
+
+
+@dataclass(frozen=True)
+class EditConfig:
+    replace: tuple[str, ...] = field(metadata=_help("A=B: swap the prompt's word A for B; <tok> is the learned token. Repeatable."))
+    name: str | None = field(default=None, metadata=_help("Folder name under edits/ (default: from the replacements, e.g. car-tok)."))
+    steps: int = field(default=50, metadata=_help("DDIM steps of the inversion and the edit."))
+    guidance: float = field(default=12.5, metadata=_help("Classifier-free guidance scale."))
+    cross_replace: float = field(default=0.6, metadata=_help("Fraction of steps in which the kept words' cross-attention maps come from the source."))
+    self_replace: float = field(default=0.3, metadata=_help("Fraction of steps in which the frame and temporal attention maps come from the source."))
+    keep: str | None = field(default=None, metadata=_help("Source words whose cross-attention maps are kept (default: every word not replaced)."))
+    blend: str | None = field(default=None, metadata=_help("Words whose attention makes the local-blend mask (default: the replaced words and their replacements)."))
+    no_blend: bool = field(default=False, metadata=_help("Turn local blend off: the edit may change the background too."))
+    blend_threshold: float = field(default=0.3, metadata=_help("Local blend: share of the maximum attention that counts as the object."))
+    blur_sigma: float = field(default=1.0, metadata=_help("Local blend: Gaussian blur of the mask, in latent pixels (8 image pixels); 0: none."))
+    blend_start: float = field(default=0.2, metadata=_help("Local blend: fraction of the steps after which the background is kept."))
+    refine: int = field(default=0, metadata=_help(REFINE_HELP))
+    pin_source: bool = field(
+        default=False,
+        metadata=_help(
+            "Keep the source branch on the inverted latents and move the edit by the same correction "
+            "(Direct Inversion, Ju et al. 2023): the background follows the clip more closely. Not in the paper."
+        ),
+    )
+    eta: float = field(default=0.0, metadata=_help("DDIM η: 0 is deterministic (the paper); above 0 adds seeded noise each step."))
+    seed: int = field(default=0, metadata=_help("Seed of the noise that --eta adds."))
+
+    def __post_init__(self) -> None:
+        if not self.replace:
+            raise ConfigError("an edit needs at least one --replace A=B", hint="e.g. --replace motorcycle=<tok>")
+        check_steps(self.steps)
+        check_refine(self.refine)
+        if not self.guidance >= 0:
+            raise ConfigError(f"--guidance must be 0 or more, got {self.guidance:g}", hint="the paper uses --guidance 12.5")
+        for flag, value in (
+            ("--cross-replace", self.cross_replace),
+            ("--self-replace", self.self_replace),
+            ("--blend-threshold", self.blend_threshold),
+            ("--blend-start", self.blend_start),
+            ("--eta", self.eta),
+        ):
+            check_ratio(flag, value)
+        if not self.blur_sigma >= 0:
+            raise ConfigError(f"--blur-sigma must be 0 or more, got {self.blur_sigma:g}", hint="0 turns the blur off")
+        if self.name is not None and not EDIT_NAME.match(self.name):
+            raise ConfigError(f"--name {self.name!r} is not a plain folder name", hint="use letters, digits, '.', '-', '_' or '+', e.g. --name dog")
+        if self.no_blend and self.blend is not None:
+            raise ConfigError("--blend and --no-blend contradict each other", hint="pass one of them")
+
+    @property
+    def folder_name(self) -> str:
+        return self.name or edit_slug(self.replace)
+
+    def settings(self) -> dict[str, Any]:
+        """What the edited video depends on (the folder name does not; the seed only with η > 0)."""
+        values = asdict(self)
+        values["replace"] = list(self.replace)
+        del values["name"]
+        if not self.eta:
+            del values["seed"]
+        return values
+
+
 def prompt_words(prompt: str) -> list[str]:
     """The prompt's words, lower-cased, punctuation dropped."""
     return re.findall(r"[\w<>@#$*-]+", prompt.lower())

@@ -53,7 +53,9 @@ CHECKPOINT_STATE = "state.toml"
 PROJECT_SUFFIX = ".live"
 
 STAGES = ("prepare", "train")
-"""Stages in pipeline order; each later one reads the ones before it."""
+"""Stages with one folder each, in pipeline order; each later one reads the ones before it."""
+RUN_FOLDERS = {"invert": "invert", "edit": "edits"}
+"""Stages with one subfolder per run (an inversion per fingerprint, an edit per name)."""
 
 
 # --------------------------------------------------------------------------- hashing
@@ -329,19 +331,39 @@ class Project:
             if record is None:
                 statuses.append(StageStatus(stage, "missing", self._checkpoint_note(stage)))
                 continue
-            folder = self.stage_dir(stage)
-            reason = self._stale_reason(stage, record, sources)
-            statuses.append(
-                StageStatus(
-                    stage,
-                    "stale" if reason else "done",
-                    reason,
-                    bytes=folder_bytes(folder),
-                    seconds=record.seconds,
-                    finished=record.finished,
-                )
-            )
+            statuses.append(self._done_or_stale(stage, stage, record, sources))
+        for stage, parent in RUN_FOLDERS.items():
+            runs = self.runs(parent)
+            if not runs:
+                note = "run `live edit --replace A=B`" if stage == "edit" else "`live edit` runs it"
+                statuses.append(StageStatus(stage, "missing", note if "train" in {s.stage for s in statuses if s.state != "missing"} else ""))
+            for folder, record in runs:
+                where = folder.relative_to(self.root).as_posix()
+                statuses.append(self._done_or_stale(f"{stage} {folder.name}", where, record, sources))
         return statuses
+
+    def runs(self, parent: str) -> list[tuple[Path, Record]]:
+        """The complete runs under a per-run stage folder (`invert`, `edits`), by name."""
+        folder = self.root / parent
+        if not folder.is_dir():
+            return []
+        found = []
+        for child in sorted(folder.iterdir()):
+            record = self.record(f"{parent}/{child.name}") if child.is_dir() and not child.name.startswith(".") else None
+            if record is not None:
+                found.append((child, record))
+        return found
+
+    def _done_or_stale(self, label: str, stage: str, record: Record, sources: dict[str, Any]) -> StageStatus:
+        reason = self._stale_reason(stage, record, sources)
+        return StageStatus(
+            label,
+            "stale" if reason else "done",
+            reason,
+            bytes=folder_bytes(self.stage_dir(stage)),
+            seconds=record.seconds,
+            finished=record.finished,
+        )
 
     def checkpoint_dir(self, stage: str) -> Path:
         return self.root / CHECKPOINTS / stage
@@ -358,7 +380,7 @@ class Project:
 
     def _stale_reason(self, stage: str, record: Record, sources: dict[str, Any]) -> str:
         for name, digest in record.inputs.items():
-            if name in STAGES:
+            if name in STAGES or "/" in name:  # a stage, or one run of a per-run stage
                 upstream = self.record(name)
                 if upstream is None:
                     return f"{name} is missing"

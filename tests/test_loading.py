@@ -7,7 +7,7 @@ import torch
 
 from ldm import ldm_checkpoint
 from livecli.errors import ConfigError, ModelError
-from livecli.models.loading import load_for_training, load_vae, resolve_device, resolve_dtype, resolve_model
+from livecli.models.loading import load_denoiser, load_vae, resolve_device, resolve_dtype, resolve_model
 from livecli.models.tiny import TINY_VERSION, tiny_model_dir
 
 
@@ -121,7 +121,7 @@ def test_a_single_file_checkpoint_loads_through_from_single_file(tmp_path, tiny_
         assert torch.equal(vae.encode(pixels).latent_dist.mean, tiny_sd.vae.encode(pixels).latent_dist.mean)
 
     # What training loads comes from the same file: every weight equal to the folder model's.
-    models = load_for_training(source, torch.device("cpu"), torch.float32)
+    models = load_denoiser(source, torch.device("cpu"), torch.float32)
     for loaded, original in ((models.unet, tiny_sd.unet), (models.text_encoder, tiny_sd.text_encoder)):
         expected = original.state_dict()
         assert loaded.state_dict().keys() == expected.keys()

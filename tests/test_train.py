@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from clips import write_clip, write_image
 from helpers import PREPARE_ARGS, tree_digest
 from livecli.models import deltas as attention_deltas
-from livecli.models.loading import load_for_training, resolve_model
+from livecli.models.loading import load_denoiser, resolve_model
 from livecli.models.tiny import tiny_model_dir
 from livecli.models.video_unet import inflate
 from livecli.store import read_toml
@@ -153,7 +153,7 @@ def test_deltas_turn_the_base_unet_into_the_trained_one(cli, clip, image, captur
     trained = capture_trainer[0].video_unet.unet.state_dict()
 
     torch.manual_seed(12345)  # other temporal weights than training started from: the deltas must set them
-    video = inflate(load_for_training(resolve_model("tiny"), torch.device("cpu"), torch.float32).unet)
+    video = inflate(load_denoiser(resolve_model("tiny"), torch.device("cpu"), torch.float32).unet)
     before = {k: v.clone() for k, v in video.unet.state_dict().items()}
     attention_deltas.apply_deltas(video, attention_deltas.load_deltas(TRAIN / "attention_deltas.safetensors"))
     rebuilt = video.unet.state_dict()

@@ -255,17 +255,18 @@ def _from_single_file(model_class, source: ModelSource, component: str, dtype: t
 
 
 @dataclass
-class TrainingModels:
-    """What training needs of the base model; the UNet and text encoder frozen, in eval mode."""
+class DenoiserParts:
+    """The base model's parts that predict noise from text: all but the VAE, frozen, in eval mode."""
 
     tokenizer: object
     text_encoder: torch.nn.Module
     unet: torch.nn.Module
     noise_scheduler: object
-    """A DDPMScheduler with the model's noise schedule: training adds noise with it."""
+    """A DDPMScheduler with the model's noise schedule: training adds noise with it, and
+    DDIM takes its timesteps from its config."""
 
 
-def load_for_training(source: ModelSource, device: torch.device, dtype: torch.dtype) -> TrainingModels:
+def load_denoiser(source: ModelSource, device: torch.device, dtype: torch.dtype) -> DenoiserParts:
     """Tokenizer, text encoder, UNet and noise scheduler of the model, on `device`.
 
     A single-file checkpoint is converted once, whole, and only these parts are kept.
@@ -293,7 +294,7 @@ def load_for_training(source: ModelSource, device: torch.device, dtype: torch.dt
         raise
     except Exception as exc:  # diffusers and transformers raise many kinds for a bad folder
         raise _load_error(source, component, exc) from None
-    return TrainingModels(
+    return DenoiserParts(
         tokenizer,
         text_encoder.to(device=device, dtype=dtype).eval().requires_grad_(False),
         unet.to(device=device, dtype=dtype).eval().requires_grad_(False),

@@ -62,6 +62,17 @@ def add_placeholder(tokenizer, text_encoder, token: str, init_word: str) -> Plac
     return Placeholder(token, token_id, weight[init_ids[0]].detach().clone())
 
 
+def install_token(tokenizer, text_encoder, token: str, vector: torch.Tensor) -> int:
+    """Add a learned token for inference: its id, whose embedding row is now `vector`."""
+    tokenizer.add_tokens(token)
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    text_encoder.resize_token_embeddings(len(tokenizer))
+    weight = text_encoder.get_input_embeddings().weight
+    with torch.no_grad():
+        weight[token_id] = vector.to(device=weight.device, dtype=weight.dtype)
+    return token_id
+
+
 def tokenize(tokenizer, prompts: list[str]) -> torch.Tensor:
     return tokenizer(
         prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"

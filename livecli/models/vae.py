@@ -34,3 +34,21 @@ def encode_images(
         if advance:
             advance(len(batch))
     return torch.cat(chunks)
+
+
+def latents_to_image(vae, latents: torch.Tensor) -> Image.Image:
+    """One frame's latents [4, h, w] (× the scaling factor) to an RGB image."""
+    pixels = vae.decode(latents.unsqueeze(0).to(device=vae.device, dtype=vae.dtype) / vae.config.scaling_factor).sample
+    array = ((pixels[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array)
+
+
+@torch.inference_mode()
+def decode_latents(vae, latents: torch.Tensor, advance: Callable[[int], None] | None = None) -> list[Image.Image]:
+    """Frames from latents [F, 4, h, w], decoded one at a time: memory bounded by one frame."""
+    images = []
+    for frame in latents:
+        images.append(latents_to_image(vae, frame))
+        if advance:
+            advance(1)
+    return images

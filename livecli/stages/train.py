@@ -37,7 +37,7 @@ from livecli.errors import ConfigError, Interrupted, ProjectError, reason
 from livecli.interrupt import stop_at_safe_point
 from livecli.models import deltas as attention_deltas
 from livecli.models import text as text_model
-from livecli.models.loading import load_for_training, resolve_device, resolve_model
+from livecli.models.loading import load_denoiser, resolve_device, resolve_model
 from livecli.models.video_unet import inflate, trainable_names
 from livecli.stages import StageResult
 from livecli.stages import prepare as prepare_stage
@@ -77,6 +77,20 @@ def check_token_not_in_prompt(token: str, prompt: str) -> None:
 def check_precision(config: TrainConfig, device: torch.device) -> None:
     if config.mixed_precision == "fp16" and device.type == "cpu":
         raise ConfigError("--mixed-precision fp16 needs a GPU", hint="on the CPU use --mixed-precision no (or bf16)")
+
+
+def require(project: Project) -> Record:
+    """The train record of a project whose training matches its prepared frames, or the error that says what to run."""
+    prepared = prepare_stage.require(project)
+    record = project.record(STAGE)
+    if record is None or not all((project.stage_dir(STAGE) / name).is_file() for name in (DELTAS, TOKEN, LATENT_PROMPT)):
+        raise ProjectError(f"{project.root} is not trained yet", hint="run `live train` first (see `live train --help`)")
+    if record.inputs.get("prepare") != prepared.fingerprint:
+        raise ProjectError(
+            f"the training in {project.stage_dir(STAGE)} is stale: the frames were prepared again since",
+            hint="run `live train` again",
+        )
+    return record
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -199,7 +213,7 @@ def build_trainer(
     """The trainer at step 0 or at the checkpoint, and the base query weights the deltas subtract."""
     prompt, object_word = manifest["prompt"], manifest["object"]
     progress.say(f"train: loading {source.id}")
-    models = load_for_training(source, accelerator.device, torch.float32)
+    models = load_denoiser(source, accelerator.device, torch.float32)
     placeholder = text_model.add_placeholder(models.tokenizer, models.text_encoder, config.token, object_word)
     torch.manual_seed(config.seed)  # the temporal attentions' initial weights
     video_unet = inflate(models.unet)

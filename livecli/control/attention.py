@@ -1,0 +1,200 @@
+"""Word swap for video (paper §3.4, Eq. 6, after Prompt-to-Prompt): attention processors
+that give the edit the source's attention maps during the first steps.
+
+The edit runs the source and the edit through the video UNet in one batch. In the
+conditional branch (Prompt-to-Prompt leaves the unconditional one alone):
+
+- cross-attention (`attn2`), steps [0, int(cross·steps)): the target tokens that
+  `EditPrompts.alpha` marks take the source's maps through `mapper`; the others keep
+  their own. These layers compute their maps explicitly; every other layer and step
+  uses fused SDPA;
+- frame attention (`attn1`) and temporal attention, steps [0, int(self·steps)): the
+  edit takes the source's maps whole. softmax(Q_s K_sᵀ)·V_e is SDPA run on the source's
+  queries and keys with the edit's values, so no map is ever materialised. As in
+  Prompt-to-Prompt, frame attention is replaced only where the query has at most 32×32
+  positions; temporal maps (frames × frames) are replaced everywhere;
+- the local blend's layers record their blend-word maps as they are produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention
+
+from livecli.control.blend import LocalBlend
+from livecli.control.prompts import EditPrompts
+from livecli.models.attention import (
+    CrossAttnProcessor,
+    TemporalAttnProcessor,
+    VideoLayout,
+    attention_output,
+    frame_attention_inputs,
+    split_heads,
+)
+from livecli.models.video_unet import VideoUNet
+
+MAX_SELF_TOKENS = 32 * 32
+"""Frame-attention maps are replaced only at layers with at most this many query positions."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Where the branches sit in the UNet's batch of videos."""
+
+    videos: int
+    source: int
+    """The source's conditional video."""
+    edit: int
+    """The edit's conditional video."""
+
+
+class AttentionControl:
+    """What to replace at the current step, and the local blend's running maps."""
+
+    def __init__(
+        self,
+        prompts: EditPrompts,
+        steps: int,
+        cross_replace: float,
+        self_replace: float,
+        batch: Batch,
+        blend: LocalBlend | None = None,
+    ):
+        self.cross_steps = int(cross_replace * steps)
+        self.self_steps = int(self_replace * steps)
+        self.mapper = prompts.mapper
+        self.alpha = prompts.alpha
+        self.batch = batch
+        self.blend = blend
+        self.step = 0
+        self.peak_stored_bytes = 0
+        """The most bytes of attention maps kept between UNet calls at any time."""
+
+    def replaces_cross(self) -> bool:
+        return self.step < self.cross_steps
+
+    def replaces_self(self, query_tokens: int | None = None) -> bool:
+        """At this step; `query_tokens` given: for a frame-attention layer of that size."""
+        return self.step < self.self_steps and (query_tokens is None or query_tokens <= MAX_SELF_TOKENS)
+
+    def wants_cross_maps(self, query_tokens: int) -> bool:
+        return self.replaces_cross() or (self.blend is not None and self.blend.wants(query_tokens))
+
+    def take_source(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A batch-first tensor of all videos, with the edit's part replaced by the source's."""
+        videos = tensor.unflatten(0, (self.batch.videos, -1)).clone()
+        videos[self.batch.edit] = videos[self.batch.source]
+        return videos.flatten(0, 1)
+
+    def cross_maps(self, source: torch.Tensor, edit: torch.Tensor, query_tokens: int) -> torch.Tensor:
+        """The edit's cross-attention maps [frames, heads, queries, 77] after word swap;
+        records the blend layers' maps."""
+        if self.replaces_cross():
+            mapper = self.mapper.to(device=source.device, dtype=source.dtype)
+            alpha = self.alpha.to(device=source.device, dtype=source.dtype)
+            swapped = torch.einsum("fhqs,st->fhqt", source, mapper)
+            edit = swapped * alpha + edit * (1 - alpha)
+        if self.blend is not None and self.blend.wants(query_tokens):
+            self.blend.record(source, edit)
+            self.peak_stored_bytes = max(self.peak_stored_bytes, self.blend.stored_bytes)
+        return edit
+
+
+class ControlledFrameAttn:
+    """Frame attention (Eq. 5) whose edit video may attend with the source's maps."""
+
+    def __init__(self, control: AttentionControl):
+        self.control = control
+
+    def __call__(self, attn: Attention, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, video: VideoLayout | None = None):
+        query, key, value = frame_attention_inputs(attn, hidden_states, video)
+        if self.control.replaces_self(query.shape[2]):
+            query, key = self.control.take_source(query), self.control.take_source(key)
+        return attention_output(attn, F.scaled_dot_product_attention(query, key, value), hidden_states)
+
+
+class ControlledTemporalAttn(TemporalAttnProcessor):
+    """Temporal attention whose edit video may attend with the source's maps."""
+
+    def __init__(self, control: AttentionControl):
+        super().__init__()
+        self.control = control
+
+    def __call__(self, attn: Attention, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, video=None):
+        if not self.control.replaces_self():
+            return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        # [videos · positions, frames, c]: the videos are the outer part of the batch.
+        query, key, value = (split_heads(p(hidden_states), attn.heads) for p in (attn.to_q, attn.to_k, attn.to_v))
+        query, key = self.control.take_source(query), self.control.take_source(key)
+        return attention_output(attn, F.scaled_dot_product_attention(query, key, value), hidden_states)
+
+
+class ControlledCrossAttn(CrossAttnProcessor):
+    """Text cross-attention whose maps are computed explicitly where word swap or the blend needs them."""
+
+    def __init__(self, control: AttentionControl):
+        super().__init__()
+        self.control = control
+
+    def __call__(self, attn: Attention, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, video=None):
+        query_tokens = hidden_states.shape[1]
+        if not self.control.wants_cross_maps(query_tokens):
+            return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        batch = self.control.batch
+        query = split_heads(attn.to_q(hidden_states), attn.heads).unflatten(0, (batch.videos, -1))
+        key = split_heads(attn.to_k(encoder_hidden_states), attn.heads).unflatten(0, (batch.videos, -1))
+        value = split_heads(attn.to_v(encoder_hidden_states), attn.heads).unflatten(0, (batch.videos, -1))
+        pair = [batch.source, batch.edit]
+        others = [index for index in range(batch.videos) if index not in pair]
+
+        attended = query.new_empty(*query.shape[:-1], value.shape[-1])
+        if others:
+            attended[others] = F.scaled_dot_product_attention(query[others], key[others], value[others])
+        scores = query[pair] @ key[pair].transpose(-1, -2) * attn.scale
+        maps = scores.softmax(dim=-1, dtype=torch.float32).to(query.dtype)
+        edit_maps = self.control.cross_maps(maps[0], maps[1], query_tokens)
+        attended[pair] = torch.stack([maps[0], edit_maps]) @ value[pair]
+        return attention_output(attn, attended.flatten(0, 1), hidden_states)
+
+
+@contextmanager
+def controlled(video_unet: VideoUNet, control: AttentionControl) -> Iterator[None]:
+    """Within the block, the video UNet's attention layers follow `control`."""
+    unet = video_unet.unet
+    original = unet.attn_processors
+    processors = {}
+    for name in original:
+        if ".temporal." in name:
+            processors[name] = ControlledTemporalAttn(control)
+        elif name.endswith("attn1.processor"):
+            processors[name] = ControlledFrameAttn(control)
+        else:
+            processors[name] = ControlledCrossAttn(control)
+    unet.set_attn_processor(processors)
+    try:
+        yield
+    finally:
+        unet.set_attn_processor(dict(original))
+
+
+def cross_attention_factors(video_unet: VideoUNet) -> set[int]:
+    """How much each cross-attention layer's resolution is below the latents' (1, 2, 4, …)."""
+    unet = video_unet.unet
+    downs, ups = len(unet.down_blocks), len(unet.up_blocks)
+    factors = set()
+    for name in unet.attn_processors:
+        if not name.endswith("attn2.processor"):
+            continue
+        place, _, rest = name.partition(".")
+        if place == "down_blocks":
+            factors.add(2 ** int(rest.split(".")[0]))
+        elif place == "up_blocks":
+            factors.add(2 ** (ups - 1 - int(rest.split(".")[0])))
+        elif place == "mid_block":
+            factors.add(2 ** (downs - 1))
+    return factors

@@ -1,0 +1,106 @@
+"""Local blend (Prompt-to-Prompt §3.3) with LIVE's Gaussian blur (paper §3.4).
+
+The blend words' cross-attention at the layers of one resolution (16×16 for 512 px
+frames) is summed over heads, words, layers and steps as it is produced: the only maps
+kept between UNet calls are these sums, `[2, frames, h, w]`, whatever the number of
+steps. After each step from `--blend-start` on, the mask is made from the sums so far:
+
+    max-pool 3×3 → upsample to the latents → divide by the frame's maximum → > threshold
+    → OR over source and edit → Gaussian blur (σ in latent pixels)
+
+and the edit keeps the source branch's latents where the mask is 0:
+`edit ← source + mask · (edit − source)`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+BLEND_FACTOR = 4
+"""The blend layers' downsampling of the latents: 16×16 maps for 64×64 latents (512 px)."""
+
+
+def downsampled(size: int, factor: int) -> int:
+    """A side after the UNet's stride-2 convolutions (each rounds up) reach `factor`."""
+    while factor > 1:
+        size, factor = math.ceil(size / 2), factor // 2
+    return size
+
+
+def pick_factor(available: set[int], wanted: int = BLEND_FACTOR) -> int:
+    """`wanted` when the UNet has cross-attention at it, else the nearest it has."""
+    return min(sorted(available), key=lambda f: abs(math.log2(f) - math.log2(wanted)))
+
+
+def gaussian_blur(mask: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of [n, 1, h, w] with a kernel of radius ⌈3σ⌉, edges replicated.
+
+    The kernel is finite, so latents farther than its radius from the thresholded mask
+    stay exactly 0: the edit there is the source's, bit for bit.
+    """
+    radius = math.ceil(3 * sigma)
+    offsets = torch.arange(-radius, radius + 1, dtype=mask.dtype, device=mask.device)
+    kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    padded = F.pad(mask, (radius, radius, radius, radius), mode="replicate")
+    blurred = F.conv2d(padded, kernel.view(1, 1, 1, -1))
+    return F.conv2d(blurred, kernel.view(1, 1, -1, 1))
+
+
+class LocalBlend:
+    def __init__(
+        self,
+        frames: int,
+        latent_size: tuple[int, int],
+        factor: int,
+        source_tokens: tuple[int, ...],
+        target_tokens: tuple[int, ...],
+        threshold: float,
+        sigma: float,
+    ):
+        self.frames = frames
+        self.latent_size = latent_size
+        self.map_size = tuple(downsampled(side, factor) for side in latent_size)
+        self.tokens = self.map_size[0] * self.map_size[1]
+        self.source_tokens = list(source_tokens)
+        self.target_tokens = list(target_tokens)
+        self.threshold = threshold
+        self.sigma = sigma
+        self.sums: torch.Tensor | None = None
+        """[2, frames, tokens]: source's and edit's blend-word attention, summed so far."""
+
+    def wants(self, query_tokens: int) -> bool:
+        """Whether a cross-attention layer with this many query tokens is a blend layer."""
+        return query_tokens == self.tokens
+
+    def record(self, source_maps: torch.Tensor, edit_maps: torch.Tensor) -> None:
+        """Add one layer's maps, [frames (latent prompt first), heads, queries, 77] each."""
+        source = source_maps[1:, :, :, self.source_tokens].float().sum(dim=(1, 3))
+        edit = edit_maps[1:, :, :, self.target_tokens].float().sum(dim=(1, 3))
+        both = torch.stack([source, edit])
+        self.sums = both if self.sums is None else self.sums + both
+
+    @property
+    def stored_bytes(self) -> int:
+        return 0 if self.sums is None else self.sums.numel() * self.sums.element_size()
+
+    def mask(self) -> torch.Tensor:
+        """[frames, 1, h, w] in [0, 1] at the latents' size; zero before any map was recorded."""
+        height, width = self.latent_size
+        if self.sums is None:
+            raise RuntimeError("no blend layer ran: the mask has no maps to come from")
+        maps = self.sums.reshape(2 * self.frames, 1, *self.map_size)
+        maps = F.max_pool2d(maps, kernel_size=3, stride=1, padding=1)
+        maps = F.interpolate(maps, size=(height, width))
+        maps = maps / maps.amax(dim=(2, 3), keepdim=True).clamp_min(torch.finfo(maps.dtype).tiny)
+        chosen = maps > self.threshold
+        mask = (chosen[: self.frames] | chosen[self.frames :]).float()
+        return gaussian_blur(mask, self.sigma) if self.sigma > 0 else mask
+
+    @staticmethod
+    def apply(source: torch.Tensor, edit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Outside the mask the edit becomes the source: source + mask · (edit − source)."""
+        return source + mask.to(edit.dtype) * (edit - source)

@@ -1,0 +1,197 @@
+"""The source and target prompts of an edit, and how their tokens line up (paper §3.4).
+
+`--replace A=B` swaps the source word A for B (`<tok>` is the learned token; B may be
+several words). Prompt-to-Prompt's word swap needs, for every target token, the source
+tokens whose cross-attention maps it takes over; words may tokenize to different
+lengths, so the alignment is made word by word:
+
+- a kept word (same text in both prompts) maps token for token;
+- a replaced word that the user still asks to keep maps each of its new tokens to the
+  mean of the old word's tokens (Prompt-to-Prompt's rule for unequal lengths);
+- the start token maps to itself; every other target token keeps its own map.
+
+The result is Prompt-to-Prompt's `mapper` (source tokens × target tokens) and `alpha`,
+1 on the target tokens that take source maps.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from livecli.config import prompt_words
+from livecli.errors import ConfigError, InputError
+from livecli.models.text import replace_word
+
+TOKEN_ALIAS = "<tok>"
+"""Stands for the project's learned token in --replace, --keep and --blend."""
+
+
+@dataclass(frozen=True)
+class Replacement:
+    old: str
+    new: str
+
+    @classmethod
+    def parse(cls, text: str) -> Replacement:
+        """`A=B` -> Replacement("a", "B"); A is one word of the source prompt."""
+        old, sep, new = text.partition("=")
+        old, new = old.strip(), new.strip()
+        if not sep or not old or not new:
+            raise ConfigError(f"--replace {text!r} is not A=B", hint="e.g. --replace motorcycle=<tok> or --replace car='red sports car'")
+        if len(old.split()) != 1:
+            raise ConfigError(f"--replace {text!r}: A must be one word of the prompt, got {old!r}", hint="replace one word at a time")
+        return cls(old.lower(), new)
+
+
+def split_words(text: str) -> list[str]:
+    """WORDS of --keep and --blend: separated by spaces or commas."""
+    return [word for word in re.split(r"[\s,]+", text.strip()) if word]
+
+
+@dataclass(frozen=True)
+class WordSpan:
+    text: str
+    """The prompt's whitespace-separated piece, as written."""
+    words: tuple[str, ...]
+    """Its words, lower-cased (a piece like "man's" has two)."""
+    start: int
+    stop: int
+    """Its token positions in the encoded prompt (the start token is position 0)."""
+
+
+def word_spans(tokenizer, prompt: str) -> list[WordSpan]:
+    """Each whitespace-separated piece of `prompt` with the positions of its tokens.
+
+    CLIP's tokenizer splits on whitespace before BPE, so the pieces tokenized one by one
+    give the prompt's tokens; this is checked, not assumed.
+    """
+    spans, position = [], 1
+    for piece in prompt.split():
+        ids = tokenizer(piece, add_special_tokens=False).input_ids
+        spans.append(WordSpan(piece, tuple(prompt_words(piece)), position, position + len(ids)))
+        position += len(ids)
+    whole = tokenizer(prompt, add_special_tokens=False).input_ids
+    if position - 1 != len(whole):
+        raise InputError(f"cannot line up the tokens of {prompt!r} word by word", hint="write the prompt with plain words and spaces")
+    if position + 1 > tokenizer.model_max_length:
+        raise InputError(
+            f"the prompt {prompt!r} is {position + 1} tokens long; the text encoder reads {tokenizer.model_max_length}",
+            hint="shorten the prompt",
+        )
+    return spans
+
+
+@dataclass(frozen=True)
+class EditPrompts:
+    source: str
+    target: str
+    mapper: torch.Tensor
+    """[77, 77]: target token j takes Σ_i mapper[i, j] · (source map of token i)."""
+    alpha: torch.Tensor
+    """[77]: 1 where a target token takes the source's map, else 0."""
+    keep: tuple[str, ...]
+    """The source words whose maps the edit keeps."""
+    source_blend: tuple[int, ...]
+    target_blend: tuple[int, ...]
+    """Token positions of the blend words in each prompt."""
+
+
+def _check_words(flag: str, words: list[str], allowed: set[str], prompt_list: str) -> None:
+    missing = [word for word in words if word not in allowed]
+    if missing:
+        raise ConfigError(f"{flag}: {', '.join(repr(w) for w in missing)} not in {prompt_list}", hint=f"the words are: {', '.join(sorted(allowed))}")
+
+
+def target_prompt(source: str, replacements: list[Replacement], token: str) -> str:
+    """The source prompt with every replacement made (`<tok>` becomes the learned token)."""
+    words = set(prompt_words(source))
+    for replacement in replacements:
+        if replacement.old not in words:
+            raise ConfigError(
+                f"--replace {replacement.old}={replacement.new}: {replacement.old!r} is not a word of the prompt {source!r}",
+                hint=f"the prompt's words are: {', '.join(prompt_words(source))}",
+            )
+    target = source
+    for replacement in replacements:
+        target = replace_word(target, replacement.old, replacement.new.replace(TOKEN_ALIAS, token))
+    return target
+
+
+def check_edit_words(source: str, replacements: list[Replacement], token: str, keep: list[str] | None, blend: list[str] | None) -> str:
+    """Validate --replace, --keep and --blend against the prompts without a tokenizer; the target prompt."""
+    target = target_prompt(source, replacements, token)
+    source_words, target_words = set(prompt_words(source)), set(prompt_words(target))
+    if keep:
+        _check_words("--keep", [w.lower() for w in keep], source_words, f"the source prompt {source!r}")
+    if blend:
+        named = [w.replace(TOKEN_ALIAS, token).lower() for w in blend]
+        _check_words("--blend", named, source_words | target_words, f"the source prompt {source!r} nor the target {target!r}")
+    return target
+
+
+def edit_prompts(
+    tokenizer,
+    source: str,
+    replacements: list[Replacement],
+    token: str,
+    keep: list[str] | None = None,
+    blend: list[str] | None = None,
+) -> EditPrompts:
+    """Target prompt, token alignment and blend tokens of an edit.
+
+    keep: source words whose cross-attention maps the edit takes over (default: every
+    word that is not replaced); blend: words whose maps make the local-blend mask
+    (default: the replaced words and what replaces them).
+    """
+    target = check_edit_words(source, replacements, token, keep, blend)
+    replaced = {r.old for r in replacements}
+    source_spans = word_spans(tokenizer, source)
+    length = tokenizer.model_max_length
+    mapper = torch.zeros(length, length)
+    mapper[0, 0] = 1.0  # the start token: the same in both prompts
+    keep_words = {w.lower() for w in keep} if keep is not None else set(prompt_words(source)) - replaced
+    kept: list[str] = []
+    source_blend: list[int] = []
+    target_blend: list[int] = []
+    blend_words = {w.replace(TOKEN_ALIAS, token).lower() for w in blend} if blend is not None else None
+
+    position = 1
+    for span in source_spans:
+        pieces = replace_span(span.text, replacements, token)
+        target_ids = [tokenizer(piece, add_special_tokens=False).input_ids for piece in pieces]
+        new_start, new_stop = position, position + sum(len(ids) for ids in target_ids)
+        changed = pieces != [span.text]
+        if keep_words.intersection(span.words):
+            kept.extend(w for w in span.words if w in keep_words)
+            if changed:  # each new token takes the mean of the old word's maps
+                mapper[span.start : span.stop, new_start:new_stop] = 1.0 / (span.stop - span.start)
+            else:
+                for offset in range(span.stop - span.start):
+                    mapper[span.start + offset, new_start + offset] = 1.0
+        if blend_words is None:
+            if replaced.intersection(span.words):
+                source_blend.extend(range(span.start, span.stop))
+                target_blend.extend(range(new_start, new_stop))
+        else:
+            if blend_words.intersection(span.words):
+                source_blend.extend(range(span.start, span.stop))
+            start = new_start
+            for piece, ids in zip(pieces, target_ids):
+                if blend_words.intersection(prompt_words(piece)):
+                    target_blend.extend(range(start, start + len(ids)))
+                start += len(ids)
+        position = new_stop
+    if word_spans(tokenizer, target)[-1].stop != position:
+        raise InputError(f"cannot line up the tokens of {target!r} with the source's", hint="write the replacement with plain words and spaces")
+    alpha = (mapper.sum(0) > 0).float()
+    return EditPrompts(source, target, mapper, alpha, tuple(dict.fromkeys(kept)), tuple(source_blend), tuple(target_blend))
+
+
+def replace_span(piece: str, replacements: list[Replacement], token: str) -> list[str]:
+    """One source piece after the replacements, as whitespace-separated target pieces."""
+    for replacement in replacements:
+        piece = replace_word(piece, replacement.old, replacement.new.replace(TOKEN_ALIAS, token))
+    return piece.split()

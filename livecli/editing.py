@@ -1,0 +1,132 @@
+"""Sampling an edit from the inverted latents (paper §3.3 "Inference" and §3.4).
+
+Classifier-free guidance with LIVE's latent-prompt scheme (Ho & Salimans 2022):
+
+    ε = ε_θ(x_t, ∅, z_ref) + g · (ε_θ(x_t, prompt, z_lp) − ε_θ(x_t, ∅, z_ref))
+
+the conditional branch with the trained latent prompt z_lp, the unconditional branch with
+the reference image's latents z_ref as latent prompt. An edit runs the source prompt and
+the target prompt side by side from the same x_T, under attention control
+(control/attention.py) and local blend (control/blend.py); plain guided sampling is the
+same loop with one video and no control.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from livecli import ddim
+from livecli.control.attention import AttentionControl, Batch, controlled
+from livecli.control.blend import LocalBlend
+from livecli.models.trained import TrainedModel
+
+StepWatcher = Callable[[int, torch.Tensor, torch.Tensor | None], None]
+"""(step index, latents [2, F, 4, h, w] of source and edit after the step, mask or None)."""
+
+
+def guided_noise(
+    model: TrainedModel, latents: torch.Tensor, timestep: int, alpha: float, text: torch.Tensor, null: torch.Tensor, guidance: float
+) -> torch.Tensor:
+    """ε for V videos [V, F, 4, h, w] under their prompts `text` [V, 77, d], guided.
+
+    The UNet sees one batch: the V unconditional videos first, then the V conditional
+    ones (just the conditional ones when the guidance is 1, which needs no other).
+    """
+    videos = latents.shape[0]
+    conditional = model.latent_prompt.expand(videos, 1, *model.latent_prompt.shape[1:])
+    if guidance == 1:
+        return model.noise(latents, timestep, alpha, text, conditional)
+    unconditional = model.reference.expand(videos, 1, *model.reference.shape[1:])
+    noise = model.noise(
+        torch.cat([latents, latents]),
+        timestep,
+        alpha,
+        torch.cat([null.expand(videos, -1, -1), text]),
+        torch.cat([unconditional, conditional]),
+    )
+    free, conditioned = noise.chunk(2)
+    return free + guidance * (conditioned - free)
+
+
+def branch_batch(guidance: float) -> Batch:
+    """Where guided_noise puts the source's and the edit's conditional videos."""
+    return Batch(videos=2, source=0, edit=1) if guidance == 1 else Batch(videos=4, source=2, edit=3)
+
+
+def guided_sample(
+    model: TrainedModel,
+    start: torch.Tensor,
+    schedule: ddim.DdimSchedule,
+    text: torch.Tensor,
+    null: torch.Tensor,
+    guidance: float,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Plain guided DDIM sampling of one video from x_T [F, 4, h, w] under `text` [1, 77, d]."""
+
+    def predict(latents, timestep, index):
+        return guided_noise(model, latents, timestep, schedule.alphas[index], text, null, guidance)
+
+    return ddim.sample(predict, start.unsqueeze(0), schedule, eta=eta, generator=generator)[0]
+
+
+@dataclass
+class EditOutcome:
+    source: torch.Tensor
+    """The source branch's final latents [F, 4, h, w]."""
+    edit: torch.Tensor
+    """The edit's final latents [F, 4, h, w]."""
+    mask: torch.Tensor | None
+    """The last blend mask [F, 1, h, w], or None when no step was blended."""
+    peak_stored_bytes: int
+
+
+def sample_edit(
+    model: TrainedModel,
+    start: torch.Tensor,
+    schedule: ddim.DdimSchedule,
+    texts: torch.Tensor,
+    null: torch.Tensor,
+    control: AttentionControl,
+    guidance: float,
+    blend_from: int,
+    pinned: list[torch.Tensor] | None = None,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    watch: StepWatcher | None = None,
+) -> EditOutcome:
+    """Source and edit from x_T [F, 4, h, w] side by side; `texts` [2, 77, d] their prompts.
+
+    After each step from `blend_from` on, local blend keeps the source's latents outside
+    the mask. `pinned` (the inversion's trajectory) keeps the source branch on the
+    inverted latents and moves the edit by the same correction (Direct Inversion,
+    Ju et al. 2023): an extension, off in the paper's method.
+    """
+    blend: LocalBlend | None = control.blend
+    mask: torch.Tensor | None = None
+
+    def predict(latents, timestep, index):
+        control.step = index
+        return guided_noise(model, latents, timestep, schedule.alphas[index], texts, null, guidance)
+
+    def after_step(index: int, latents: torch.Tensor) -> torch.Tensor:
+        nonlocal mask
+        source, edit = latents[0], latents[1]
+        if pinned is not None:
+            exact = pinned[index + 1].to(source)
+            edit, source = edit + (exact - source), exact
+        if blend is not None and index >= blend_from:
+            mask = blend.mask()
+            edit = LocalBlend.apply(source, edit, mask)
+        latents = torch.stack([source, edit])
+        if watch is not None:
+            watch(index, latents, mask if blend is not None and index >= blend_from else None)
+        return latents
+
+    with controlled(model.video_unet, control):
+        final = ddim.sample(predict, torch.stack([start, start]), schedule, after_step, eta=eta, generator=generator)
+    return EditOutcome(final[0], final[1], mask, control.peak_stored_bytes)

@@ -1,0 +1,82 @@
+"""The trained LIVE model, rebuilt from a project's `train/` artefacts for inversion and editing.
+
+The base model is loaded in fp32, inflated, and given the trained deltas (exact, see
+deltas.py) before it is cast to the inference precision; the learned token joins the
+tokenizer with its trained embedding; the latent prompt and the reference latents come
+from the project.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from livecli import ddim
+from livecli.models import deltas as attention_deltas
+from livecli.models import text as text_model
+from livecli.models.loading import ModelSource, load_denoiser
+from livecli.models.video_unet import VideoUNet, inflate
+from livecli.progress import say
+
+
+@dataclass
+class TrainedModel:
+    video_unet: VideoUNet
+    tokenizer: object
+    text_encoder: torch.nn.Module
+    scheduler_config: dict
+    latent_prompt: torch.Tensor
+    """The trained latent prompt [1, 4, h, w]: the conditional branch's."""
+    reference: torch.Tensor
+    """The reference image's latents [1, 4, h, w]: the unconditional branch's latent prompt."""
+    token: str
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def prediction_type(self) -> str:
+        return self.scheduler_config.get("prediction_type", "epsilon")
+
+    @torch.inference_mode()
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        """Text embeddings [n, 77, dim] in the inference precision."""
+        ids = text_model.tokenize(self.tokenizer, prompts)
+        return text_model.encode(self.text_encoder, ids).to(self.dtype)
+
+    @torch.inference_mode()
+    def noise(
+        self, latents: torch.Tensor, timestep: int, alpha: float, text: torch.Tensor, latent_prompts: torch.Tensor
+    ) -> torch.Tensor:
+        """ε_θ for each video: latents [B, F, 4, h, w] (fp32), text [B, 77, dim], latent prompts
+        [B, 1, 4, h, w] put in front of the frames. Returns fp32 [B, F, 4, h, w]."""
+        videos = torch.cat([latent_prompts, latents.to(self.dtype)], dim=1)
+        output = self.video_unet(videos, timestep, text)[:, 1:].float()
+        return ddim.to_epsilon(output, latents, alpha, self.prediction_type)
+
+
+def load_trained(train_dir: Path, reference: torch.Tensor, source: ModelSource, device: torch.device, dtype: torch.dtype) -> TrainedModel:
+    """The base model `source` with the training in `train_dir` applied, on `device` in `dtype`."""
+    from livecli.stages import train as train_stage
+
+    say(f"loading {source.id} with the trained attention, token and latent prompt")
+    parts = load_denoiser(source, device, torch.float32)
+    token, vector = text_model.load_token(train_dir / train_stage.TOKEN)
+    text_model.install_token(parts.tokenizer, parts.text_encoder, token, vector)
+    video_unet = inflate(parts.unet)
+    attention_deltas.apply_deltas(video_unet, attention_deltas.load_deltas(train_dir / train_stage.DELTAS))
+    video_unet.to(dtype).eval().requires_grad_(False)
+    latent_prompt = load_file(train_dir / train_stage.LATENT_PROMPT)["latent_prompt"]
+    return TrainedModel(
+        video_unet=video_unet,
+        tokenizer=parts.tokenizer,
+        text_encoder=parts.text_encoder.to(dtype),
+        scheduler_config=dict(parts.noise_scheduler.config),
+        latent_prompt=latent_prompt.to(device=device, dtype=dtype),
+        reference=reference.to(device=device, dtype=dtype),
+        token=token,
+        device=device,
+        dtype=dtype,
+    )

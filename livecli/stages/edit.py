@@ -1,0 +1,173 @@
+"""`live edit --replace A=B`: sample the edited video from the inversion (paper §3.3–3.4).
+
+Runs (or reuses) the inversion with the edit's number of steps, then samples the source
+and the target prompt side by side under attention control and local blend, and writes
+
+    edits/<name>/
+      edit.mp4            H.264 at the clip's sampled frame rate
+      edit.gif
+      compare.mp4         source | edit, side by side
+      frames/0000.png …   the edited frames
+      masks/0000.png …    the last local-blend mask of each frame (none with --no-blend)
+      record.toml         every setting, the prompts, the inversion used
+
+The name defaults to a slug of the replacements; an existing name with other settings
+is refused unless `--force`, the same settings are "up to date".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from livecli import ddim, progress
+from livecli.config import EditConfig, InvertConfig, ModelConfig
+from livecli.control.attention import AttentionControl, cross_attention_factors
+from livecli.control.blend import LocalBlend, pick_factor
+from livecli.control.prompts import EditPrompts, Replacement, check_edit_words, edit_prompts, split_words
+from livecli.editing import branch_batch, sample_edit
+from livecli.errors import ProjectError
+from livecli.models.loading import dtype_name, load_vae
+from livecli.models.vae import decode_latents
+from livecli.stages import StageResult
+from livecli.stages import invert as invert_stage
+from livecli.stages import train as train_stage
+from livecli.store import Project, Record, fingerprint
+from livecli.video import read_pngs, write_gif, write_mp4, write_pngs
+
+STAGE = "edit"
+EDITS = "edits"
+VIDEO, GIF, COMPARE = "edit.mp4", "edit.gif", "compare.mp4"
+
+
+@dataclass
+class EditResult:
+    inversion: StageResult
+    edit: StageResult
+
+
+def edit_folder(name: str) -> str:
+    return f"{EDITS}/{name}"
+
+
+def _changed(old: dict, new: dict) -> str:
+    names = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in names[:3])
+
+
+def make_control(model, prompts: EditPrompts, config: EditConfig, frames: int, latent_size: tuple[int, int]) -> AttentionControl:
+    blend = None
+    if not config.no_blend:
+        if not prompts.source_blend and not prompts.target_blend:
+            raise ProjectError("local blend has no word to make its mask from", hint="name words with --blend, or pass --no-blend")
+        factor = pick_factor(cross_attention_factors(model.video_unet))
+        blend = LocalBlend(frames, latent_size, factor, prompts.source_blend, prompts.target_blend, config.blend_threshold, config.blur_sigma)
+    return AttentionControl(prompts, config.steps, config.cross_replace, config.self_replace, branch_batch(config.guidance), blend)
+
+
+def mask_images(mask: torch.Tensor, size: tuple[int, int]) -> list[Image.Image]:
+    """[F, 1, h, w] in [0, 1] -> grey PNG-ready images at the frames' size."""
+    scaled = F.interpolate(mask.float().cpu(), size=size, mode="nearest")
+    return [Image.fromarray((frame[0] * 255).round().byte().numpy(), mode="L") for frame in scaled]
+
+
+def side_by_side(left: list[Image.Image], right: list[Image.Image]) -> list[Image.Image]:
+    joined = []
+    for a, b in zip(left, right):
+        canvas = Image.new("RGB", (a.width + b.width, max(a.height, b.height)))
+        canvas.paste(a.convert("RGB"), (0, 0))
+        canvas.paste(b.convert("RGB"), (a.width, 0))
+        joined.append(canvas)
+    return joined
+
+
+def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = False) -> EditResult:
+    """Edit the project's video, inverting it first when needed."""
+    manifest = project.manifest()
+    with project.lock():
+        trained = train_stage.require(project)
+        token = trained.facts["token"]
+        replacements = [Replacement.parse(text) for text in config.replace]
+        keep = split_words(config.keep) if config.keep is not None else None
+        blend = split_words(config.blend) if config.blend is not None else None
+        target = check_edit_words(manifest["prompt"], replacements, token, keep, blend)
+        runtime = invert_stage.Runtime.resolve(project, model)
+        settings = {**config.settings(), "dtype": dtype_name(runtime.dtype), "source_prompt": manifest["prompt"], "target_prompt": target}
+        settings = {name: value for name, value in settings.items() if value is not None}  # as record.toml keeps them
+        where = edit_folder(config.folder_name)
+        existing = project.record(where)
+        if existing is not None and existing.settings != settings and not force:
+            raise ProjectError(
+                f"edit {config.folder_name!r} exists with other settings ({_changed(existing.settings, settings)})",
+                hint="pass --name to keep both, or --force to replace it",
+            )
+
+        inversion = invert_stage.ensure(project, InvertConfig(steps=config.steps, refine=config.refine), runtime)
+        inputs = {train_stage.STAGE: trained.fingerprint, inversion.folder.relative_to(project.root).as_posix(): inversion.record.fingerprint}
+        key = fingerprint(STAGE, settings, inputs)
+        record = None if force else project.up_to_date(where, key)
+        if record is not None:
+            return EditResult(inversion, StageResult(STAGE, project.stage_dir(where), record, skipped=True))
+
+        started = time.perf_counter()
+        trained_model = runtime.trained()
+        prompts = edit_prompts(trained_model.tokenizer, manifest["prompt"], replacements, token, keep, blend)
+        trajectory = invert_stage.load_trajectory(inversion)
+        start = trajectory[0].to(runtime.device)
+        frames, _, height, width = start.shape
+        control = make_control(trained_model, prompts, config, frames, (height, width))
+        null, texts = trained_model.encode([""]), trained_model.encode([prompts.source, prompts.target])
+        schedule = ddim.ddim_schedule(trained_model.scheduler_config, config.steps)
+        generator = torch.Generator().manual_seed(config.seed)
+        with progress.bar("editing (DDIM)", config.steps) as advance:
+            outcome = sample_edit(
+                trained_model,
+                start,
+                schedule,
+                texts,
+                null,
+                control,
+                config.guidance,
+                blend_from=int(config.blend_start * config.steps),
+                pinned=list(trajectory) if config.pin_source else None,
+                eta=config.eta,
+                generator=generator,
+                watch=lambda *_: advance(),
+            )
+        del trajectory
+
+        prepared = project.record("prepare")
+        fps = float(prepared.facts.get("fps") or 8.0)
+        source_frames = read_pngs(project.stage_dir("prepare") / "frames")
+        with project.staging(where) as staged:
+            vae = load_vae(runtime.source, runtime.device, runtime.dtype)
+            with progress.bar("decoding frames", frames) as advance:
+                edited = decode_latents(vae, outcome.edit, lambda n: advance(n))
+            write_pngs(edited, staged / "frames")
+            if outcome.mask is not None:
+                write_pngs(mask_images(outcome.mask, (edited[0].height, edited[0].width)), staged / "masks")
+            write_mp4(edited, staged / VIDEO, fps)
+            write_gif(edited, staged / GIF, fps)
+            write_mp4(side_by_side(source_frames, edited), staged / COMPARE, fps)
+            facts = {
+                "token": token,
+                "inversion": inversion.folder.relative_to(project.root).as_posix(),
+                "kept_words": list(prompts.keep),
+                "blend_tokens": {"source": list(prompts.source_blend), "target": list(prompts.target_blend)},
+                "mask_coverage": round(float(outcome.mask.mean()), 4) if outcome.mask is not None else None,
+                "peak_stored_attention_bytes": outcome.peak_stored_bytes,
+                "fps": fps,
+                "device": str(runtime.device),
+            }
+            record = Project.write_record(staged, Record(STAGE, key, settings, inputs, facts=facts, seconds=round(time.perf_counter() - started, 3)))
+    return EditResult(inversion, StageResult(STAGE, project.stage_dir(where), record, skipped=False))
+
+
+def list_edits(project: Project) -> list[Path]:
+    folder = project.root / EDITS
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else []

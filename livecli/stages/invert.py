@@ -1,0 +1,146 @@
+"""`live invert`: DDIM inversion of the prepared video through the trained video UNet.
+
+Inverts `prepare/latents.safetensors` with the trained latent prompt and the source
+prompt (or `--prompt`), no guidance (paper §3.1, "DDIM inversion"), and writes
+
+    invert/ddim<steps>-<key>/
+      latents.safetensors   `trajectory` [steps + 1, F, 4, h, w] in sampling order:
+                            element 0 is x_T, element k the latents sampling step k
+                            starts from, the last the prepared latents
+      record.toml
+
+One folder per fingerprint (the training's, the prompt, the steps, the precision), so
+edits with different settings share an inversion and none is computed twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from livecli import ddim, progress
+from livecli.config import InvertConfig, ModelConfig
+from livecli.errors import ProjectError
+from livecli.models.loading import ModelSource, dtype_name, resolve_device, resolve_dtype, resolve_model
+from livecli.models.trained import TrainedModel, load_trained
+from livecli.stages import StageResult
+from livecli.stages import prepare as prepare_stage
+from livecli.stages import train as train_stage
+from livecli.store import Project, Record, fingerprint
+
+STAGE = "invert"
+LATENTS = "latents.safetensors"
+
+
+@dataclass
+class Runtime:
+    """The model, device and precision that a run of invert (and edit) works with.
+
+    The trained model is loaded on first use only: an up-to-date stage never loads it,
+    and edit hands its copy to the inversion it needs.
+    """
+
+    project: Project
+    source: ModelSource
+    device: torch.device
+    dtype: torch.dtype
+    _trained: TrainedModel | None = None
+
+    @classmethod
+    def resolve(cls, project: Project, model: ModelConfig) -> Runtime:
+        source = resolve_model(model.model, config=model.model_config)
+        device = resolve_device(model.device)
+        return cls(project, source, device, resolve_dtype(model.dtype, device))
+
+    def trained(self) -> TrainedModel:
+        if self._trained is None:
+            latents = load_file(self.project.stage_dir("prepare") / prepare_stage.LATENTS)
+            self._trained = load_trained(self.project.stage_dir(train_stage.STAGE), latents["reference"], self.source, self.device, self.dtype)
+        return self._trained
+
+
+def check_model(runtime: Runtime, trained: Record) -> None:
+    if trained.inputs.get("model") != runtime.source.key:
+        raise ProjectError(
+            f"the project was trained on another model than {runtime.source.id} (or the model's files changed)",
+            hint="pass the model it was trained on with --model, or run `live train` again",
+        )
+
+
+def inversion_prompt(project: Project, config: InvertConfig, token: str) -> str:
+    prompt = config.prompt or project.manifest()["prompt"]
+    return prompt.replace("<tok>", token)
+
+
+def folder(key: str, config: InvertConfig) -> str:
+    """The inversion's folder, relative to the project: `invert/ddim50-<key>` (`ddim50r3-…` refined)."""
+    refined = f"r{config.refine}" if config.refine else ""
+    return f"{STAGE}/ddim{config.steps}{refined}-{key[:12]}"
+
+
+def invert_latents(
+    model: TrainedModel, frames: torch.Tensor, prompt: str, steps: int, refine: int = 0, advance: Callable[[], None] | None = None
+) -> torch.Tensor:
+    """The DDIM trajectory [steps + 1, F, 4, h, w] of the video latents under `prompt`, unguided."""
+    schedule = ddim.ddim_schedule(model.scheduler_config, steps)
+    alpha_of = dict(zip(schedule.timesteps, schedule.alphas))
+    text = model.encode([prompt])
+    latent_prompt = model.latent_prompt.unsqueeze(0)
+
+    def predict(latents, timestep, index):
+        noise = model.noise(latents, timestep, alpha_of[timestep], text, latent_prompt)
+        if advance:
+            advance()
+        return noise
+
+    trajectory = ddim.invert(predict, frames.unsqueeze(0).to(model.device, torch.float32), schedule, refine)
+    return torch.stack([latents[0].cpu() for latents in trajectory])
+
+
+def ensure(project: Project, config: InvertConfig, runtime: Runtime, force: bool = False) -> StageResult:
+    """The inversion for `config`, computed unless up to date (the caller holds the lock)."""
+    trained = train_stage.require(project)
+    check_model(runtime, trained)
+    token = trained.facts["token"]
+    settings = {
+        "steps": config.steps,
+        "prompt": inversion_prompt(project, config, token),
+        "refine": config.refine,
+        "dtype": dtype_name(runtime.dtype),
+    }
+    inputs = {train_stage.STAGE: trained.fingerprint}
+    key = fingerprint(STAGE, settings, inputs)
+    where = folder(key, config)
+    record = None if force else project.up_to_date(where, key)
+    if record is not None:
+        return StageResult(STAGE, project.stage_dir(where), record, skipped=True)
+
+    started = time.perf_counter()
+    model = runtime.trained()
+    frames = load_file(project.stage_dir("prepare") / prepare_stage.LATENTS)["frames"]
+    with project.staging(where) as staged:
+        with progress.bar("inverting (DDIM)", config.steps * (config.refine + 1)) as advance:
+            trajectory = invert_latents(model, frames, settings["prompt"], config.steps, config.refine, advance)
+        save_file({"trajectory": trajectory.contiguous()}, staged / LATENTS)
+        facts = {
+            "trajectory_shape": list(trajectory.shape),
+            "noise_std": round(float(trajectory[0].std()), 4),
+            "device": str(runtime.device),
+        }
+        record = Project.write_record(staged, Record(STAGE, key, settings, inputs, facts=facts, seconds=round(time.perf_counter() - started, 3)))
+    return StageResult(STAGE, project.stage_dir(where), record, skipped=False)
+
+
+def run(project: Project, config: InvertConfig, model: ModelConfig, force: bool = False) -> StageResult:
+    """Invert the project's video with its trained model, unless up to date."""
+    project.manifest()
+    with project.lock():
+        return ensure(project, config, Runtime.resolve(project, model), force)
+
+
+def load_trajectory(result: StageResult) -> torch.Tensor:
+    return load_file(result.folder / LATENTS)["trajectory"]
