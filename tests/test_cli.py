@@ -59,12 +59,13 @@ def test_status_table_and_json(cli, clip, image):
     result = cli("status", "--json")
     data = json.loads(result.out)
     assert data["project"].endswith("clip.live")
-    stage, train = data["stages"]
+    stage, train, invert, edit = data["stages"]
     assert train["stage"] == "train" and train["state"] == "missing"
+    assert (invert["stage"], invert["state"], edit["stage"], edit["state"]) == ("invert", "missing", "edit", "missing")
     assert stage["stage"] == "prepare" and stage["state"] == "done" and stage["bytes"] > 0
 
     clip.write_bytes(clip.read_bytes() + b"\0")  # the source changed under the project
-    stage, _ = json.loads(cli("status", "--json", "-p", "clip.live").out)["stages"]
+    stage, *_ = json.loads(cli("status", "--json", "-p", "clip.live").out)["stages"]
     assert stage["state"] == "stale" and "clip.mp4 changed" in stage["reason"]
 
 

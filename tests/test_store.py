@@ -126,7 +126,7 @@ def test_up_to_date_needs_the_same_key_and_intact_outputs(tmp_path):
 
 
 def test_status_marks_a_stage_stale_when_its_source_changes(tmp_path, monkeypatch):
-    monkeypatch.setattr("livecli.store.STAGES", ("prepare", "train"))
+    monkeypatch.setattr("livecli.store.RUN_FOLDERS", {})
     source = tmp_path / "clip.mp4"
     source.write_bytes(b"v1")
     project = Project(tmp_path / "p.live")
@@ -142,23 +142,32 @@ def test_status_marks_a_stage_stale_when_its_source_changes(tmp_path, monkeypatc
     assert "clip.mp4 changed" in first.reason
 
 
-def test_status_marks_downstream_stale_when_upstream_is_redone(tmp_path, monkeypatch):
-    monkeypatch.setattr("livecli.store.STAGES", ("prepare", "train"))
+def test_status_marks_downstream_stale_when_upstream_is_redone(tmp_path):
     project = Project(tmp_path / "p.live")
     project.update_manifest()
     prepared = write_stage(project, "prepare", b"frames")
-    write_stage(project, "train", b"weights", {"prepare": prepared.fingerprint})
+    trained = write_stage(project, "train", b"weights", {"prepare": prepared.fingerprint})
+    inverted = write_stage(project, "invert/ddim5-abc", b"trajectory", {"train": trained.fingerprint})
+    write_stage(project, "edits/dog", b"video", {"train": trained.fingerprint, "invert/ddim5-abc": inverted.fingerprint})
+    states = {s.stage: s.state for s in project.status()}
+    assert states == {"prepare": "done", "train": "done", "invert ddim5-abc": "done", "edit dog": "done"}
+
     with project.staging("prepare") as folder:
         (folder / "out.bin").write_bytes(b"other frames")
         Project.write_record(folder, Record("prepare", "a new key", {"x": 2}, {}))
     states = {s.stage: (s.state, s.reason) for s in project.status()}
-    assert states == {"prepare": ("done", ""), "train": ("stale", "prepare changed since train ran")}
+    assert states["prepare"] == ("done", "") and states["train"] == ("stale", "prepare changed since train ran")
+    with project.staging("invert/ddim5-abc") as folder:
+        (folder / "out.bin").write_bytes(b"another trajectory")
+        Project.write_record(folder, Record("invert", "a new key", {"x": 2}, {"train": trained.fingerprint}))
+    states = {s.stage: (s.state, s.reason) for s in project.status()}
+    assert states["edit dog"] == ("stale", "invert/ddim5-abc changed since edits/dog ran")
 
 
 def test_status_of_a_missing_stage(tmp_path):
     project = Project(tmp_path / "p.live")
     project.update_manifest()
-    assert [(s.stage, s.state) for s in project.status()] == [("prepare", "missing"), ("train", "missing")]
+    assert [(s.stage, s.state) for s in project.status()] == [("prepare", "missing"), ("train", "missing"), ("invert", "missing"), ("edit", "missing")]
 
 
 def test_a_newer_schema_is_refused_naming_both_versions(tmp_path):

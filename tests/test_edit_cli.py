@@ -1,0 +1,170 @@
+"""`live invert` and `live edit` as users run them: outputs, reuse, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import av
+import pytest
+from PIL import Image
+
+from helpers import PREPARE_ARGS, tree_digest
+from livecli.store import read_toml
+
+PROJECT = Path("clip.live")
+EDIT_OUTPUTS = {"edit.mp4", "edit.gif", "compare.mp4", "record.toml"}
+
+
+def decoded_frames(path: Path) -> list[Image.Image]:
+    with av.open(str(path)) as container:
+        return [frame.to_image() for frame in container.decode(video=0)]
+
+
+@pytest.fixture
+def trained_here(cli, clip, image):
+    result = cli("train", clip, image, *PREPARE_ARGS, "--steps", "2")
+    assert result.code == 0, result.err
+    return PROJECT
+
+
+def test_edit_writes_every_output_and_reuses_the_inversion(cli, trained_here):
+    result = cli("edit", "--replace", "car=<tok>", "--steps", "10")
+    assert result.code == 0, result.err
+    folder = PROJECT / "edits" / "car-tok"
+    assert EDIT_OUTPUTS <= {p.name for p in folder.iterdir()}
+    assert sorted(p.name for p in (folder / "frames").iterdir()) == [f"{i:04d}.png" for i in range(8)]
+    assert sorted(p.name for p in (folder / "masks").iterdir()) == [f"{i:04d}.png" for i in range(8)]
+    video = decoded_frames(folder / "edit.mp4")
+    assert len(video) == 8 and {f.size for f in video} == {(64, 64)}
+    assert {f.size for f in decoded_frames(folder / "compare.mp4")} == {(128, 64)}
+    with Image.open(folder / "edit.gif") as gif:
+        assert gif.n_frames == 8 and gif.size == (64, 64)
+    assert Image.open(folder / "masks" / "0000.png").mode == "L"
+    record = read_toml(folder / "record.toml")
+    assert record["settings"]["target_prompt"] == "a jeep <@#$> is moving on the road"
+    assert record["settings"]["guidance"] == 12.5 and record["settings"]["cross_replace"] == 0.6
+    assert "invert: 10 DDIM steps" in result.err and "edit: 'a jeep <@#$> is moving on the road'" in result.err
+
+    inversions = list((PROJECT / "invert").iterdir())
+    other = cli("edit", "--replace", "car=red bus", "--steps", "10")
+    assert other.code == 0, other.err
+    assert "invert: up to date" in other.err
+    assert list((PROJECT / "invert").iterdir()) == inversions
+    assert (PROJECT / "edits" / "car-red-bus" / "edit.mp4").is_file()
+
+    before = tree_digest(PROJECT)
+    again = cli("edit", "--replace", "car=<tok>", "--steps", "10")
+    assert again.code == 0 and "edit: up to date" in again.err
+    assert tree_digest(PROJECT) == before
+
+    status = json.loads(cli("status", "--json").out)
+    states = {s["stage"]: s["state"] for s in status["stages"]}
+    assert states["edit car-tok"] == states["edit car-red-bus"] == "done"
+    assert [s for s in states if s.startswith("invert ")] == [f"invert {inversions[0].name}"]
+
+
+def test_an_edit_name_with_other_settings_is_refused_unless_forced(cli, trained_here):
+    assert cli("edit", "--replace", "car=<tok>", "--steps", "5").code == 0
+    before = tree_digest(PROJECT / "edits")
+    refused = cli("edit", "--replace", "car=<tok>", "--steps", "5", "--guidance", "3")
+    assert refused.code == 1
+    assert "edit 'car-tok' exists with other settings (guidance 12.5 -> 3.0)" in refused.error_lines[0]
+    assert "--force" in refused.err and tree_digest(PROJECT / "edits") == before
+    named = cli("edit", "--replace", "car=<tok>", "--steps", "5", "--guidance", "3", "--name", "soft")
+    assert named.code == 0 and (PROJECT / "edits" / "soft" / "edit.mp4").is_file()
+    forced = cli("edit", "--replace", "car=<tok>", "--steps", "5", "--guidance", "3", "--force")
+    assert forced.code == 0
+    assert read_toml(PROJECT / "edits" / "car-tok" / "record.toml")["settings"]["guidance"] == 3.0
+
+
+def test_invert_command_caches_by_settings(cli, trained_here):
+    first = cli("invert", "--steps", "4")
+    assert first.code == 0, first.err
+    assert "invert: 4 DDIM steps" in first.err
+    again = cli("invert", "--steps", "4")
+    assert again.code == 0 and "invert: up to date" in again.err
+    refined = cli("invert", "--steps", "4", "--refine", "2")
+    assert refined.code == 0 and "2 fixed-point iterations" in refined.err
+    assert sorted(p.name.split("-")[0] for p in (PROJECT / "invert").iterdir()) == ["ddim4", "ddim4r2"]
+
+
+def test_edit_before_training_names_live_train(cli, clip, image):
+    assert cli("prepare", clip, image, *PREPARE_ARGS).code == 0
+    for command in (["edit", "--replace", "car=<tok>"], ["invert"]):
+        result = cli(*command)
+        assert result.code == 1
+        assert "is not trained yet" in result.error_lines[0] and "live train" in result.err
+        assert "Traceback" not in result.err
+
+
+def test_edit_after_the_frames_changed_asks_to_train_again(cli, trained_here, clip, image):
+    args = [a if a != "8" else "6" for a in PREPARE_ARGS]
+    assert cli("prepare", clip, image, *args).code == 0
+    result = cli("edit", "--replace", "car=<tok>")
+    assert result.code == 1 and "is stale" in result.error_lines[0] and "live train" in result.err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--replace", "car"], "--replace 'car' is not A=B"),
+        (["--replace", "=dog"], "--replace '=dog' is not A=B"),
+        (["--replace", "car="], "--replace 'car=' is not A=B"),
+        (["--replace", "big car=dog"], "A must be one word"),
+        (["--replace", "boat=<tok>"], "'boat' is not a word of the prompt"),
+        (["--replace", "car=<tok>", "--cross-replace", "1.5"], "--cross-replace must be between 0 and 1, got 1.5"),
+        (["--replace", "car=<tok>", "--self-replace", "-0.1"], "--self-replace must be between 0 and 1"),
+        (["--replace", "car=<tok>", "--blend-threshold", "2"], "--blend-threshold must be between 0 and 1"),
+        (["--replace", "car=<tok>", "--blend-start", "1.2"], "--blend-start must be between 0 and 1"),
+        (["--replace", "car=<tok>", "--blend", "boat"], "--blend: 'boat' not in the source prompt"),
+        (["--replace", "car=<tok>", "--keep", "boat"], "--keep: 'boat' not in the source prompt"),
+        (["--replace", "car=<tok>", "--steps", "0"], "--steps must be between 1 and 1000"),
+        (["--replace", "car=<tok>", "--name", "../x"], "--name '../x' is not a plain folder name"),
+        (["--replace", "car=<tok>", "--blend", "car", "--no-blend"], "--blend and --no-blend"),
+    ],
+)
+def test_bad_edit_input_is_one_line_and_changes_nothing(cli, trained_here, args, message):
+    before = tree_digest(PROJECT)
+    result = cli("edit", *args)
+    assert result.code == 1, result.err
+    assert message in result.error_lines[0]
+    assert "Traceback" not in result.err
+    assert tree_digest(PROJECT) == before
+
+
+def test_blend_words_may_come_from_the_target(cli, trained_here):
+    result = cli("edit", "--replace", "car=red bus", "--blend", "bus", "--steps", "3")
+    assert result.code == 0, result.err
+    record = read_toml(PROJECT / "edits" / "car-red-bus" / "record.toml")
+    assert record["facts"]["blend_tokens"]["source"] == [] and len(record["facts"]["blend_tokens"]["target"]) == 3
+
+
+def test_no_blend_writes_no_masks(cli, trained_here):
+    result = cli("edit", "--replace", "car=<tok>", "--no-blend", "--steps", "3", "--name", "plain")
+    assert result.code == 0, result.err
+    assert not (PROJECT / "edits" / "plain" / "masks").exists() and "no blend" in result.err
+
+
+def test_interrupted_edit_leaves_the_last_complete_state(cli, trained_here, monkeypatch):
+    assert cli("edit", "--replace", "car=<tok>", "--steps", "3").code == 0
+    before = tree_digest(PROJECT)
+    from livecli.stages import edit as edit_stage
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(edit_stage, "write_gif", interrupt)
+    result = cli("edit", "--replace", "car=<tok>", "--steps", "3", "--force")
+    assert result.code == 130 and "interrupted" in result.err
+    assert tree_digest(PROJECT) == before
+    assert not list(PROJECT.rglob("*.incomplete"))
+
+
+def test_edit_help_shows_every_flag(cli):
+    result = cli("edit", "--help")
+    assert result.code == 0
+    for flag in ("--replace", "--name", "--steps", "--guidance", "--cross-replace", "--self-replace", "--keep", "--blend", "--blend-threshold", "--blur-sigma", "--blend-start", "--seed", "--refine", "--no-blend", "--pin-source", "Examples:", "[default: 12.5]", "[default: 0.6]", "[default: 0.3]", "[default: 0.2]"):
+        assert flag in result.out, flag
+    assert "--steps" in cli("invert", "--help").out and "--prompt" in cli("invert", "--help").out
