@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
-import subprocess
-import sys
 import time
 
+from isolated import device_name, peak_memory, run_isolated
 from sd_shapes import SD_SCHEDULE, SD_TEXT, SD_UNET
 
 
@@ -64,19 +62,16 @@ def one(size: int, frames: int, steps: int, checkpointing: bool) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
-    result = {
+    return {
         "size": size,
         "frames": frames,
         "gradient_checkpointing": checkpointing,
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "device": device_name(device),
         "mixed_precision": precision,
         "seconds_per_step": round(statistics.median(times[1:]), 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        **peak_memory(device),
         "trainable_parameters": sum(p.numel() for p in trainer.video_params) + trainer.token_vector.numel(),
     }
-    if device.type == "cuda":
-        result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
-    return result
 
 
 def main() -> None:
@@ -95,18 +90,15 @@ def main() -> None:
     results = []
     for size in args.sizes:
         for frames in args.frames:
-            command = [sys.executable, __file__, "--one", str(size), str(frames), "--steps", str(args.steps)]
+            arguments = ["--one", str(size), str(frames), "--steps", str(args.steps)]
             if args.gradient_checkpointing:
-                command.append("--gradient-checkpointing")
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                why = "killed (out of memory?)" if done.returncode < 0 else done.stderr.strip().splitlines()[-1]
-                results.append({"size": size, "frames": frames, "error": why})
-                print(f"{size:>5} {frames:>6}  {why}", flush=True)
-                continue
-            row = json.loads(done.stdout.strip().splitlines()[-1])
+                arguments.append("--gradient-checkpointing")
+            row = {"size": size, "frames": frames, **run_isolated(__file__, arguments)}
             results.append(row)
-            print(f"{size:>5} {frames:>6} {row['seconds_per_step']:>8} {row['peak_rss_mb']:>12} {row.get('peak_gpu_mb', ''):>12}", flush=True)
+            if "error" in row:
+                print(f"{size:>5} {frames:>6}  {row['error']}", flush=True)
+            else:
+                print(f"{size:>5} {frames:>6} {row['seconds_per_step']:>8} {row['peak_rss_mb']:>12} {row.get('peak_gpu_mb', ''):>12}", flush=True)
     with open(args.json, "w") as handle:
         json.dump({"gradient_checkpointing": args.gradient_checkpointing, "results": results}, handle, indent=2)
     print(f"written to {args.json}")

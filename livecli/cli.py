@@ -390,6 +390,8 @@ def demo(
     made = sample.run(out_dir)
     report(made.prepare, _prepared(made.prepare))
     report(made.train, _trained(made.train))
+    report(made.edit.inversion, _inverted(made.edit.inversion))
+    report(made.edit.edit, _edited(made.edit.edit))
     console.print(f"project: {escape(_where(made.project.root))}  (see `live status -p {escape(_where(made.project.root))}`)", soft_wrap=True)
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from livecli.config import ModelConfig, PrepareConfig, TrainConfig
+from livecli.config import EditConfig, ModelConfig, PrepareConfig, TrainConfig
 from livecli.stages import StageResult
+from livecli.stages import edit as edit_stage
 from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
 from livecli.store import Project
@@ -26,6 +27,8 @@ CLIP_FPS = 8.0
 PROMPT = "a red ball is rolling on the stripes"
 OBJECT = "ball"
 TRAIN_STEPS = 30
+EDIT_STEPS = 20
+REPLACE = "ball=<tok>"
 
 
 @dataclass
@@ -35,6 +38,7 @@ class DemoRun:
     project: Project
     prepare: StageResult
     train: StageResult
+    edit: edit_stage.EditResult
 
 
 def background(step: int = 0) -> Image.Image:
@@ -88,4 +92,5 @@ def run(folder: Path) -> DemoRun:
     config = PrepareConfig(prompt=PROMPT, object=OBJECT, frames=8, size=64, stride=2)
     prepared = prepare_stage.run(project, config, clip, image, model)
     trained = train_stage.run(project, TrainConfig(steps=TRAIN_STEPS, checkpoint_every=10), model)
-    return DemoRun(clip, image, project, prepared, trained)
+    edited = edit_stage.run(project, EditConfig(replace=(REPLACE,), steps=EDIT_STEPS), model)
+    return DemoRun(clip, image, project, prepared, trained, edited)

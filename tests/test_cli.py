@@ -109,6 +109,8 @@ def test_demo_runs_and_a_second_run_redoes_nothing(cli, tmp_path):
     assert (project / "prepare" / "latents.safetensors").is_file()
     assert (project / "train" / "attention_deltas.safetensors").is_file()
     assert "train: 30 steps" in result.err
+    assert (project / "edits" / "ball-tok" / "edit.mp4").is_file() and "edit: 'a red <@#$> is rolling on the stripes'" in result.err
     assert (tmp_path / "demo" / "demo.mp4").is_file() and (tmp_path / "demo" / "reference.png").is_file()
     again = cli("demo", "--out", tmp_path / "demo")
     assert again.code == 0 and "prepare: up to date" in again.err and "train: up to date" in again.err
+    assert "invert: up to date" in again.err and "edit: up to date" in again.err

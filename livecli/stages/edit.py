@@ -117,8 +117,8 @@ def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = 
         started = time.perf_counter()
         trained_model = runtime.trained()
         prompts = edit_prompts(trained_model.tokenizer, manifest["prompt"], replacements, token, keep, blend)
-        trajectory = invert_stage.load_trajectory(inversion)
-        start = trajectory[0].to(runtime.device)
+        pinned = list(invert_stage.load_trajectory(inversion)) if config.pin_source else None
+        start = invert_stage.load_start(inversion).to(runtime.device)
         frames, _, height, width = start.shape
         control = make_control(trained_model, prompts, config, frames, (height, width))
         null, texts = trained_model.encode([""]), trained_model.encode([prompts.source, prompts.target])
@@ -134,12 +134,13 @@ def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = 
                 control,
                 config.guidance,
                 blend_from=int(config.blend_start * config.steps),
-                pinned=list(trajectory) if config.pin_source else None,
+                pinned=pinned,
                 eta=config.eta,
                 generator=generator,
                 watch=lambda *_: advance(),
             )
-        del trajectory
+        del pinned, control, trained_model
+        runtime.release()
 
         prepared = project.record("prepare")
         fps = float(prepared.facts.get("fps") or 8.0)

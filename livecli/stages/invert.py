@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from livecli import ddim, progress
@@ -55,6 +56,12 @@ class Runtime:
         source = resolve_model(model.model, config=model.model_config)
         device = resolve_device(model.device)
         return cls(project, source, device, resolve_dtype(model.dtype, device))
+
+    def release(self) -> None:
+        """Drop the trained model (before decoding, so that the VAE has the memory)."""
+        self._trained = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def trained(self) -> TrainedModel:
         if self._trained is None:
@@ -143,4 +150,11 @@ def run(project: Project, config: InvertConfig, model: ModelConfig, force: bool 
 
 
 def load_trajectory(result: StageResult) -> torch.Tensor:
+    """The whole trajectory [steps + 1, F, 4, h, w]."""
     return load_file(result.folder / LATENTS)["trajectory"]
+
+
+def load_start(result: StageResult) -> torch.Tensor:
+    """x_T alone [F, 4, h, w], without reading the rest of the trajectory."""
+    with safe_open(result.folder / LATENTS, framework="pt") as handle:
+        return handle.get_slice("trajectory")[0]

@@ -1,0 +1,126 @@
+"""Benchmark (not a test): one denoising step of `live edit` with an SD-v1.4-shaped model.
+
+Random weights, built offline from SD v1.4's configurations (bench/sd_shapes.py): the
+inflated video UNet and the CLIP text encoder. A step runs the source and the edit with
+classifier-free guidance, four videos of F frames + latent prompt in one UNet batch.
+
+- control on: every map replaced and the blend recorded and applied at every step
+  (--cross-replace 1 --self-replace 1 --blend-start 0): the dearest step there is;
+- control off: --cross-replace 0 --self-replace 0 --no-blend: plain guided sampling of
+  both branches through the same code.
+
+Each setting runs in a fresh process (its own peak memory); one warm-up step, then the
+median of the timed steps.
+
+    python bench/edit_step.py                            # 256 and 512 px, 2/4/8 frames
+    python bench/edit_step.py --sizes 256 --frames 8 --steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+from isolated import device_name, peak_memory, run_isolated
+from sd_shapes import SD_SCHEDULE, SD_TEXT, SD_UNET
+
+PROMPT = "a jeep car is moving on the road"
+
+
+def one(size: int, frames: int, steps: int, control_on: bool) -> dict:
+    import torch
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from livecli import ddim
+    from livecli.config import EditConfig
+    from livecli.control.prompts import Replacement, edit_prompts
+    from livecli.editing import sample_edit
+    from livecli.models import text as text_model
+    from livecli.models.tiny import build_tiny_pipeline
+    from livecli.models.trained import TrainedModel
+    from livecli.models.video_unet import inflate
+    from livecli.stages.edit import make_control
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    torch.manual_seed(0)
+    tokenizer = build_tiny_pipeline().tokenizer  # any CLIP tokenizer: ids index the random embedding
+    text_encoder = CLIPTextModel(CLIPTextConfig(**SD_TEXT)).eval().requires_grad_(False)
+    text_model.install_token(tokenizer, text_encoder, "<@#$>", torch.randn(SD_TEXT["hidden_size"]))
+    video_unet = inflate(UNet2DConditionModel(**SD_UNET)).to(device=device, dtype=dtype).eval().requires_grad_(False)
+    latent = size // 8
+    model = TrainedModel(
+        video_unet=video_unet,
+        tokenizer=tokenizer,
+        text_encoder=text_encoder.to(device=device, dtype=dtype),
+        scheduler_config=dict(DDPMScheduler(**SD_SCHEDULE).config),
+        latent_prompt=torch.randn(1, 4, latent, latent, device=device, dtype=dtype),
+        reference=torch.randn(1, 4, latent, latent, device=device, dtype=dtype),
+        token="<@#$>",
+        device=device,
+        dtype=dtype,
+    )
+    settings = dict(cross_replace=1.0, self_replace=1.0, blend_start=0.0) if control_on else dict(cross_replace=0.0, self_replace=0.0, no_blend=True)
+    config = EditConfig(replace=("car=<tok>",), steps=steps + 1, **settings)
+    prompts = edit_prompts(tokenizer, PROMPT, [Replacement.parse("car=<tok>")], "<@#$>")
+    control = make_control(model, prompts, config, frames, (latent, latent))
+    schedule = ddim.ddim_schedule(model.scheduler_config, config.steps)
+    start = torch.randn(frames, 4, latent, latent, device=device)
+    marks = [time.perf_counter()]
+
+    def watch(index, latents, mask):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        marks.append(time.perf_counter())
+
+    outcome = sample_edit(model, start, schedule, model.encode([prompts.source, prompts.target]), model.encode([""]), control, config.guidance, blend_from=0, watch=watch)
+    times = [b - a for a, b in zip(marks, marks[1:])]
+    return {
+        "size": size,
+        "frames": frames,
+        "control": "on" if control_on else "off",
+        "device": device_name(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "seconds_per_step": round(statistics.median(times[1:]), 2),
+        **peak_memory(device),
+        "stored_attention_bytes": outcome.peak_stored_bytes,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--frames", type=int, nargs="+", default=[2, 4, 8])
+    parser.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
+    parser.add_argument("--control", choices=["on", "off", "both"], default="both")
+    parser.add_argument("--json", default="bench/edit_step.json", help="where to write the results")
+    parser.add_argument("--one", nargs=3, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        size, frames, control_on = args.one
+        print(json.dumps(one(size, frames, args.steps, bool(control_on))))
+        return
+    modes = {"on": [1], "off": [0], "both": [0, 1]}[args.control]
+    print(f"{'size':>5} {'frames':>6} {'control':>7} {'s/step':>8} {'peak RSS MB':>12} {'peak GPU MB':>12}", flush=True)
+    results = []
+    for size in args.sizes:
+        for frames in args.frames:
+            for control_on in modes:
+                label = "on" if control_on else "off"
+                arguments = ["--one", str(size), str(frames), str(control_on), "--steps", str(args.steps)]
+                row = {"size": size, "frames": frames, "control": label, **run_isolated(__file__, arguments)}
+                results.append(row)
+                if "error" in row:
+                    print(f"{size:>5} {frames:>6} {label:>7}  {row['error']}", flush=True)
+                else:
+                    print(f"{size:>5} {frames:>6} {label:>7} {row['seconds_per_step']:>8} {row['peak_rss_mb']:>12} {row.get('peak_gpu_mb', ''):>12}", flush=True)
+    with open(args.json, "w") as handle:
+        json.dump({"results": results}, handle, indent=2)
+    print(f"written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
