@@ -114,6 +114,7 @@ def test_edit_after_the_frames_changed_asks_to_train_again(cli, trained_here, cl
         (["--replace", "car="], "--replace 'car=' is not A=B"),
         (["--replace", "big car=dog"], "A must be one word"),
         (["--replace", "boat=<tok>"], "'boat' is not a word of the prompt"),
+        (["--replace", "car=<tok>", "--replace", "car=bus"], "--replace names 'car' more than once"),
         (["--replace", "car=<tok>", "--cross-replace", "1.5"], "--cross-replace must be between 0 and 1, got 1.5"),
         (["--replace", "car=<tok>", "--self-replace", "-0.1"], "--self-replace must be between 0 and 1"),
         (["--replace", "car=<tok>", "--blend-threshold", "2"], "--blend-threshold must be between 0 and 1"),

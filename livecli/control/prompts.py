@@ -108,6 +108,10 @@ def _check_words(flag: str, words: list[str], allowed: set[str], prompt_list: st
 def target_prompt(source: str, replacements: list[Replacement], token: str) -> str:
     """The source prompt with every replacement made (`<tok>` becomes the learned token)."""
     words = set(prompt_words(source))
+    olds = [r.old for r in replacements]
+    twice = sorted({old for old in olds if olds.count(old) > 1})
+    if twice:
+        raise ConfigError(f"--replace names {twice[0]!r} more than once", hint="give each word one replacement")
     for replacement in replacements:
         if replacement.old not in words:
             raise ConfigError(
