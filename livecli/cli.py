@@ -361,7 +361,7 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
         return
     table = Table(title=escape(_where(target.root)), title_justify="left")
     for column in ("stage", "state", "size", "took", "finished", "note"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column != "note")
     colours = {"done": "green", "stale": "yellow", "missing": "dim"}
     for s in stages:
         table.add_row(
@@ -369,7 +369,7 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
             f"[{colours[s.state]}]{s.state}[/]",
             _size(s.bytes) if s.bytes else "",
             f"{s.seconds:.1f} s" if s.seconds is not None else "",
-            s.finished or "",
+            (s.finished or "")[:16].replace("T", " "),
             escape(s.reason),
         )
     out.print(table)
