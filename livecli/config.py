@@ -172,9 +172,6 @@ class InvertConfig:
         if self.prompt is not None and not self.prompt.strip():
             raise ConfigError("--prompt is empty", hint="leave it out to invert with the source prompt")
 
-    def settings(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def check_steps(steps: int) -> None:
     if not 1 <= steps <= 1000:

@@ -88,7 +88,7 @@ class LocalBlend:
         return 0 if self.sums is None else self.sums.numel() * self.sums.element_size()
 
     def mask(self) -> torch.Tensor:
-        """[frames, 1, h, w] in [0, 1] at the latents' size; zero before any map was recorded."""
+        """[frames, 1, h, w] in [0, 1] at the latents' size, from the maps recorded so far."""
         height, width = self.latent_size
         if self.sums is None:
             raise RuntimeError("no blend layer ran: the mask has no maps to come from")

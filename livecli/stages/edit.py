@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -168,7 +167,3 @@ def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = 
             record = Project.write_record(staged, Record(STAGE, key, settings, inputs, facts=facts, seconds=round(time.perf_counter() - started, 3)))
     return EditResult(inversion, StageResult(STAGE, project.stage_dir(where), record, skipped=False))
 
-
-def list_edits(project: Project) -> list[Path]:
-    folder = project.root / EDITS
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else []
