@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import PREPARE_ARGS, tree_digest
+from helpers import PREPARE_ARGS, SHARED_DATA, tree_digest
 from livecli.store import read_toml
 
 PROJECT = Path("clip.live")
@@ -168,3 +169,17 @@ def test_edit_help_shows_every_flag(cli):
     for flag in ("--replace", "--name", "--steps", "--guidance", "--cross-replace", "--self-replace", "--keep", "--blend", "--blend-threshold", "--blur-sigma", "--blend-start", "--seed", "--refine", "--no-blend", "--pin-source", "Examples:", "[default: 12.5]", "[default: 0.6]", "[default: 0.3]", "[default: 0.2]"):
         assert flag in result.out, flag
     assert "--steps" in cli("invert", "--help").out and "--prompt" in cli("invert", "--help").out
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "videos").is_dir(), reason="no shared/data beside the checkout")
+def test_a_real_clip_goes_from_train_to_edit(cli, image):
+    """car-turn.mp4 from the shared data: the edit's compare video shows the clip's frames on its left."""
+    clip = SHARED_DATA / "videos" / "car-turn.mp4"
+    assert cli("train", clip, image, *PREPARE_ARGS, "--stride", "6", "--steps", "2").code == 0
+    result = cli("edit", "-p", "car-turn.live", "--replace", "car=<tok>", "--steps", "5")
+    assert result.code == 0, result.err
+    compare = decoded_frames(Path("car-turn.live/edits/car-tok/compare.mp4"))
+    source = sorted(Path("car-turn.live/prepare/frames").glob("*.png"))
+    assert len(compare) == len(source) == 8
+    left = np.asarray(compare[3].crop((0, 0, 64, 64)), dtype=np.float64)
+    assert np.abs(left - np.asarray(Image.open(source[3]), dtype=np.float64)).mean() < 8  # H.264 at CRF 18
