@@ -28,7 +28,9 @@ from dataclasses import dataclass
 import torch
 
 NoisePredictor = Callable[[torch.Tensor, int, int], torch.Tensor]
-"""(latents x_t, timestep t, step index) -> ε_θ(x_t, t), the shape of the latents."""
+"""(latents x_t, timestep t, the step's index in sampling order) -> ε_θ(x_t, t), the shape
+of the latents. Inversion passes the same index as sampling for a timestep, so that a
+predictor reads ᾱ_t as `schedule.alphas[index]` either way."""
 
 StepHook = Callable[[int, torch.Tensor], torch.Tensor]
 """(step index, latents after the step) -> the latents to go on with."""
@@ -126,11 +128,11 @@ def invert(predict: NoisePredictor, latents: torch.Tensor, schedule: DdimSchedul
     sampling step k (element 0 is x_T), and the last element is the x_0 given.
     """
     trajectory = [latents]
-    for count, index in enumerate(reversed(range(schedule.steps))):
+    for index in reversed(range(schedule.steps)):
         timestep, alpha_from, alpha_to = schedule.timesteps[index], schedule.previous[index], schedule.alphas[index]
-        moved = ddim_step(latents, predict(latents, timestep, count), alpha_from, alpha_to)
+        moved = ddim_step(latents, predict(latents, timestep, index), alpha_from, alpha_to)
         for _ in range(refine):
-            moved = ddim_step(latents, predict(moved, timestep, count), alpha_from, alpha_to)
+            moved = ddim_step(latents, predict(moved, timestep, index), alpha_from, alpha_to)
         latents = moved
         trajectory.append(latents)
     return trajectory[::-1]

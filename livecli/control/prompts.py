@@ -118,10 +118,14 @@ def target_prompt(source: str, replacements: list[Replacement], token: str) -> s
                 f"--replace {replacement.old}={replacement.new}: {replacement.old!r} is not a word of the prompt {source!r}",
                 hint=f"the prompt's words are: {', '.join(prompt_words(source))}",
             )
-    target = source
+    return apply_replacements(source, replacements, token)
+
+
+def apply_replacements(text: str, replacements: list[Replacement], token: str) -> str:
+    """`text` with every replacement made, `<tok>` as the learned token."""
     for replacement in replacements:
-        target = replace_word(target, replacement.old, replacement.new.replace(TOKEN_ALIAS, token))
-    return target
+        text = replace_word(text, replacement.old, replacement.new.replace(TOKEN_ALIAS, token))
+    return text
 
 
 def check_edit_words(source: str, replacements: list[Replacement], token: str, keep: list[str] | None, blend: list[str] | None) -> str:
@@ -164,7 +168,7 @@ def edit_prompts(
 
     position = 1
     for span in source_spans:
-        pieces = replace_span(span.text, replacements, token)
+        pieces = apply_replacements(span.text, replacements, token).split()
         target_ids = [tokenizer(piece, add_special_tokens=False).input_ids for piece in pieces]
         new_start, new_stop = position, position + sum(len(ids) for ids in target_ids)
         changed = pieces != [span.text]
@@ -193,9 +197,3 @@ def edit_prompts(
     alpha = (mapper.sum(0) > 0).float()
     return EditPrompts(source, target, mapper, alpha, tuple(dict.fromkeys(kept)), tuple(source_blend), tuple(target_blend))
 
-
-def replace_span(piece: str, replacements: list[Replacement], token: str) -> list[str]:
-    """One source piece after the replacements, as whitespace-separated target pieces."""
-    for replacement in replacements:
-        piece = replace_word(piece, replacement.old, replacement.new.replace(TOKEN_ALIAS, token))
-    return piece.split()

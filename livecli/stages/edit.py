@@ -141,13 +141,12 @@ def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = 
         del pinned, control, trained_model
         runtime.release()
 
-        prepared = project.record("prepare")
-        fps = float(prepared.facts.get("fps") or 8.0)
+        fps = float(project.record("prepare").facts["fps"])
         source_frames = read_pngs(project.stage_dir("prepare") / "frames")
         with project.staging(where) as staged:
             vae = load_vae(runtime.source, runtime.device, runtime.dtype)
             with progress.bar("decoding frames", frames) as advance:
-                edited = decode_latents(vae, outcome.edit, lambda n: advance(n))
+                edited = decode_latents(vae, outcome.edit, advance)
             write_pngs(edited, staged / "frames")
             if outcome.mask is not None:
                 write_pngs(mask_images(outcome.mask, (edited[0].height, edited[0].width)), staged / "masks")

@@ -94,12 +94,11 @@ def invert_latents(
 ) -> torch.Tensor:
     """The DDIM trajectory [steps + 1, F, 4, h, w] of the video latents under `prompt`, unguided."""
     schedule = ddim.ddim_schedule(model.scheduler_config, steps)
-    alpha_of = dict(zip(schedule.timesteps, schedule.alphas))
     text = model.encode([prompt])
     latent_prompt = model.latent_prompt.unsqueeze(0)
 
     def predict(latents, timestep, index):
-        noise = model.noise(latents, timestep, alpha_of[timestep], text, latent_prompt)
+        noise = model.noise(latents, timestep, schedule.alphas[index], text, latent_prompt)
         if advance:
             advance()
         return noise
