@@ -10,19 +10,23 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
 from livecli import __version__
 from livecli.config import (
+    DEFAULT_CLIP_MODEL,
     DEFAULT_MODEL,
     DEFAULT_TOKEN,
     EditConfig,
+    EvalConfig,
     InvertConfig,
     ModelConfig,
     PrepareConfig,
     TrainConfig,
     help_for,
+    resolve_clip_model,
     resolve_model_config,
 )
 from livecli.errors import ConfigError, Interrupted, LiveError
@@ -59,6 +63,53 @@ DeviceOpt = Annotated[Optional[str], typer.Option("--device", help=help_for(Mode
 DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help=help_for(ModelConfig, "dtype"), show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Run the stage again even when it is up to date.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
+
+PREPARING = "Preparing (with CLIP IMAGE)"
+TRAINING = "Training"
+EDITING = "Editing"
+EDIT_CONTROL = "Attention control and local blend"
+EVALUATING = "Evaluating"
+
+
+def _flag(config: type, name: str, *flags: str, panel: str | None = None, default: str | None = None, **extra) -> typer.models.OptionInfo:
+    """A typer.Option whose help is the config field's. `default`: None lets Typer show the
+    default, "" shows none (the help says it), any other text is shown as the default."""
+    text = help_for(config, name) + (escape(f" [default: {default}]") if default else "")
+    return typer.Option(*flags, help=text, rich_help_panel=panel, show_default=default is None, **extra)
+
+
+# Options of `live train` and `live run` (the step count is --steps in one, --train-steps in the other).
+LrOpt = Annotated[float, _flag(TrainConfig, "lr", "--lr")]
+TiLrOpt = Annotated[float, _flag(TrainConfig, "ti_lr", "--ti-lr")]
+LambdaOpt = Annotated[float, _flag(TrainConfig, "text_weight", "--lambda")]
+TokenOpt = Annotated[str, _flag(TrainConfig, "token", "--token")]
+SeedOpt = Annotated[int, _flag(TrainConfig, "seed", "--seed")]
+CheckpointEveryOpt = Annotated[int, _flag(TrainConfig, "checkpoint_every", "--checkpoint-every")]
+MixedPrecisionOpt = Annotated[str, _flag(TrainConfig, "mixed_precision", "--mixed-precision")]
+GradientCheckpointingOpt = Annotated[bool, _flag(TrainConfig, "gradient_checkpointing", "--gradient-checkpointing")]
+WeightDecayOpt = Annotated[float, _flag(TrainConfig, "weight_decay", "--weight-decay")]
+MaxGradNormOpt = Annotated[float, _flag(TrainConfig, "max_grad_norm", "--max-grad-norm")]
+
+# Options of `live edit` and `live run`.
+ReplaceOpt = Annotated[list[str], _flag(EditConfig, "replace", "--replace", default="", metavar="A=B")]
+NameOpt = Annotated[Optional[str], _flag(EditConfig, "name", "--name", default="")]
+GuidanceOpt = Annotated[float, _flag(EditConfig, "guidance", "--guidance")]
+CrossReplaceOpt = Annotated[float, _flag(EditConfig, "cross_replace", "--cross-replace", panel=EDIT_CONTROL)]
+SelfReplaceOpt = Annotated[float, _flag(EditConfig, "self_replace", "--self-replace", panel=EDIT_CONTROL)]
+KeepOpt = Annotated[Optional[str], _flag(EditConfig, "keep", "--keep", panel=EDIT_CONTROL, default="")]
+BlendOpt = Annotated[Optional[str], _flag(EditConfig, "blend", "--blend", panel=EDIT_CONTROL, default="")]
+NoBlendOpt = Annotated[bool, _flag(EditConfig, "no_blend", "--no-blend", panel=EDIT_CONTROL)]
+BlendThresholdOpt = Annotated[float, _flag(EditConfig, "blend_threshold", "--blend-threshold", panel=EDIT_CONTROL)]
+BlurSigmaOpt = Annotated[float, _flag(EditConfig, "blur_sigma", "--blur-sigma", panel=EDIT_CONTROL)]
+BlendStartOpt = Annotated[float, _flag(EditConfig, "blend_start", "--blend-start", panel=EDIT_CONTROL)]
+RefineOpt = Annotated[int, _flag(EditConfig, "refine", "--refine")]
+PinSourceOpt = Annotated[bool, _flag(EditConfig, "pin_source", "--pin-source")]
+EtaOpt = Annotated[float, _flag(EditConfig, "eta", "--eta")]
+
+# Options of `live eval` and `live run`.
+ClipModelOpt = Annotated[Optional[str], _flag(EvalConfig, "clip_model", "--clip-model", panel=EVALUATING, default=DEFAULT_CLIP_MODEL)]
+TextOpt = Annotated[Optional[str], _flag(EvalConfig, "text", "--text", panel=EVALUATING, default="")]
+MaskMarginOpt = Annotated[int, _flag(EvalConfig, "mask_margin", "--mask-margin", panel=EVALUATING)]
 
 
 def _version(value: bool) -> None:
@@ -166,8 +217,6 @@ def prepare(
     report(result, _prepared(result))
 
 
-PREPARING = "Preparing (with CLIP IMAGE)"
-
 
 @app.command(
     epilog="Examples:\n\n"
@@ -190,17 +239,17 @@ def train(
     model_config_: ModelConfigOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
-    steps: Annotated[int, typer.Option(help=help_for(TrainConfig, "steps"))] = 500,
-    lr: Annotated[float, typer.Option(help=help_for(TrainConfig, "lr"))] = 3e-5,
-    ti_lr: Annotated[float, typer.Option("--ti-lr", help=help_for(TrainConfig, "ti_lr"))] = 5e-3,
-    text_weight: Annotated[float, typer.Option("--lambda", help=help_for(TrainConfig, "text_weight"))] = 1.0,
-    token: Annotated[str, typer.Option(help=help_for(TrainConfig, "token"))] = DEFAULT_TOKEN,
-    seed: Annotated[int, typer.Option(help=help_for(TrainConfig, "seed"))] = 33,
-    checkpoint_every: Annotated[int, typer.Option(help=help_for(TrainConfig, "checkpoint_every"))] = 100,
-    mixed_precision: Annotated[str, typer.Option(help=help_for(TrainConfig, "mixed_precision"))] = "no",
-    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help=help_for(TrainConfig, "gradient_checkpointing"))] = False,
-    weight_decay: Annotated[float, typer.Option(help=help_for(TrainConfig, "weight_decay"))] = 1e-2,
-    max_grad_norm: Annotated[float, typer.Option(help=help_for(TrainConfig, "max_grad_norm"))] = 1.0,
+    steps: Annotated[int, _flag(TrainConfig, "steps", "--steps")] = 500,
+    lr: LrOpt = 3e-5,
+    ti_lr: TiLrOpt = 5e-3,
+    text_weight: LambdaOpt = 1.0,
+    token: TokenOpt = DEFAULT_TOKEN,
+    seed: SeedOpt = 33,
+    checkpoint_every: CheckpointEveryOpt = 100,
+    mixed_precision: MixedPrecisionOpt = "no",
+    gradient_checkpointing: GradientCheckpointingOpt = False,
+    weight_decay: WeightDecayOpt = 1e-2,
+    max_grad_norm: MaxGradNormOpt = 1.0,
     force: Annotated[bool, typer.Option("--force", help="Train again from step 0, even when up to date or a checkpoint exists.")] = False,
 ) -> None:
     """Fine-tune the video UNet, the latent prompt and the learned token on the project.
@@ -287,9 +336,6 @@ def invert(
     report(result, _inverted(result))
 
 
-EDIT_CONTROL = "Attention control and local blend"
-
-
 @app.command(
     epilog="Examples:\n\n"
     "  live edit --replace motorcycle=<tok>\n\n"
@@ -299,23 +345,23 @@ EDIT_CONTROL = "Attention control and local blend"
     "later edits with the same --steps reuse that inversion.",
 )
 def edit(
-    replace: Annotated[list[str], typer.Option("--replace", help=help_for(EditConfig, "replace"), show_default=False)],
+    replace: ReplaceOpt,
     project: ProjectOpt = None,
-    name: Annotated[Optional[str], typer.Option("--name", help=help_for(EditConfig, "name"), show_default=False)] = None,
-    steps: Annotated[int, typer.Option(help=help_for(EditConfig, "steps"))] = 50,
-    guidance: Annotated[float, typer.Option(help=help_for(EditConfig, "guidance"))] = 12.5,
-    cross_replace: Annotated[float, typer.Option(help=help_for(EditConfig, "cross_replace"), rich_help_panel=EDIT_CONTROL)] = 0.6,
-    self_replace: Annotated[float, typer.Option(help=help_for(EditConfig, "self_replace"), rich_help_panel=EDIT_CONTROL)] = 0.3,
-    keep: Annotated[Optional[str], typer.Option("--keep", help=help_for(EditConfig, "keep"), show_default=False, rich_help_panel=EDIT_CONTROL)] = None,
-    blend: Annotated[Optional[str], typer.Option("--blend", help=help_for(EditConfig, "blend"), show_default=False, rich_help_panel=EDIT_CONTROL)] = None,
-    no_blend: Annotated[bool, typer.Option("--no-blend", help=help_for(EditConfig, "no_blend"), rich_help_panel=EDIT_CONTROL)] = False,
-    blend_threshold: Annotated[float, typer.Option(help=help_for(EditConfig, "blend_threshold"), rich_help_panel=EDIT_CONTROL)] = 0.3,
-    blur_sigma: Annotated[float, typer.Option(help=help_for(EditConfig, "blur_sigma"), rich_help_panel=EDIT_CONTROL)] = 1.0,
-    blend_start: Annotated[float, typer.Option(help=help_for(EditConfig, "blend_start"), rich_help_panel=EDIT_CONTROL)] = 0.2,
-    refine: Annotated[int, typer.Option(help=help_for(EditConfig, "refine"))] = 0,
-    pin_source: Annotated[bool, typer.Option("--pin-source", help=help_for(EditConfig, "pin_source"))] = False,
-    eta: Annotated[float, typer.Option(help=help_for(EditConfig, "eta"))] = 0.0,
-    seed: Annotated[int, typer.Option(help=help_for(EditConfig, "seed"))] = 0,
+    name: NameOpt = None,
+    steps: Annotated[int, _flag(EditConfig, "steps", "--steps")] = 50,
+    guidance: GuidanceOpt = 12.5,
+    cross_replace: CrossReplaceOpt = 0.6,
+    self_replace: SelfReplaceOpt = 0.3,
+    keep: KeepOpt = None,
+    blend: BlendOpt = None,
+    no_blend: NoBlendOpt = False,
+    blend_threshold: BlendThresholdOpt = 0.3,
+    blur_sigma: BlurSigmaOpt = 1.0,
+    blend_start: BlendStartOpt = 0.2,
+    refine: RefineOpt = 0,
+    pin_source: PinSourceOpt = False,
+    eta: EtaOpt = 0.0,
+    seed: Annotated[int, _flag(EditConfig, "seed", "--seed")] = 0,
     model: ModelOpt = None,
     model_config_: ModelConfigOpt = None,
     device: DeviceOpt = None,
@@ -351,6 +397,99 @@ def edit(
         console.print(f"video: {escape(_where(result.edit.folder / stage.VIDEO))}, side by side: {escape(_where(result.edit.folder / stage.COMPARE))}", soft_wrap=True)
 
 
+def _evaluated(result: StageResult) -> str:
+    facts = result.record.facts
+    if facts.get("background_share") is None:
+        psnr = "no blend mask, no background score"
+    elif facts.get("background_psnr") is None:
+        psnr = "the blend mask covers every pixel, no background score"
+    else:
+        psnr = f"background PSNR {facts['background_psnr']:.1f} dB over {facts['background_share']:.0%} of the pixels"
+    return f"CLIP score {facts['clip_score']:.1f} (source {facts['source_clip_score']:.1f}), CLIP-I {facts['reference_similarity']:.3f}, {psnr}"
+
+
+SUMMARIES = {"prepare": _prepared, "train": _trained, "invert": _inverted, "edit": _edited, "eval": _evaluated}
+
+
+def report_stage(result: StageResult) -> None:
+    report(result, SUMMARIES[result.stage](result))
+
+
+TABLE_METRICS = {
+    "clip_score": "CLIP",
+    "consistency_consecutive": "consist.",
+    "reference_similarity": "CLIP-I",
+    "reference_similarity_crop": "CLIP-I crop",
+    "background_psnr": "bg PSNR",
+    "background_ssim": "bg SSIM",
+}
+"""The columns of `live eval`'s table (metrics.json and report.md have every metric)."""
+
+
+def _metrics_table(evaluations, title: str) -> Table:
+    """One row per edit and, dimmed under it, its source video's (the baseline)."""
+    table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("edit", no_wrap=True)
+    for label in TABLE_METRICS.values():
+        table.add_column(label, justify="right", no_wrap=True)
+    for evaluation in evaluations:
+        for video, label, style in (("edit", escape(evaluation.name), ""), ("source", "  source", "dim")):
+            row = evaluation.metrics["rows"][video]
+            table.add_row(label, *(_short(row[field]) for field in TABLE_METRICS), style=style)
+    return table
+
+
+def _short(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
+
+
+@app.command(
+    name="eval",
+    epilog="Examples:\n\n"
+    "  live eval\n\n"
+    "  live eval --edit dog-ride --text \"a man riding a dog\"\n\n"
+    "  live eval --all --json\n\n"
+    "  live eval --clip-model /models/clip-vit-large-patch14      (offline: a local folder)\n\n"
+    "Writes eval/NAME/metrics.json, report.md and contact_sheet.png. The source video is scored too, as the baseline.",
+)
+def eval_(
+    project: ProjectOpt = None,
+    edit_name: Annotated[Optional[str], typer.Option("--edit", help="The edit to score (default: the project's only edit).", show_default=False, autocompletion=lambda: _edit_names())] = None,
+    every: Annotated[bool, typer.Option("--all", help="Score every edit of the project and compare them in one table.")] = False,
+    clip_model: ClipModelOpt = None,
+    text: TextOpt = None,
+    mask_margin: MaskMarginOpt = 2,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout instead of a table.")] = False,
+    force: ForceOpt = False,
+) -> None:
+    """Score edits: CLIP score, frame consistency, similarity to the reference, background PSNR/SSIM."""
+    from livecli.stages import evaluate as stage
+
+    if edit_name is not None and every:
+        raise ConfigError("--edit and --all contradict each other", hint="pass one of them")
+    target = find_project(project)
+    models = _model(target, None, None, device, dtype)
+    config = EvalConfig(clip_model=resolve_clip_model(clip_model, models.model), text=text, mask_margin=mask_margin)
+    names = stage.pick_edits(target, edit_name, every)
+    scorer = stage.Scorer.resolve(config.clip_model, models.device, models.dtype)
+    evaluations = stage.run(target, config, names, scorer, force=force)
+    for evaluation in evaluations:
+        report_stage(evaluation.result)
+    if as_json:
+        items = [{"edit": e.name, "folder": str(e.result.folder), "skipped": e.result.skipped, "metrics": e.metrics} for e in evaluations]
+        out.print_json(json.dumps({"project": str(target.root), "evaluations": items}))
+        return
+    title = target.root.resolve().name if target.root.resolve() == Path.cwd() else _where(target.root)
+    out.print(_metrics_table(evaluations, f"{title}: {evaluations[0].metrics['text']!r}" if len(evaluations) == 1 else title))
+    if len(evaluations) == 1:
+        folder = evaluations[0].result.folder
+        console.print(f"report: {escape(_where(folder / stage.REPORT))}, contact sheet: {escape(_where(folder / stage.SHEET))}", soft_wrap=True)
+
+
 @app.command(epilog="Examples:\n\n  live status\n\n  live status -p clip.live --json")
 def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """Show each stage of the project: done, stale or missing, with sizes and times."""
@@ -375,24 +514,236 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     out.print(table)
 
 
+def _edit_names() -> list[str]:
+    """Shell completion of --edit: the edits of the project in the current directory."""
+    try:
+        from livecli.stages.evaluate import edit_names
+
+        return edit_names(find_project(None))
+    except Exception:  # completion must never fail loudly
+        return []
+
+
+def _print_summary(outcome) -> None:
+    """The table at the end of `live run` and `live demo`: each stage, what happened, time, where."""
+    table = Table(title=escape(f"{outcome.job.name}: done in {outcome.seconds:.1f} s"), title_justify="left")
+    for column in ("stage", "result", "time", "output"):
+        table.add_column(column, no_wrap=column != "output")
+    for stage in outcome.stages:
+        table.add_row(
+            stage.result.stage,
+            "up to date" if stage.result.skipped else "[green]ran[/]",
+            f"{stage.seconds:.1f} s",
+            escape(_where(stage.result.folder)),
+        )
+    out.print(table)
+    for label, path in outcome.paths().items():
+        out.print(f"{label}: {escape(_where(path))}", soft_wrap=True)
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    '  live run clip.mp4 dog.jpg --prompt "a man riding a motorcycle" --object motorcycle --replace motorcycle=<tok>\n\n'
+    '  live run clip.mp4 dog.jpg --prompt "a man riding a motorcycle" --object motorcycle --replace motorcycle=<tok> '
+    '--keep "man riding" --train-steps 600 --no-eval\n\n'
+    "Each stage is skipped when up to date, so the same command again costs only the checks; "
+    "a changed flag re-runs its stage and the ones after it.",
+)
+def run(
+    clip: Annotated[Path, typer.Argument(help="The video (or a folder of frames).", show_default=False)],
+    image: Annotated[Path, typer.Argument(help="The reference image showing the new object.", show_default=False)],
+    prompt: Annotated[str, typer.Option("--prompt", help=help_for(PrepareConfig, "prompt"), show_default=False)],
+    object_: Annotated[str, typer.Option("--object", help=help_for(PrepareConfig, "object"), show_default=False)],
+    replace: ReplaceOpt,
+    project: ProjectOpt = None,
+    model: ModelOpt = None,
+    model_config_: ModelConfigOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    frames: Annotated[int, _flag(PrepareConfig, "frames", "--frames", panel="Preparing")] = 8,
+    size: Annotated[int, _flag(PrepareConfig, "size", "--size", panel="Preparing")] = 512,
+    stride: Annotated[int, _flag(PrepareConfig, "stride", "--stride", panel="Preparing")] = 1,
+    start: Annotated[float, _flag(PrepareConfig, "start", "--start", panel="Preparing")] = 0.0,
+    train_steps: Annotated[int, _flag(TrainConfig, "steps", "--train-steps", panel=TRAINING)] = 500,
+    lr: Annotated[float, _flag(TrainConfig, "lr", "--lr", panel=TRAINING)] = 3e-5,
+    ti_lr: Annotated[float, _flag(TrainConfig, "ti_lr", "--ti-lr", panel=TRAINING)] = 5e-3,
+    text_weight: Annotated[float, _flag(TrainConfig, "text_weight", "--lambda", panel=TRAINING)] = 1.0,
+    token: Annotated[str, _flag(TrainConfig, "token", "--token", panel=TRAINING)] = DEFAULT_TOKEN,
+    seed: Annotated[int, _flag(TrainConfig, "seed", "--seed", panel=TRAINING)] = 33,
+    checkpoint_every: Annotated[int, _flag(TrainConfig, "checkpoint_every", "--checkpoint-every", panel=TRAINING)] = 100,
+    mixed_precision: Annotated[str, _flag(TrainConfig, "mixed_precision", "--mixed-precision", panel=TRAINING)] = "no",
+    gradient_checkpointing: Annotated[bool, _flag(TrainConfig, "gradient_checkpointing", "--gradient-checkpointing", panel=TRAINING)] = False,
+    weight_decay: Annotated[float, _flag(TrainConfig, "weight_decay", "--weight-decay", panel=TRAINING)] = 1e-2,
+    max_grad_norm: Annotated[float, _flag(TrainConfig, "max_grad_norm", "--max-grad-norm", panel=TRAINING)] = 1.0,
+    name: Annotated[Optional[str], _flag(EditConfig, "name", "--name", panel=EDITING, default="")] = None,
+    edit_steps: Annotated[int, _flag(EditConfig, "steps", "--edit-steps", panel=EDITING)] = 50,
+    guidance: Annotated[float, _flag(EditConfig, "guidance", "--guidance", panel=EDITING)] = 12.5,
+    refine: Annotated[int, _flag(EditConfig, "refine", "--refine", panel=EDITING)] = 0,
+    pin_source: Annotated[bool, _flag(EditConfig, "pin_source", "--pin-source", panel=EDITING)] = False,
+    eta: Annotated[float, _flag(EditConfig, "eta", "--eta", panel=EDITING)] = 0.0,
+    edit_seed: Annotated[int, _flag(EditConfig, "seed", "--edit-seed", panel=EDITING)] = 0,
+    cross_replace: CrossReplaceOpt = 0.6,
+    self_replace: SelfReplaceOpt = 0.3,
+    keep: KeepOpt = None,
+    blend: BlendOpt = None,
+    no_blend: NoBlendOpt = False,
+    blend_threshold: BlendThresholdOpt = 0.3,
+    blur_sigma: BlurSigmaOpt = 1.0,
+    blend_start: BlendStartOpt = 0.2,
+    clip_model: ClipModelOpt = None,
+    text: TextOpt = None,
+    mask_margin: MaskMarginOpt = 2,
+    no_eval: Annotated[bool, typer.Option("--no-eval", help="Stop after the edit (no CLIP model is loaded).", rich_help_panel=EVALUATING)] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome (paths, times, metrics) as JSON on stdout.")] = False,
+) -> None:
+    """Run every stage in order: prepare, train, invert, edit, eval; each skipped when up to date."""
+    from livecli.pipeline import Job, run_job
+
+    target = Project(project or default_project_dir(clip))
+    models = _model(target, model, model_config_, device, dtype)
+    job = Job(
+        name=target.root.name,
+        clip=clip,
+        image=image,
+        project=target.root,
+        model=models,
+        prepare=PrepareConfig(prompt=prompt, object=object_, frames=frames, size=size, stride=stride, start=start),
+        train=TrainConfig(
+            steps=train_steps,
+            lr=lr,
+            ti_lr=ti_lr,
+            text_weight=text_weight,
+            token=token,
+            seed=seed,
+            checkpoint_every=checkpoint_every,
+            mixed_precision=mixed_precision,
+            gradient_checkpointing=gradient_checkpointing,
+            weight_decay=weight_decay,
+            max_grad_norm=max_grad_norm,
+        ),
+        edit=EditConfig(
+            replace=tuple(replace),
+            name=name,
+            steps=edit_steps,
+            guidance=guidance,
+            cross_replace=cross_replace,
+            self_replace=self_replace,
+            keep=keep,
+            blend=blend,
+            no_blend=no_blend,
+            blend_threshold=blend_threshold,
+            blur_sigma=blur_sigma,
+            blend_start=blend_start,
+            refine=refine,
+            pin_source=pin_source,
+            eta=eta,
+            seed=edit_seed,
+        ),
+        eval=None if no_eval else EvalConfig(clip_model=resolve_clip_model(clip_model, models.model), text=text, mask_margin=mask_margin),
+    )
+    outcome = run_job(job, report_stage)
+    if as_json:
+        out.print_json(json.dumps(_outcome_dict(outcome)))
+    else:
+        _print_summary(outcome)
+
+
+def _outcome_dict(outcome) -> dict:
+    return {
+        "name": outcome.job.name,
+        "status": "done" if outcome.ran else "up to date",
+        "seconds": round(outcome.seconds, 3),
+        "stages": [{"stage": s.result.stage, "skipped": s.result.skipped, "seconds": round(s.seconds, 3), "folder": str(s.result.folder)} for s in outcome.stages],
+        "paths": {key: str(path) for key, path in outcome.paths().items()},
+        "metrics": outcome.metrics(),
+    }
+
+
+JOBS_HELP = """A TOML file: an optional [defaults] table merged under every job, then [[jobs]] entries with
+clip, image, prompt, object and replace (paths relative to the file), and optional name, project,
+model, device, dtype and stage tables prepare, train, edit, eval (eval = false skips it)."""
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  live batch jobs.toml --keep-going\n\n"
+    "  live batch jobs.toml --shard 2/4 --json > shard-2.jsonl      (the second of four processes)\n\n"
+    "  sbatch --array=1-4 --wrap 'live batch jobs.toml --shard $SLURM_ARRAY_TASK_ID/4 --keep-going'\n\n"
+    "A jobs file:\n\n"
+    "  [defaults]\n\n"
+    '  model = "CompVis/stable-diffusion-v1-4"\n\n'
+    "  train = { steps = 500 }\n\n"
+    "  [[jobs]]\n\n"
+    '  clip = "clips/motorbike.mp4"\n\n'
+    '  image = "refs/dog.jpg"\n\n'
+    '  prompt = "a man riding a motorcycle"\n\n'
+    '  object = "motorcycle"\n\n'
+    '  replace = ["motorcycle=<tok>"]\n\n'
+    "  edit = { guidance = 7.5, keep = \"man riding\" }",
+)
+def batch(
+    jobs_file: Annotated[Path, typer.Argument(metavar="JOBS.toml", help=JOBS_HELP, show_default=False)],
+    shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Run only jobs I, I+N, I+2N, … (shards count from 1): N processes split the file without talking to each other.", show_default=False)] = None,
+    keep_going: Annotated[bool, typer.Option("--keep-going", help="Go on with the other jobs when one fails (the exit code is still 1).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line per job on stdout (status, paths, metrics), as each ends.")] = False,
+) -> None:
+    """Run many jobs (clip, image, prompt, replacements) through every stage; finished jobs are skipped."""
+    from livecli import batch as batches
+
+    picked = batches.Shard.parse(shard) if shard is not None else batches.ALL
+    jobs = batches.load_jobs(jobs_file)
+    mine = [position for position in range(1, len(jobs) + 1) if picked.takes(position)]
+    console.print(f"[bold]batch[/]: {len(mine)} of {len(jobs)} jobs" + (f" (shard {picked.index}/{picked.count})" if shard else ""), soft_wrap=True)
+    debug = os.environ.get("LIVE_DEBUG", "") not in ("", "0")
+
+    def started(position: int, job) -> None:
+        console.print(f"[bold]job {position}[/] {escape(job.name)} -> {escape(_where(job.project))}", soft_wrap=True)
+
+    reports = []
+    for done in batches.run_batch(jobs, picked, keep_going, started, report_stage, debug):
+        reports.append(done)
+        if as_json:
+            print(json.dumps(done.as_dict()), flush=True)
+        if done.status == "failed":
+            _print_error(f"job {done.position} ({done.job.name}) failed: {done.error}", done.hint)
+        else:
+            console.print(f"[bold]job {done.position}[/] {escape(done.job.name)}: {done.status} in {done.seconds:.1f} s", soft_wrap=True)
+    failed = [r for r in reports if r.status == "failed"]
+    left = len(mine) - len(reports)
+    if not as_json:
+        table = Table(title="batch", title_justify="left")
+        for column in ("job", "name", "status", "time", "video / error"):
+            table.add_column(column, no_wrap=column != "video / error")
+        for r in reports:
+            colour = {"done": "green", "up to date": "dim", "failed": "red"}[r.status]
+            where = escape(r.error or "") if r.status == "failed" else escape(_where(r.outcome.paths()["video"]))
+            table.add_row(str(r.position), escape(r.job.name), f"[{colour}]{r.status}[/]", f"{r.seconds:.1f} s", where)
+        out.print(table)
+    if left:
+        console.print(f"[yellow]stopped[/]: {left} job{'s' if left != 1 else ''} not run after a failure (pass --keep-going to go on)", soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command(epilog="Examples:\n\n  live demo\n\n  live demo --out /tmp/live-demo")
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the sample clip, image and project.")] = Path("live-demo"),
 ) -> None:
-    """Make a sample clip and reference image, and run the pipeline on them with the tiny model.
+    """Make a sample clip and reference image, and run every stage on them with the tiny model.
 
-    The tiny model is random: the demo shows the pipeline working, not a real edit.
+    The tiny model is random, like the tiny CLIP: the demo shows the pipeline working, not a real edit.
     """
     from livecli import demo as sample
 
     clip, image = sample.make_samples(out_dir)
     console.print(f"[bold]demo[/]: sample clip {escape(_where(clip))}, reference {escape(_where(image))}", soft_wrap=True)
-    made = sample.run(out_dir)
-    report(made.prepare, _prepared(made.prepare))
-    report(made.train, _trained(made.train))
-    report(made.edit.inversion, _inverted(made.edit.inversion))
-    report(made.edit.edit, _edited(made.edit.edit))
-    console.print(f"project: {escape(_where(made.project.root))}  (see `live status -p {escape(_where(made.project.root))}`)", soft_wrap=True)
+    outcome = sample.run(out_dir, report_stage)
+    _print_summary(outcome)
+    console.print(
+        "The tiny model is random, so edit.mp4 shows the pipeline, not a real edit. "
+        f"See `live status -p {escape(_where(outcome.project.root))}`.",
+        soft_wrap=True,
+    )
 
 
 # --------------------------------------------------------------------------- entry point

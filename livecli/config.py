@@ -256,6 +256,36 @@ class EditConfig:
         return values
 
 
+DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    clip_model: str = field(
+        default=DEFAULT_CLIP_MODEL,
+        metadata=_help("CLIP that scores: a hub id, a local transformers folder, or 'tiny' (random, built offline; the default for a project on --model tiny)."),
+    )
+    text: str | None = field(
+        default=None,
+        metadata=_help("Text of the CLIP score (default: the edit's target prompt, <tok> read as the object word)."),
+    )
+    mask_margin: int = field(
+        default=2,
+        metadata=_help("Background = pixels farther than this many latent cells (8 px) from the blend mask: the VAE spreads edits that far."),
+    )
+
+    def __post_init__(self) -> None:
+        if not self.clip_model.strip():
+            raise ConfigError("--clip-model is empty", hint=f"leave it out for {DEFAULT_CLIP_MODEL}, or pass 'tiny' for a smoke run")
+        if self.text is not None and not self.text.strip():
+            raise ConfigError("--text is empty", hint="leave it out to score against the edit's target prompt")
+        if not 0 <= self.mask_margin <= 64:
+            raise ConfigError(f"--mask-margin must be between 0 and 64 latent cells, got {self.mask_margin}", hint="the default is 2 (16 px)")
+
+    def settings(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def prompt_words(prompt: str) -> list[str]:
     """The prompt's words, lower-cased, punctuation dropped."""
     return re.findall(r"[\w<>@#$*-]+", prompt.lower())
@@ -284,8 +314,14 @@ def user_defaults() -> dict[str, Any]:
         data = read_toml(path)
     except Exception as exc:  # a broken user file must say where it is
         raise ConfigError(f"{path} cannot be read: {exc}", hint="fix or remove that file") from None
-    known = {f.name for f in fields(ModelConfig)}
+    known = {f.name for f in fields(ModelConfig)} | {"clip_model"}
     return {k: v for k, v in data.items() if k in known}
+
+
+def resolve_clip_model(clip_model: str | None, model: str | None = None) -> str:
+    """--clip-model, else `clip_model` in the user's config.toml, else the tiny CLIP for a
+    project on the tiny model (a smoke run stays offline), else the default."""
+    return clip_model or user_defaults().get("clip_model") or ("tiny" if model == "tiny" else DEFAULT_CLIP_MODEL)
 
 
 def resolve_model_config(

@@ -2,23 +2,21 @@
 
 The clip is a red disc gliding over a striped, gradient background; the reference image is
 a blue square on a plain one. Both are drawn with Pillow and the clip encoded with PyAV,
-so the demo needs no file and no network.
+so the demo needs no file and no network. The pipeline then runs on the tiny model and the
+tiny CLIP, both random: the demo shows every stage working, not a real edit.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from livecli.config import EditConfig, ModelConfig, PrepareConfig, TrainConfig
+from livecli.config import EditConfig, EvalConfig, ModelConfig, PrepareConfig, TrainConfig
+from livecli.pipeline import Job, JobOutcome, run_job
 from livecli.stages import StageResult
-from livecli.stages import edit as edit_stage
-from livecli.stages import prepare as prepare_stage
-from livecli.stages import train as train_stage
-from livecli.store import Project
 from livecli.video import write_mp4
 
 SIDE = 128
@@ -29,16 +27,6 @@ OBJECT = "ball"
 TRAIN_STEPS = 30
 EDIT_STEPS = 20
 REPLACE = "ball=<tok>"
-
-
-@dataclass
-class DemoRun:
-    clip: Path
-    image: Path
-    project: Project
-    prepare: StageResult
-    train: StageResult
-    edit: edit_stage.EditResult
 
 
 def background(step: int = 0) -> Image.Image:
@@ -85,12 +73,21 @@ def make_samples(folder: Path) -> tuple[Path, Path]:
     return clip, image
 
 
-def run(folder: Path) -> DemoRun:
+def demo_job(folder: Path, clip: Path, image: Path) -> Job:
+    """Every stage on `tiny`, few steps, 64 px: a couple of minutes on a laptop CPU at most."""
+    return Job(
+        name="demo",
+        clip=clip,
+        image=image,
+        project=folder / "demo.live",
+        model=ModelConfig(model="tiny", device="cpu"),
+        prepare=PrepareConfig(prompt=PROMPT, object=OBJECT, frames=8, size=64, stride=2),
+        train=TrainConfig(steps=TRAIN_STEPS, checkpoint_every=10),
+        edit=EditConfig(replace=(REPLACE,), steps=EDIT_STEPS),
+        eval=EvalConfig(clip_model="tiny"),
+    )
+
+
+def run(folder: Path, on_stage: Callable[[StageResult], None] = lambda result: None) -> JobOutcome:
     clip, image = make_samples(folder)
-    project = Project(folder / "demo.live")
-    model = ModelConfig(model="tiny", device="cpu")
-    config = PrepareConfig(prompt=PROMPT, object=OBJECT, frames=8, size=64, stride=2)
-    prepared = prepare_stage.run(project, config, clip, image, model)
-    trained = train_stage.run(project, TrainConfig(steps=TRAIN_STEPS, checkpoint_every=10), model)
-    edited = edit_stage.run(project, EditConfig(replace=(REPLACE,), steps=EDIT_STEPS), model)
-    return DemoRun(clip, image, project, prepared, trained, edited)
+    return run_job(demo_job(folder, clip, image), on_stage)

@@ -54,8 +54,9 @@ PROJECT_SUFFIX = ".live"
 
 STAGES = ("prepare", "train")
 """Stages with one folder each, in pipeline order; each later one reads the ones before it."""
-RUN_FOLDERS = {"invert": "invert", "edit": "edits"}
-"""Stages with one subfolder per run (an inversion per fingerprint, an edit per name)."""
+RUN_FOLDERS = {"invert": "invert", "edit": "edits", "eval": "eval"}
+"""Stages with one subfolder per run (an inversion per fingerprint, an edit or its evaluation per name)."""
+MISSING_NOTES = {"invert": "`live edit` runs it", "edit": "run `live edit --replace A=B`", "eval": "run `live eval`"}
 
 
 # --------------------------------------------------------------------------- hashing
@@ -335,8 +336,8 @@ class Project:
         for stage, parent in RUN_FOLDERS.items():
             runs = self.runs(parent)
             if not runs:
-                note = "run `live edit --replace A=B`" if stage == "edit" else "`live edit` runs it"
-                statuses.append(StageStatus(stage, "missing", note if "train" in {s.stage for s in statuses if s.state != "missing"} else ""))
+                trained = "train" in {s.stage for s in statuses if s.state != "missing"}
+                statuses.append(StageStatus(stage, "missing", MISSING_NOTES[stage] if trained else ""))
             for folder, record in runs:
                 where = folder.relative_to(self.root).as_posix()
                 statuses.append(self._done_or_stale(f"{stage} {folder.name}", where, record, sources))
@@ -353,6 +354,13 @@ class Project:
             if record is not None:
                 found.append((child, record))
         return found
+
+    def stale_reason(self, stage: str) -> str:
+        """Why a finished stage (or run, e.g. `edits/car-tok`) is stale; "" when it is not."""
+        record = self.record(stage)
+        if record is None:
+            return f"{stage} is missing"
+        return self._stale_reason(stage, record, self.manifest().get("sources", {}))
 
     def _done_or_stale(self, label: str, stage: str, record: Record, sources: dict[str, Any]) -> StageStatus:
         reason = self._stale_reason(stage, record, sources)
@@ -464,9 +472,12 @@ def default_project_dir(clip: Path) -> Path:
 
 
 def find_project(explicit: Path | None) -> Project:
-    """The project named by -p, else the only `*.live` folder in the current directory."""
+    """The project named by -p, else the current directory when it is one, else the only
+    `*.live` folder in it."""
     if explicit is not None:
         return Project(explicit)
+    if (Path.cwd() / MANIFEST).is_file():
+        return Project(Path.cwd())
     found = sorted(p for p in Path.cwd().glob(f"*{PROJECT_SUFFIX}") if (p / MANIFEST).is_file())
     if not found:
         raise ProjectError(

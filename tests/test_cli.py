@@ -59,9 +59,10 @@ def test_status_table_and_json(cli, clip, image):
     result = cli("status", "--json")
     data = json.loads(result.out)
     assert data["project"].endswith("clip.live")
-    stage, train, invert, edit = data["stages"]
+    stage, train, invert, edit, evaluation = data["stages"]
     assert train["stage"] == "train" and train["state"] == "missing"
     assert (invert["stage"], invert["state"], edit["stage"], edit["state"]) == ("invert", "missing", "edit", "missing")
+    assert (evaluation["stage"], evaluation["state"]) == ("eval", "missing")
     assert stage["stage"] == "prepare" and stage["state"] == "done" and stage["bytes"] > 0
 
     clip.write_bytes(clip.read_bytes() + b"\0")  # the source changed under the project
@@ -100,17 +101,3 @@ def test_user_config_supplies_the_default_model(cli, clip, image, monkeypatch, t
     (config / "config.toml").write_text("model = [broken")
     result = cli("prepare", clip, image, *args)
     assert result.code == 1 and "config.toml cannot be read" in result.error_lines[0]
-
-
-def test_demo_runs_and_a_second_run_redoes_nothing(cli, tmp_path):
-    result = cli("demo", "--out", tmp_path / "demo")
-    assert result.code == 0, result.err
-    project = tmp_path / "demo" / "demo.live"
-    assert (project / "prepare" / "latents.safetensors").is_file()
-    assert (project / "train" / "attention_deltas.safetensors").is_file()
-    assert "train: 30 steps" in result.err
-    assert (project / "edits" / "ball-tok" / "edit.mp4").is_file() and "edit: 'a red <@#$> is rolling on the stripes'" in result.err
-    assert (tmp_path / "demo" / "demo.mp4").is_file() and (tmp_path / "demo" / "reference.png").is_file()
-    again = cli("demo", "--out", tmp_path / "demo")
-    assert again.code == 0 and "prepare: up to date" in again.err and "train: up to date" in again.err
-    assert "invert: up to date" in again.err and "edit: up to date" in again.err

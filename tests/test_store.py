@@ -148,9 +148,10 @@ def test_status_marks_downstream_stale_when_upstream_is_redone(tmp_path):
     prepared = write_stage(project, "prepare", b"frames")
     trained = write_stage(project, "train", b"weights", {"prepare": prepared.fingerprint})
     inverted = write_stage(project, "invert/ddim5-abc", b"trajectory", {"train": trained.fingerprint})
-    write_stage(project, "edits/dog", b"video", {"train": trained.fingerprint, "invert/ddim5-abc": inverted.fingerprint})
+    edited = write_stage(project, "edits/dog", b"video", {"train": trained.fingerprint, "invert/ddim5-abc": inverted.fingerprint})
+    write_stage(project, "eval/dog", b"metrics", {"edits/dog": edited.fingerprint, "prepare": prepared.fingerprint})
     states = {s.stage: s.state for s in project.status()}
-    assert states == {"prepare": "done", "train": "done", "invert ddim5-abc": "done", "edit dog": "done"}
+    assert states == {"prepare": "done", "train": "done", "invert ddim5-abc": "done", "edit dog": "done", "eval dog": "done"}
 
     with project.staging("prepare") as folder:
         (folder / "out.bin").write_bytes(b"other frames")
@@ -162,12 +163,17 @@ def test_status_marks_downstream_stale_when_upstream_is_redone(tmp_path):
         Project.write_record(folder, Record("invert", "a new key", {"x": 2}, {"train": trained.fingerprint}))
     states = {s.stage: (s.state, s.reason) for s in project.status()}
     assert states["edit dog"] == ("stale", "invert/ddim5-abc changed since edits/dog ran")
+    assert states["eval dog"] == ("stale", "prepare changed since eval/dog ran")
+    with project.staging("edits/dog") as folder:
+        (folder / "out.bin").write_bytes(b"another video")
+        Project.write_record(folder, Record("edit", "a new key", {"x": 2}, {}))
+    assert project.stale_reason("eval/dog") == "edits/dog changed since eval/dog ran"
 
 
 def test_status_of_a_missing_stage(tmp_path):
     project = Project(tmp_path / "p.live")
     project.update_manifest()
-    assert [(s.stage, s.state) for s in project.status()] == [("prepare", "missing"), ("train", "missing"), ("invert", "missing"), ("edit", "missing")]
+    assert [(s.stage, s.state) for s in project.status()] == [("prepare", "missing"), ("train", "missing"), ("invert", "missing"), ("edit", "missing"), ("eval", "missing")]
 
 
 def test_a_newer_schema_is_refused_naming_both_versions(tmp_path):

@@ -91,12 +91,12 @@ def quiet_libraries() -> None:
         pass
 
 
-def _looks_like_path(ref: str) -> bool:
+def looks_like_path(ref: str) -> bool:
     """Hub ids are `name` or `org/name`; anything else the user meant as a path."""
     return ref.startswith((".", "/", "~")) or "\\" in ref or ref.count("/") > 1 or ref.endswith(SINGLE_FILE_SUFFIXES)
 
 
-def _local_revision(path: Path) -> str:
+def local_revision(path: Path) -> str:
     """Identify local weights by name, size and modification time (hashing GBs is slow)."""
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
@@ -122,7 +122,7 @@ def resolve_model(ref: str, revision: str | None = None, config: str | None = No
                 f"{path} is not a diffusers model folder (no model_index.json, no vae/config.json)",
                 hint="pass the folder that save_pretrained wrote, a .safetensors/.ckpt file, or a hub id",
             )
-        return ModelSource(ref, "folder", path.resolve(), _local_revision(path))
+        return ModelSource(ref, "folder", path.resolve(), local_revision(path))
     if path.is_file():
         if path.suffix not in SINGLE_FILE_SUFFIXES:
             raise ModelError(
@@ -131,51 +131,66 @@ def resolve_model(ref: str, revision: str | None = None, config: str | None = No
             )
         if config and Path(config).expanduser().is_dir():
             config = str(Path(config).expanduser().resolve())
-        revision = _local_revision(path) + (f"+{config}" if config else "")
+        revision = local_revision(path) + (f"+{config}" if config else "")
         return ModelSource(ref, "file", path.resolve(), revision, config)
-    if _looks_like_path(ref):
+    if looks_like_path(ref):
         raise ModelError(f"model {ref} not found: no such folder or file", hint="check the path passed to --model")
     return _download(ref, revision)
 
 
 def _download(repo_id: str, revision: str | None) -> ModelSource:
+    folder = download_snapshot(
+        repo_id,
+        revision,
+        _HUB_FILES,
+        list(_HUB_WEIGHTS.values()),
+        what="model",
+        offline_hint="with no network, download the model elsewhere and pass its folder: --model /path/to/stable-diffusion-v1-4 "
+        "(or set HF_HUB_OFFLINE=1 to use what the Hugging Face cache holds)",
+    )
+    if folder is None:
+        raise ModelError(
+            f"model {repo_id!r} has no diffusers weights for its text encoder, UNet and VAE",
+            hint="pass a Stable Diffusion v1.x model in diffusers format",
+        )
+    return ModelSource(repo_id, "hub", folder, folder.name)
+
+
+def download_snapshot(
+    repo_id: str, revision: str | None, files: list[str], weight_sets: list[list[str]], what: str, offline_hint: str
+) -> Path | None:
+    """The hub snapshot folder holding `files` and the first complete set of weights.
+
+    The cache is tried first (no network call on every run, and a model that stays what
+    it was); only what is listed is downloaded, never a repository's other formats.
+    None when the repository has none of the weight sets.
+    """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    offline_hint = (
-        "with no network, download the model elsewhere and pass its folder: --model /path/to/stable-diffusion-v1-4 "
-        "(or set HF_HUB_OFFLINE=1 to use what the Hugging Face cache holds)"
-    )
-
     def fetch(weights: list[str], local_only: bool) -> Path | None:
-        folder = Path(
-            snapshot_download(repo_id, revision=revision, allow_patterns=_HUB_FILES + weights, local_files_only=local_only)
-        )
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=files + weights, local_files_only=local_only))
         return folder if all((folder / name).is_file() for name in weights) else None
 
-    # The cache first: no network call on every run, and a model that stays what it was.
-    for weights in _HUB_WEIGHTS.values():
+    for weights in weight_sets:
         try:
             if folder := fetch(weights, local_only=True):
-                return ModelSource(repo_id, "hub", folder, folder.name)
+                return folder
         except (LocalEntryNotFoundError, OSError, ValueError):
             pass
     say(f"downloading {repo_id} from the Hugging Face Hub into its cache (once)")
     try:
-        for weights in _HUB_WEIGHTS.values():
+        for weights in weight_sets:
             if folder := fetch(weights, local_only=False):
-                return ModelSource(repo_id, "hub", folder, folder.name)
+                return folder
     except RepositoryNotFoundError:
         raise ModelError(
-            f"no model {repo_id!r} on the Hugging Face Hub (or it is private)",
+            f"no {what} {repo_id!r} on the Hugging Face Hub (or it is private)",
             hint="check the id, log in with `hf auth login` for a gated model, or pass a local folder",
         ) from None
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
-        raise ModelError(f"cannot download model {repo_id!r} from the Hugging Face Hub: {reason(exc)}", hint=offline_hint) from None
-    raise ModelError(
-        f"model {repo_id!r} has no diffusers weights for its text encoder, UNet and VAE",
-        hint="pass a Stable Diffusion v1.x model in diffusers format",
-    )
+        raise ModelError(f"cannot download {what} {repo_id!r} from the Hugging Face Hub: {reason(exc)}", hint=offline_hint) from None
+    return None
 
 
 # --------------------------------------------------------------------------- device and precision

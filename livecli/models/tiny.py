@@ -7,6 +7,9 @@ vocabulary is generated here, and SD's DDIM scheduler. It is saved once as a dif
 folder in the user cache and then loaded like any other folder, so `--model tiny` runs
 through the same loading code as a real model. Its weights are random: it shows the
 pipeline working, not a real edit.
+
+A tiny CLIP (same tokenizer, 32×32 images) is built the same way for `live eval
+--clip-model tiny`: its scores are numbers from random weights, for tests and demos.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ import torch
 TINY_VERSION = "tiny-v1"
 """Bumped whenever the builder below changes, so cached folders and fingerprints follow."""
 
+TINY_CLIP_VERSION = "tiny-clip-v1"
+"""The same for the tiny CLIP that `live eval --clip-model tiny` scores with."""
+
 TINY_SEED = 0
+CLIP_IMAGE_SIZE = 32
 TEXT_WIDTH = 32
 
 
@@ -51,17 +58,22 @@ def tiny_vocabulary() -> dict[str, int]:
     return {token: index for index, token in enumerate(tokens)}
 
 
+def _tiny_tokenizer():
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "vocab.json").write_text(json.dumps(tiny_vocabulary()))
+        (Path(scratch) / "merges.txt").write_text("#version: 0.2\n")
+        return CLIPTokenizer.from_pretrained(scratch, model_max_length=77)
+
+
 def build_tiny_pipeline(seed: int = TINY_SEED):
     """The tiny model as a diffusers StableDiffusionPipeline, weights drawn from `seed`."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    with tempfile.TemporaryDirectory() as scratch:
-        vocab = tiny_vocabulary()
-        (Path(scratch) / "vocab.json").write_text(json.dumps(vocab))
-        (Path(scratch) / "merges.txt").write_text("#version: 0.2\n")
-        tokenizer = CLIPTokenizer.from_pretrained(scratch, model_max_length=77)
-
+    tokenizer = _tiny_tokenizer()
+    vocab = tokenizer.get_vocab()
     torch.manual_seed(seed)
     vae = AutoencoderKL(
         in_channels=3,
@@ -125,13 +137,55 @@ def build_tiny_pipeline(seed: int = TINY_SEED):
 
 def tiny_model_dir() -> Path:
     """The tiny model's diffusers folder in the cache, built on first use."""
-    folder = cache_root() / "models" / TINY_VERSION
-    if (folder / "model_index.json").is_file():
+    return _cached(TINY_VERSION, lambda folder: build_tiny_pipeline().save_pretrained(folder, safe_serialization=True))
+
+
+def build_tiny_clip(seed: int = TINY_SEED):
+    """A tiny CLIP (text and 32×32 vision towers), its tokenizer and image processor."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    tokenizer = _tiny_tokenizer()
+    vocab = tokenizer.get_vocab()
+    towers = {"hidden_size": TEXT_WIDTH, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+    config = CLIPConfig(
+        text_config={
+            **towers,
+            "vocab_size": len(vocab),
+            "max_position_embeddings": 77,
+            "bos_token_id": vocab["<|startoftext|>"],
+            "eos_token_id": vocab["<|endoftext|>"],
+            "pad_token_id": vocab["<|endoftext|>"],
+        },
+        vision_config={**towers, "image_size": CLIP_IMAGE_SIZE, "patch_size": 8},
+        projection_dim=TEXT_WIDTH,
+    )
+    torch.manual_seed(seed + 3)
+    model = CLIPModel(config)
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": CLIP_IMAGE_SIZE}, crop_size={"height": CLIP_IMAGE_SIZE, "width": CLIP_IMAGE_SIZE}
+    )
+    return model, tokenizer, processor
+
+
+def tiny_clip_dir() -> Path:
+    """The tiny CLIP's transformers folder in the cache, built on first use."""
+
+    def save(folder: Path) -> None:
+        for part in build_tiny_clip():
+            part.save_pretrained(folder)
+
+    return _cached(TINY_CLIP_VERSION, save)
+
+
+def _cached(name: str, save) -> Path:
+    """`cache_root()/models/<name>`, written by `save(folder)` once, atomically."""
+    folder = cache_root() / "models" / name
+    if folder.is_dir():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{TINY_VERSION}."))
+    scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}."))
     try:
-        build_tiny_pipeline().save_pretrained(scratch, safe_serialization=True)
+        save(scratch)
         try:
             os.replace(scratch, folder)
         except OSError:  # another process finished first; its copy is identical

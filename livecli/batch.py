@@ -1,0 +1,266 @@
+"""`live batch JOBS.toml`: many pipeline runs from one file, split across processes without coordination.
+
+A jobs file is TOML: an optional `[defaults]` table merged under every job, and a
+`[[jobs]]` array. Each job names its clip, reference image, prompt, object and
+replacements, and may override any stage setting in tables named after the stages:
+
+    [defaults]
+    model = "CompVis/stable-diffusion-v1-4"
+    train = { steps = 500 }
+
+    [[jobs]]
+    clip = "clips/motorbike.mp4"          # paths are relative to the jobs file
+    image = "refs/dog.jpg"
+    prompt = "a man riding a motorcycle"
+    object = "motorcycle"
+    replace = ["motorcycle=<tok>"]
+    edit = { guidance = 7.5 }
+
+Every job is checked before any runs. Each job is its own project directory
+(`<name>.live` beside the jobs file unless `project` says otherwise), so a job already
+done is skipped stage by stage, and `--shard I/N` (job k runs in shard ((k-1) mod N)+1)
+lets N processes share one file.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from livecli.config import EDIT_NAME, EditConfig, EvalConfig, PrepareConfig, TrainConfig, resolve_clip_model, resolve_model_config
+from livecli.control.prompts import Replacement
+from livecli.errors import ConfigError, InputError, LiveError, reason
+from livecli.pipeline import Job, JobOutcome, run_job
+from livecli.stages import StageResult
+from livecli.store import PROJECT_SUFFIX, read_toml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+REQUIRED = ("clip", "image", "prompt", "object", "replace")
+MODEL_KEYS = ("model", "model_config", "device", "dtype")
+STAGE_TABLES: dict[str, type] = {"prepare": PrepareConfig, "train": TrainConfig, "edit": EditConfig, "eval": EvalConfig}
+SET_ELSEWHERE = {"prompt": "the job's `prompt`", "object": "the job's `object`", "replace": "the job's `replace`"}
+"""Stage fields that a job sets at its top level, not in the stage's table."""
+KEY_ALIASES = {"replacements": "replace", "lambda": "text_weight"}
+"""Other names a key may go by: the issue's word, and the flag's name."""
+SHARD = re.compile(r"^(\d+)/(\d+)$")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard `index` of `count`, counting from 1."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        match = SHARD.match(text.strip())
+        if not match:
+            raise ConfigError(f"--shard {text!r} is not I/N", hint="e.g. --shard 1/4 for the first of four shards (shards count from 1)")
+        index, count = int(match[1]), int(match[2])
+        if count < 1 or not 1 <= index <= count:
+            raise ConfigError(f"--shard {text}: I must be between 1 and N (N ≥ 1)", hint=f"shards count from 1: --shard 1/{max(count, 1)} … --shard {max(count, 1)}/{max(count, 1)}")
+        return cls(index, count)
+
+    def takes(self, position: int) -> bool:
+        """Whether job number `position` (from 1) belongs to this shard."""
+        return (position - 1) % self.count == self.index - 1
+
+
+ALL = Shard(1, 1)
+
+
+# --------------------------------------------------------------------------- reading the file
+
+
+def load_jobs(path: Path) -> list[Job]:
+    """Every job of the file, checked; the first problem is an error naming job and field."""
+    if not path.is_file():
+        raise InputError(f"jobs file {path} does not exist", hint="see `live batch --help` for its format")
+    try:
+        data = read_toml(path)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {reason(exc)}", hint="fix the line it names") from None
+    unknown = set(data) - {"defaults", "jobs"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}", hint="a jobs file has a [defaults] table and [[jobs]] entries")
+    defaults, entries = data.get("defaults", {}), data.get("jobs")
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{path}: `defaults` must be a table", hint="write it as [defaults]")
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"{path} has no jobs", hint="add at least one [[jobs]] entry with clip, image, prompt, object and replace")
+    base = path.resolve().parent
+    jobs = [_job(position, _merge(_canonical(defaults), _canonical(entry)), base) for position, entry in enumerate(entries, 1)]
+    seen: dict[Path, int] = {}
+    for position, job in enumerate(jobs, 1):
+        if job.project in seen:
+            raise ConfigError(
+                f"jobs {seen[job.project]} and {position} both write {job.project}",
+                hint="give each job its own `name` or `project`",
+            )
+        seen[job.project] = position
+    return jobs
+
+
+def _canonical(table: dict[str, Any]) -> dict[str, Any]:
+    """Keys with dashes read as underscores, aliases resolved, at every level."""
+    result = {}
+    for key, value in table.items():
+        key = key.replace("-", "_")
+        result[KEY_ALIASES.get(key, key)] = _canonical(value) if isinstance(value, dict) else value
+    return result
+
+
+def _merge(defaults: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(defaults)
+    for key, value in job.items():
+        merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
+    label = f"job {position}" + (f" ({entry['name']})" if isinstance(entry.get("name"), str) else "")
+    for key in REQUIRED:
+        if key not in entry:
+            raise ConfigError(f"{label} has no `{key}`", hint=f"every job needs {', '.join(REQUIRED)}")
+    known = {*REQUIRED, *MODEL_KEYS, *STAGE_TABLES, "name", "project"}
+    for key in entry:
+        if key not in known:
+            raise ConfigError(f"{label}: unknown key `{key}`", hint=f"a job's keys are {', '.join(sorted(known))}")
+    for key in ("clip", "image", "prompt", "object", "name", "project", *MODEL_KEYS):
+        if key in entry and not isinstance(entry[key], str):
+            raise ConfigError(f"{label}: `{key}` must be a string, got {entry[key]!r}", hint="quote it in the TOML file")
+    replace = entry["replace"]
+    replace = [replace] if isinstance(replace, str) else replace
+    if not isinstance(replace, list) or not replace or not all(isinstance(r, str) for r in replace):
+        raise ConfigError(f"{label}: `replace` must be a string or a list of strings like \"car=<tok>\"", hint='e.g. replace = ["car=<tok>"]')
+
+    clip, image = base / Path(entry["clip"]).expanduser(), base / Path(entry["image"]).expanduser()
+    name = entry.get("name") or f"{_stem(clip)}-{_stem(image)}"
+    if not EDIT_NAME.match(name):
+        raise ConfigError(f"{label}: `name` {name!r} is not a plain folder name", hint="use letters, digits, '.', '-', '_' or '+'")
+    project = base / Path(entry["project"]).expanduser() if "project" in entry else base / f"{name}{PROJECT_SUFFIX}"
+    try:
+        for text in replace:
+            Replacement.parse(text)
+        model = resolve_model_config(entry.get("model"), entry.get("device"), entry.get("dtype"), entry.get("model_config"))
+        prepare = PrepareConfig(prompt=entry["prompt"], object=entry["object"], **_table(entry, "prepare", label))
+        train = TrainConfig(**_table(entry, "train", label))
+        edit = EditConfig(replace=tuple(replace), **_table(entry, "edit", label))
+        evaluate = None
+        if entry.get("eval") is not False:
+            settings = _table(entry, "eval", label)
+            clip_model = resolve_clip_model(settings.pop("clip_model", None), model.model)
+            evaluate = EvalConfig(clip_model=clip_model, **settings)
+    except LiveError as exc:
+        raise ConfigError(f"{label}: {exc.message}", hint=exc.hint) from None
+    return Job(name, clip, image, project.resolve(), model, prepare, train, edit, evaluate)
+
+
+def _stem(path: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", path.stem if path.suffix else path.name).strip("-.") or "job"
+
+
+def _table(entry: dict[str, Any], stage: str, label: str) -> dict[str, Any]:
+    """The job's `[stage]` settings, each a field of the stage's config with the right type."""
+    table = entry.get(stage, {})
+    if stage == "eval" and table is True:
+        return {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{label}: `{stage}` must be a table of settings", hint=f"e.g. {stage} = {{ ... }}" + (", or eval = false" if stage == "eval" else ""))
+    config = STAGE_TABLES[stage]
+    types = {f.name: f.type for f in fields(config) if f.name not in SET_ELSEWHERE}
+    for key, value in table.items():
+        if key in SET_ELSEWHERE:
+            raise ConfigError(f"{label}: `{stage}.{key}` belongs at the job's top level", hint=f"set {SET_ELSEWHERE[key]} instead")
+        if key not in types:
+            raise ConfigError(f"{label}: `{stage}` has no setting `{key}`", hint=f"{stage} settings: {', '.join(types)}")
+        if not _fits(value, types[key]):
+            raise ConfigError(f"{label}: `{stage}.{key}` has the wrong type ({value!r})", hint=f"it is a {types[key]}")
+    return dict(table)
+
+
+def _fits(value: Any, annotation: str) -> bool:
+    """TOML value against a config field's annotation (a string under `from __future__ import annotations`)."""
+    if isinstance(value, bool):
+        return "bool" in annotation
+    if isinstance(value, int):
+        return "int" in annotation or "float" in annotation
+    if isinstance(value, float):
+        return "float" in annotation
+    if isinstance(value, str):
+        return "str" in annotation and "tuple" not in annotation
+    return False
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class JobReport:
+    position: int
+    """The job's number in the file, from 1."""
+    job: Job
+    status: str
+    """"done" (some stage ran), "up to date" (nothing to do) or "failed"."""
+    outcome: JobOutcome | None = None
+    error: str | None = None
+    hint: str | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        paths = {key: str(path) for key, path in self.outcome.paths().items()} if self.outcome else {"project": str(self.job.project)}
+        return {
+            "job": self.position,
+            "name": self.job.name,
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "paths": paths,
+            "metrics": self.outcome.metrics() if self.outcome else None,
+            "error": self.error,
+            "hint": self.hint,
+        }
+
+
+def run_batch(
+    jobs: list[Job],
+    shard: Shard = ALL,
+    keep_going: bool = False,
+    on_start: Callable[[int, Job], None] = lambda position, job: None,
+    on_stage: Callable[[StageResult], None] = lambda result: None,
+    debug: bool = False,
+) -> Iterator[JobReport]:
+    """Run this shard's jobs in order, yielding each one's report as it ends.
+
+    A failing job is reported; without `keep_going` the batch then stops. Ctrl-C is
+    not caught: it stops the batch, and the job's project keeps its last complete state.
+    """
+    for position, job in enumerate(jobs, 1):
+        if not shard.takes(position):
+            continue
+        on_start(position, job)
+        started = time.perf_counter()
+        try:
+            outcome = run_job(job, on_stage)
+        except LiveError as exc:
+            report = JobReport(position, job, "failed", error=exc.message, hint=exc.hint)
+        except Exception as exc:  # a bug or an out-of-memory in one job must not hide the others' results
+            if debug:
+                traceback.print_exc()
+            report = JobReport(position, job, "failed", error=f"{exc.__class__.__name__}: {reason(exc)}", hint="set LIVE_DEBUG=1 for the traceback")
+        else:
+            report = JobReport(position, job, "done" if outcome.ran else "up to date", outcome)
+        report.seconds = time.perf_counter() - started
+        yield report
+        if report.status == "failed" and not keep_going:
+            return

@@ -1,0 +1,99 @@
+"""One PNG that shows an edit at a glance: the reference image, then rows of frames.
+
+    ┌───────────┬─────────────────────────────────────────┐
+    │ reference │ title lines (edit, text, scores)        │
+    ├───────────┼────┬────┬────┬────────────────────────  │
+    │           │ 1  │ 2  │ 3  │ …      frame numbers      │
+    │ source    │ ▢  │ ▢  │ ▢  │                          │
+    │ edit      │ ▢  │ ▢  │ ▢  │                          │
+    │ mask      │ ▢  │ ▢  │ ▢  │                          │
+    └───────────┴────┴────┴────┴──────────────────────────┘
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw, ImageFont
+
+THUMB_MAX = 160
+"""Frames wider than this are shrunk to it; smaller frames keep their size."""
+GAP = 6
+LABEL_WIDTH = 64
+NUMBER_BAND = 18
+MIN_WIDTH = 480
+BACKGROUND = (250, 250, 248)
+INK = (30, 30, 30)
+FRAME = (190, 190, 185)
+
+
+@dataclass(frozen=True)
+class SheetLayout:
+    frames: int
+    thumb: int
+    rows: int
+
+    @property
+    def header(self) -> int:
+        return GAP + self.thumb + GAP
+
+    @property
+    def width(self) -> int:
+        return max(LABEL_WIDTH + self.frames * (self.thumb + GAP) + GAP, MIN_WIDTH)
+
+    @property
+    def height(self) -> int:
+        return self.header + NUMBER_BAND + self.rows * (self.thumb + GAP)
+
+    def cell(self, row: int, frame: int) -> tuple[int, int]:
+        """Top-left corner of frame `frame` of row `row` (both from 0)."""
+        return LABEL_WIDTH + frame * (self.thumb + GAP), self.header + NUMBER_BAND + row * (self.thumb + GAP)
+
+
+def layout(frames: int, side: int, rows: int) -> SheetLayout:
+    return SheetLayout(frames, min(side, THUMB_MAX), rows)
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one bitmap size
+        return ImageFont.load_default()
+
+
+def contact_sheet(reference: Image.Image, rows: dict[str, list[Image.Image]], title: list[str]) -> Image.Image:
+    """The sheet: `reference` top left, `title` beside it, then one labelled row of
+    numbered frames per entry of `rows` (all rows the same length and frame size)."""
+    first = next(iter(rows.values()))
+    shape = layout(len(first), max(first[0].size), len(rows))
+    sheet = Image.new("RGB", (shape.width, shape.height), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    small, large = _font(12), _font(14)
+
+    sheet.paste(_thumbnail(reference, shape.thumb), (GAP, GAP))
+    for line, text in enumerate(title):
+        draw.text((GAP + shape.thumb + 2 * GAP, GAP + line * 20), text, fill=INK, font=large if line == 0 else small)
+    for frame in range(shape.frames):
+        x, y = shape.cell(0, frame)
+        draw.text((x + shape.thumb // 2, y - NUMBER_BAND // 2), str(frame + 1), fill=INK, font=small, anchor="mm")
+    for row, (label, images) in enumerate(rows.items()):
+        _, y = shape.cell(row, 0)
+        draw.text((GAP, y + shape.thumb // 2), label, fill=INK, font=large, anchor="lm")
+        for frame, image in enumerate(images):
+            x, y = shape.cell(row, frame)
+            draw.rectangle([x - 1, y - 1, x + shape.thumb, y + shape.thumb], outline=FRAME)  # shows white masks
+            sheet.paste(_thumbnail(image, shape.thumb), (x, y))
+    return sheet
+
+
+def _thumbnail(image: Image.Image, side: int) -> Image.Image:
+    """The image fit into side × side, letterboxed on the sheet's background."""
+    image = image.convert("RGB")
+    scale = side / max(image.size)
+    if scale != 1:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
+    if image.size == (side, side):
+        return image
+    box = Image.new("RGB", (side, side), BACKGROUND)
+    box.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+    return box

@@ -1,0 +1,102 @@
+"""Every stage in order for one clip and reference image: `live run`, `live demo`, `live batch`.
+
+prepare → train → invert + edit → eval, each skipped when up to date, so a job run again
+costs only the checks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from livecli.config import EditConfig, EvalConfig, ModelConfig, PrepareConfig, TrainConfig
+from livecli.stages import StageResult
+from livecli.stages import edit as edit_stage
+from livecli.stages import evaluate as eval_stage
+from livecli.stages import prepare as prepare_stage
+from livecli.stages import train as train_stage
+from livecli.store import Project
+
+
+@dataclass(frozen=True)
+class Job:
+    """One clip, one reference image, one edit: all a pipeline run needs."""
+
+    name: str
+    clip: Path
+    image: Path
+    project: Path
+    model: ModelConfig
+    prepare: PrepareConfig
+    train: TrainConfig
+    edit: EditConfig
+    eval: EvalConfig | None
+    """None: stop after the edit (no CLIP model is loaded)."""
+
+
+@dataclass
+class StageTime:
+    result: StageResult
+    seconds: float
+    """Wall time of this call, checks included (a skipped stage's record keeps the time it once took)."""
+
+
+@dataclass
+class JobOutcome:
+    job: Job
+    project: Project
+    stages: list[StageTime] = field(default_factory=list)
+    evaluation: eval_stage.Evaluation | None = None
+
+    @property
+    def ran(self) -> bool:
+        """True when some stage did work; False when everything was up to date."""
+        return any(not s.result.skipped for s in self.stages)
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.stages)
+
+    def paths(self) -> dict[str, Path]:
+        edit_dir = self.project.stage_dir(edit_stage.edit_folder(self.job.edit.folder_name))
+        paths = {"project": self.project.root, "video": edit_dir / edit_stage.VIDEO, "compare": edit_dir / edit_stage.COMPARE}
+        if self.evaluation is not None:
+            paths.update(eval_stage.outputs(self.project, self.evaluation.name))
+        return paths
+
+    def metrics(self) -> dict[str, Any] | None:
+        return self.evaluation.metrics["rows"] if self.evaluation is not None else None
+
+
+def run_job(job: Job, on_stage: Callable[[StageResult], None] = lambda result: None) -> JobOutcome:
+    """Run (or skip) every stage of `job`; `on_stage` hears of each as it finishes."""
+    project = Project(job.project)
+    outcome = JobOutcome(job, project)
+
+    def timed(call: Callable[[], StageResult]) -> StageResult:
+        started = time.perf_counter()
+        result = call()
+        outcome.stages.append(StageTime(result, time.perf_counter() - started))
+        on_stage(result)
+        return result
+
+    timed(lambda: prepare_stage.run(project, job.prepare, job.clip, job.image, job.model))
+    timed(lambda: train_stage.run(project, job.train, job.model))
+    started = time.perf_counter()
+    edited = edit_stage.run(project, job.edit, job.model)
+    # The edit ran its inversion inside the same call; split the time between them.
+    inversion_seconds = 0.0 if edited.inversion.skipped else edited.inversion.record.seconds
+    outcome.stages.append(StageTime(edited.inversion, inversion_seconds))
+    on_stage(edited.inversion)
+    outcome.stages.append(StageTime(edited.edit, time.perf_counter() - started - inversion_seconds))
+    on_stage(edited.edit)
+    if job.eval is not None:
+        scorer = eval_stage.Scorer.resolve(job.eval.clip_model, job.model.device, job.model.dtype)
+        started = time.perf_counter()
+        outcome.evaluation = eval_stage.run(project, job.eval, [job.edit.folder_name], scorer)[0]
+        outcome.stages.append(StageTime(outcome.evaluation.result, time.perf_counter() - started))
+        on_stage(outcome.evaluation.result)
+    return outcome

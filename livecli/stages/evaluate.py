@@ -1,0 +1,248 @@
+"""`live eval`: score an edit with CLIP and against its source, and draw it (paper §4).
+
+For each edit evaluated it writes
+
+    eval/<name>/
+      metrics.json        schema-versioned: every setting, a row for the edit and one for
+                          the source video (the baseline), and per-frame values
+      report.md           the same, readable, with the contact sheet
+      contact_sheet.png   the reference image, then rows of source frames, edited
+                          frames and blend masks, numbered
+      record.toml
+
+An evaluation is keyed by the edit's and the preparation's fingerprints, the CLIP model
+and the text, so `live eval` again costs nothing and a re-done edit is scored again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from livecli import __version__, progress
+from livecli.config import EvalConfig
+from livecli.contact_sheet import contact_sheet
+from livecli.errors import ProjectError
+from livecli.metrics import PSNR_CAP_DB, VideoScores, background, mask_tensor, score_video
+from livecli.models.clip import ClipEmbedder, ClipSource, load_clip, resolve_clip
+from livecli.models.loading import dtype_name, resolve_device, resolve_dtype
+from livecli.stages import StageResult
+from livecli.stages import edit as edit_stage
+from livecli.stages import prepare as prepare_stage
+from livecli.store import Project, Record, atomic_write_bytes, fingerprint
+from livecli.video import read_pngs
+
+STAGE = "eval"
+EVALS = "eval"
+METRICS, REPORT, SHEET = "metrics.json", "report.md", "contact_sheet.png"
+METRICS_SCHEMA = 1
+"""Version of metrics.json; bumped when a field changes meaning or goes away."""
+LATENT_CELL = 8
+"""Image pixels per latent cell (SD's VAE downsamples by 8)."""
+
+METRIC_LABELS = {
+    "clip_score": "CLIP score",
+    "consistency_consecutive": "consistency (consecutive)",
+    "consistency_all_pairs": "consistency (all pairs)",
+    "reference_similarity": "CLIP-I reference",
+    "reference_similarity_crop": "CLIP-I reference, object crop",
+    "background_psnr": "background PSNR (dB)",
+    "background_ssim": "background SSIM",
+}
+
+
+@dataclass
+class Evaluation:
+    name: str
+    result: StageResult
+    metrics: dict[str, Any]
+    """metrics.json, parsed."""
+
+
+def eval_folder(name: str) -> str:
+    return f"{EVALS}/{name}"
+
+
+def edit_names(project: Project) -> list[str]:
+    return [folder.name for folder, _ in project.runs(edit_stage.EDITS)]
+
+
+def pick_edits(project: Project, edit: str | None, every: bool) -> list[str]:
+    """The edits to evaluate: --edit NAME, --all, or the project's only edit."""
+    names = edit_names(project)
+    if not names:
+        raise ProjectError(f"{project.root} has no edit to evaluate", hint="make one first: live edit --replace A=B")
+    if every:
+        return names
+    if edit is not None:
+        if edit not in names:
+            raise ProjectError(f"no edit named {edit!r}; the project has: {', '.join(names)}", hint="pass one of those to --edit, or --all")
+        return [edit]
+    if len(names) > 1:
+        raise ProjectError(f"the project has several edits: {', '.join(names)}", hint="pick one with --edit NAME, or score them all with --all")
+    return names
+
+
+def default_text(target_prompt: str, token: str, object_word: str) -> str:
+    """The target prompt with the learned token read as the object word: CLIP does not know the token."""
+    return " ".join(object_word if word == token else word.replace(token, object_word) for word in target_prompt.split())
+
+
+class Scorer:
+    """The CLIP model, loaded on first use and kept for every edit of one run."""
+
+    def __init__(self, source: ClipSource, device: str = "auto", dtype: str = "auto"):
+        self.source = source
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self._embedder: ClipEmbedder | None = None
+
+    @classmethod
+    def resolve(cls, clip_model: str, device: str = "auto", dtype: str = "auto") -> Scorer:
+        return cls(resolve_clip(clip_model), device, dtype)
+
+    @property
+    def embedder(self) -> ClipEmbedder:
+        if self._embedder is None:
+            progress.say(f"loading CLIP {self.source.id}")
+            self._embedder = load_clip(self.source, self.device, self.dtype)
+        return self._embedder
+
+
+def run(project: Project, config: EvalConfig, names: list[str], scorer: Scorer, force: bool = False) -> list[Evaluation]:
+    """Evaluate each named edit (each skipped when up to date)."""
+    manifest = project.manifest()
+    with project.lock():
+        prepared = prepare_stage.require(project)
+        return [_evaluate(project, manifest, prepared, name, config, scorer, force) for name in names]
+
+
+def _evaluate(project: Project, manifest: dict, prepared: Record, name: str, config: EvalConfig, scorer: Scorer, force: bool) -> Evaluation:
+    where, edit_where = eval_folder(name), edit_stage.edit_folder(name)
+    edited = project.record(edit_where)
+    if edited is None:
+        raise ProjectError(f"no edit named {name!r}; the project has: {', '.join(edit_names(project)) or 'none'}", hint="run `live edit` first")
+    stale = project.stale_reason(edit_where)
+    if stale:
+        progress.say(f"[yellow]note[/]: edit {name} is stale ({stale}); scoring it as it is")
+    text = config.text or default_text(edited.settings["target_prompt"], edited.facts["token"], manifest["object"])
+    settings = {**config.settings(), "text": text, "clip_model": scorer.source.key, "dtype": dtype_name(scorer.dtype)}
+    inputs = {edit_where: edited.fingerprint, prepare_stage.STAGE: prepared.fingerprint}
+    key = fingerprint(STAGE, settings, inputs)
+    record = None if force else project.up_to_date(where, key)
+    if record is not None:
+        return Evaluation(name, StageResult(STAGE, project.stage_dir(where), record, skipped=True), _load_metrics(project, where))
+
+    started = time.perf_counter()
+    edit_dir, prepare_dir = project.stage_dir(edit_where), project.stage_dir(prepare_stage.STAGE)
+    frames = read_pngs(edit_dir / "frames")
+    source = read_pngs(prepare_dir / "frames")
+    with Image.open(prepare_dir / "reference.png") as opened:
+        reference = opened.convert("RGB")
+    masks = read_pngs(edit_dir / "masks") if (edit_dir / "masks").is_dir() else None
+    mask = mask_tensor(masks) if masks else None
+    margin = config.mask_margin * LATENT_CELL
+
+    embedder = scorer.embedder
+    with progress.bar(f"scoring {name} (CLIP)", 2) as advance:
+        text_embedding = embedder.texts([text])[0]
+        reference_embedding = embedder.images([reference])[0]
+        rows = {}
+        for video, images in (("edit", frames), ("source", source)):
+            rows[video] = score_video(embedder, images, source, text_embedding, reference_embedding, mask, margin)
+            advance()
+
+    share = None if mask is None else round(float(background(mask, margin).float().mean()), 4)
+    metrics = {
+        "schema": METRICS_SCHEMA,
+        "live_version": __version__,
+        "edit": name,
+        "text": text,
+        "clip_model": scorer.source.id,
+        "settings": {"eval": settings, "edit": edited.settings},
+        "frames": len(frames),
+        "background_share": share,
+        "psnr_cap_db": PSNR_CAP_DB,
+        "rows": {video: scores.summary() for video, scores in rows.items()},
+        "per_frame": {video: scores.per_frame for video, scores in rows.items()},
+    }
+    with project.staging(where) as staged:
+        atomic_write_bytes(staged / METRICS, (json.dumps(metrics, indent=2) + "\n").encode())
+        title = [f"{name}: {text}", _headline(rows["edit"]), f"source: {_headline(rows['source'])}"]
+        sheet_rows = {"source": source, "edit": frames, **({"mask": masks} if masks else {})}
+        contact_sheet(reference, sheet_rows, title).save(staged / SHEET)
+        atomic_write_bytes(staged / REPORT, render_report(metrics, project, name).encode())
+        edit_row, source_row = metrics["rows"]["edit"], metrics["rows"]["source"]
+        facts = {
+            "clip_score": edit_row["clip_score"],
+            "source_clip_score": source_row["clip_score"],
+            "reference_similarity": edit_row["reference_similarity"],
+            "background_psnr": edit_row["background_psnr"],
+            "background_share": share,
+            "device": str(scorer.device),
+        }
+        record = Project.write_record(staged, Record(STAGE, key, settings, inputs, facts=facts, seconds=round(time.perf_counter() - started, 3)))
+    return Evaluation(name, StageResult(STAGE, project.stage_dir(where), record, skipped=False), metrics)
+
+
+def _load_metrics(project: Project, where: str) -> dict[str, Any]:
+    return json.loads((project.stage_dir(where) / METRICS).read_text())
+
+
+def _headline(scores: VideoScores) -> str:
+    psnr = "n/a" if scores.background_psnr is None else f"{scores.background_psnr:.1f} dB"
+    return f"CLIP {scores.clip_score:.1f} · CLIP-I {scores.reference_similarity:.3f} · background PSNR {psnr}"
+
+
+def format_value(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4f}"
+
+
+def render_report(metrics: dict[str, Any], project: Project, name: str) -> str:
+    """report.md: the table, what each number means, the settings and the files."""
+    edit_link = f"../../{edit_stage.edit_folder(name)}"
+    lines = [
+        f"# Evaluation of edit `{name}`",
+        "",
+        f"Project `{project.root.name}`, {metrics['frames']} frames, scored by CLIP `{metrics['clip_model']}` against the text:",
+        "",
+        f"> {metrics['text']}",
+        "",
+        "| metric | edit | source (baseline) |",
+        "| --- | --- | --- |",
+    ]
+    for field, label in METRIC_LABELS.items():
+        lines.append(f"| {label} | {format_value(metrics['rows']['edit'][field])} | {format_value(metrics['rows']['source'][field])} |")
+    share = metrics["background_share"]
+    lines += [
+        "",
+        "- CLIP score: per frame 100 · max(cos(text, frame), 0), averaged (higher: the frames match the text).",
+        "- Consistency: mean cosine of CLIP embeddings of consecutive frames, and of all pairs (higher: steadier).",
+        "- CLIP-I reference: mean cosine of each frame with the reference image; the crop is the square around the blend mask.",
+        f"- Background: PSNR and SSIM against the source outside the blend mask grown by "
+        f"{metrics['settings']['eval']['mask_margin']} latent cells"
+        + ("" if share is None else f" ({share:.0%} of the pixels)")
+        + f"; PSNR is capped at {metrics['psnr_cap_db']:g} dB (identical pixels). The source row compares the source with itself.",
+        "",
+        "![contact sheet](contact_sheet.png)",
+        "",
+        f"Files: [edit.mp4]({edit_link}/{edit_stage.VIDEO}), [compare.mp4]({edit_link}/{edit_stage.COMPARE}), [metrics.json]({METRICS}).",
+        "",
+        "## Settings",
+        "",
+    ]
+    for stage, settings in metrics["settings"].items():
+        lines.append(f"- {stage}: " + ", ".join(f"{key} = `{value}`" for key, value in settings.items()))
+    return "\n".join(lines) + "\n"
+
+
+def outputs(project: Project, name: str) -> dict[str, Path]:
+    folder = project.stage_dir(eval_folder(name))
+    return {"metrics": folder / METRICS, "report": folder / REPORT, "contact_sheet": folder / SHEET}

@@ -1,0 +1,142 @@
+"""`live batch`: jobs from a TOML file, failures, --keep-going, shards, and a bad file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import tree_digest
+from livecli.batch import Shard, load_jobs
+from livecli.errors import ConfigError
+
+JOB = """
+[[jobs]]
+name = "{name}"
+clip = "{clip}"
+image = "ref.png"
+prompt = "a jeep car is moving on the road"
+object = "car"
+replace = ["car=<tok>"]
+"""
+DEFAULTS = """
+[defaults]
+model = "tiny"
+prepare = { frames = 4, size = 64 }
+train = { steps = 2 }
+edit = { steps = 3 }
+"""
+
+
+@pytest.fixture
+def jobs_file(clip, image, tmp_path) -> Path:
+    """Three jobs on the tiny model; the second one's clip is not a video."""
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    path = tmp_path / "jobs.toml"
+    path.write_text(DEFAULTS + JOB.format(name="first", clip="clip.mp4") + JOB.format(name="broken", clip="broken.mp4") + JOB.format(name="third", clip="clip.mp4"))
+    return path
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_keep_going_finishes_the_other_jobs_and_exits_non_zero(cli, jobs_file, tmp_path):
+    result = cli("batch", jobs_file, "--keep-going", "--json")
+    assert result.code == 1
+    reports = json_lines(result.out)
+    assert [(r["job"], r["name"], r["status"]) for r in reports] == [(1, "first", "done"), (2, "broken", "failed"), (3, "third", "done")]
+    assert "broken.mp4 is not a video" in reports[1]["error"] and reports[1]["hint"]
+    assert "error: job 2 (broken) failed" in result.err
+    for report in (reports[0], reports[2]):
+        assert Path(report["paths"]["video"]).is_file() and Path(report["paths"]["metrics"]).is_file()
+        assert set(report["metrics"]) == {"edit", "source"} and report["metrics"]["edit"]["clip_score"] is not None
+    assert Path(reports[0]["paths"]["project"]) == tmp_path / "first.live"
+    assert not (tmp_path / "broken.live").exists()  # a failed first stage leaves no project behind
+
+    before = tree_digest(tmp_path / "first.live")
+    again = cli("batch", jobs_file, "--keep-going", "--json")
+    assert [r["status"] for r in json_lines(again.out)] == ["up to date", "failed", "up to date"]
+    assert tree_digest(tmp_path / "first.live") == before
+
+
+def test_without_keep_going_the_batch_stops_at_the_failure(cli, jobs_file, tmp_path):
+    result = cli("batch", jobs_file)
+    assert result.code == 1
+    assert "1 job not run after a failure (pass --keep-going to go on)" in result.err
+    assert (tmp_path / "first.live").is_dir() and not (tmp_path / "third.live").exists()
+    assert "first" in result.out and "failed" in result.out  # the summary table
+
+
+def test_shards_cover_every_job_exactly_once(cli, jobs_file):
+    seen = []
+    for shard in ("1/2", "2/2"):
+        result = cli("batch", jobs_file, "--shard", shard, "--keep-going", "--json")
+        seen += [r["job"] for r in json_lines(result.out)]
+    assert sorted(seen) == [1, 2, 3]
+    assert [p for p in range(1, 8) if Shard(2, 3).takes(p)] == [2, 5]
+
+
+@pytest.mark.parametrize(
+    ("shard", "message"),
+    [("2", "is not I/N"), ("a/b", "is not I/N"), ("0/2", "between 1 and N"), ("3/2", "between 1 and N"), ("1/0", "between 1 and N")],
+)
+def test_a_malformed_shard_is_refused(cli, jobs_file, shard, message):
+    result = cli("batch", jobs_file, "--shard", shard)
+    assert result.code == 1 and message in result.error_lines[0] and "count from 1" in result.err
+
+
+def test_a_missing_field_is_reported_before_any_job_runs(cli, jobs_file, tmp_path):
+    text = jobs_file.read_text() + '\n[[jobs]]\nname = "fourth"\nclip = "clip.mp4"\nimage = "ref.png"\nobject = "car"\nreplace = "car=<tok>"\n'
+    jobs_file.write_text(text)
+    result = cli("batch", jobs_file, "--keep-going")
+    assert result.code == 1
+    assert result.error_lines == ["error: job 4 (fourth) has no `prompt`"]
+    assert not (tmp_path / "first.live").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('train = { stepz = 3 }', "job 1 (first): `train` has no setting `stepz`"),
+        ('train = { steps = "3" }', "job 1 (first): `train.steps` has the wrong type ('3')"),
+        ('edit = { guidance = -1.0 }', "job 1 (first): --guidance must be 0 or more"),
+        ('colour = "red"', "job 1 (first): unknown key `colour`"),
+        ('prepare = { prompt = "x" }', "job 1 (first): `prepare.prompt` belongs at the job's top level"),
+    ],
+)
+def test_bad_settings_name_the_job(tmp_path, clip, image, extra, message):
+    path = tmp_path / "jobs.toml"
+    path.write_text(JOB.format(name="first", clip="clip.mp4") + extra + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_jobs(path)
+    assert message in caught.value.message
+
+
+def test_jobs_read_defaults_aliases_and_paths_relative_to_the_file(tmp_path, clip, image, monkeypatch):
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    path = tmp_path / "jobs.toml"
+    path.write_text(DEFAULTS + JOB.format(name="first", clip="clip.mp4").replace("replace =", "replacements =") + 'train = { lambda = 0.5, "ti-lr" = 0.01 }\neval = false\n')
+    (job,) = load_jobs(path)
+    assert job.clip == tmp_path / "clip.mp4" and job.project == tmp_path / "first.live"
+    assert job.model.model == "tiny" and job.prepare.frames == 4 and job.train.steps == 2
+    assert job.train.text_weight == 0.5 and job.train.ti_lr == 0.01 and job.edit.replace == ("car=<tok>",)
+    assert job.eval is None
+
+
+def test_two_jobs_writing_one_project_are_refused(tmp_path, clip, image):
+    path = tmp_path / "jobs.toml"
+    path.write_text(JOB.format(name="same", clip="clip.mp4") * 2)
+    with pytest.raises(ConfigError, match="jobs 1 and 2 both write"):
+        load_jobs(path)
+
+
+def test_a_missing_or_broken_jobs_file(cli, tmp_path):
+    assert "jobs file nothere.toml does not exist" in cli("batch", "nothere.toml").error_lines[0]
+    (tmp_path / "bad.toml").write_text("[[jobs]\n")
+    assert "is not valid TOML" in cli("batch", tmp_path / "bad.toml").error_lines[0]
+    (tmp_path / "empty.toml").write_text("")
+    assert "has no jobs" in cli("batch", tmp_path / "empty.toml").error_lines[0]

@@ -1,0 +1,158 @@
+"""`live run`, `live eval` and `live demo` as users run them: outputs, reuse, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from helpers import tree_digest
+from livecli.contact_sheet import GAP, NUMBER_BAND
+
+PROJECT = Path("clip.live")
+RUN_ARGS = (
+    "--prompt", "a jeep car is moving on the road", "--object", "car", "--replace", "car=<tok>",
+    "--model", "tiny", "--frames", "4", "--size", "64", "--train-steps", "2", "--edit-steps", "4",
+)  # fmt: skip
+EVAL_OUTPUTS = {"metrics.json", "report.md", "contact_sheet.png", "record.toml"}
+
+
+@pytest.fixture
+def ran(cli, clip, image):
+    result = cli("run", clip, image, *RUN_ARGS)
+    assert result.code == 0, result.err
+    return result
+
+
+def test_run_makes_every_stage_and_again_redoes_nothing(cli, clip, image, ran):
+    for stage in ("prepare", "train", "invert", "edit", "eval"):
+        assert f"{stage}: " in ran.err
+    assert EVAL_OUTPUTS == {p.name for p in (PROJECT / "eval" / "car-tok").iterdir()}
+    assert (PROJECT / "edits" / "car-tok" / "edit.mp4").is_file()
+    for line in ("video: clip.live/edits/car-tok/edit.mp4", "metrics: clip.live/eval/car-tok/metrics.json", "contact_sheet: clip.live/eval/car-tok/contact_sheet.png"):
+        assert line in ran.out
+    assert ran.out.count("ran") == 5  # the summary table: every stage ran
+
+    before = tree_digest(PROJECT)
+    again = cli("run", clip, image, *RUN_ARGS, "--json")
+    assert again.code == 0, again.err
+    outcome = json.loads(again.out)
+    assert outcome["status"] == "up to date" and all(s["skipped"] for s in outcome["stages"])
+    assert [s["stage"] for s in outcome["stages"]] == ["prepare", "train", "invert", "edit", "eval"]
+    assert outcome["metrics"]["edit"]["clip_score"] is not None
+    assert tree_digest(PROJECT) == before
+
+    changed = cli("run", clip, image, *RUN_ARGS, "--guidance", "5", "--name", "soft", "--json")
+    stages = {s["stage"]: s["skipped"] for s in json.loads(changed.out)["stages"]}
+    assert stages == {"prepare": True, "train": True, "invert": True, "edit": False, "eval": False}
+
+
+def test_metrics_json_report_and_contact_sheet(ran):
+    folder = PROJECT / "eval" / "car-tok"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["schema"] == 1 and metrics["edit"] == "car-tok" and metrics["frames"] == 4
+    assert metrics["text"] == "a jeep car is moving on the road"  # <tok> read as the object word
+    assert metrics["settings"]["eval"]["clip_model"].startswith("tiny@") and metrics["settings"]["edit"]["guidance"] == 12.5
+    fields = {"clip_score", "consistency_consecutive", "consistency_all_pairs", "reference_similarity", "reference_similarity_crop", "background_psnr", "background_ssim"}
+    assert set(metrics["rows"]) == {"edit", "source"} and set(metrics["rows"]["edit"]) == fields
+    assert len(metrics["per_frame"]["edit"]["clip_score"]) == 4
+    # The tiny model's blend mask covers every pixel at 64 px: no background to score.
+    assert metrics["background_share"] == 0.0 and metrics["rows"]["edit"]["background_psnr"] is None
+
+    report = (folder / "report.md").read_text()
+    assert "| CLIP score |" in report and "![contact sheet](contact_sheet.png)" in report
+    with Image.open(folder / "contact_sheet.png") as sheet:
+        assert sheet.height == (GAP + 64 + GAP) + NUMBER_BAND + 3 * (64 + GAP)  # source, edit, mask rows
+        source_frame = Image.open(PROJECT / "prepare" / "frames" / "0002.png").convert("RGB")
+        x, y = 64 + 2 * (64 + GAP), GAP + 64 + GAP + NUMBER_BAND
+        assert sheet.convert("RGB").crop((x, y, x + 64, y + 64)).tobytes() == source_frame.tobytes()
+
+
+def test_eval_picks_edits_compares_them_and_prints_json(cli, ran):
+    assert cli("edit", "--replace", "car=<tok>", "--steps", "4", "--no-blend", "--name", "plain").code == 0
+    several = cli("eval")
+    assert several.code == 1
+    assert several.error_lines == ["error: the project has several edits: car-tok, plain"] and "--all" in several.err
+    missing = cli("eval", "--edit", "nope")
+    assert missing.code == 1 and "no edit named 'nope'; the project has: car-tok, plain" in missing.error_lines[0]
+
+    both = cli("eval", "--all")
+    assert both.code == 0, both.err
+    assert "eval: up to date" in both.err  # car-tok was scored by `live run`
+    assert "car-tok" in both.out and "plain" in both.out and both.out.count("source") == 2
+
+    data = json.loads(cli("eval", "--edit", "plain", "--json").out)
+    (plain,) = data["evaluations"]
+    assert plain["skipped"] is True and plain["metrics"]["background_share"] is None
+    with Image.open(PROJECT / "eval" / "plain" / "contact_sheet.png") as sheet:
+        assert sheet.height == (GAP + 64 + GAP) + NUMBER_BAND + 2 * (64 + GAP)  # no mask row
+
+    texted = cli("eval", "--edit", "plain", "--text", "a jeep bus", "--json")
+    assert json.loads(texted.out)["evaluations"][0]["skipped"] is False
+    assert json.loads((PROJECT / "eval" / "plain" / "metrics.json").read_text())["text"] == "a jeep bus"
+
+    status = {s["stage"]: s["state"] for s in json.loads(cli("status", "--json").out)["stages"]}
+    assert status["eval car-tok"] == status["eval plain"] == "done"
+
+
+def test_eval_with_an_unreachable_clip_model_says_so_in_one_line(cli, ran):
+    result = cli("eval", "--clip-model", "openai/clip-vit-large-patch14")
+    assert result.code == 1 and "Traceback" not in result.err
+    assert "cannot download CLIP model 'openai/clip-vit-large-patch14'" in result.error_lines[0]
+    assert "--clip-model /path/to/clip-vit-large-patch14" in result.err
+    folder = cli("eval", "--clip-model", "./no/such/clip")
+    assert folder.code == 1 and "CLIP model ./no/such/clip not found" in folder.error_lines[0]
+
+
+def test_eval_bad_input(cli, clip, image, tmp_path):
+    assert "no live project" in cli("eval").error_lines[0]
+    assert cli("prepare", clip, image, *RUN_ARGS[:4], "--model", "tiny", "--size", "64").code == 0
+    nothing = cli("eval")
+    assert nothing.code == 1 and "has no edit to evaluate" in nothing.error_lines[0] and "live edit" in nothing.err
+    both = cli("eval", "--all", "--edit", "x")
+    assert both.code == 1 and "--edit and --all contradict" in both.error_lines[0]
+    assert "--mask-margin must be between 0 and 64" in cli("eval", "--mask-margin", "-1").error_lines[0]
+
+
+def test_run_and_eval_help(cli):
+    run = cli("run", "--help").out
+    for flag in ("--replace", "--train-steps", "--edit-steps", "--lr", "--guidance", "--keep", "--blend", "--clip-model", "--no-eval", "--json", "Examples:"):
+        assert flag in run, flag
+    evaluation = cli("eval", "--help").out
+    for flag in ("--edit", "--all", "--clip-model", "--text", "--mask-margin", "--json", "openai/clip-vit-large-patch14", "Examples:"):
+        assert flag in evaluation, flag
+
+
+def test_demo_runs_every_stage_and_a_second_run_redoes_nothing(cli, tmp_path):
+    result = cli("demo", "--out", tmp_path / "demo")
+    assert result.code == 0, result.err
+    project = tmp_path / "demo" / "demo.live"
+    assert (project / "edits" / "ball-tok" / "edit.mp4").is_file()
+    assert (project / "eval" / "ball-tok" / "metrics.json").is_file() and (project / "eval" / "ball-tok" / "contact_sheet.png").is_file()
+    assert "train: 30 steps" in result.err and "edit: 'a red <@#$> is rolling on the stripes'" in result.err
+    assert "metrics: " in result.out and "tiny model is random" in result.err
+    before = tree_digest(project)
+    again = cli("demo", "--out", tmp_path / "demo")
+    assert again.code == 0
+    for stage in ("prepare", "train", "invert", "edit", "eval"):
+        assert f"{stage}: up to date" in again.err
+    assert tree_digest(project) == before
+
+
+def test_shell_completion_offers_commands_and_the_projects_edits(ran, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    live = str(Path(sys.executable).with_name("live"))
+    script = subprocess.run([live, "--show-completion", "bash"], capture_output=True, text=True, env={**os.environ, "SHELL": "/bin/bash"})
+    assert script.returncode == 0 and "_live_completion" in script.stdout
+
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "_LIVE_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1))}
+        return subprocess.run([live], capture_output=True, text=True, env=env, cwd=tmp_path).stdout.split()
+
+    assert complete("live ba") == ["batch"]
+    assert complete("live eval --edit ") == ["car-tok"]
