@@ -35,7 +35,7 @@ from typing import Any
 
 from livecli.config import EDIT_NAME, EditConfig, EvalConfig, PrepareConfig, TrainConfig, resolve_clip_model, resolve_model_config
 from livecli.control.prompts import Replacement
-from livecli.errors import ConfigError, InputError, LiveError, reason
+from livecli.errors import ConfigError, InputError, Interrupted, LiveError, reason
 from livecli.pipeline import Job, JobOutcome, run_job
 from livecli.stages import StageResult
 from livecli.store import PROJECT_SUFFIX, read_toml
@@ -254,6 +254,8 @@ def run_batch(
             outcome = run_job(job, on_stage)
         except LiveError as exc:
             report = JobReport(position, job, "failed", error=exc.message, hint=exc.hint)
+        except Interrupted:  # Ctrl-C, caught by training at a safe point: the batch stops too
+            raise
         except Exception as exc:  # a bug or an out-of-memory in one job must not hide the others' results
             if debug:
                 traceback.print_exc()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 from pathlib import Path
 
 
@@ -19,3 +21,21 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 """Real clips beside the checkout; tests that use them skip when it is absent."""
 
 PREPARE_ARGS = ("--prompt", "a jeep car is moving on the road", "--object", "car", "--model", "tiny", "--frames", "8", "--size", "64")
+
+
+def interrupt_after(monkeypatch, steps: int) -> None:
+    """Press Ctrl-C (a real SIGINT) right after step `steps`, once."""
+    from livecli.training import LiveTrainer
+
+    original = LiveTrainer.step
+    done = {"steps": 0}
+
+    def step(self):
+        losses = original(self)
+        done["steps"] += 1
+        if done["steps"] == steps and not done.get("pressed"):
+            done["pressed"] = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return losses
+
+    monkeypatch.setattr(LiveTrainer, "step", step)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import tree_digest
+from helpers import interrupt_after, tree_digest
 from livecli.batch import Shard, load_jobs
 from livecli.errors import ConfigError
 
@@ -140,3 +140,14 @@ def test_a_missing_or_broken_jobs_file(cli, tmp_path):
     assert "is not valid TOML" in cli("batch", tmp_path / "bad.toml").error_lines[0]
     (tmp_path / "empty.toml").write_text("")
     assert "has no jobs" in cli("batch", tmp_path / "empty.toml").error_lines[0]
+
+
+def test_ctrl_c_stops_the_whole_batch(cli, jobs_file, monkeypatch, tmp_path):
+    jobs_file.write_text(jobs_file.read_text().replace("train = { steps = 2 }", "train = { steps = 6 }"))
+    interrupt_after(monkeypatch, 3)
+    result = cli("batch", jobs_file, "--keep-going", "--json")
+    assert result.code == 130 and "interrupted" in result.err
+    assert result.out == ""  # no job finished, none was reported as failed
+    assert not (tmp_path / "third.live").exists()
+    again = cli("batch", jobs_file, "--keep-going", "--json")  # resumes the first job's training
+    assert [r["status"] for r in json_lines(again.out)] == ["done", "failed", "done"]

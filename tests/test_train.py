@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from clips import write_clip, write_image
-from helpers import PREPARE_ARGS, tree_digest
+from helpers import PREPARE_ARGS, interrupt_after, tree_digest
 from livecli.models import deltas as attention_deltas
 from livecli.models.loading import load_denoiser, resolve_model
 from livecli.models.tiny import tiny_model_dir
@@ -57,22 +55,6 @@ def capture_trainer(monkeypatch):
 
     monkeypatch.setattr(LiveTrainer, "__init__", init)
     return built
-
-
-def interrupt_after(monkeypatch, steps: int) -> None:
-    """Press Ctrl-C (a real SIGINT) right after step `steps`, once."""
-    original = LiveTrainer.step
-    done = {"steps": 0}
-
-    def step(self):
-        losses = original(self)
-        done["steps"] += 1
-        if done["steps"] == steps and not done.get("pressed"):
-            done["pressed"] = True
-            os.kill(os.getpid(), signal.SIGINT)
-        return losses
-
-    monkeypatch.setattr(LiveTrainer, "step", step)
 
 
 @pytest.fixture(scope="module")
