@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import traceback
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -64,6 +65,11 @@ DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help=help_for(ModelC
 ForceOpt = Annotated[bool, typer.Option("--force", help="Run the stage again even when it is up to date.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
 
+ClipArg = Annotated[Path, typer.Argument(metavar="CLIP", help="The video (mp4, mov, webm, mkv, gif, …) or a folder of frames (1.jpg … 10.jpg).", show_default=False)]
+ImageArg = Annotated[Path, typer.Argument(metavar="IMAGE", help="The reference image showing the new object.", show_default=False)]
+PromptOpt = Annotated[str, typer.Option("--prompt", help=help_for(PrepareConfig, "prompt"), show_default=False)]
+ObjectOpt = Annotated[str, typer.Option("--object", help=help_for(PrepareConfig, "object"), show_default=False)]
+
 PREPARING = "Preparing (with CLIP IMAGE)"
 TRAINING = "Training"
 EDITING = "Editing"
@@ -110,6 +116,13 @@ EtaOpt = Annotated[float, _flag(EditConfig, "eta", "--eta")]
 ClipModelOpt = Annotated[Optional[str], _flag(EvalConfig, "clip_model", "--clip-model", panel=EVALUATING, default=DEFAULT_CLIP_MODEL)]
 TextOpt = Annotated[Optional[str], _flag(EvalConfig, "text", "--text", panel=EVALUATING, default="")]
 MaskMarginOpt = Annotated[int, _flag(EvalConfig, "mask_margin", "--mask-margin", panel=EVALUATING)]
+
+
+def _config(config_type: type, parameters: dict, **renamed):
+    """A stage's config from a command's parameters: those named like its fields, and
+    `renamed` for the others (`--train-steps` is TrainConfig's `steps`)."""
+    names = {f.name for f in fields(config_type)} - renamed.keys()
+    return config_type(**{name: value for name, value in parameters.items() if name in names}, **renamed)
 
 
 def _version(value: bool) -> None:
@@ -193,10 +206,10 @@ def _model(target: Project, model: str | None, model_config: str | None, device:
     '  live prepare clip.mp4 ref.png --prompt "a jeep car is moving on the road" --object car --model tiny --size 64',
 )
 def prepare(
-    clip: Annotated[Path, typer.Argument(help="The video (mp4, mov, webm, mkv, gif, …) or a folder of frames (1.jpg … 10.jpg).", show_default=False)],
-    image: Annotated[Path, typer.Argument(help="The reference image showing the new object.", show_default=False)],
-    prompt: Annotated[str, typer.Option("--prompt", help=help_for(PrepareConfig, "prompt"), show_default=False)],
-    object_: Annotated[str, typer.Option("--object", help=help_for(PrepareConfig, "object"), show_default=False)],
+    clip: ClipArg,
+    image: ImageArg,
+    prompt: PromptOpt,
+    object_: ObjectOpt,
     project: ProjectOpt = None,
     model: ModelOpt = None,
     model_config_: ModelConfigOpt = None,
@@ -259,19 +272,7 @@ def train(
     from livecli.stages import prepare as prepare_stage
     from livecli.stages import train as stage
 
-    config = TrainConfig(
-        steps=steps,
-        lr=lr,
-        ti_lr=ti_lr,
-        text_weight=text_weight,
-        token=token,
-        seed=seed,
-        checkpoint_every=checkpoint_every,
-        mixed_precision=mixed_precision,
-        gradient_checkpointing=gradient_checkpointing,
-        weight_decay=weight_decay,
-        max_grad_norm=max_grad_norm,
-    )
+    config = _config(TrainConfig, locals())
     if clip is not None and image is None:
         raise ConfigError("CLIP needs IMAGE: pass both, or neither to train on the project's prepared frames", hint="live train CLIP IMAGE --prompt TEXT --object WORD")
     sampling = {"frames": frames, "size": size, "stride": stride, "start": start}
@@ -371,24 +372,7 @@ def edit(
     """Edit the video: swap words of the prompt (A=<tok> for the reference object) and render edits/NAME/."""
     from livecli.stages import edit as stage
 
-    config = EditConfig(
-        replace=tuple(replace),
-        name=name,
-        steps=steps,
-        guidance=guidance,
-        cross_replace=cross_replace,
-        self_replace=self_replace,
-        keep=keep,
-        blend=blend,
-        no_blend=no_blend,
-        blend_threshold=blend_threshold,
-        blur_sigma=blur_sigma,
-        blend_start=blend_start,
-        refine=refine,
-        pin_source=pin_source,
-        eta=eta,
-        seed=seed,
-    )
+    config = _config(EditConfig, locals(), replace=tuple(replace))
     target = find_project(project)
     result = stage.run(target, config, _model(target, model, model_config_, device, dtype), force=force)
     report(result.inversion, _inverted(result.inversion))
@@ -550,10 +534,10 @@ def _print_summary(outcome) -> None:
     "a changed flag re-runs its stage and the ones after it.",
 )
 def run(
-    clip: Annotated[Path, typer.Argument(help="The video (or a folder of frames).", show_default=False)],
-    image: Annotated[Path, typer.Argument(help="The reference image showing the new object.", show_default=False)],
-    prompt: Annotated[str, typer.Option("--prompt", help=help_for(PrepareConfig, "prompt"), show_default=False)],
-    object_: Annotated[str, typer.Option("--object", help=help_for(PrepareConfig, "object"), show_default=False)],
+    clip: ClipArg,
+    image: ImageArg,
+    prompt: PromptOpt,
+    object_: ObjectOpt,
     replace: ReplaceOpt,
     project: ProjectOpt = None,
     model: ModelOpt = None,
@@ -595,10 +579,12 @@ def run(
     mask_margin: MaskMarginOpt = 2,
     no_eval: Annotated[bool, typer.Option("--no-eval", help="Stop after the edit (no CLIP model is loaded).", rich_help_panel=EVALUATING)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome (paths, times, metrics) as JSON on stdout.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Edit and evaluate again, replacing an edit of the same name (earlier stages still run only when stale).")] = False,
 ) -> None:
     """Run every stage in order: prepare, train, invert, edit, eval; each skipped when up to date."""
     from livecli.pipeline import Job, run_job
 
+    parameters = dict(locals())
     target = Project(project or default_project_dir(clip))
     models = _model(target, model, model_config_, device, dtype)
     job = Job(
@@ -608,40 +594,11 @@ def run(
         project=target.root,
         model=models,
         prepare=PrepareConfig(prompt=prompt, object=object_, frames=frames, size=size, stride=stride, start=start),
-        train=TrainConfig(
-            steps=train_steps,
-            lr=lr,
-            ti_lr=ti_lr,
-            text_weight=text_weight,
-            token=token,
-            seed=seed,
-            checkpoint_every=checkpoint_every,
-            mixed_precision=mixed_precision,
-            gradient_checkpointing=gradient_checkpointing,
-            weight_decay=weight_decay,
-            max_grad_norm=max_grad_norm,
-        ),
-        edit=EditConfig(
-            replace=tuple(replace),
-            name=name,
-            steps=edit_steps,
-            guidance=guidance,
-            cross_replace=cross_replace,
-            self_replace=self_replace,
-            keep=keep,
-            blend=blend,
-            no_blend=no_blend,
-            blend_threshold=blend_threshold,
-            blur_sigma=blur_sigma,
-            blend_start=blend_start,
-            refine=refine,
-            pin_source=pin_source,
-            eta=eta,
-            seed=edit_seed,
-        ),
+        train=_config(TrainConfig, parameters, steps=train_steps),
+        edit=_config(EditConfig, parameters, replace=tuple(replace), steps=edit_steps, seed=edit_seed),
         eval=None if no_eval else EvalConfig(clip_model=resolve_clip_model(clip_model, models.model), text=text, mask_margin=mask_margin),
     )
-    outcome = run_job(job, report_stage)
+    outcome = run_job(job, report_stage, redo_edit=force)
     if as_json:
         out.print_json(json.dumps(_outcome_dict(outcome)))
     else:
@@ -659,9 +616,11 @@ def _outcome_dict(outcome) -> dict:
     }
 
 
-JOBS_HELP = """A TOML file: an optional [defaults] table merged under every job, then [[jobs]] entries with
-clip, image, prompt, object and replace (paths relative to the file), and optional name, project,
-model, device, dtype and stage tables prepare, train, edit, eval (eval = false skips it)."""
+JOBS_HELP = escape(
+    "A TOML file: an optional [defaults] table merged under every job, then [[jobs]] entries with "
+    "clip, image, prompt, object and replace (paths relative to the file), and optional name, project, "
+    "model, device, dtype and stage tables prepare, train, edit, eval (eval = false skips it)."
+)
 
 
 @app.command(
@@ -669,17 +628,17 @@ model, device, dtype and stage tables prepare, train, edit, eval (eval = false s
     "  live batch jobs.toml --keep-going\n\n"
     "  live batch jobs.toml --shard 2/4 --json > shard-2.jsonl      (the second of four processes)\n\n"
     "  sbatch --array=1-4 --wrap 'live batch jobs.toml --shard $SLURM_ARRAY_TASK_ID/4 --keep-going'\n\n"
-    "A jobs file:\n\n"
-    "  [defaults]\n\n"
-    '  model = "CompVis/stable-diffusion-v1-4"\n\n'
-    "  train = { steps = 500 }\n\n"
-    "  [[jobs]]\n\n"
-    '  clip = "clips/motorbike.mp4"\n\n'
-    '  image = "refs/dog.jpg"\n\n'
-    '  prompt = "a man riding a motorcycle"\n\n'
-    '  object = "motorcycle"\n\n'
-    '  replace = ["motorcycle=<tok>"]\n\n'
-    "  edit = { guidance = 7.5, keep = \"man riding\" }",
+    + escape(
+        "A job:\n\n"
+        "  [[jobs]]\n\n"
+        '  clip = "clips/motorbike.mp4"\n\n'
+        '  image = "refs/dog.jpg"\n\n'
+        '  prompt = "a man riding a motorcycle"\n\n'
+        '  object = "motorcycle"\n\n'
+        '  replace = ["motorcycle=<tok>"]\n\n'
+        '  train = { steps = 600 }\n\n'
+        "Every key, [defaults] and a SLURM script: docs/guide.md, section 8."
+    ),
 )
 def batch(
     jobs_file: Annotated[Path, typer.Argument(metavar="JOBS.toml", help=JOBS_HELP, show_default=False)],

@@ -152,13 +152,18 @@ def score_video(
     reference: torch.Tensor,
     mask: torch.Tensor | None,
     margin: int,
+    whole: torch.Tensor | None = None,
 ) -> VideoScores:
     """Every metric of `frames` against the text and reference embeddings, and against
-    `source` outside the mask [F, 1, H, W] (no mask: no crop and no background scores)."""
+    `source` outside the mask [F, 1, H, W] (no mask: no crop and no background scores).
+    `whole`: the frames' embeddings when they are known already."""
     boxes = [mask_box(m[0]) for m in mask] if mask is not None else []
     crops = [frame.crop(box) for frame, box in zip(frames, boxes) if box is not None]
-    embeddings = embedder.images(frames + crops)
-    whole, cropped = embeddings[: len(frames)], embeddings[len(frames) :]
+    if whole is None:
+        embeddings = embedder.images(frames + crops)
+        whole, cropped = embeddings[: len(frames)], embeddings[len(frames) :]
+    else:
+        cropped = embedder.images(crops) if crops else torch.zeros(0, len(reference))
     per_frame = {
         "clip_score": [float(v) for v in clip_scores(text, whole)],
         "reference_similarity": [float(v) for v in whole @ reference],

@@ -71,8 +71,12 @@ class JobOutcome:
         return self.evaluation.metrics["rows"] if self.evaluation is not None else None
 
 
-def run_job(job: Job, on_stage: Callable[[StageResult], None] = lambda result: None) -> JobOutcome:
-    """Run (or skip) every stage of `job`; `on_stage` hears of each as it finishes."""
+def run_job(job: Job, on_stage: Callable[[StageResult], None] = lambda result: None, redo_edit: bool = False) -> JobOutcome:
+    """Run (or skip) every stage of `job`; `on_stage` hears of each as it finishes.
+
+    `redo_edit` makes the edit and its evaluation again, replacing an edit of the same
+    name (the stages before them still run only when stale).
+    """
     project = Project(job.project)
     outcome = JobOutcome(job, project)
 
@@ -86,7 +90,7 @@ def run_job(job: Job, on_stage: Callable[[StageResult], None] = lambda result: N
     timed(lambda: prepare_stage.run(project, job.prepare, job.clip, job.image, job.model))
     timed(lambda: train_stage.run(project, job.train, job.model))
     started = time.perf_counter()
-    edited = edit_stage.run(project, job.edit, job.model)
+    edited = edit_stage.run(project, job.edit, job.model, force=redo_edit)
     # The edit ran its inversion inside the same call; split the time between them.
     inversion_seconds = 0.0 if edited.inversion.skipped else edited.inversion.record.seconds
     outcome.stages.append(StageTime(edited.inversion, inversion_seconds))
@@ -96,7 +100,7 @@ def run_job(job: Job, on_stage: Callable[[StageResult], None] = lambda result: N
     if job.eval is not None:
         scorer = eval_stage.Scorer.resolve(job.eval.clip_model, job.model.device, job.model.dtype)
         started = time.perf_counter()
-        outcome.evaluation = eval_stage.run(project, job.eval, [job.edit.folder_name], scorer)[0]
+        outcome.evaluation = eval_stage.run(project, job.eval, [job.edit.folder_name], scorer, force=redo_edit)[0]
         outcome.stages.append(StageTime(outcome.evaluation.result, time.perf_counter() - started))
         on_stage(outcome.evaluation.result)
     return outcome

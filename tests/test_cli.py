@@ -24,7 +24,7 @@ def test_version_from_the_console_script_and_python_m():
 def test_top_level_help_lists_the_commands(cli):
     result = cli("--help")
     assert result.code == 0
-    for command in ("prepare", "train", "status", "demo"):
+    for command in ("prepare", "train", "invert", "edit", "eval", "status", "run", "batch", "demo"):
         assert command in result.out
 
 
@@ -35,6 +35,7 @@ def test_top_level_help_lists_the_commands(cli):
         ("train", ["--prompt", "--object", "--project", "--model", "--steps", "--lr", "--ti-lr", "--lambda", "--token", "--seed", "--checkpoint-every", "--mixed-precision", "--gradient-checkpointing", "--force", "Examples:", "[default: 500]", "[default: 3e-05]", "[default: 0.005]", "[default: <@#$>]", "[default: 33]", "resumes"]),
         ("status", ["--project", "--json", "Examples:"]),
         ("demo", ["--out", "tiny model is random"]),
+        ("batch", ["JOBS.toml", "[defaults]", "[[jobs]]", "--shard", "--keep-going", "--json", "SLURM", "Examples:"]),
     ],
 )
 def test_command_help_shows_every_flag_and_examples(cli, command, expected):

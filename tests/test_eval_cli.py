@@ -156,3 +156,21 @@ def test_shell_completion_offers_commands_and_the_projects_edits(ran, tmp_path):
 
     assert complete("live ba") == ["batch"]
     assert complete("live eval --edit ") == ["car-tok"]
+
+
+def test_run_refuses_to_overwrite_an_edit_unless_forced(cli, clip, image, ran):
+    refused = cli("run", clip, image, *RUN_ARGS, "--guidance", "5")
+    assert refused.code == 1 and "edit 'car-tok' exists with other settings (guidance 12.5 -> 5.0)" in refused.error_lines[0]
+    forced = cli("run", clip, image, *RUN_ARGS, "--guidance", "5", "--force", "--json")
+    assert forced.code == 0, forced.err
+    stages = {s["stage"]: s["skipped"] for s in json.loads(forced.out)["stages"]}
+    assert stages == {"prepare": True, "train": True, "invert": True, "edit": False, "eval": False}
+    assert json.loads((PROJECT / "eval" / "car-tok" / "metrics.json").read_text())["settings"]["edit"]["guidance"] == 5.0
+
+
+def test_an_edit_of_other_frames_than_the_prepared_ones_is_refused(cli, clip, image, ran):
+    assert cli("prepare", clip, image, *RUN_ARGS[:4], "--model", "tiny", "--size", "64", "--frames", "3").code == 0
+    result = cli("eval", "--force")
+    assert result.code == 1
+    assert result.error_lines == ["error: edit 'car-tok' has 4 frames of 64 px, the prepared clip 3 of 64 px"]
+    assert "live edit --name car-tok --force" in result.err

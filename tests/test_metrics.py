@@ -176,6 +176,9 @@ def test_score_video_against_itself_and_against_an_edit(embedder):
     assert scores.consistency_consecutive == pytest.approx(consecutive_consistency(whole), abs=1e-6)
     assert len(scores.per_frame["background_psnr"]) == 3
 
+    known = score_video(embedder, edited, source, text, ref, mask, margin=8, whole=whole)
+    assert known.summary() == pytest.approx(scores.summary(), abs=1e-4)
+
     unmasked = score_video(embedder, edited, source, text, ref, None, margin=8)
     assert unmasked.background_psnr is None and unmasked.reference_similarity_crop is None
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from PIL import Image
 
 from livecli import __version__, progress
@@ -94,13 +95,15 @@ def default_text(target_prompt: str, token: str, object_word: str) -> str:
 
 
 class Scorer:
-    """The CLIP model, loaded on first use and kept for every edit of one run."""
+    """The CLIP model, loaded on first use and kept for every edit of one run, and the
+    embeddings that do not change from edit to edit (source frames, reference image)."""
 
     def __init__(self, source: ClipSource, device: str = "auto", dtype: str = "auto"):
         self.source = source
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self._embedder: ClipEmbedder | None = None
+        self._known: dict[str, torch.Tensor] = {}
 
     @classmethod
     def resolve(cls, clip_model: str, device: str = "auto", dtype: str = "auto") -> Scorer:
@@ -112,6 +115,12 @@ class Scorer:
             progress.say(f"loading CLIP {self.source.id}")
             self._embedder = load_clip(self.source, self.device, self.dtype)
         return self._embedder
+
+    def images_once(self, key: str, images: list[Image.Image]) -> torch.Tensor:
+        """The embeddings of `images`, computed the first time `key` is asked for."""
+        if key not in self._known:
+            self._known[key] = self.embedder.images(images)
+        return self._known[key]
 
 
 def run(project: Project, config: EvalConfig, names: list[str], scorer: Scorer, force: bool = False) -> list[Evaluation]:
@@ -144,6 +153,11 @@ def _evaluate(project: Project, manifest: dict, prepared: Record, name: str, con
     source = read_pngs(prepare_dir / "frames")
     with Image.open(prepare_dir / "reference.png") as opened:
         reference = opened.convert("RGB")
+    if len(frames) != len(source) or frames[0].size != source[0].size:
+        raise ProjectError(
+            f"edit {name!r} has {len(frames)} frames of {frames[0].width} px, the prepared clip {len(source)} of {source[0].width} px",
+            hint=f"it was made before the clip was prepared again: redo it with `live edit --name {name} --force …`",
+        )
     masks = read_pngs(edit_dir / "masks") if (edit_dir / "masks").is_dir() else None
     mask = mask_tensor(masks) if masks else None
     margin = config.mask_margin * LATENT_CELL
@@ -151,11 +165,12 @@ def _evaluate(project: Project, manifest: dict, prepared: Record, name: str, con
     embedder = scorer.embedder
     with progress.bar(f"scoring {name} (CLIP)", 2) as advance:
         text_embedding = embedder.texts([text])[0]
-        reference_embedding = embedder.images([reference])[0]
-        rows = {}
-        for video, images in (("edit", frames), ("source", source)):
-            rows[video] = score_video(embedder, images, source, text_embedding, reference_embedding, mask, margin)
-            advance()
+        reference_embedding = scorer.images_once(f"reference {prepared.fingerprint}", [reference])[0]
+        source_embeddings = scorer.images_once(f"frames {prepared.fingerprint}", source)
+        rows = {"edit": score_video(embedder, frames, source, text_embedding, reference_embedding, mask, margin)}
+        advance()
+        rows["source"] = score_video(embedder, source, source, text_embedding, reference_embedding, mask, margin, whole=source_embeddings)
+        advance()
 
     share = None if mask is None else round(float(background(mask, margin).float().mean()), 4)
     metrics = {
