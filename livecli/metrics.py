@@ -108,9 +108,14 @@ def masked_psnr(edit: torch.Tensor, source: torch.Tensor, keep: torch.Tensor) ->
 def masked_ssim(edit: torch.Tensor, source: torch.Tensor, keep: torch.Tensor) -> list[float | None]:
     """Per frame, the mean of the SSIM map (Gaussian window 11, σ 1.5, averaged over
     channels) over the pixels where `keep` is true; None for a frame with no such pixel."""
-    _, maps = structural_similarity_index_measure(edit, source, data_range=1.0, return_full_image=True, reduction="none")
-    maps = maps.mean(dim=1, keepdim=True)
-    return [float(m[k].mean()) if k.any() else None for m, k in zip(maps, keep)]
+    scores = []
+    for e, s, k in zip(edit, source, keep):  # a frame at a time: SSIM's padded stacks are 15× a frame
+        if not k.any():
+            scores.append(None)
+            continue
+        _, full = structural_similarity_index_measure(e[None], s[None], data_range=1.0, return_full_image=True)
+        scores.append(float(full[0].mean(dim=0)[k[0]].mean()))
+    return scores
 
 
 # --------------------------------------------------------------------------- one video
