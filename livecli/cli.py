@@ -1,4 +1,4 @@
-"""The `live` command line: parse flags, call a stage, render its result. No logic of its own."""
+"""The `live` command line: parse flags, call a stage, show its result (`render.py`). No logic of its own."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich import box
 from rich.markup import escape
-from rich.table import Table
 
-from livecli import __version__
+from livecli import __version__, render
 from livecli.config import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_MODEL,
@@ -32,7 +30,6 @@ from livecli.config import (
 )
 from livecli.errors import ConfigError, Interrupted, LiveError
 from livecli.progress import console
-from livecli.stages import StageResult
 from livecli.store import Project, default_project_dir, find_project
 
 app = typer.Typer(
@@ -43,11 +40,10 @@ app = typer.Typer(
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-out = console.__class__(highlight=False, soft_wrap=True)
+out = render.out
 
 # Typer vendors click in recent releases; reach its base exception through a public class.
 ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-"""stdout: results and --json."""
 
 # --------------------------------------------------------------------------- shared options
 
@@ -145,48 +141,6 @@ def root(
 # --------------------------------------------------------------------------- rendering
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return ""
-
-
-def _where(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def report(result: StageResult, summary: str) -> None:
-    if result.skipped:
-        console.print(f"[bold]{result.stage}[/]: up to date ({escape(_where(result.folder))})", soft_wrap=True)
-    else:
-        console.print(
-            f"[bold]{result.stage}[/]: {escape(summary)} in {result.record.seconds:.1f} s -> {escape(_where(result.folder))}",
-            soft_wrap=True,
-        )
-
-
-def _prepared(result: StageResult) -> str:
-    settings, facts = result.record.settings, result.record.facts
-    return (
-        f"{settings['frames']} frames {settings['size']}×{settings['size']}, "
-        f"latents {facts['frames_shape']} + reference {facts['reference_shape']}"
-    )
-
-
-def _trained(result: StageResult) -> str:
-    facts = result.record.facts
-    before, after = facts["fixed_draw_loss_before"], facts["fixed_draw_loss_after"]
-    return (
-        f"{result.record.settings['steps']} steps, token {facts['token']}; loss on fixed draws: "
-        f"video {before['video']:.4f} -> {after['video']:.4f}, image {before['text']:.4f} -> {after['text']:.4f}"
-    )
-
-
 def _model(target: Project, model: str | None, model_config: str | None, device: str | None, dtype: str | None) -> ModelConfig:
     """--model, else the project's model, else the user's config.toml, else the default."""
     if model is None and target.exists():
@@ -227,7 +181,7 @@ def prepare(
     config = PrepareConfig(prompt=prompt, object=object_, frames=frames, size=size, stride=stride, start=start)
     target = Project(project or default_project_dir(clip))
     result = stage.run(target, config, clip, image, _model(target, model, model_config_, device, dtype), force=force)
-    report(result, _prepared(result))
+    render.report_stage(result)
 
 
 
@@ -293,21 +247,9 @@ def train(
         models = _model(target, model, model_config_, device, dtype)
         prepare_config = PrepareConfig(prompt=prompt, object=object_, **{k: v for k, v in sampling.items() if v is not None})
         prepared = prepare_stage.run(target, prepare_config, clip, image, models)
-    report(prepared, _prepared(prepared))
+    render.report_stage(prepared)
     result = stage.run(target, config, models, force=force)
-    report(result, _trained(result))
-
-
-def _inverted(result: StageResult) -> str:
-    settings, facts = result.record.settings, result.record.facts
-    refined = f", {settings['refine']} fixed-point iterations a step" if settings.get("refine") else ""
-    return f"{settings['steps']} DDIM steps{refined} under {settings['prompt']!r}, x_T std {facts['noise_std']}"
-
-
-def _edited(result: StageResult) -> str:
-    settings, facts = result.record.settings, result.record.facts
-    blend = "no blend" if facts.get("mask_coverage") is None else f"blend mask covers {facts['mask_coverage']:.0%}"
-    return f"{settings['target_prompt']!r}, {settings['steps']} steps, guidance {settings['guidance']:g}, {blend}"
+    render.report_stage(result)
 
 
 @app.command(
@@ -334,7 +276,7 @@ def invert(
     config = InvertConfig(steps=steps, prompt=prompt, refine=refine)
     target = find_project(project)
     result = stage.run(target, config, _model(target, model, model_config_, device, dtype), force=force)
-    report(result, _inverted(result))
+    render.report_stage(result)
 
 
 @app.command(
@@ -375,58 +317,10 @@ def edit(
     config = _config(EditConfig, locals(), replace=tuple(replace))
     target = find_project(project)
     result = stage.run(target, config, _model(target, model, model_config_, device, dtype), force=force)
-    report(result.inversion, _inverted(result.inversion))
-    report(result.edit, _edited(result.edit))
+    render.report_stage(result.inversion)
+    render.report_stage(result.edit)
     if not result.edit.skipped:
-        console.print(f"video: {escape(_where(result.edit.folder / stage.VIDEO))}, side by side: {escape(_where(result.edit.folder / stage.COMPARE))}", soft_wrap=True)
-
-
-def _evaluated(result: StageResult) -> str:
-    facts = result.record.facts
-    if facts.get("background_share") is None:
-        psnr = "no blend mask, no background score"
-    elif facts.get("background_psnr") is None:
-        psnr = "the blend mask covers every pixel, no background score"
-    else:
-        psnr = f"background PSNR {facts['background_psnr']:.1f} dB over {facts['background_share']:.0%} of the pixels"
-    return f"CLIP score {facts['clip_score']:.1f} (source {facts['source_clip_score']:.1f}), CLIP-I {facts['reference_similarity']:.3f}, {psnr}"
-
-
-SUMMARIES = {"prepare": _prepared, "train": _trained, "invert": _inverted, "edit": _edited, "eval": _evaluated}
-
-
-def report_stage(result: StageResult) -> None:
-    report(result, SUMMARIES[result.stage](result))
-
-
-TABLE_METRICS = {
-    "clip_score": "CLIP",
-    "consistency_consecutive": "consist.",
-    "reference_similarity": "CLIP-I",
-    "reference_similarity_crop": "CLIP-I crop",
-    "background_psnr": "bg PSNR",
-    "background_ssim": "bg SSIM",
-}
-"""The columns of `live eval`'s table (metrics.json and report.md have every metric)."""
-
-
-def _metrics_table(evaluations, title: str) -> Table:
-    """One row per edit and, dimmed under it, its source video's (the baseline)."""
-    table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("edit", no_wrap=True)
-    for label in TABLE_METRICS.values():
-        table.add_column(label, justify="right", no_wrap=True)
-    for evaluation in evaluations:
-        for video, label, style in (("edit", escape(evaluation.name), ""), ("source", "  source", "dim")):
-            row = evaluation.metrics["rows"][video]
-            table.add_row(label, *(_short(row[field]) for field in TABLE_METRICS), style=style)
-    return table
-
-
-def _short(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
+        console.print(f"video: {escape(render.where(result.edit.folder / stage.VIDEO))}, side by side: {escape(render.where(result.edit.folder / stage.COMPARE))}", soft_wrap=True)
 
 
 @app.command(
@@ -462,16 +356,16 @@ def eval_(
     scorer = stage.Scorer.resolve(config.clip_model, models.device, models.dtype)
     evaluations = stage.run(target, config, names, scorer, force=force)
     for evaluation in evaluations:
-        report_stage(evaluation.result)
+        render.report_stage(evaluation.result)
     if as_json:
         items = [{"edit": e.name, "folder": str(e.result.folder), "skipped": e.result.skipped, "metrics": e.metrics} for e in evaluations]
         out.print_json(json.dumps({"project": str(target.root), "evaluations": items}))
         return
-    title = target.root.resolve().name if target.root.resolve() == Path.cwd() else _where(target.root)
-    out.print(_metrics_table(evaluations, f"{title}: {evaluations[0].metrics['text']!r}" if len(evaluations) == 1 else title))
+    title = target.root.resolve().name if target.root.resolve() == Path.cwd() else render.where(target.root)
+    out.print(render.metrics_table(evaluations, f"{title}: {evaluations[0].metrics['text']!r}" if len(evaluations) == 1 else title))
     if len(evaluations) == 1:
         folder = evaluations[0].result.folder
-        console.print(f"report: {escape(_where(folder / stage.REPORT))}, contact sheet: {escape(_where(folder / stage.SHEET))}", soft_wrap=True)
+        console.print(f"report: {escape(render.where(folder / stage.REPORT))}, contact sheet: {escape(render.where(folder / stage.SHEET))}", soft_wrap=True)
 
 
 @app.command(epilog="Examples:\n\n  live status\n\n  live status -p clip.live --json")
@@ -482,20 +376,7 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         out.print_json(json.dumps({"project": str(target.root), "stages": [s.as_dict() for s in stages]}))
         return
-    table = Table(title=escape(_where(target.root)), title_justify="left")
-    for column in ("stage", "state", "size", "took", "finished", "note"):
-        table.add_column(column, no_wrap=column != "note")
-    colours = {"done": "green", "stale": "yellow", "missing": "dim"}
-    for s in stages:
-        table.add_row(
-            s.stage,
-            f"[{colours[s.state]}]{s.state}[/]",
-            _size(s.bytes) if s.bytes else "",
-            f"{s.seconds:.1f} s" if s.seconds is not None else "",
-            (s.finished or "")[:16].replace("T", " "),
-            escape(s.reason),
-        )
-    out.print(table)
+    out.print(render.status_table(target.root, stages))
 
 
 def _edit_names() -> list[str]:
@@ -506,23 +387,6 @@ def _edit_names() -> list[str]:
         return edit_names(find_project(None))
     except Exception:  # completion must never fail loudly
         return []
-
-
-def _print_summary(outcome) -> None:
-    """The table at the end of `live run` and `live demo`: each stage, what happened, time, where."""
-    table = Table(title=escape(f"{outcome.job.name}: done in {outcome.seconds:.1f} s"), title_justify="left")
-    for column in ("stage", "result", "time", "output"):
-        table.add_column(column, no_wrap=column != "output")
-    for stage in outcome.stages:
-        table.add_row(
-            stage.result.stage,
-            "up to date" if stage.result.skipped else "[green]ran[/]",
-            f"{stage.seconds:.1f} s",
-            escape(_where(stage.result.folder)),
-        )
-    out.print(table)
-    for label, path in outcome.paths().items():
-        out.print(f"{label}: {escape(_where(path))}", soft_wrap=True)
 
 
 @app.command(
@@ -598,22 +462,11 @@ def run(
         edit=_config(EditConfig, parameters, replace=tuple(replace), steps=edit_steps, seed=edit_seed),
         eval=None if no_eval else EvalConfig(clip_model=resolve_clip_model(clip_model, models.model), text=text, mask_margin=mask_margin),
     )
-    outcome = run_job(job, report_stage, redo_edit=force)
+    outcome = run_job(job, render.report_stage, redo_edit=force)
     if as_json:
-        out.print_json(json.dumps(_outcome_dict(outcome)))
+        out.print_json(json.dumps(render.outcome_dict(outcome)))
     else:
-        _print_summary(outcome)
-
-
-def _outcome_dict(outcome) -> dict:
-    return {
-        "name": outcome.job.name,
-        "status": "done" if outcome.ran else "up to date",
-        "seconds": round(outcome.seconds, 3),
-        "stages": [{"stage": s.result.stage, "skipped": s.result.skipped, "seconds": round(s.seconds, 3), "folder": str(s.result.folder)} for s in outcome.stages],
-        "paths": {key: str(path) for key, path in outcome.paths().items()},
-        "metrics": outcome.metrics(),
-    }
+        render.job_summary(outcome)
 
 
 JOBS_HELP = escape(
@@ -656,28 +509,21 @@ def batch(
     debug = os.environ.get("LIVE_DEBUG", "") not in ("", "0")
 
     def started(position: int, job) -> None:
-        console.print(f"[bold]job {position}[/] {escape(job.name)} -> {escape(_where(job.project))}", soft_wrap=True)
+        console.print(f"[bold]job {position}[/] {escape(job.name)} -> {escape(render.where(job.project))}", soft_wrap=True)
 
     reports = []
-    for done in batches.run_batch(jobs, picked, keep_going, started, report_stage, debug):
+    for done in batches.run_batch(jobs, picked, keep_going, started, render.report_stage, debug):
         reports.append(done)
         if as_json:
             print(json.dumps(done.as_dict()), flush=True)
         if done.status == "failed":
-            _print_error(f"job {done.position} ({done.job.name}) failed: {done.error}", done.hint)
+            render.print_error(f"job {done.position} ({done.job.name}) failed: {done.error}", done.hint)
         else:
             console.print(f"[bold]job {done.position}[/] {escape(done.job.name)}: {done.status} in {done.seconds:.1f} s", soft_wrap=True)
     failed = [r for r in reports if r.status == "failed"]
     left = len(mine) - len(reports)
     if not as_json:
-        table = Table(title="batch", title_justify="left")
-        for column in ("job", "name", "status", "time", "video / error"):
-            table.add_column(column, no_wrap=column != "video / error")
-        for r in reports:
-            colour = {"done": "green", "up to date": "dim", "failed": "red"}[r.status]
-            where = escape(r.error or "") if r.status == "failed" else escape(_where(r.outcome.paths()["video"]))
-            table.add_row(str(r.position), escape(r.job.name), f"[{colour}]{r.status}[/]", f"{r.seconds:.1f} s", where)
-        out.print(table)
+        out.print(render.batch_table(reports))
     if left:
         console.print(f"[yellow]stopped[/]: {left} job{'s' if left != 1 else ''} not run after a failure (pass --keep-going to go on)", soft_wrap=True)
     if failed:
@@ -695,12 +541,12 @@ def demo(
     from livecli import demo as sample
 
     clip, image = sample.make_samples(out_dir)
-    console.print(f"[bold]demo[/]: sample clip {escape(_where(clip))}, reference {escape(_where(image))}", soft_wrap=True)
-    outcome = sample.run(out_dir, report_stage)
-    _print_summary(outcome)
+    console.print(f"[bold]demo[/]: sample clip {escape(render.where(clip))}, reference {escape(render.where(image))}", soft_wrap=True)
+    outcome = sample.run(out_dir, render.report_stage)
+    render.job_summary(outcome)
     console.print(
         "The tiny model is random, so edit.mp4 shows the pipeline, not a real edit. "
-        f"See `live status -p {escape(_where(outcome.project.root))}`.",
+        f"See `live status -p {escape(render.where(outcome.project.root))}`.",
         soft_wrap=True,
     )
 
@@ -708,12 +554,6 @@ def demo(
 # --------------------------------------------------------------------------- entry point
 
 INTERRUPTED = 130
-
-
-def _print_error(message: str, hint: str | None) -> None:
-    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    if hint:
-        console.print(f"[dim]hint:[/] {escape(hint)}", soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -727,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
     except LiveError as exc:
         if debug:
             traceback.print_exc()
-        _print_error(exc.message, exc.hint)
+        render.print_error(exc.message, exc.hint)
         return 1
     except Interrupted as exc:
         console.print(f"[yellow]interrupted[/]: {escape(exc.message)}", soft_wrap=True)

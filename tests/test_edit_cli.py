@@ -183,3 +183,7 @@ def test_a_real_clip_goes_from_train_to_edit(cli, image):
     assert len(compare) == len(source) == 8
     left = np.asarray(compare[3].crop((0, 0, 64, 64)), dtype=np.float64)
     assert np.abs(left - np.asarray(Image.open(source[3]), dtype=np.float64)).mean() < 8  # H.264 at CRF 18
+    evaluated = cli("eval", "-p", "car-turn.live")
+    assert evaluated.code == 0, evaluated.err
+    metrics = json.loads(Path("car-turn.live/eval/car-tok/metrics.json").read_text())
+    assert metrics["rows"]["source"]["consistency_consecutive"] > 0.5 and metrics["frames"] == 8

@@ -161,6 +161,9 @@ def test_score_video_against_itself_and_against_an_edit(embedder):
 
     itself = score_video(embedder, source, source, text, ref, mask, margin=8)
     assert itself.background_psnr == PSNR_CAP_DB and itself.background_ssim == pytest.approx(1.0, abs=1e-6)
+    source_embeddings = embedder.images(source)
+    assert itself.consistency_consecutive == pytest.approx(consecutive_consistency(source_embeddings), abs=1e-6)
+    assert itself.consistency_all_pairs == pytest.approx(all_pairs_consistency(source_embeddings), abs=1e-6)
 
     scores = score_video(embedder, edited, source, text, ref, mask, margin=8)
     keep = background(mask, 8)

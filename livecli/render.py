@@ -1,0 +1,182 @@
+"""How `live` shows results: one line per stage, and the tables of status, eval, run and batch.
+
+Stage lines and messages go to stderr (`progress.console`); tables and JSON, the results,
+to stdout (`out`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from livecli.progress import console
+from livecli.stages import StageResult
+
+out = Console(highlight=False, soft_wrap=True)
+"""stdout: results and --json."""
+
+
+def size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def where(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def report_stage(result: StageResult) -> None:
+    """One line on stderr: what the stage made and where, or that it was up to date."""
+    if result.skipped:
+        console.print(f"[bold]{result.stage}[/]: up to date ({escape(where(result.folder))})", soft_wrap=True)
+    else:
+        console.print(
+            f"[bold]{result.stage}[/]: {escape(SUMMARIES[result.stage](result))} in {result.record.seconds:.1f} s -> {escape(where(result.folder))}",
+            soft_wrap=True,
+        )
+
+
+def prepared(result: StageResult) -> str:
+    settings, facts = result.record.settings, result.record.facts
+    return (
+        f"{settings['frames']} frames {settings['size']}×{settings['size']}, "
+        f"latents {facts['frames_shape']} + reference {facts['reference_shape']}"
+    )
+
+
+def trained(result: StageResult) -> str:
+    facts = result.record.facts
+    before, after = facts["fixed_draw_loss_before"], facts["fixed_draw_loss_after"]
+    return (
+        f"{result.record.settings['steps']} steps, token {facts['token']}; loss on fixed draws: "
+        f"video {before['video']:.4f} -> {after['video']:.4f}, image {before['text']:.4f} -> {after['text']:.4f}"
+    )
+
+
+def inverted(result: StageResult) -> str:
+    settings, facts = result.record.settings, result.record.facts
+    refined = f", {settings['refine']} fixed-point iterations a step" if settings.get("refine") else ""
+    return f"{settings['steps']} DDIM steps{refined} under {settings['prompt']!r}, x_T std {facts['noise_std']}"
+
+
+def edited(result: StageResult) -> str:
+    settings, facts = result.record.settings, result.record.facts
+    blend = "no blend" if facts.get("mask_coverage") is None else f"blend mask covers {facts['mask_coverage']:.0%}"
+    return f"{settings['target_prompt']!r}, {settings['steps']} steps, guidance {settings['guidance']:g}, {blend}"
+
+
+def evaluated(result: StageResult) -> str:
+    facts = result.record.facts
+    if facts.get("background_share") is None:
+        psnr = "no blend mask, no background score"
+    elif facts.get("background_psnr") is None:
+        psnr = "the blend mask covers every pixel, no background score"
+    else:
+        psnr = f"background PSNR {facts['background_psnr']:.1f} dB over {facts['background_share']:.0%} of the pixels"
+    return f"CLIP score {facts['clip_score']:.1f} (source {facts['source_clip_score']:.1f}), CLIP-I {facts['reference_similarity']:.3f}, {psnr}"
+
+
+SUMMARIES = {"prepare": prepared, "train": trained, "invert": inverted, "edit": edited, "eval": evaluated}
+
+
+TABLE_METRICS = {
+    "clip_score": "CLIP",
+    "consistency_consecutive": "consist.",
+    "reference_similarity": "CLIP-I",
+    "reference_similarity_crop": "CLIP-I crop",
+    "background_psnr": "bg PSNR",
+    "background_ssim": "bg SSIM",
+}
+"""The columns of `live eval`'s table (metrics.json and report.md have every metric)."""
+
+
+def metrics_table(evaluations, title: str) -> Table:
+    """One row per edit and, dimmed under it, its source video's (the baseline)."""
+    table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("edit", no_wrap=True)
+    for label in TABLE_METRICS.values():
+        table.add_column(label, justify="right", no_wrap=True)
+    for evaluation in evaluations:
+        for video, label, style in (("edit", escape(evaluation.name), ""), ("source", "  source", "dim")):
+            row = evaluation.metrics["rows"][video]
+            table.add_row(label, *(short(row[field]) for field in TABLE_METRICS), style=style)
+    return table
+
+
+def short(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
+
+
+def job_summary(outcome) -> None:
+    """The table at the end of `live run` and `live demo`: each stage, what happened, time, where."""
+    table = Table(title=escape(f"{outcome.job.name}: done in {outcome.seconds:.1f} s"), title_justify="left")
+    for column in ("stage", "result", "time", "output"):
+        table.add_column(column, no_wrap=column != "output")
+    for stage in outcome.stages:
+        table.add_row(
+            stage.result.stage,
+            "up to date" if stage.result.skipped else "[green]ran[/]",
+            f"{stage.seconds:.1f} s",
+            escape(where(stage.result.folder)),
+        )
+    out.print(table)
+    for label, path in outcome.paths().items():
+        out.print(f"{label}: {escape(where(path))}", soft_wrap=True)
+
+
+def outcome_dict(outcome) -> dict:
+    return {
+        "name": outcome.job.name,
+        "status": "done" if outcome.ran else "up to date",
+        "seconds": round(outcome.seconds, 3),
+        "stages": [{"stage": s.result.stage, "skipped": s.result.skipped, "seconds": round(s.seconds, 3), "folder": str(s.result.folder)} for s in outcome.stages],
+        "paths": {key: str(path) for key, path in outcome.paths().items()},
+        "metrics": outcome.metrics(),
+    }
+
+
+def print_error(message: str, hint: str | None) -> None:
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    if hint:
+        console.print(f"[dim]hint:[/] {escape(hint)}", soft_wrap=True)
+
+
+def status_table(root: Path, stages) -> Table:
+    table = Table(title=escape(where(root)), title_justify="left")
+    for column in ("stage", "state", "size", "took", "finished", "note"):
+        table.add_column(column, no_wrap=column != "note")
+    colours = {"done": "green", "stale": "yellow", "missing": "dim"}
+    for s in stages:
+        table.add_row(
+            s.stage,
+            f"[{colours[s.state]}]{s.state}[/]",
+            size(s.bytes) if s.bytes else "",
+            f"{s.seconds:.1f} s" if s.seconds is not None else "",
+            (s.finished or "")[:16].replace("T", " "),
+            escape(s.reason),
+        )
+    return table
+
+
+def batch_table(reports) -> Table:
+    """The table at the end of `live batch`: each job run, its status, time, video or error."""
+    table = Table(title="batch", title_justify="left")
+    for column in ("job", "name", "status", "time", "video / error"):
+        table.add_column(column, no_wrap=column != "video / error")
+    for r in reports:
+        colour = {"done": "green", "up to date": "dim", "failed": "red"}[r.status]
+        result = escape(r.error or "") if r.status == "failed" else escape(where(r.outcome.paths()["video"]))
+        table.add_row(str(r.position), escape(r.job.name), f"[{colour}]{r.status}[/]", f"{r.seconds:.1f} s", result)
+    return table
