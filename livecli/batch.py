@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from livecli.config import EDIT_NAME, EditConfig, EvalConfig, PrepareConfig, TrainConfig, resolve_clip_model, resolve_model_config
-from livecli.control.prompts import Replacement
 from livecli.errors import ConfigError, InputError, Interrupted, LiveError, reason
 from livecli.pipeline import Job, JobOutcome, run_job
 from livecli.stages import StageResult
+from livecli.stages.edit import check_words
 from livecli.store import PROJECT_SUFFIX, read_toml
 
 if sys.version_info >= (3, 11):
@@ -151,12 +151,11 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
         raise ConfigError(f"{label}: `name` {name!r} is not a plain folder name", hint="use letters, digits, '.', '-', '_' or '+'")
     project = base / Path(entry["project"]).expanduser() if "project" in entry else base / f"{name}{PROJECT_SUFFIX}"
     try:
-        for text in replace:
-            Replacement.parse(text)
         model = resolve_model_config(entry.get("model"), entry.get("device"), entry.get("dtype"), entry.get("model_config"))
         prepare = PrepareConfig(prompt=entry["prompt"], object=entry["object"], **_table(entry, "prepare", label))
         train = TrainConfig(**_table(entry, "train", label))
         edit = EditConfig(replace=tuple(replace), **_table(entry, "edit", label))
+        check_words(prepare.prompt, edit, train.token)
         evaluate = None
         if entry.get("eval") is not False:
             settings = _table(entry, "eval", label)

@@ -77,6 +77,7 @@ def run_job(job: Job, on_stage: Callable[[StageResult], None] = lambda result: N
     `redo_edit` makes the edit and its evaluation again, replacing an edit of the same
     name (the stages before them still run only when stale).
     """
+    edit_stage.check_words(job.prepare.prompt, job.edit, job.train.token)
     project = Project(job.project)
     outcome = JobOutcome(job, project)
 

@@ -18,7 +18,7 @@ clip = "{clip}"
 image = "ref.png"
 prompt = "a jeep car is moving on the road"
 object = "car"
-replace = ["car=<tok>"]
+replace = ["{replace}"]
 """
 DEFAULTS = """
 [defaults]
@@ -34,7 +34,7 @@ def jobs_file(clip, image, tmp_path) -> Path:
     """Three jobs on the tiny model; the second one's clip is not a video."""
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     path = tmp_path / "jobs.toml"
-    path.write_text(DEFAULTS + JOB.format(name="first", clip="clip.mp4") + JOB.format(name="broken", clip="broken.mp4") + JOB.format(name="third", clip="clip.mp4"))
+    path.write_text(DEFAULTS + JOB.format(name="first", clip="clip.mp4", replace="car=<tok>") + JOB.format(name="broken", clip="broken.mp4", replace="car=<tok>") + JOB.format(name="third", clip="clip.mp4", replace="car=<tok>"))
     return path
 
 
@@ -104,11 +104,12 @@ def test_a_missing_field_is_reported_before_any_job_runs(cli, jobs_file, tmp_pat
         ('edit = { guidance = -1.0 }', "job 1 (first): --guidance must be 0 or more"),
         ('colour = "red"', "job 1 (first): unknown key `colour`"),
         ('prepare = { prompt = "x" }', "job 1 (first): `prepare.prompt` belongs at the job's top level"),
+        ('edit = { keep = "bus" }', "job 1 (first): --keep: 'bus' not in the source prompt"),
     ],
 )
 def test_bad_settings_name_the_job(tmp_path, clip, image, extra, message):
     path = tmp_path / "jobs.toml"
-    path.write_text(JOB.format(name="first", clip="clip.mp4") + extra + "\n")
+    path.write_text(JOB.format(name="first", clip="clip.mp4", replace="car=<tok>") + extra + "\n")
     with pytest.raises(ConfigError) as caught:
         load_jobs(path)
     assert message in caught.value.message
@@ -119,7 +120,7 @@ def test_jobs_read_defaults_aliases_and_paths_relative_to_the_file(tmp_path, cli
     folder.mkdir()
     monkeypatch.chdir(folder)
     path = tmp_path / "jobs.toml"
-    path.write_text(DEFAULTS + JOB.format(name="first", clip="clip.mp4").replace("replace =", "replacements =") + 'train = { lambda = 0.5, "ti-lr" = 0.01 }\neval = false\n')
+    path.write_text(DEFAULTS + JOB.format(name="first", clip="clip.mp4", replace="car=<tok>").replace("replace =", "replacements =") + 'train = { lambda = 0.5, "ti-lr" = 0.01 }\neval = false\n')
     (job,) = load_jobs(path)
     assert job.clip == tmp_path / "clip.mp4" and job.project == tmp_path / "first.live"
     assert job.model.model == "tiny" and job.prepare.frames == 4 and job.train.steps == 2
@@ -127,9 +128,17 @@ def test_jobs_read_defaults_aliases_and_paths_relative_to_the_file(tmp_path, cli
     assert job.eval is None
 
 
+def test_a_replacement_of_a_word_not_in_the_prompt_is_refused_before_any_job_runs(cli, tmp_path, clip, image):
+    path = tmp_path / "jobs.toml"
+    path.write_text(DEFAULTS + JOB.format(name="first", clip="clip.mp4", replace="car=<tok>") + JOB.format(name="second", clip="clip.mp4", replace="dog=<tok>"))
+    result = cli("batch", path)
+    assert result.code == 1 and result.error_lines == ["error: job 2 (second): --replace dog=<tok>: 'dog' is not a word of the prompt 'a jeep car is moving on the road'"]
+    assert not (tmp_path / "first.live").exists()
+
+
 def test_two_jobs_writing_one_project_are_refused(tmp_path, clip, image):
     path = tmp_path / "jobs.toml"
-    path.write_text(JOB.format(name="same", clip="clip.mp4") * 2)
+    path.write_text(JOB.format(name="same", clip="clip.mp4", replace="car=<tok>") * 2)
     with pytest.raises(ConfigError, match="jobs 1 and 2 both write"):
         load_jobs(path)
 

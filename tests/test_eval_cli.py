@@ -116,6 +116,13 @@ def test_eval_bad_input(cli, clip, image, tmp_path):
     assert "--mask-margin must be between 0 and 64" in cli("eval", "--mask-margin", "-1").error_lines[0]
 
 
+def test_run_checks_the_replacement_before_training(cli, clip, image):
+    args = [a if a != "car=<tok>" else "bus=<tok>" for a in RUN_ARGS]
+    result = cli("run", clip, image, *args)
+    assert result.code == 1 and "'bus' is not a word of the prompt" in result.error_lines[0]
+    assert not PROJECT.exists()
+
+
 def test_run_and_eval_help(cli):
     run = cli("run", "--help").out
     for flag in ("--replace", "--train-steps", "--edit-steps", "--lr", "--guidance", "--keep", "--blend", "--clip-model", "--no-eval", "--json", "Examples:"):

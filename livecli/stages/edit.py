@@ -59,6 +59,20 @@ def _changed(old: dict, new: dict) -> str:
     return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in names[:3])
 
 
+def edit_words(config: EditConfig) -> tuple[list[Replacement], list[str] | None, list[str] | None]:
+    """--replace, --keep and --blend, parsed."""
+    keep = split_words(config.keep) if config.keep is not None else None
+    blend = split_words(config.blend) if config.blend is not None else None
+    return [Replacement.parse(text) for text in config.replace], keep, blend
+
+
+def check_words(prompt: str, config: EditConfig, token: str) -> str:
+    """The target prompt, or the error a bad --replace, --keep or --blend gets: before any
+    stage runs, so that `live run` and `live batch` do not train for an edit they refuse."""
+    replacements, keep, blend = edit_words(config)
+    return check_edit_words(prompt, replacements, token, keep, blend)
+
+
 def make_control(model, prompts: EditPrompts, config: EditConfig, frames: int, latent_size: tuple[int, int]) -> AttentionControl:
     blend = None
     if not config.no_blend:
@@ -91,9 +105,7 @@ def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = 
     with project.lock():
         trained = train_stage.require(project)
         token = trained.facts["token"]
-        replacements = [Replacement.parse(text) for text in config.replace]
-        keep = split_words(config.keep) if config.keep is not None else None
-        blend = split_words(config.blend) if config.blend is not None else None
+        replacements, keep, blend = edit_words(config)
         target = check_edit_words(manifest["prompt"], replacements, token, keep, blend)
         runtime = invert_stage.Runtime.resolve(project, model)
         settings = {**config.settings(), "dtype": dtype_name(runtime.dtype), "source_prompt": manifest["prompt"], "target_prompt": target}

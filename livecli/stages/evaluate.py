@@ -75,6 +75,7 @@ def edit_names(project: Project) -> list[str]:
 
 def pick_edits(project: Project, edit: str | None, every: bool) -> list[str]:
     """The edits to evaluate: --edit NAME, --all, or the project's only edit."""
+    project.manifest()  # no project: say so, not "no edit"
     names = edit_names(project)
     if not names:
         raise ProjectError(f"{project.root} has no edit to evaluate", hint="make one first: live edit --replace A=B")
