@@ -281,8 +281,8 @@ def invert(
 
 @app.command(
     epilog="Examples:\n\n"
-    "  live edit --replace motorcycle=<tok>\n\n"
-    "  live edit --replace motorcycle=<tok> --keep \"man riding\" --blend motorcycle --name dog-ride\n\n"
+    "  live edit --replace 'motorcycle=<tok>'\n\n"
+    "  live edit --replace 'motorcycle=<tok>' --keep \"man riding\" --blend motorcycle --name dog-ride\n\n"
     "  live edit --replace car=\"red sports car\" --guidance 7.5      (a plain text edit)\n\n"
     "<tok> is the object learned from the reference image. The first edit inverts the video; "
     "later edits with the same --steps reuse that inversion.",
@@ -391,8 +391,8 @@ def _edit_names() -> list[str]:
 
 @app.command(
     epilog="Examples:\n\n"
-    '  live run clip.mp4 dog.jpg --prompt "a man riding a motorcycle" --object motorcycle --replace motorcycle=<tok>\n\n'
-    '  live run clip.mp4 dog.jpg --prompt "a man riding a motorcycle" --object motorcycle --replace motorcycle=<tok> '
+    "  live run clip.mp4 dog.jpg --prompt \"a man riding a motorcycle\" --object motorcycle --replace 'motorcycle=<tok>'\n\n"
+    "  live run clip.mp4 dog.jpg --prompt \"a man riding a motorcycle\" --object motorcycle --replace 'motorcycle=<tok>' "
     '--keep "man riding" --train-steps 600 --no-eval\n\n'
     "Each stage is skipped when up to date, so the same command again costs only the checks; "
     "a changed flag re-runs its stage and the ones after it.",
@@ -509,7 +509,7 @@ def batch(
     debug = os.environ.get("LIVE_DEBUG", "") not in ("", "0")
 
     def started(position: int, job) -> None:
-        console.print(f"[bold]job {position}[/] {escape(job.name)} -> {escape(render.where(job.project))}", soft_wrap=True)
+        console.print(f"[bold]job {position}/{len(jobs)}[/] {escape(job.name)} -> {escape(render.where(job.project))}", soft_wrap=True)
 
     reports = []
     for done in batches.run_batch(jobs, picked, keep_going, started, render.report_stage, debug):
@@ -519,7 +519,7 @@ def batch(
         if done.status == "failed":
             render.print_error(f"job {done.position} ({done.job.name}) failed: {done.error}", done.hint)
         else:
-            console.print(f"[bold]job {done.position}[/] {escape(done.job.name)}: {done.status} in {done.seconds:.1f} s", soft_wrap=True)
+            console.print(f"[bold]job {done.position}/{len(jobs)}[/] {escape(done.job.name)}: {done.status} in {done.seconds:.1f} s", soft_wrap=True)
     failed = [r for r in reports if r.status == "failed"]
     left = len(mine) - len(reports)
     if not as_json:

@@ -222,7 +222,7 @@ class EditConfig:
 
     def __post_init__(self) -> None:
         if not self.replace:
-            raise ConfigError("an edit needs at least one --replace A=B", hint="e.g. --replace motorcycle=<tok>")
+            raise ConfigError("an edit needs at least one --replace A=B", hint="e.g. --replace 'motorcycle=<tok>'")
         check_steps(self.steps)
         check_refine(self.refine)
         if not self.guidance >= 0:

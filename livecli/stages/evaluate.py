@@ -154,6 +154,8 @@ def _evaluate(project: Project, manifest: dict, prepared: Record, name: str, con
     source = read_pngs(prepare_dir / "frames")
     with Image.open(prepare_dir / "reference.png") as opened:
         reference = opened.convert("RGB")
+    if not frames:
+        raise ProjectError(f"edit {name!r} has no frames (edits/{name}/frames/ was removed)", hint=f"make it again: live edit --name {name} --force …")
     if len(frames) != len(source) or frames[0].size != source[0].size:
         raise ProjectError(
             f"edit {name!r} has {len(frames)} frames of {frames[0].width} px, the prepared clip {len(source)} of {source[0].width} px",
