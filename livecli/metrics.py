@@ -168,7 +168,7 @@ def score_video(
         embeddings = embedder.images(frames + crops)
         whole, cropped = embeddings[: len(frames)], embeddings[len(frames) :]
     else:
-        cropped = embedder.images(crops) if crops else torch.zeros(0, len(reference))
+        cropped = embedder.images(crops) if crops else reference.new_zeros(0, len(reference))
     per_frame = {
         "clip_score": [float(v) for v in clip_scores(text, whole)],
         "reference_similarity": [float(v) for v in whole @ reference],
