@@ -498,6 +498,7 @@ def batch(
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Run only jobs I, I+N, I+2N, … (shards count from 1): N processes split the file without talking to each other.", show_default=False)] = None,
     keep_going: Annotated[bool, typer.Option("--keep-going", help="Go on with the other jobs when one fails (the exit code is still 1).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line per job on stdout (status, paths, metrics), as each ends.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the file and list the jobs this shard would run, with their projects; run nothing.")] = False,
 ) -> None:
     """Run many jobs (clip, image, prompt, replacements) through every stage; finished jobs are skipped."""
     from livecli import batch as batches
@@ -506,6 +507,14 @@ def batch(
     jobs = batches.load_jobs(jobs_file)
     mine = [position for position in range(1, len(jobs) + 1) if picked.takes(position)]
     console.print(f"[bold]batch[/]: {len(mine)} of {len(jobs)} jobs" + (f" (shard {picked.index}/{picked.count})" if shard else ""), soft_wrap=True)
+    if dry_run:
+        listed = [{"job": position, "name": jobs[position - 1].name, "project": str(jobs[position - 1].project)} for position in mine]
+        if as_json:
+            for line in listed:
+                print(json.dumps(line), flush=True)
+        else:
+            out.print(render.jobs_table(listed))
+        return
     debug = os.environ.get("LIVE_DEBUG", "") not in ("", "0")
 
     def started(position: int, job) -> None:

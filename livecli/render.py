@@ -180,3 +180,13 @@ def batch_table(reports) -> Table:
         result = escape(r.error or "") if r.status == "failed" else escape(where(r.outcome.paths()["video"]))
         table.add_row(str(r.position), escape(r.job.name), f"[{colour}]{r.status}[/]", f"{r.seconds:.1f} s", result)
     return table
+
+
+def jobs_table(jobs: list[dict]) -> Table:
+    """`live batch --dry-run`: the jobs a shard would run."""
+    table = Table(title="jobs", title_justify="left")
+    for column in ("job", "name", "project"):
+        table.add_column(column, no_wrap=column != "project")
+    for job in jobs:
+        table.add_row(str(job["job"]), escape(job["name"]), escape(where(Path(job["project"]))))
+    return table

@@ -78,6 +78,15 @@ def test_shards_cover_every_job_exactly_once(cli, jobs_file):
     assert [p for p in range(1, 8) if Shard(2, 3).takes(p)] == [2, 5]
 
 
+def test_a_dry_run_lists_the_shards_jobs_and_runs_nothing(cli, jobs_file, tmp_path):
+    listed = json_lines(cli("batch", jobs_file, "--shard", "1/2", "--dry-run", "--json").out)
+    assert [(j["job"], j["name"]) for j in listed] == [(1, "first"), (3, "third")]
+    assert listed[0]["project"] == str(tmp_path / "first.live")
+    table = cli("batch", jobs_file, "--dry-run")
+    assert table.code == 0 and "broken.live" in table.out
+    assert not any(tmp_path.glob("*.live"))
+
+
 @pytest.mark.parametrize(
     ("shard", "message"),
     [("2", "is not I/N"), ("a/b", "is not I/N"), ("0/2", "between 1 and N"), ("3/2", "between 1 and N"), ("1/0", "between 1 and N")],
