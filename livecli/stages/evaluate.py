@@ -149,19 +149,7 @@ def _evaluate(project: Project, manifest: dict, prepared: Record, name: str, con
         return Evaluation(name, StageResult(STAGE, project.stage_dir(where), record, skipped=True), _load_metrics(project, where))
 
     started = time.perf_counter()
-    edit_dir, prepare_dir = project.stage_dir(edit_where), project.stage_dir(prepare_stage.STAGE)
-    frames = read_pngs(edit_dir / "frames")
-    source = read_pngs(prepare_dir / "frames")
-    with Image.open(prepare_dir / "reference.png") as opened:
-        reference = opened.convert("RGB")
-    if not frames:
-        raise ProjectError(f"edit {name!r} has no frames (edits/{name}/frames/ was removed)", hint=f"make it again: live edit --name {name} --force …")
-    if len(frames) != len(source) or frames[0].size != source[0].size:
-        raise ProjectError(
-            f"edit {name!r} has {len(frames)} frames of {frames[0].width} px, the prepared clip {len(source)} of {source[0].width} px",
-            hint=f"it was made before the clip was prepared again: redo it with `live edit --name {name} --force …`",
-        )
-    masks = read_pngs(edit_dir / "masks") if (edit_dir / "masks").is_dir() else None
+    frames, source, reference, masks = _read_pictures(project, name)
     mask = mask_tensor(masks) if masks else None
     margin = config.mask_margin * LATENT_CELL
 
@@ -189,23 +177,41 @@ def _evaluate(project: Project, manifest: dict, prepared: Record, name: str, con
         "rows": {video: scores.summary() for video, scores in rows.items()},
         "per_frame": {video: scores.per_frame for video, scores in rows.items()},
     }
+    edit_row, source_row = metrics["rows"]["edit"], metrics["rows"]["source"]
+    facts = {
+        "clip_score": edit_row["clip_score"],
+        "source_clip_score": source_row["clip_score"],
+        "reference_similarity": edit_row["reference_similarity"],
+        "background_psnr": edit_row["background_psnr"],
+        "background_share": share,
+        "device": str(scorer.device),
+    }
     with project.staging(where) as staged:
         atomic_write_bytes(staged / METRICS, (json.dumps(metrics, indent=2) + "\n").encode())
         title = [f"{name}: {text}", _headline(rows["edit"]), f"source: {_headline(rows['source'])}"]
         sheet_rows = {"source": source, "edit": frames, **({"mask": masks} if masks else {})}
         contact_sheet(reference, sheet_rows, title).save(staged / SHEET)
         atomic_write_bytes(staged / REPORT, render_report(metrics, project, name).encode())
-        edit_row, source_row = metrics["rows"]["edit"], metrics["rows"]["source"]
-        facts = {
-            "clip_score": edit_row["clip_score"],
-            "source_clip_score": source_row["clip_score"],
-            "reference_similarity": edit_row["reference_similarity"],
-            "background_psnr": edit_row["background_psnr"],
-            "background_share": share,
-            "device": str(scorer.device),
-        }
         record = Project.write_record(staged, Record(STAGE, key, settings, inputs, facts=facts, seconds=round(time.perf_counter() - started, 3)))
     return Evaluation(name, StageResult(STAGE, project.stage_dir(where), record, skipped=False), metrics)
+
+
+def _read_pictures(project: Project, name: str) -> tuple[list[Image.Image], list[Image.Image], Image.Image, list[Image.Image] | None]:
+    """The edit's frames, the prepared frames, the reference image and the edit's masks
+    (None without local blend); an error when the edit's frames do not match the clip's."""
+    edit_dir, prepare_dir = project.stage_dir(edit_stage.edit_folder(name)), project.stage_dir(prepare_stage.STAGE)
+    frames, source = read_pngs(edit_dir / "frames"), read_pngs(prepare_dir / "frames")
+    if not frames:
+        raise ProjectError(f"edit {name!r} has no frames (edits/{name}/frames/ was removed)", hint=f"make it again: live edit --name {name} --force …")
+    if len(frames) != len(source) or frames[0].size != source[0].size:
+        raise ProjectError(
+            f"edit {name!r} has {len(frames)} frames of {frames[0].width} px, the prepared clip {len(source)} of {source[0].width} px",
+            hint=f"it was made before the clip was prepared again: redo it with `live edit --name {name} --force …`",
+        )
+    with Image.open(prepare_dir / "reference.png") as opened:
+        reference = opened.convert("RGB")
+    masks = read_pngs(edit_dir / "masks") if (edit_dir / "masks").is_dir() else None
+    return frames, source, reference, masks
 
 
 def _load_metrics(project: Project, where: str) -> dict[str, Any]:
