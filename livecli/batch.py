@@ -151,7 +151,7 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
         raise ConfigError(f"{label}: `name` {name!r} is not a plain folder name", hint="use letters, digits, '.', '-', '_' or '+'")
     project = base / Path(entry["project"]).expanduser() if "project" in entry else base / f"{name}{PROJECT_SUFFIX}"
     try:
-        model = resolve_model_config(entry.get("model"), entry.get("device"), entry.get("dtype"), entry.get("model_config"))
+        model = resolve_model_config(_local(entry.get("model"), base), entry.get("device"), entry.get("dtype"), _local(entry.get("model_config"), base))
         prepare = PrepareConfig(prompt=entry["prompt"], object=entry["object"], **_table(entry, "prepare", label))
         train = TrainConfig(**_table(entry, "train", label))
         edit = EditConfig(replace=tuple(replace), **_table(entry, "edit", label))
@@ -159,11 +159,19 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
         evaluate = None
         if entry.get("eval") is not False:
             settings = _table(entry, "eval", label)
-            clip_model = resolve_clip_model(settings.pop("clip_model", None), model.model)
+            clip_model = resolve_clip_model(_local(settings.pop("clip_model", None), base), model.model)
             evaluate = EvalConfig(clip_model=clip_model, **settings)
     except LiveError as exc:
         raise ConfigError(f"{label}: {exc.message}", hint=exc.hint) from None
     return Job(name, clip, image, project.resolve(), model, prepare, train, edit, evaluate)
+
+
+def _local(reference: str | None, base: Path) -> str | None:
+    """A model named by a path relative to the jobs file, made absolute; hub ids and `tiny` as they are."""
+    if reference is None or reference == "tiny" or Path(reference).expanduser().is_absolute():
+        return reference
+    beside = base / reference
+    return str(beside) if beside.exists() else reference
 
 
 def _stem(path: Path) -> str:

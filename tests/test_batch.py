@@ -132,6 +132,10 @@ def test_jobs_read_defaults_aliases_and_paths_relative_to_the_file(tmp_path, cli
     path.write_text(DEFAULTS + JOB.format(name="first", clip="clip.mp4", replace="car=<tok>").replace("replace =", "replacements =") + 'train = { lambda = 0.5, "ti-lr" = 0.01 }\neval = false\n')
     (job,) = load_jobs(path)
     assert job.clip == tmp_path / "clip.mp4" and job.project == tmp_path / "first.live"
+    (tmp_path / "models" / "clip").mkdir(parents=True)
+    path.write_text(path.read_text().replace("eval = false", 'eval = { clip_model = "models/clip" }'))
+    (local,) = load_jobs(path)
+    assert local.eval.clip_model == str(tmp_path / "models" / "clip")
     assert job.model.model == "tiny" and job.prepare.frames == 4 and job.train.steps == 2
     assert job.train.text_weight == 0.5 and job.train.ti_lr == 0.01 and job.edit.replace == ("car=<tok>",)
     assert job.eval is None
