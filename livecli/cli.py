@@ -81,21 +81,21 @@ def _flag(config: type, name: str, *flags: str, panel: str | None = None, defaul
 
 
 # Options of `live train` and `live run` (the step count is --steps in one, --train-steps in the other).
-LrOpt = Annotated[float, _flag(TrainConfig, "lr", "--lr")]
-TiLrOpt = Annotated[float, _flag(TrainConfig, "ti_lr", "--ti-lr")]
-LambdaOpt = Annotated[float, _flag(TrainConfig, "text_weight", "--lambda")]
-TokenOpt = Annotated[str, _flag(TrainConfig, "token", "--token")]
-SeedOpt = Annotated[int, _flag(TrainConfig, "seed", "--seed")]
-CheckpointEveryOpt = Annotated[int, _flag(TrainConfig, "checkpoint_every", "--checkpoint-every")]
-MixedPrecisionOpt = Annotated[str, _flag(TrainConfig, "mixed_precision", "--mixed-precision")]
-GradientCheckpointingOpt = Annotated[bool, _flag(TrainConfig, "gradient_checkpointing", "--gradient-checkpointing")]
-WeightDecayOpt = Annotated[float, _flag(TrainConfig, "weight_decay", "--weight-decay")]
-MaxGradNormOpt = Annotated[float, _flag(TrainConfig, "max_grad_norm", "--max-grad-norm")]
+LrOpt = Annotated[float, _flag(TrainConfig, "lr", "--lr", panel=TRAINING)]
+TiLrOpt = Annotated[float, _flag(TrainConfig, "ti_lr", "--ti-lr", panel=TRAINING)]
+LambdaOpt = Annotated[float, _flag(TrainConfig, "text_weight", "--lambda", panel=TRAINING)]
+TokenOpt = Annotated[str, _flag(TrainConfig, "token", "--token", panel=TRAINING)]
+SeedOpt = Annotated[int, _flag(TrainConfig, "seed", "--seed", panel=TRAINING)]
+CheckpointEveryOpt = Annotated[int, _flag(TrainConfig, "checkpoint_every", "--checkpoint-every", panel=TRAINING)]
+MixedPrecisionOpt = Annotated[str, _flag(TrainConfig, "mixed_precision", "--mixed-precision", panel=TRAINING)]
+GradientCheckpointingOpt = Annotated[bool, _flag(TrainConfig, "gradient_checkpointing", "--gradient-checkpointing", panel=TRAINING)]
+WeightDecayOpt = Annotated[float, _flag(TrainConfig, "weight_decay", "--weight-decay", panel=TRAINING)]
+MaxGradNormOpt = Annotated[float, _flag(TrainConfig, "max_grad_norm", "--max-grad-norm", panel=TRAINING)]
 
 # Options of `live edit` and `live run`.
 ReplaceOpt = Annotated[list[str], _flag(EditConfig, "replace", "--replace", default="", metavar="A=B")]
 NameOpt = Annotated[Optional[str], _flag(EditConfig, "name", "--name", default="")]
-GuidanceOpt = Annotated[float, _flag(EditConfig, "guidance", "--guidance")]
+GuidanceOpt = Annotated[float, _flag(EditConfig, "guidance", "--guidance", panel=EDITING)]
 CrossReplaceOpt = Annotated[float, _flag(EditConfig, "cross_replace", "--cross-replace", panel=EDIT_CONTROL)]
 SelfReplaceOpt = Annotated[float, _flag(EditConfig, "self_replace", "--self-replace", panel=EDIT_CONTROL)]
 KeepOpt = Annotated[Optional[str], _flag(EditConfig, "keep", "--keep", panel=EDIT_CONTROL, default="")]
@@ -104,9 +104,9 @@ NoBlendOpt = Annotated[bool, _flag(EditConfig, "no_blend", "--no-blend", panel=E
 BlendThresholdOpt = Annotated[float, _flag(EditConfig, "blend_threshold", "--blend-threshold", panel=EDIT_CONTROL)]
 BlurSigmaOpt = Annotated[float, _flag(EditConfig, "blur_sigma", "--blur-sigma", panel=EDIT_CONTROL)]
 BlendStartOpt = Annotated[float, _flag(EditConfig, "blend_start", "--blend-start", panel=EDIT_CONTROL)]
-RefineOpt = Annotated[int, _flag(EditConfig, "refine", "--refine")]
-PinSourceOpt = Annotated[bool, _flag(EditConfig, "pin_source", "--pin-source")]
-EtaOpt = Annotated[float, _flag(EditConfig, "eta", "--eta")]
+RefineOpt = Annotated[int, _flag(EditConfig, "refine", "--refine", panel=EDITING)]
+PinSourceOpt = Annotated[bool, _flag(EditConfig, "pin_source", "--pin-source", panel=EDITING)]
+EtaOpt = Annotated[float, _flag(EditConfig, "eta", "--eta", panel=EDITING)]
 
 # Options of `live eval` and `live run`.
 ClipModelOpt = Annotated[Optional[str], _flag(EvalConfig, "clip_model", "--clip-model", panel=EVALUATING, default=DEFAULT_CLIP_MODEL)]
@@ -206,7 +206,7 @@ def train(
     model_config_: ModelConfigOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
-    steps: Annotated[int, _flag(TrainConfig, "steps", "--steps")] = 500,
+    steps: Annotated[int, _flag(TrainConfig, "steps", "--steps", panel=TRAINING)] = 500,
     lr: LrOpt = 3e-5,
     ti_lr: TiLrOpt = 5e-3,
     text_weight: LambdaOpt = 1.0,
@@ -291,7 +291,7 @@ def edit(
     replace: ReplaceOpt,
     project: ProjectOpt = None,
     name: NameOpt = None,
-    steps: Annotated[int, _flag(EditConfig, "steps", "--steps")] = 50,
+    steps: Annotated[int, _flag(EditConfig, "steps", "--steps", panel=EDITING)] = 50,
     guidance: GuidanceOpt = 12.5,
     cross_replace: CrossReplaceOpt = 0.6,
     self_replace: SelfReplaceOpt = 0.3,
@@ -304,7 +304,7 @@ def edit(
     refine: RefineOpt = 0,
     pin_source: PinSourceOpt = False,
     eta: EtaOpt = 0.0,
-    seed: Annotated[int, _flag(EditConfig, "seed", "--seed")] = 0,
+    seed: Annotated[int, _flag(EditConfig, "seed", "--seed", panel=EDITING)] = 0,
     model: ModelOpt = None,
     model_config_: ModelConfigOpt = None,
     device: DeviceOpt = None,
@@ -413,22 +413,22 @@ def run(
     stride: Annotated[int, _flag(PrepareConfig, "stride", "--stride", panel="Preparing")] = 1,
     start: Annotated[float, _flag(PrepareConfig, "start", "--start", panel="Preparing")] = 0.0,
     train_steps: Annotated[int, _flag(TrainConfig, "steps", "--train-steps", panel=TRAINING)] = 500,
-    lr: Annotated[float, _flag(TrainConfig, "lr", "--lr", panel=TRAINING)] = 3e-5,
-    ti_lr: Annotated[float, _flag(TrainConfig, "ti_lr", "--ti-lr", panel=TRAINING)] = 5e-3,
-    text_weight: Annotated[float, _flag(TrainConfig, "text_weight", "--lambda", panel=TRAINING)] = 1.0,
-    token: Annotated[str, _flag(TrainConfig, "token", "--token", panel=TRAINING)] = DEFAULT_TOKEN,
-    seed: Annotated[int, _flag(TrainConfig, "seed", "--seed", panel=TRAINING)] = 33,
-    checkpoint_every: Annotated[int, _flag(TrainConfig, "checkpoint_every", "--checkpoint-every", panel=TRAINING)] = 100,
-    mixed_precision: Annotated[str, _flag(TrainConfig, "mixed_precision", "--mixed-precision", panel=TRAINING)] = "no",
-    gradient_checkpointing: Annotated[bool, _flag(TrainConfig, "gradient_checkpointing", "--gradient-checkpointing", panel=TRAINING)] = False,
-    weight_decay: Annotated[float, _flag(TrainConfig, "weight_decay", "--weight-decay", panel=TRAINING)] = 1e-2,
-    max_grad_norm: Annotated[float, _flag(TrainConfig, "max_grad_norm", "--max-grad-norm", panel=TRAINING)] = 1.0,
+    lr: LrOpt = 3e-5,
+    ti_lr: TiLrOpt = 5e-3,
+    text_weight: LambdaOpt = 1.0,
+    token: TokenOpt = DEFAULT_TOKEN,
+    seed: SeedOpt = 33,
+    checkpoint_every: CheckpointEveryOpt = 100,
+    mixed_precision: MixedPrecisionOpt = "no",
+    gradient_checkpointing: GradientCheckpointingOpt = False,
+    weight_decay: WeightDecayOpt = 1e-2,
+    max_grad_norm: MaxGradNormOpt = 1.0,
     name: Annotated[Optional[str], _flag(EditConfig, "name", "--name", panel=EDITING, default="")] = None,
     edit_steps: Annotated[int, _flag(EditConfig, "steps", "--edit-steps", panel=EDITING)] = 50,
-    guidance: Annotated[float, _flag(EditConfig, "guidance", "--guidance", panel=EDITING)] = 12.5,
-    refine: Annotated[int, _flag(EditConfig, "refine", "--refine", panel=EDITING)] = 0,
-    pin_source: Annotated[bool, _flag(EditConfig, "pin_source", "--pin-source", panel=EDITING)] = False,
-    eta: Annotated[float, _flag(EditConfig, "eta", "--eta", panel=EDITING)] = 0.0,
+    guidance: GuidanceOpt = 12.5,
+    refine: RefineOpt = 0,
+    pin_source: PinSourceOpt = False,
+    eta: EtaOpt = 0.0,
     edit_seed: Annotated[int, _flag(EditConfig, "seed", "--edit-seed", panel=EDITING)] = 0,
     cross_replace: CrossReplaceOpt = 0.6,
     self_replace: SelfReplaceOpt = 0.3,
