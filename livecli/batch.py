@@ -33,7 +33,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from livecli.config import EDIT_NAME, EditConfig, EvalConfig, PrepareConfig, TrainConfig, resolve_clip_model, resolve_model_config
+from livecli.config import BUILT_IN_MODELS, EDIT_NAME, EditConfig, EvalConfig, PrepareConfig, TrainConfig, resolve_clip_model, resolve_model_config
 from livecli.errors import ConfigError, InputError, Interrupted, LiveError, reason
 from livecli.pipeline import Job, JobOutcome, run_job
 from livecli.stages import StageResult
@@ -167,8 +167,8 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
 
 
 def _local(reference: str | None, base: Path) -> str | None:
-    """A model named by a path relative to the jobs file, made absolute; hub ids and `tiny` as they are."""
-    if reference is None or reference == "tiny" or Path(reference).expanduser().is_absolute():
+    """A model named by a path relative to the jobs file, made absolute; hub ids and built-in models as they are."""
+    if reference is None or reference in BUILT_IN_MODELS or Path(reference).expanduser().is_absolute():
         return reference
     beside = base / reference
     return str(beside) if beside.exists() else reference

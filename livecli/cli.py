@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from livecli import __version__, render
 from livecli.config import (
+    BUILT_IN_MODELS,
     DEFAULT_CLIP_MODEL,
     DEFAULT_MODEL,
     DEFAULT_TOKEN,
@@ -69,6 +70,7 @@ ObjectOpt = Annotated[str, typer.Option("--object", help=help_for(PrepareConfig,
 PREPARING = "Preparing (with CLIP IMAGE)"
 TRAINING = "Training"
 EDITING = "Editing"
+ABLATIONS = "Ablations (not the paper's method)"
 EDIT_CONTROL = "Attention control and local blend"
 EVALUATING = "Evaluating"
 
@@ -91,6 +93,8 @@ MixedPrecisionOpt = Annotated[str, _flag(TrainConfig, "mixed_precision", "--mixe
 GradientCheckpointingOpt = Annotated[bool, _flag(TrainConfig, "gradient_checkpointing", "--gradient-checkpointing", panel=TRAINING)]
 WeightDecayOpt = Annotated[float, _flag(TrainConfig, "weight_decay", "--weight-decay", panel=TRAINING)]
 MaxGradNormOpt = Annotated[float, _flag(TrainConfig, "max_grad_norm", "--max-grad-norm", panel=TRAINING)]
+NoLatentPromptOpt = Annotated[bool, _flag(TrainConfig, "no_latent_prompt", "--no-latent-prompt", panel=ABLATIONS)]
+ImageTemporalOpt = Annotated[bool, _flag(TrainConfig, "image_temporal", "--image-temporal", panel=ABLATIONS)]
 
 # Options of `live edit` and `live run`.
 ReplaceOpt = Annotated[list[str], _flag(EditConfig, "replace", "--replace", default="", metavar="A=B")]
@@ -168,7 +172,7 @@ def prepare(
     model: ModelOpt = None,
     model_config_: ModelConfigOpt = None,
     frames: Annotated[int, typer.Option(help=help_for(PrepareConfig, "frames"))] = 8,
-    size: Annotated[int, typer.Option(help=help_for(PrepareConfig, "size"))] = 512,
+    size: Annotated[Optional[int], typer.Option(help=help_for(PrepareConfig, "size"), show_default=False)] = None,
     stride: Annotated[int, typer.Option(help=help_for(PrepareConfig, "stride"))] = 1,
     start: Annotated[float, typer.Option(help=help_for(PrepareConfig, "start"))] = 0.0,
     device: DeviceOpt = None,
@@ -198,7 +202,7 @@ def train(
     prompt: Annotated[Optional[str], typer.Option("--prompt", help=help_for(PrepareConfig, "prompt"), show_default=False, rich_help_panel=PREPARING)] = None,
     object_: Annotated[Optional[str], typer.Option("--object", help=help_for(PrepareConfig, "object"), show_default=False, rich_help_panel=PREPARING)] = None,
     frames: Annotated[Optional[int], typer.Option(help=help_for(PrepareConfig, "frames") + escape(" [default: 8]"), show_default=False, rich_help_panel=PREPARING)] = None,
-    size: Annotated[Optional[int], typer.Option(help=help_for(PrepareConfig, "size") + escape(" [default: 512]"), show_default=False, rich_help_panel=PREPARING)] = None,
+    size: Annotated[Optional[int], typer.Option(help=help_for(PrepareConfig, "size"), show_default=False, rich_help_panel=PREPARING)] = None,
     stride: Annotated[Optional[int], typer.Option(help=help_for(PrepareConfig, "stride") + escape(" [default: 1]"), show_default=False, rich_help_panel=PREPARING)] = None,
     start: Annotated[Optional[float], typer.Option(help=help_for(PrepareConfig, "start") + escape(" [default: 0.0]"), show_default=False, rich_help_panel=PREPARING)] = None,
     project: ProjectOpt = None,
@@ -217,6 +221,8 @@ def train(
     gradient_checkpointing: GradientCheckpointingOpt = False,
     weight_decay: WeightDecayOpt = 1e-2,
     max_grad_norm: MaxGradNormOpt = 1.0,
+    no_latent_prompt: NoLatentPromptOpt = False,
+    image_temporal: ImageTemporalOpt = False,
     force: Annotated[bool, typer.Option("--force", help="Train again from step 0, even when up to date or a checkpoint exists.")] = False,
 ) -> None:
     """Fine-tune the video UNet, the latent prompt and the learned token on the project.
@@ -409,7 +415,7 @@ def run(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     frames: Annotated[int, _flag(PrepareConfig, "frames", "--frames", panel="Preparing")] = 8,
-    size: Annotated[int, _flag(PrepareConfig, "size", "--size", panel="Preparing")] = 512,
+    size: Annotated[Optional[int], _flag(PrepareConfig, "size", "--size", panel="Preparing", default="")] = None,
     stride: Annotated[int, _flag(PrepareConfig, "stride", "--stride", panel="Preparing")] = 1,
     start: Annotated[float, _flag(PrepareConfig, "start", "--start", panel="Preparing")] = 0.0,
     train_steps: Annotated[int, _flag(TrainConfig, "steps", "--train-steps", panel=TRAINING)] = 500,
@@ -423,6 +429,8 @@ def run(
     gradient_checkpointing: GradientCheckpointingOpt = False,
     weight_decay: WeightDecayOpt = 1e-2,
     max_grad_norm: MaxGradNormOpt = 1.0,
+    no_latent_prompt: NoLatentPromptOpt = False,
+    image_temporal: ImageTemporalOpt = False,
     name: Annotated[Optional[str], _flag(EditConfig, "name", "--name", panel=EDITING, default="")] = None,
     edit_steps: Annotated[int, _flag(EditConfig, "steps", "--edit-steps", panel=EDITING)] = 50,
     guidance: GuidanceOpt = 12.5,
@@ -539,23 +547,35 @@ def batch(
         raise typer.Exit(1)
 
 
-@app.command(epilog="Examples:\n\n  live demo\n\n  live demo --out /tmp/live-demo")
+@app.command(epilog="Examples:\n\n  live demo\n\n  live demo --out /tmp/live-demo\n\n  live demo --model tiny --train-steps 30   # seconds: the random model, to check an install")
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the sample clip, image and project.")] = Path("live-demo"),
+    model: Annotated[str, typer.Option("--model", help="shapes (trained, ships with live) or tiny (random: shows the pipeline only).")] = "shapes",
+    train_steps: Annotated[int, typer.Option("--train-steps", help="Training steps.", min=1)] = 300,
 ) -> None:
-    """Make a sample clip and reference image, and run every stage on them with the tiny model.
+    """Edit a drawn clip with the shipped `shapes` model: every stage, on the CPU, in minutes.
 
-    The tiny model is random, like the tiny CLIP: the demo shows the pipeline working, not a real edit.
+    The clip is a shape gliding over a patterned background; the reference image shows another
+    shape, in a colour the model never saw it in. The true edit is written to truth/ beside it.
     """
     from livecli import demo as sample
 
+    if model not in BUILT_IN_MODELS:
+        raise ConfigError(f"--model {model!r}: the demo runs on {' or '.join(BUILT_IN_MODELS)}", hint="use live run for other models")
     clip, image = sample.make_samples(out_dir)
-    console.print(f"[bold]demo[/]: sample clip {escape(render.where(clip))}, reference {escape(render.where(image))}", soft_wrap=True)
-    outcome = sample.run(out_dir, render.report_stage)
-    render.job_summary(outcome)
+    pair = sample.demo_pair()
     console.print(
-        "The tiny model is random, so edit.mp4 shows the pipeline, not a real edit. "
-        f"See `live status -p {escape(render.where(outcome.project.root))}`.",
+        f"[bold]demo[/]: {escape(pair.source_prompt)!r} ({escape(render.where(clip))}) "
+        f"with the reference {escape(render.where(image))} ({' '.join(pair.target_object[::-1])})",
+        soft_wrap=True,
+    )
+    outcome = sample.run(out_dir, render.report_stage, model, train_steps)
+    render.job_summary(outcome)
+    if model == "tiny":
+        console.print("The tiny model is random, so edit.mp4 shows the pipeline, not a real edit.", soft_wrap=True)
+    console.print(
+        f"Compare the edit with the true one in {escape(render.where(out_dir / 'truth'))}; "
+        f"see `live status -p {escape(render.where(outcome.project.root))}`.",
         soft_wrap=True,
     )
 

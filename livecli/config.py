@@ -18,6 +18,8 @@ import platformdirs
 from livecli.errors import ConfigError
 
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
+BUILT_IN_MODELS = ("tiny", "shapes")
+"""--model names that need no download: `tiny` (random, for tests) and `shapes` (trained, shipped)."""
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 
@@ -40,7 +42,8 @@ class ModelConfig:
         default=DEFAULT_MODEL,
         metadata=_help(
             "Base model: a Hugging Face Hub id, a local diffusers folder, a single "
-            ".safetensors/.ckpt file, or 'tiny' (a small random model built offline)."
+            ".safetensors/.ckpt file, 'shapes' (a small model of drawn shapes that ships with live) "
+            "or 'tiny' (a small random model built offline, for tests)."
         ),
     )
     model_config: str | None = field(
@@ -58,7 +61,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if not self.model.strip():
-            raise ConfigError("--model is empty", hint="pass a hub id, a folder, a file or 'tiny'")
+            raise ConfigError("--model is empty", hint="pass a hub id, a folder, a file, 'shapes' or 'tiny'")
         if self.device not in DEVICES:
             raise ConfigError(f"--device {self.device!r} is not one of {', '.join(DEVICES)}", hint="--device auto picks the best one")
         if self.dtype not in DTYPES:
@@ -70,7 +73,10 @@ class PrepareConfig:
     prompt: str = field(metadata=_help("The source prompt: what the clip shows, e.g. 'a man riding a motorcycle'."))
     object: str = field(metadata=_help("The word of the prompt naming the object to replace, e.g. 'motorcycle'."))
     frames: int = field(default=8, metadata=_help("Number of frames to sample from the clip."))
-    size: int = field(default=512, metadata=_help("Frames are resized and centre-cropped to SIZE×SIZE (a multiple of 8)."))
+    size: int | None = field(
+        default=None,
+        metadata=_help("Frames are resized and centre-cropped to SIZE×SIZE, a multiple of 8 (default: the size the model was trained at: 512 for SD v1, 64 for shapes and tiny)."),
+    )
     stride: int = field(default=1, metadata=_help("Take every STRIDE-th frame."))
     start: float = field(default=0.0, metadata=_help("Start sampling at this time, in seconds."))
 
@@ -86,7 +92,7 @@ class PrepareConfig:
             )
         if self.frames < 1:
             raise ConfigError(f"--frames must be at least 1, got {self.frames}", hint="the paper trains on 8 frames (the default)")
-        if self.size < 8 or self.size % 8:
+        if self.size is not None and (self.size < 8 or self.size % 8):
             lower = max(8, self.size // 8 * 8)
             raise ConfigError(
                 f"--size must be a multiple of 8 (the VAE downsamples by 8), got {self.size}",
@@ -118,6 +124,14 @@ class TrainConfig:
     gradient_checkpointing: bool = field(default=False, metadata=_help("Recompute activations in the backward pass: less memory, ~10–20 % slower."))
     weight_decay: float = field(default=1e-2, metadata=_help("AdamW weight decay."))
     max_grad_norm: float = field(default=1.0, metadata=_help("Clip the video objective's gradient to this norm."))
+    no_latent_prompt: bool = field(
+        default=False,
+        metadata=_help("Ablation: train and edit without the latent prompt; frames attend to the first and previous frame only (Tune-A-Video's attention)."),
+    )
+    image_temporal: bool = field(
+        default=False,
+        metadata=_help("Ablation: run the temporal attentions in the image objective too (the paper bypasses them there)."),
+    )
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -263,7 +277,7 @@ DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
 class EvalConfig:
     clip_model: str = field(
         default=DEFAULT_CLIP_MODEL,
-        metadata=_help("CLIP that scores: a hub id, a local transformers folder, or 'tiny' (random, built offline; the default for a project on --model tiny)."),
+        metadata=_help("CLIP that scores: a hub id, a local transformers folder, or 'tiny' (random, built offline; the default for a project on --model tiny or shapes)."),
     )
     text: str | None = field(
         default=None,
@@ -271,7 +285,7 @@ class EvalConfig:
     )
     mask_margin: int = field(
         default=2,
-        metadata=_help("Background = pixels farther than this many latent cells (8 px) from the blend mask: the VAE spreads edits that far."),
+        metadata=_help("Background = pixels farther than this many latent cells (8 px; 4 px on shapes) from the blend mask: the VAE spreads edits that far."),
     )
 
     def __post_init__(self) -> None:
@@ -320,8 +334,8 @@ def user_defaults() -> dict[str, Any]:
 
 def resolve_clip_model(clip_model: str | None, model: str | None = None) -> str:
     """--clip-model, else `clip_model` in the user's config.toml, else the tiny CLIP for a
-    project on the tiny model (a smoke run stays offline), else the default."""
-    return clip_model or user_defaults().get("clip_model") or ("tiny" if model == "tiny" else DEFAULT_CLIP_MODEL)
+    project on a built-in model (`tiny` and `shapes` runs stay offline), else the default."""
+    return clip_model or user_defaults().get("clip_model") or ("tiny" if model in BUILT_IN_MODELS else DEFAULT_CLIP_MODEL)
 
 
 def resolve_model_config(

@@ -36,16 +36,19 @@ def guided_noise(
     ones (just the conditional ones when the guidance is 1, which needs no other).
     """
     videos = latents.shape[0]
-    conditional = model.latent_prompt.expand(videos, 1, *model.latent_prompt.shape[1:])
+    if model.latent_prompt is None:  # trained without one: plain guidance
+        conditional = unconditional = None
+    else:
+        conditional = model.latent_prompt.expand(videos, 1, *model.latent_prompt.shape[1:])
+        unconditional = model.reference.expand(videos, 1, *model.reference.shape[1:])
     if guidance == 1:
         return model.noise(latents, timestep, alpha, text, conditional)
-    unconditional = model.reference.expand(videos, 1, *model.reference.shape[1:])
     noise = model.noise(
         torch.cat([latents, latents]),
         timestep,
         alpha,
         torch.cat([null.expand(videos, -1, -1), text]),
-        torch.cat([unconditional, conditional]),
+        torch.cat([unconditional, conditional]) if conditional is not None else None,
     )
     free, conditioned = noise.chunk(2)
     return free + guidance * (conditioned - free)

@@ -133,6 +133,8 @@ class VideoScores:
     background_psnr: float | None
     background_ssim: float | None
     per_frame: dict[str, list[float | None]] = field(default_factory=dict)
+    object_match: float | None = None
+    """`shapes` projects: the share of frames where the judge reads the reference's object."""
 
     def summary(self) -> dict[str, float | None]:
         values = asdict(self)

@@ -96,6 +96,7 @@ TABLE_METRICS = {
     "reference_similarity_crop": "CLIP-I crop",
     "background_psnr": "bg PSNR",
     "background_ssim": "bg SSIM",
+    "object_match": "object",
 }
 """The columns of `live eval`'s table (metrics.json and report.md have every metric)."""
 
@@ -104,12 +105,14 @@ def metrics_table(evaluations, title: str) -> Table:
     """One row per edit and, dimmed under it, its source video's (the baseline)."""
     table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("edit", no_wrap=True)
-    for label in TABLE_METRICS.values():
-        table.add_column(label, justify="right", no_wrap=True)
+    # A metric no row has (the judge's, on models other than shapes) gets no column.
+    shown = [f for f in TABLE_METRICS if any(e.metrics["rows"]["edit"].get(f) is not None for e in evaluations) or f != "object_match"]
+    for field in shown:
+        table.add_column(TABLE_METRICS[field], justify="right", no_wrap=True)
     for evaluation in evaluations:
         for video, label, style in (("edit", escape(evaluation.name), ""), ("source", "  source", "dim")):
             row = evaluation.metrics["rows"][video]
-            table.add_row(label, *(short(row[field]) for field in TABLE_METRICS), style=style)
+            table.add_row(label, *(short(row.get(field)) for field in shown), style=style)
     return table
 
 

@@ -81,9 +81,9 @@ class LiveTrainer:
         for name in self.trainable:
             params[name].data = params[name].data.float()  # fp32 master weights under mixed precision
             params[name].requires_grad_(True)
-        self.latent_prompt = nn.Parameter(self.frames[:1].clone().float())
+        self.latent_prompt = None if config.no_latent_prompt else nn.Parameter(self.frames[:1].clone().float())
         self.token_vector = nn.Parameter(placeholder.init.clone().float().to(device))
-        self.video_params = [params[name] for name in self.trainable] + [self.latent_prompt]
+        self.video_params = [params[name] for name in self.trainable] + ([self.latent_prompt] if self.latent_prompt is not None else [])
         optimizer = torch.optim.AdamW(
             [
                 {"params": self.video_params, "lr": config.lr},
@@ -116,21 +116,25 @@ class LiveTrainer:
             return noisy, timestep, self.noise_scheduler.get_velocity(latents, noise, timestep)
         return noisy, timestep, noise
 
+    def _predict(self, prompt: torch.Tensor, noisy: torch.Tensor, timestep, text: torch.Tensor, temporal: bool) -> torch.Tensor:
+        """The UNet's output on the noisy frames, with `prompt` as latent prompt in front (if the model has one)."""
+        if self.latent_prompt is None:
+            return self.video_unet(noisy.unsqueeze(0), timestep, text, temporal=temporal, prompt=False)[0]
+        return self.video_unet(torch.cat([prompt, noisy]).unsqueeze(0), timestep, text, temporal=temporal)[0, 1:]
+
     def video_loss(self, generator: torch.Generator | None = None, timestep: int | None = None) -> torch.Tensor:
         """L_unet: the video, with the learned latent prompt prepended, under the source prompt."""
         noisy, timestep, target = self._noised(self.frames, generator or self.generator, timestep)
-        latents = torch.cat([self.latent_prompt, noisy]).unsqueeze(0)
         with self.accelerator.autocast():
-            predicted = self.video_unet(latents, timestep, self.source_text, temporal=True)[0, 1:]
+            predicted = self._predict(self.latent_prompt, noisy, timestep, self.source_text, temporal=True)
         return F.mse_loss(predicted.float(), target.float())  # video frames only, not the latent prompt
 
     def text_loss(self, generator: torch.Generator | None = None, timestep: int | None = None) -> torch.Tensor:
         """L_text: the reference image, itself as latent prompt, under the token prompt."""
         noisy, timestep, target = self._noised(self.reference, generator or self.generator, timestep)
-        latents = torch.cat([self.reference, noisy]).unsqueeze(0)
         with self.accelerator.autocast(), text_model.learned_token(self.text_encoder, self.placeholder.id, self.token_vector):
             token_text = text_model.encode(self.text_encoder, self.token_ids)
-            predicted = self.video_unet(latents, timestep, token_text, temporal=False)[0, 1:]
+            predicted = self._predict(self.reference, noisy, timestep, token_text, temporal=self.config.image_temporal)
         return F.mse_loss(predicted.float(), target.float())
 
     @torch.no_grad()
@@ -165,7 +169,8 @@ class LiveTrainer:
         """Every trained tensor by a stable name: the optimizer's state is keyed by these."""
         params = dict(self.video_unet.unet.named_parameters())
         named = {name: params[name] for name in self.trainable}
-        named["latent_prompt"] = self.latent_prompt
+        if self.latent_prompt is not None:
+            named["latent_prompt"] = self.latent_prompt
         named["token"] = self.token_vector
         return named
 

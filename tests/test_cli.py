@@ -34,7 +34,7 @@ def test_top_level_help_lists_the_commands(cli):
         ("prepare", ["--prompt", "--object", "--project", "--model", "--frames", "--size", "--stride", "--start", "--device", "--dtype", "--force", "Examples:", "multiple of 8", "[default: CompVis/stable-diffusion-v1-4]", "[default: auto]"]),
         ("train", ["--prompt", "--object", "--project", "--model", "--steps", "--lr", "--ti-lr", "--lambda", "--token", "--seed", "--checkpoint-every", "--mixed-precision", "--gradient-checkpointing", "--force", "Examples:", "[default: 500]", "[default: 3e-05]", "[default: 0.005]", "[default: <@#$>]", "[default: 33]", "resumes"]),
         ("status", ["--project", "--json", "Examples:"]),
-        ("demo", ["--out", "tiny model is random"]),
+        ("demo", ["--out", "--model", "--train-steps", "shapes", "truth/", "Examples:"]),
         ("batch", ["JOBS.toml", "[defaults]", "[[jobs]]", "--shard", "--keep-going", "--json", "SLURM", "Examples:"]),
     ],
 )

@@ -15,7 +15,7 @@ from helpers import PREPARE_ARGS
 from livecli import ddim
 from livecli.config import EditConfig, ModelConfig
 from livecli.control.attention import AttentionControl
-from livecli.control.blend import LocalBlend, gaussian_blur
+from livecli.control.blend import LocalBlend, gaussian_blur, pick_factor
 from livecli.control.prompts import Replacement, edit_prompts
 from livecli.editing import branch_batch, guided_sample, sample_edit
 from livecli.models.loading import load_denoiser, resolve_model
@@ -316,3 +316,12 @@ def test_shared_copy_of_project_is_untouched(trained, tmp_path):
     trajectory = load_file(first.folder / invert_stage.LATENTS)["trajectory"]
     assert trajectory.shape == (6, *frames.shape)
     assert torch.equal(trajectory, invert_stage.invert_latents(model, frames, PROMPT, 5))
+
+
+@pytest.mark.parametrize(
+    ("latent_side", "available", "factor"),
+    [(64, {1, 2, 4}, 4), (32, {1, 2, 4}, 2), (16, {1, 2, 4}, 1), (8, {1, 2, 4}, 1), (128, {1, 2, 4}, 4), (64, {1, 2}, 2)],
+)
+def test_blend_maps_are_the_ones_nearest_16x16(latent_side, available, factor):
+    """Prompt-to-Prompt's 16×16 maps at 512 px (64 latents, ×4); the shapes model's 16 latents use ×1."""
+    assert pick_factor(available, latent_side) == factor

@@ -55,8 +55,9 @@ def test_metrics_json_report_and_contact_sheet(ran):
     assert metrics["schema"] == 1 and metrics["edit"] == "car-tok" and metrics["frames"] == 4
     assert metrics["text"] == "a jeep car is moving on the road"  # <tok> read as the object word
     assert metrics["settings"]["eval"]["clip_model"].startswith("tiny@") and metrics["settings"]["edit"]["guidance"] == 12.5
-    fields = {"clip_score", "consistency_consecutive", "consistency_all_pairs", "reference_similarity", "reference_similarity_crop", "background_psnr", "background_ssim"}
+    fields = {"clip_score", "consistency_consecutive", "consistency_all_pairs", "reference_similarity", "reference_similarity_crop", "background_psnr", "background_ssim", "object_match"}
     assert set(metrics["rows"]) == {"edit", "source"} and set(metrics["rows"]["edit"]) == fields
+    assert metrics["rows"]["edit"]["object_match"] is None  # the judge reads only the shapes model's projects
     assert len(metrics["per_frame"]["edit"]["clip_score"]) == 4
     # The tiny model's blend mask covers every pixel at 64 px: no background to score.
     assert metrics["background_share"] == 0.0 and metrics["rows"]["edit"]["background_psnr"] is None
@@ -133,19 +134,22 @@ def test_run_and_eval_help(cli):
 
 
 def test_demo_runs_every_stage_and_a_second_run_redoes_nothing(cli, tmp_path):
-    result = cli("demo", "--out", tmp_path / "demo")
+    """On the tiny model (the suite's): the shapes demo's clip, reference, truth and every stage."""
+    result = cli("demo", "--out", tmp_path / "demo", "--model", "tiny", "--train-steps", "20")
     assert result.code == 0, result.err
     project = tmp_path / "demo" / "demo.live"
-    assert (project / "edits" / "ball-tok" / "edit.mp4").is_file()
-    assert (project / "eval" / "ball-tok" / "metrics.json").is_file() and (project / "eval" / "ball-tok" / "contact_sheet.png").is_file()
-    assert "train: 30 steps" in result.err and "edit: 'a red <@#$> is rolling on the stripes'" in result.err
-    assert "metrics: " in result.out and "tiny model is random" in result.err
+    assert len(list((tmp_path / "demo" / "clip").iterdir())) == len(list((tmp_path / "demo" / "truth").iterdir())) == 8
+    assert (project / "edits" / "cross-tok" / "edit.mp4").is_file()
+    assert (project / "eval" / "cross-tok" / "metrics.json").is_file() and (project / "eval" / "cross-tok" / "contact_sheet.png").is_file()
+    assert "train: 20 steps" in result.err and "edit: 'a <@#$> on a dotted red background'" in result.err
+    assert "metrics: " in result.out and "tiny model is random" in result.err and "green star" in result.err
     before = tree_digest(project)
-    again = cli("demo", "--out", tmp_path / "demo")
+    again = cli("demo", "--out", tmp_path / "demo", "--model", "tiny", "--train-steps", "20")
     assert again.code == 0
     for stage in ("prepare", "train", "invert", "edit", "eval"):
         assert f"{stage}: up to date" in again.err
     assert tree_digest(project) == before
+    assert cli("demo", "--model", "sd").error_lines == ["error: --model 'sd': the demo runs on tiny or shapes"]
 
 
 def test_shell_completion_offers_commands_and_the_projects_edits(ran, tmp_path):

@@ -283,3 +283,28 @@ def test_a_damaged_checkpoint_is_one_clear_error(cli, clip, image):
     assert "--force" in result.err
     forced = cli("train", "--steps", "3", "--force")
     assert forced.code == 0 and "train: 3 steps" in forced.err
+
+
+def test_the_ablation_switches_train_what_they_say(cli, clip, image, capture_trainer):
+    """--no-latent-prompt trains and writes no latent prompt and edits without one;
+    --image-temporal lets the image objective run (and so train against) the temporal attention."""
+    result = cli("train", clip, image, *PREPARE_ARGS, "--steps", "4", "--no-latent-prompt", "--lr", "1e-3")
+    assert result.code == 0, result.err
+    assert not (TRAIN / "latent_prompt.safetensors").exists()
+    trainer = capture_trainer[-1]
+    assert trainer.latent_prompt is None and "latent_prompt" not in trainer.named_trainables()
+    assert read_toml(TRAIN / "record.toml")["settings"]["no_latent_prompt"] is True
+    edited = cli("edit", "--replace", "car=<tok>", "--steps", "4")
+    assert edited.code == 0, edited.err
+    assert len(list((PROJECT / "edits" / "car-tok" / "frames").iterdir())) == 8
+
+    assert cli("train", *("--steps", "4", "--lr", "1e-3", "--image-temporal", "--force")).code == 0
+    trainer = capture_trainer[-1]
+    for block in (m for m in trainer.video_unet.modules() if hasattr(m, "temporal")):
+        torch.nn.init.normal_(block.temporal.attn.to_out[0].weight, std=0.1)
+    generator = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    with torch.no_grad():
+        with_temporal = trainer.text_loss(generator(), 500).item()
+        trainer.config = trainer.config.__class__(**{**trainer.config.__dict__, "image_temporal": False})
+        without = trainer.text_loss(generator(), 500).item()
+    assert with_temporal != without

@@ -147,3 +147,27 @@ def test_trainable_set_is_tune_a_video_s(unets):
     assert names and all(".attn1.to_q." in n or ".attn2.to_q." in n or ".temporal.attn." in n for n in names)
     assert any(".attn2.to_q." in n for n in names) and any(".temporal.attn.to_out." in n for n in names)
     assert not any("to_k" in n and ".temporal." not in n for n in names)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 5])
+def test_without_a_latent_prompt_each_frame_sees_the_first_and_previous(frames):
+    videos = torch.randn(2, frames, 5, 3)
+    expected = torch.stack([torch.cat([videos[:, 0], videos[:, max(i - 1, 0)]], dim=1) for i in range(frames)], dim=1)
+    assert torch.equal(gather_key_frames(videos, prompt=False), expected)
+
+
+def test_without_a_latent_prompt_frames_stay_causal_and_frame_one_leads(unets, text):
+    """Tune-A-Video's sparse-causal attention: frame k changes no earlier frame; frame 1 changes all."""
+    _, video = unets
+    x = torch.randn(1, 5, 4, 8, 8, generator=torch.Generator().manual_seed(6))
+    with torch.inference_mode():
+        base = video(x, T, text, prompt=False)
+        for k in range(5):
+            changed = x.clone()
+            changed[:, k] += torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(k))
+            out = video(changed, T, text, prompt=False)
+            assert all(torch.equal(out[:, i], base[:, i]) for i in range(k))
+            assert all((out[:, i] - base[:, i]).abs().max() > 1e-5 for i in range(k, 5) if k == 0 or i == k)
+        single = video(x[:, :1], T, text, prompt=False)
+    assert base.shape == x.shape
+    assert torch.allclose(single[0, 0], base[0, 0], atol=1e-6)  # frame 1 attends to itself only

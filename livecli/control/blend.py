@@ -1,7 +1,7 @@
 """Local blend (Prompt-to-Prompt §3.3) with LIVE's Gaussian blur (paper §3.4).
 
-The blend words' cross-attention at the layers of one resolution (16×16 for 512 px
-frames) is summed over heads, words, layers and steps as it is produced: the only maps
+The blend words' cross-attention at the layers of one resolution (those whose maps are
+nearest 16×16: Prompt-to-Prompt's for 512 px frames) is summed over heads, words, layers and steps as it is produced: the only maps
 kept between UNet calls are these sums, `[2, frames, h, w]`, whatever the number of
 steps. After each step from `--blend-start` on, the mask is made from the sums so far:
 
@@ -19,8 +19,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-BLEND_FACTOR = 4
-"""The blend layers' downsampling of the latents: 16×16 maps for 64×64 latents (512 px)."""
+BLEND_MAP_SIDE = 16
+"""The blend layers' map side Prompt-to-Prompt uses at 512 px (64×64 latents, downsampled ×4)."""
 
 
 def downsampled(size: int, factor: int) -> int:
@@ -30,8 +30,10 @@ def downsampled(size: int, factor: int) -> int:
     return size
 
 
-def pick_factor(available: set[int], wanted: int = BLEND_FACTOR) -> int:
-    """`wanted` when the UNet has cross-attention at it, else the nearest it has."""
+def pick_factor(available: set[int], latent_side: int) -> int:
+    """The downsampling (of those the UNet has cross-attention at) whose maps are nearest
+    16×16: ×4 for SD at 512 px, ×1 for 16×16 latents (the shapes model at 64 px)."""
+    wanted = max(latent_side / BLEND_MAP_SIDE, 1.0)
     return min(sorted(available), key=lambda f: abs(math.log2(f) - math.log2(wanted)))
 
 
@@ -60,8 +62,11 @@ class LocalBlend:
         target_tokens: tuple[int, ...],
         threshold: float,
         sigma: float,
+        latent_prompt: bool = True,
     ):
         self.frames = frames
+        self.first = 1 if latent_prompt else 0
+        """Where the video's frames begin in the maps: after the latent prompt, if any."""
         self.latent_size = latent_size
         self.map_size = tuple(downsampled(side, factor) for side in latent_size)
         self.tokens = self.map_size[0] * self.map_size[1]
@@ -77,9 +82,9 @@ class LocalBlend:
         return query_tokens == self.tokens
 
     def record(self, source_maps: torch.Tensor, edit_maps: torch.Tensor) -> None:
-        """Add one layer's maps, [frames (latent prompt first), heads, queries, 77] each."""
-        source = source_maps[1:, :, :, self.source_tokens].float().sum(dim=(1, 3))
-        edit = edit_maps[1:, :, :, self.target_tokens].float().sum(dim=(1, 3))
+        """Add one layer's maps, [frames (latent prompt first, if any), heads, queries, 77] each."""
+        source = source_maps[self.first :, :, :, self.source_tokens].float().sum(dim=(1, 3))
+        edit = edit_maps[self.first :, :, :, self.target_tokens].float().sum(dim=(1, 3))
         both = torch.stack([source, edit])
         self.sums = both if self.sums is None else self.sums + both
 

@@ -6,7 +6,9 @@ The video UNet folds frames into the batch, so a spatial attention layer sees
 reaches every attention layer of the UNet and survives gradient checkpointing, whose
 recomputation gets the same arguments as the forward pass.
 
-Frame 0 of the layout is the latent prompt z_lp; frames 1…F are the video.
+Frame 0 of the layout is the latent prompt z_lp and frames 1…F are the video; a model
+trained without the latent prompt (the ablation, and Tune-A-Video's sparse-causal
+attention) has frames 0…F-1 the video, and each frame attends to `[z_1, z_{i-1}]`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class VideoLayout:
     """Frames per video, the latent prompt included."""
     temporal: bool = True
     """Run the temporal attentions (the textual-inversion objective bypasses them)."""
+    prompt: bool = True
+    """Frame 0 is the latent prompt; False: every frame is video (no latent prompt)."""
 
 
 def key_frames(frames: int) -> list[tuple[int, int, int]]:
@@ -38,12 +42,17 @@ def key_frames(frames: int) -> list[tuple[int, int, int]]:
     return [(0, 0, 0)] + [(0, 1, max(i - 1, 1)) for i in range(1, frames)]
 
 
-def gather_key_frames(videos: torch.Tensor) -> torch.Tensor:
+def gather_key_frames(videos: torch.Tensor, prompt: bool = True) -> torch.Tensor:
     """[b, frames, tokens, c] -> [b, frames, 3·tokens, c]: each frame's `key_frames` side by side.
 
+    Without a latent prompt, [b, frames, 2·tokens, c]: `[z_1, z_{i-1}]` (frame 1 its own previous).
     Built from slices and broadcasts, not an index: the backward of an index gather
     accumulates in parallel on the CPU and is not bit-reproducible; slices are.
     """
+    if not prompt:
+        first = videos[:, :1].expand_as(videos)
+        previous = torch.cat([videos[:, :1], videos[:, :-1]], dim=1)
+        return torch.cat([first, previous], dim=2)
     prompt, rest = videos[:, :1], videos[:, 1:]
     later = rest.shape[1]
     first = torch.cat([prompt, videos[:, 1:2].expand(-1, later, -1, -1)], dim=1)
@@ -73,7 +82,7 @@ def frame_attention_inputs(
     query = attn.to_q(hidden_states)
 
     def gather(projected: torch.Tensor) -> torch.Tensor:
-        return gather_key_frames(projected.unflatten(0, (-1, frames))).flatten(0, 1)
+        return gather_key_frames(projected.unflatten(0, (-1, frames)), layout.prompt).flatten(0, 1)
 
     key = gather(attn.to_k(hidden_states))
     value = gather(attn.to_v(hidden_states))

@@ -1,10 +1,11 @@
-"""Finding and loading the base model: a hub id, a local folder, a single file, or `tiny`.
+"""Finding and loading the base model: a hub id, a local folder, a single file, `tiny` or `shapes`.
 
 `resolve_model` turns what the user passed to `--model` into a `ModelSource`: where the
 diffusers folder (or single checkpoint file) lies on disk and a revision string that
 identifies its content for fingerprints. Hub ids are downloaded once into the Hugging
 Face cache and then read from the snapshot folder, so every kind of model but the
-single file loads through the same `from_pretrained(folder)` code.
+single file loads through the same `from_pretrained(folder)` code: `tiny` is built into
+the user cache, `shapes` ships inside the package as a diffusers folder.
 """
 
 from __future__ import annotations
@@ -52,11 +53,11 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 class ModelSource:
     id: str
     """What the user passed to --model."""
-    kind: Literal["tiny", "folder", "file", "hub"]
+    kind: Literal["tiny", "shapes", "folder", "file", "hub"]
     path: Path
     """The diffusers folder, or the checkpoint file for kind 'file'."""
     revision: str
-    """Hub commit, or a digest of the local files, or the tiny model's version."""
+    """Hub commit, or a digest of the local files, or the built-in model's version."""
     config: str | None = None
     """For a single file: the diffusers folder or hub id whose configs describe it."""
 
@@ -115,6 +116,8 @@ def resolve_model(ref: str, revision: str | None = None, config: str | None = No
     quiet_libraries()
     if ref == "tiny":
         return ModelSource("tiny", "tiny", tiny_model_dir(), TINY_VERSION)
+    if ref == "shapes":
+        return _shapes_source()
     path = Path(ref).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").is_file() and not (path / "vae" / "config.json").is_file():
@@ -136,6 +139,17 @@ def resolve_model(ref: str, revision: str | None = None, config: str | None = No
     if looks_like_path(ref):
         raise ModelError(f"model {ref} not found: no such folder or file", hint="check the path passed to --model")
     return _download(ref, revision)
+
+
+def _shapes_source() -> ModelSource:
+    from livecli.shapes.model import MODEL_DIR, SHAPES_VERSION
+
+    if not (MODEL_DIR / "model_index.json").is_file():
+        raise ModelError(
+            f"the shapes model's weights are missing from this install ({MODEL_DIR})",
+            hint="reinstall live, or train them: python -m livecli.shapes.train --out DIR --install",
+        )
+    return ModelSource("shapes", "shapes", MODEL_DIR, SHAPES_VERSION)
 
 
 def _download(repo_id: str, revision: str | None) -> ModelSource:
@@ -191,6 +205,24 @@ def download_snapshot(
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
         raise ModelError(f"cannot download {what} {repo_id!r} from the Hugging Face Hub: {reason(exc)}", hint=offline_hint) from None
     return None
+
+
+def native_size(source: ModelSource) -> int:
+    """The side the model was trained at: its UNet's sample size × the VAE's downsampling.
+
+    diffusers' pipelines default to the same; a single file carries no configs to read
+    before loading, so it gets SD v1's 512.
+    """
+    import json
+
+    if source.kind == "file":
+        return 512
+    try:
+        unet = json.loads((source.path / "unet" / "config.json").read_text())
+        vae = json.loads((source.path / "vae" / "config.json").read_text())
+        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (OSError, ValueError, KeyError, TypeError):
+        return 512
 
 
 # --------------------------------------------------------------------------- device and precision

@@ -20,6 +20,7 @@ from livecli.models import text as text_model
 from livecli.models.loading import ModelSource, load_denoiser
 from livecli.models.video_unet import VideoUNet, inflate
 from livecli.progress import say
+from livecli.store import RECORD, read_toml
 
 
 @dataclass
@@ -28,8 +29,9 @@ class TrainedModel:
     tokenizer: object
     text_encoder: torch.nn.Module
     scheduler_config: dict
-    latent_prompt: torch.Tensor
-    """The trained latent prompt [1, 4, h, w]: the conditional branch's."""
+    latent_prompt: torch.Tensor | None
+    """The trained latent prompt [1, 4, h, w]: the conditional branch's; None for a model
+    trained without one (--no-latent-prompt)."""
     reference: torch.Tensor
     """The reference image's latents [1, 4, h, w]: the unconditional branch's latent prompt."""
     token: str
@@ -51,9 +53,13 @@ class TrainedModel:
         self, latents: torch.Tensor, timestep: int, alpha: float, text: torch.Tensor, latent_prompts: torch.Tensor
     ) -> torch.Tensor:
         """ε_θ for each video: latents [B, F, 4, h, w] (fp32), text [B, 77, dim], latent prompts
-        [B, 1, 4, h, w] put in front of the frames. Returns fp32 [B, F, 4, h, w]."""
-        videos = torch.cat([latent_prompts, latents.to(self.dtype)], dim=1)
-        output = self.video_unet(videos, timestep, text)[:, 1:].float()
+        [B, 1, 4, h, w] put in front of the frames (ignored by a model without a latent
+        prompt). Returns fp32 [B, F, 4, h, w]."""
+        if self.latent_prompt is None:
+            output = self.video_unet(latents.to(self.dtype), timestep, text, prompt=False).float()
+        else:
+            videos = torch.cat([latent_prompts, latents.to(self.dtype)], dim=1)
+            output = self.video_unet(videos, timestep, text)[:, 1:].float()
         return ddim.to_epsilon(output, latents, alpha, self.prediction_type)
 
 
@@ -68,13 +74,14 @@ def load_trained(train_dir: Path, reference: torch.Tensor, source: ModelSource, 
     video_unet = inflate(parts.unet)
     attention_deltas.apply_deltas(video_unet, attention_deltas.load_deltas(train_dir / train_stage.DELTAS))
     video_unet.to(dtype).eval().requires_grad_(False)
-    latent_prompt = load_file(train_dir / train_stage.LATENT_PROMPT)["latent_prompt"]
+    settings = read_toml(train_dir / RECORD).get("settings", {})
+    latent_prompt = None if settings.get("no_latent_prompt") else load_file(train_dir / train_stage.LATENT_PROMPT)["latent_prompt"]
     return TrainedModel(
         video_unet=video_unet,
         tokenizer=parts.tokenizer,
         text_encoder=parts.text_encoder.to(dtype),
         scheduler_config=dict(parts.noise_scheduler.config),
-        latent_prompt=latent_prompt.to(device=device, dtype=dtype),
+        latent_prompt=latent_prompt.to(device=device, dtype=dtype) if latent_prompt is not None else None,
         reference=reference.to(device=device, dtype=dtype),
         token=token,
         device=device,

@@ -102,11 +102,13 @@ class VideoUNet(nn.Module):
         timestep: torch.Tensor | int,
         text: torch.Tensor,
         temporal: bool = True,
+        prompt: bool = True,
     ) -> torch.Tensor:
         """Predict the noise of every frame.
 
-        latents: [batch, frames, c, h, w]; timestep: a scalar or one per video;
-        text: [batch, tokens, dim], the prompt embedding of each video.
+        latents: [batch, frames, c, h, w], frame 0 the latent prompt unless `prompt` is
+        False; timestep: a scalar or one per video; text: [batch, tokens, dim], the
+        prompt embedding of each video.
         """
         batch, frames = latents.shape[:2]
         timestep = torch.as_tensor(timestep, device=latents.device).reshape(-1).expand(batch)
@@ -114,7 +116,7 @@ class VideoUNet(nn.Module):
             latents.flatten(0, 1),
             timestep.repeat_interleave(frames),
             encoder_hidden_states=text.repeat_interleave(frames, dim=0),
-            cross_attention_kwargs={"video": VideoLayout(frames, temporal)},
+            cross_attention_kwargs={"video": VideoLayout(frames, temporal, prompt)},
         ).sample
         return out.unflatten(0, (batch, frames))
 

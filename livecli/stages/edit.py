@@ -78,8 +78,11 @@ def make_control(model, prompts: EditPrompts, config: EditConfig, frames: int, l
     if not config.no_blend:
         if not prompts.source_blend and not prompts.target_blend:
             raise ProjectError("local blend has no word to make its mask from", hint="name words with --blend, or pass --no-blend")
-        factor = pick_factor(cross_attention_factors(model.video_unet))
-        blend = LocalBlend(frames, latent_size, factor, prompts.source_blend, prompts.target_blend, config.blend_threshold, config.blur_sigma)
+        factor = pick_factor(cross_attention_factors(model.video_unet), max(latent_size))
+        blend = LocalBlend(
+            frames, latent_size, factor, prompts.source_blend, prompts.target_blend, config.blend_threshold, config.blur_sigma,
+            latent_prompt=model.latent_prompt is not None,
+        )  # fmt: skip
     return AttentionControl(prompts, config.steps, config.cross_replace, config.self_replace, branch_batch(config.guidance), blend)
 
 

@@ -4,7 +4,8 @@ For each edit evaluated it writes
 
     eval/<name>/
       metrics.json        schema-versioned: every setting, a row for the edit and one for
-                          the source video (the baseline), and per-frame values
+                          the source video (the baseline), and per-frame values; on the
+                          `shapes` model also the judge's object match
       report.md           the same, readable, with the contact sheet
       contact_sheet.png   the reference image, then rows of source frames, edited
                           frames and blend masks, numbered
@@ -43,8 +44,6 @@ EVALS = "eval"
 METRICS, REPORT, SHEET = "metrics.json", "report.md", "contact_sheet.png"
 METRICS_SCHEMA = 1
 """Version of metrics.json; bumped when a field changes meaning or goes away."""
-LATENT_CELL = 8
-"""Image pixels per latent cell (SD's VAE downsamples by 8)."""
 
 METRIC_LABELS = {
     "clip_score": "CLIP score",
@@ -54,6 +53,7 @@ METRIC_LABELS = {
     "reference_similarity_crop": "CLIP-I reference, object crop",
     "background_psnr": "background PSNR (dB)",
     "background_ssim": "background SSIM",
+    "object_match": "object match (judge, shapes only)",
 }
 
 
@@ -151,7 +151,7 @@ def _evaluate(project: Project, manifest: dict, prepared: Record, name: str, con
     started = time.perf_counter()
     frames, source, reference, masks = _read_pictures(project, name)
     mask = mask_tensor(masks) if masks else None
-    margin = config.mask_margin * LATENT_CELL
+    margin = config.mask_margin * latent_cell(prepared)
 
     embedder = scorer.embedder
     with progress.bar(f"scoring {name} (CLIP)", 2) as advance:
@@ -162,6 +162,10 @@ def _evaluate(project: Project, manifest: dict, prepared: Record, name: str, con
         advance()
         rows["source"] = score_video(embedder, source, source, text_embedding, reference_embedding, mask, margin, whole=source_embeddings)
         advance()
+    if manifest.get("model", {}).get("kind") == "shapes":
+        for video, matches in judge_object_match(reference, {"edit": frames, "source": source}).items():
+            rows[video].object_match = sum(matches) / len(matches)
+            rows[video].per_frame["object_match"] = matches
 
     share = None if mask is None else round(float(background(mask, margin).float().mean()), 4)
     metrics = {
@@ -196,6 +200,27 @@ def _evaluate(project: Project, manifest: dict, prepared: Record, name: str, con
     return Evaluation(name, StageResult(STAGE, project.stage_dir(where), record, skipped=False), metrics)
 
 
+def latent_cell(prepared: Record) -> int:
+    """Image pixels per latent cell: 8 for SD's VAE, 4 for the shapes model's."""
+    return max(1, prepared.settings["size"] // prepared.facts["frames_shape"][-1])
+
+
+def judge_object_match(reference: Image.Image, videos: dict[str, list[Image.Image]]) -> dict[str, list[float]]:
+    """Per frame of each video, 1.0 where the shapes judge reads the shape and colour it reads
+    in the reference image, else 0.0: whether the edit shows the reference's object."""
+    from livecli.shapes.judge import load_judge
+    from livecli.shapes.model import JUDGE_FILE
+
+    judge = load_judge(JUDGE_FILE)
+    wanted = judge.read([reference])
+    matches = {}
+    for video, frames in videos.items():
+        answers = judge.read(frames)
+        right = (answers["shape"] == wanted["shape"][0]) & (answers["colour"] == wanted["colour"][0])
+        matches[video] = [float(hit) for hit in right]
+    return matches
+
+
 def _read_pictures(project: Project, name: str) -> tuple[list[Image.Image], list[Image.Image], Image.Image, list[Image.Image] | None]:
     """The edit's frames, the prepared frames, the reference image and the edit's masks
     (None without local blend); an error when the edit's frames do not match the clip's."""
@@ -220,7 +245,8 @@ def _load_metrics(project: Project, where: str) -> dict[str, Any]:
 
 def _headline(scores: VideoScores) -> str:
     psnr = "n/a" if scores.background_psnr is None else f"{scores.background_psnr:.1f} dB"
-    return f"CLIP {scores.clip_score:.1f} · CLIP-I {scores.reference_similarity:.3f} · background PSNR {psnr}"
+    judged = "" if scores.object_match is None else f" · object {scores.object_match:.0%}"
+    return f"CLIP {scores.clip_score:.1f} · CLIP-I {scores.reference_similarity:.3f} · background PSNR {psnr}{judged}"
 
 
 def format_value(value: float | None) -> str:
@@ -243,6 +269,8 @@ def render_report(metrics: dict[str, Any], project: Project, name: str) -> str:
         "| --- | --- | --- |",
     ]
     for field, label in METRIC_LABELS.items():
+        if field == "object_match" and metrics["rows"]["edit"].get(field) is None:
+            continue
         lines.append(f"| {label} | {format_value(metrics['rows']['edit'][field])} | {format_value(metrics['rows']['source'][field])} |")
     share = metrics["background_share"]
     lines += [
@@ -254,6 +282,11 @@ def render_report(metrics: dict[str, Any], project: Project, name: str) -> str:
         f"{metrics['settings']['eval']['mask_margin']} latent cells"
         + ("" if share is None else f" ({share:.0%} of the pixels)")
         + f"; PSNR is capped at {metrics['psnr_cap_db']:g} dB (identical pixels). The source row compares the source with itself.",
+        *(
+            ["- Object match: the share of frames in which the shapes judge reads the shape and colour it reads in the reference image."]
+            if metrics["rows"]["edit"].get("object_match") is not None
+            else []
+        ),
         "",
         "![contact sheet](contact_sheet.png)",
         "",

@@ -95,7 +95,7 @@ def invert_latents(
     """The DDIM trajectory [steps + 1, F, 4, h, w] of the video latents under `prompt`, unguided."""
     schedule = ddim.ddim_schedule(model.scheduler_config, steps)
     text = model.encode([prompt])
-    latent_prompt = model.latent_prompt.unsqueeze(0)
+    latent_prompt = model.latent_prompt.unsqueeze(0) if model.latent_prompt is not None else None
 
     def predict(latents, timestep, index):
         noise = model.noise(latents, timestep, schedule.alphas[index], text, latent_prompt)

@@ -2,9 +2,10 @@
 
 Writes `prepare/` in the project:
 
-    frames/0000.png …      the sampled frames, SIZE×SIZE
+    frames/0000.png …      the sampled frames, SIZE×SIZE (by default the model's own size)
     reference.png          the reference image, framed like the frames
-    latents.safetensors    `frames` [F, 4, SIZE/8, SIZE/8] and `reference` [1, 4, SIZE/8, SIZE/8]:
+    latents.safetensors    `frames` [F, 4, SIZE/8, SIZE/8] and `reference` [1, 4, SIZE/8, SIZE/8]
+                           (SIZE/4 for `shapes`, whose VAE downsamples ×4):
                            the VAE posterior mean × the scaling factor, fp32
     record.toml            settings, input digests, output hashes, shapes, frame rate
 
@@ -14,7 +15,7 @@ and the manifest `live.toml` (model, sources with SHA-256, prompt, object).
 from __future__ import annotations
 
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ from safetensors.torch import save_file
 from livecli import progress
 from livecli.config import ModelConfig, PrepareConfig
 from livecli.errors import InputError, ProjectError
-from livecli.models.loading import dtype_name, load_vae, resolve_device, resolve_dtype, resolve_model
+from livecli.models.loading import dtype_name, load_vae, native_size, resolve_device, resolve_dtype, resolve_model
 from livecli.models.vae import encode_images
 from livecli.stages import StageResult
 from livecli.store import Project, Record, fingerprint, sha256_path
@@ -96,6 +97,8 @@ def run(
     project.check_writable()
     with project.lock():
         source = resolve_model(model.model, config=model.model_config)
+        if config.size is None:
+            config = replace(config, size=native_size(source))
         device = resolve_device(model.device)
         dtype = resolve_dtype(model.dtype, device)
         settings = {**config.settings(), "dtype": dtype_name(dtype)}

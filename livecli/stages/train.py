@@ -5,7 +5,7 @@ Reads `prepare/latents.safetensors` and the base model; writes `train/`:
     attention_deltas.safetensors   trained-minus-base query weights (float64) and the
                                    temporal attentions in full (see models/deltas.py)
     token.safetensors              {token: embedding}, diffusers' textual-inversion format
-    latent_prompt.safetensors      `latent_prompt` [1, 4, h, w]
+    latent_prompt.safetensors      `latent_prompt` [1, 4, h, w] (none with --no-latent-prompt)
     losses.csv                     step, video_loss, text_loss, loss, lr, ti_lr, seconds
     record.toml
 
@@ -79,11 +79,16 @@ def check_precision(config: TrainConfig, device: torch.device) -> None:
         raise ConfigError("--mixed-precision fp16 needs a GPU", hint="on the CPU use --mixed-precision no (or bf16)")
 
 
+def artefacts(settings: dict) -> tuple[str, ...]:
+    """The files a finished training leaves (no latent prompt when trained without one)."""
+    return (DELTAS, TOKEN) if settings.get("no_latent_prompt") else (DELTAS, TOKEN, LATENT_PROMPT)
+
+
 def require(project: Project) -> Record:
     """The train record of a project whose training matches its prepared frames, or the error that says what to run."""
     prepared = prepare_stage.require(project)
     record = project.record(STAGE)
-    if record is None or not all((project.stage_dir(STAGE) / name).is_file() for name in (DELTAS, TOKEN, LATENT_PROMPT)):
+    if record is None or not all((project.stage_dir(STAGE) / name).is_file() for name in artefacts(record.settings)):
         raise ProjectError(f"{project.root} is not trained yet", hint="run `live train` first (see `live train --help`)")
     if record.inputs.get("prepare") != prepared.fingerprint:
         raise ProjectError(
@@ -131,7 +136,8 @@ def write_trained(folder: Path, trainer: LiveTrainer, base: dict[str, torch.Tens
     """The artefacts of training so far, into `folder`: deltas, token, latent prompt, losses."""
     attention_deltas.save_deltas(folder / DELTAS, attention_deltas.extract_deltas(trainer.video_unet, base))
     text_model.save_token(folder / TOKEN, trainer.placeholder.token, trainer.token_vector)
-    save_file({"latent_prompt": trainer.latent_prompt.detach().float().cpu().contiguous()}, folder / LATENT_PROMPT)
+    if trainer.latent_prompt is not None:  # trained without one (--no-latent-prompt), there is no file
+        save_file({"latent_prompt": trainer.latent_prompt.detach().float().cpu().contiguous()}, folder / LATENT_PROMPT)
     atomic_write_bytes(folder / LOSSES, losses_csv(rows))
 
 
@@ -178,7 +184,8 @@ def restore(trainer: LiveTrainer, checkpoint: Checkpoint) -> None:
     """Bring the trainer to the checkpoint's state (the deltas are applied before it is built)."""
     folder = checkpoint.folder
     with torch.no_grad():
-        trainer.latent_prompt.copy_(load_file(folder / LATENT_PROMPT)["latent_prompt"])
+        if trainer.latent_prompt is not None:
+            trainer.latent_prompt.copy_(load_file(folder / LATENT_PROMPT)["latent_prompt"])
         trainer.token_vector.copy_(text_model.load_token(folder / TOKEN)[1])
     trainer.load_optimizer_state(load_file(folder / OPTIMIZER))
     trainer.generator.set_state(load_file(folder / RNG)["generator"])
@@ -302,7 +309,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
                 "token": config.token,
                 "token_prompt": trainer.token_prompt,
                 "frames": int(latents["frames"].shape[0]),
-                "latent_prompt_shape": list(trainer.latent_prompt.shape),
+                "latent_prompt_shape": list(trainer.latent_prompt.shape) if trainer.latent_prompt is not None else None,
                 "trainable_parameters": sum(p.numel() for p in trainer.video_params) + trainer.token_vector.numel(),
                 "fixed_draw_loss_before": asdict(before),
                 "fixed_draw_loss_after": asdict(after),

