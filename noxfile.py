@@ -22,7 +22,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Install live and run `live demo` on the tiny model (random weights: plumbing, not a real edit)."""
+    """Install live (a wheel: the shipped shapes weights must be in it) and run `live demo` on the shapes model."""
     session.install(TORCH)
     session.install(".")
     session.run("live", "demo", "--out", "live-demo", *session.posargs)

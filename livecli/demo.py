@@ -3,7 +3,7 @@
 The clip is one of the benchmark's (livecli/shapes/scenes.py): a shape gliding over a
 patterned background, written as PNG frames; the reference image shows another shape,
 of a colour and shape the model never saw together, on another background. The pipeline
-then runs every stage on `--model shapes` at 64 px, so a CPU shows a real object swap
+then runs every stage on `--model shapes` at 64 px, so a CPU runs a real model
 in a few minutes, and the true edit is written beside it to compare with.
 """
 

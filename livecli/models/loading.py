@@ -10,6 +10,7 @@ the user cache, `shapes` ships inside the package as a diffusers folder.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -149,7 +150,18 @@ def _shapes_source() -> ModelSource:
             f"the shapes model's weights are missing from this install ({MODEL_DIR})",
             hint="reinstall live, or train them: python -m livecli.shapes.train --out DIR --install",
         )
-    return ModelSource("shapes", "shapes", MODEL_DIR, SHAPES_VERSION)
+    return ModelSource("shapes", "shapes", MODEL_DIR, f"{SHAPES_VERSION}-{content_digest(MODEL_DIR)}")
+
+
+@functools.lru_cache(maxsize=4)
+def content_digest(folder: Path) -> str:
+    """A digest of every file's name and bytes: the same for every install of the same weights
+    (the shipped model is ~14 MB, hashed in milliseconds; mtimes change with each install)."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(folder).as_posix().encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def _download(repo_id: str, revision: str | None) -> ModelSource:
