@@ -38,7 +38,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("LIVE_CACHE_DIR") or platformdirs.user_cache_dir("live"))
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def byte_characters() -> dict[int, str]:
     """CLIP's reversible map from bytes to printable characters (GPT-2's byte-level BPE)."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     chars = printable[:]
@@ -53,7 +53,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 def tiny_vocabulary() -> dict[str, int]:
     """Every byte-level character, alone and word-final (`</w>`), then the two specials."""
-    symbols = list(_bytes_to_unicode().values())
+    symbols = list(byte_characters().values())
     tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
     return {token: index for index, token in enumerate(tokens)}
 

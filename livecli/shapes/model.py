@@ -14,6 +14,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from livecli.models.tiny import byte_characters
 from livecli.shapes.scenes import caption_words
 
 SHAPES_VERSION = "shapes-v1"
@@ -37,13 +38,6 @@ SCHEDULE = {
 }
 
 
-def _byte_characters() -> list[str]:
-    """The printable stand-ins of CLIP's byte-level BPE for all 256 bytes (GPT-2's table)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    extra = [256 + k for k in range(256 - len(printable))]
-    return [chr(c) for c in printable + extra]
-
-
 def vocabulary(words: list[str]) -> tuple[dict[str, int], list[str]]:
     """A BPE vocabulary and merge list that read every word of `words` as one token.
 
@@ -51,7 +45,7 @@ def vocabulary(words: list[str]) -> tuple[dict[str, int], list[str]]:
     merges are learnt as BPE learns them (the most frequent pair first, ties by name) until
     every word is whole: a tokenizer applying them by rank then retraces the same steps.
     """
-    symbols = _byte_characters()
+    symbols = list(byte_characters().values())
     tokens = symbols + [s + "</w>" for s in symbols]
     pieces = {word: [*word[:-1], word[-1] + "</w>"] for word in words}
     merges: list[str] = []
