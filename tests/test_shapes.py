@@ -111,3 +111,11 @@ def test_the_shipped_model_follows_captions():
     scores = quality.judge_samples(load_judge(JUDGE_FILE), images, prompted)
     for question, floor in CAPTION_FLOORS.items():
         assert scores[question] >= floor, (question, scores)
+
+
+@shipped
+def test_the_shipped_tokenizer_is_the_one_the_training_script_builds():
+    from transformers import CLIPTokenizer
+
+    shipped_tokenizer = CLIPTokenizer.from_pretrained(MODEL_DIR, subfolder="tokenizer")
+    assert shipped_tokenizer.get_vocab() == build_tokenizer().get_vocab()
