@@ -106,7 +106,7 @@ def metrics_table(evaluations, title: str) -> Table:
     table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("edit", no_wrap=True)
     # A metric no row has (the judge's, on models other than shapes) gets no column.
-    shown = [f for f in TABLE_METRICS if any(e.metrics["rows"]["edit"].get(f) is not None for e in evaluations) or f != "object_match"]
+    shown = [f for f in TABLE_METRICS if f != "object_match" or any(e.metrics["rows"]["edit"].get(f) is not None for e in evaluations)]
     for field in shown:
         table.add_column(TABLE_METRICS[field], justify="right", no_wrap=True)
     for evaluation in evaluations:
