@@ -86,6 +86,9 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int)
     parser.add_argument("--variants", nargs="+", choices=benchmark.VARIANT_NAMES, default=list(benchmark.VARIANT_NAMES))
     parser.add_argument("--model", help="the model to edit with (default: shapes)")
+    parser.add_argument("--seed", type=int, help="seed of the cases (default 0; tune on another seed than the one you report)")
+    parser.add_argument("--guidance", type=float, help="classifier-free guidance of the edits (default 5)")
+    parser.add_argument("--results", type=Path, default=HERE / "results", help="where the table, JSON and grid go (default: bench/results)")
     parser.add_argument("--work", type=Path, help="folder for the cases' projects (default: bench/work/edit_quality[-quick])")
     args = parser.parse_args()
 
@@ -94,7 +97,7 @@ def main() -> None:
     from livecli.shapes.model import JUDGE_FILE
 
     settings = benchmark.QUICK if args.quick else benchmark.Settings()
-    overrides = {"cases": args.cases, "train_steps": args.train_steps, "model": args.model}
+    overrides = {"cases": args.cases, "train_steps": args.train_steps, "model": args.model, "seed": args.seed, "guidance": args.guidance}
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     variants = tuple(v for v in benchmark.VARIANTS if v.name in args.variants)
     suffix = "-quick" if args.quick else ""
@@ -118,14 +121,15 @@ def main() -> None:
     markdown = table(rows, descriptions)
     print(markdown)
 
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
+    results = args.results
+    results.mkdir(parents=True, exist_ok=True)
     stem = results / f"edit_quality{suffix}"
     report = {"settings": settings.__dict__, "seconds": round(time.perf_counter() - started), "rows": rows, "cases": cases}
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     title = f"# Edit quality on drawn clips ({settings.cases} cases, {settings.train_steps} training steps, {settings.edit_steps} edit steps)\n\n"
     stem.with_suffix(".md").write_text(title + markdown + "\n")
-    grid(work, cases, names).save(stem.with_suffix(".png"))
+    # Drawn scenes need no more than 256 colours: a palette PNG is a quarter of the size.
+    grid(work, cases, names).quantize(colors=256).save(stem.with_suffix(".png"), optimize=True)
     print(f"wrote {stem}.md, .json and .png in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
 

@@ -83,7 +83,7 @@ def textual_inversion(model_dir: Path, judge, samples: int, steps: int, lr: floa
         background_colour = next(c for c in COLOUR_NAMES[k + 1 :] + COLOUR_NAMES if c != colour)
         background = random_background(rng, "plain", background_colour)
         reference = render(Scene(background, Placed(shape, colour, 32.0, 32.0, 15.0)))
-        init_word = "circle" if shape != "circle" else "square"
+        init_word = shape  # a word for the reference object, as `live train --init-word` takes it
         pipeline = quality.load_pipeline(model_dir)  # a fresh one: no token from the last object
         _, vector = invert_object(
             pipeline, reference, f"a <tok> on a plain {background_colour} background", init_word, steps, lr, seed=k

@@ -87,6 +87,8 @@ LrOpt = Annotated[float, _flag(TrainConfig, "lr", "--lr", panel=TRAINING)]
 TiLrOpt = Annotated[float, _flag(TrainConfig, "ti_lr", "--ti-lr", panel=TRAINING)]
 LambdaOpt = Annotated[float, _flag(TrainConfig, "text_weight", "--lambda", panel=TRAINING)]
 TokenOpt = Annotated[str, _flag(TrainConfig, "token", "--token", panel=TRAINING)]
+ReferencePromptOpt = Annotated[Optional[str], _flag(TrainConfig, "reference_prompt", "--reference-prompt", panel=TRAINING, default="", metavar="TEXT")]
+InitWordOpt = Annotated[Optional[str], _flag(TrainConfig, "init_word", "--init-word", panel=TRAINING, default="", metavar="WORD")]
 SeedOpt = Annotated[int, _flag(TrainConfig, "seed", "--seed", panel=TRAINING)]
 CheckpointEveryOpt = Annotated[int, _flag(TrainConfig, "checkpoint_every", "--checkpoint-every", panel=TRAINING)]
 MixedPrecisionOpt = Annotated[str, _flag(TrainConfig, "mixed_precision", "--mixed-precision", panel=TRAINING)]
@@ -108,6 +110,8 @@ NoBlendOpt = Annotated[bool, _flag(EditConfig, "no_blend", "--no-blend", panel=E
 BlendThresholdOpt = Annotated[float, _flag(EditConfig, "blend_threshold", "--blend-threshold", panel=EDIT_CONTROL)]
 BlurSigmaOpt = Annotated[float, _flag(EditConfig, "blur_sigma", "--blur-sigma", panel=EDIT_CONTROL)]
 BlendStartOpt = Annotated[float, _flag(EditConfig, "blend_start", "--blend-start", panel=EDIT_CONTROL)]
+BlendBackgroundOpt = Annotated[str, _flag(EditConfig, "blend_background", "--blend-background", panel=EDIT_CONTROL)]
+LatentPromptOpt = Annotated[str, _flag(EditConfig, "latent_prompt", "--latent-prompt", panel=EDITING)]
 RefineOpt = Annotated[int, _flag(EditConfig, "refine", "--refine", panel=EDITING)]
 PinSourceOpt = Annotated[bool, _flag(EditConfig, "pin_source", "--pin-source", panel=EDITING)]
 EtaOpt = Annotated[float, _flag(EditConfig, "eta", "--eta", panel=EDITING)]
@@ -215,6 +219,8 @@ def train(
     ti_lr: TiLrOpt = 5e-3,
     text_weight: LambdaOpt = 1.0,
     token: TokenOpt = DEFAULT_TOKEN,
+    reference_prompt: ReferencePromptOpt = None,
+    init_word: InitWordOpt = None,
     seed: SeedOpt = 33,
     checkpoint_every: CheckpointEveryOpt = 100,
     mixed_precision: MixedPrecisionOpt = "no",
@@ -307,9 +313,11 @@ def edit(
     blend_threshold: BlendThresholdOpt = 0.3,
     blur_sigma: BlurSigmaOpt = 1.0,
     blend_start: BlendStartOpt = 0.2,
+    blend_background: BlendBackgroundOpt = "source",
     refine: RefineOpt = 0,
     pin_source: PinSourceOpt = False,
     eta: EtaOpt = 0.0,
+    latent_prompt: LatentPromptOpt = "trained",
     seed: Annotated[int, _flag(EditConfig, "seed", "--seed", panel=EDITING)] = 0,
     model: ModelOpt = None,
     model_config_: ModelConfigOpt = None,
@@ -423,6 +431,8 @@ def run(
     ti_lr: TiLrOpt = 5e-3,
     text_weight: LambdaOpt = 1.0,
     token: TokenOpt = DEFAULT_TOKEN,
+    reference_prompt: ReferencePromptOpt = None,
+    init_word: InitWordOpt = None,
     seed: SeedOpt = 33,
     checkpoint_every: CheckpointEveryOpt = 100,
     mixed_precision: MixedPrecisionOpt = "no",
@@ -437,6 +447,7 @@ def run(
     refine: RefineOpt = 0,
     pin_source: PinSourceOpt = False,
     eta: EtaOpt = 0.0,
+    latent_prompt: LatentPromptOpt = "trained",
     edit_seed: Annotated[int, _flag(EditConfig, "seed", "--edit-seed", panel=EDITING)] = 0,
     cross_replace: CrossReplaceOpt = 0.6,
     self_replace: SelfReplaceOpt = 0.3,
@@ -446,6 +457,7 @@ def run(
     blend_threshold: BlendThresholdOpt = 0.3,
     blur_sigma: BlurSigmaOpt = 1.0,
     blend_start: BlendStartOpt = 0.2,
+    blend_background: BlendBackgroundOpt = "source",
     clip_model: ClipModelOpt = None,
     text: TextOpt = None,
     mask_margin: MaskMarginOpt = 2,

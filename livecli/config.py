@@ -118,6 +118,18 @@ class TrainConfig:
     ti_lr: float = field(default=5e-3, metadata=_help("Learning rate of the learned token's embedding (textual inversion)."))
     text_weight: float = field(default=1.0, metadata=_help("λ in L = L_unet + λ·L_text: the weight of the textual-inversion loss."))
     token: str = field(default=DEFAULT_TOKEN, metadata=_help("The placeholder string that learns the reference object."))
+    reference_prompt: str | None = field(
+        default=None,
+        metadata=_help(
+            "What the reference image shows, with <tok> (or the object word) where the new object is, "
+            "e.g. 'a <tok> on a beach'. Default: the source prompt. Name the reference's own background: "
+            "what the prompt leaves unsaid, the token learns."
+        ),
+    )
+    init_word: str | None = field(
+        default=None,
+        metadata=_help("The word whose embedding the token starts from (default: the object word). A word for the reference object helps, e.g. 'dog'."),
+    )
     seed: int = field(default=33, metadata=_help("Seed of the noise, timesteps and new weights: equal seeds give equal runs."))
     checkpoint_every: int = field(default=100, metadata=_help("Save a resumable checkpoint every N steps (and on Ctrl-C)."))
     mixed_precision: str = field(default="no", metadata=_help("no, fp16 (GPU) or bf16: compute precision of the forward passes."))
@@ -154,12 +166,19 @@ class TrainConfig:
             raise ConfigError(f"--max-grad-norm must be positive, got {self.max_grad_norm:g}", hint="the default is 1.0")
         if not self.token or any(c.isspace() for c in self.token):
             raise ConfigError(f"--token must be one string without spaces, got {self.token!r}", hint=f"e.g. --token '{DEFAULT_TOKEN}'")
+        if self.reference_prompt is not None and not self.reference_prompt.strip():
+            raise ConfigError("--reference-prompt is empty", hint="describe the reference image, e.g. --reference-prompt 'a <tok> on a beach'")
+        if self.init_word is not None and not self.init_word.strip():
+            raise ConfigError("--init-word is empty", hint="name the reference object, e.g. --init-word dog, or leave it out")
 
     def settings(self) -> dict[str, Any]:
         """What the trained result depends on (how often to checkpoint, or whether to
         recompute activations, changes nothing in it)."""
         values = asdict(self)
         del values["checkpoint_every"], values["gradient_checkpointing"]
+        for optional in ("reference_prompt", "init_word"):  # unset, they leave earlier projects' fingerprints as they were
+            if values[optional] is None:
+                del values[optional]
         return values
 
 
@@ -209,6 +228,10 @@ def edit_slug(replacements: tuple[str, ...]) -> str:
     return "+".join(slugs)[:80].strip("-+.") or "edit"
 
 
+LATENT_PROMPTS = ("trained", "reference")
+BLEND_BACKGROUNDS = ("source", "clip")
+
+
 @dataclass(frozen=True)
 class EditConfig:
     replace: tuple[str, ...] = field(metadata=_help("A=B: swap the prompt's word A for B; <tok> is the learned token. Repeatable."))
@@ -223,6 +246,14 @@ class EditConfig:
     blend_threshold: float = field(default=0.3, metadata=_help("Local blend: share of the maximum attention that counts as the object."))
     blur_sigma: float = field(default=1.0, metadata=_help("Local blend: Gaussian blur of the mask, in latent pixels (8 image pixels); 0: none."))
     blend_start: float = field(default=0.2, metadata=_help("Local blend: fraction of the steps after which the background is kept."))
+    blend_background: str = field(
+        default="source",
+        metadata=_help(
+            "Local blend: what the background keeps: 'source' (the source branch's latents: Prompt-to-Prompt, the paper) "
+            "or 'clip' (the clip's own inverted latents: the background stays the clip's when guidance makes the source drift). "
+            "'clip' is not in the paper."
+        ),
+    )
     refine: int = field(default=0, metadata=_help(REFINE_HELP))
     pin_source: bool = field(
         default=False,
@@ -233,6 +264,13 @@ class EditConfig:
     )
     eta: float = field(default=0.0, metadata=_help("DDIM η: 0 is deterministic (the paper); above 0 adds seeded noise each step."))
     seed: int = field(default=0, metadata=_help("Seed of the noise that --eta adds."))
+    latent_prompt: str = field(
+        default="trained",
+        metadata=_help(
+            "The edit's latent prompt in the conditional branch: 'trained' (the paper: learnt from the clip, it carries "
+            "the source object's look) or 'reference' (the reference image's latents: the new object's look). Not in the paper."
+        ),
+    )
 
     def __post_init__(self) -> None:
         if not self.replace:
@@ -255,6 +293,12 @@ class EditConfig:
             raise ConfigError(f"--name {self.name!r} is not a plain folder name", hint="use letters, digits, '.', '-', '_' or '+', e.g. --name dog")
         if self.no_blend and self.blend is not None:
             raise ConfigError("--blend and --no-blend contradict each other", hint="pass one of them")
+        if self.blend_background not in BLEND_BACKGROUNDS:
+            raise ConfigError(
+                f"--blend-background {self.blend_background!r} is not one of {', '.join(BLEND_BACKGROUNDS)}", hint="--blend-background clip, or leave it out"
+            )
+        if self.latent_prompt not in LATENT_PROMPTS:
+            raise ConfigError(f"--latent-prompt {self.latent_prompt!r} is not one of {', '.join(LATENT_PROMPTS)}", hint="--latent-prompt reference, or leave it out")
 
     @property
     def folder_name(self) -> str:
@@ -267,6 +311,9 @@ class EditConfig:
         del values["name"]
         if not self.eta:
             del values["seed"]
+        for name, paper in (("latent_prompt", "trained"), ("blend_background", "source")):
+            if values[name] == paper:  # the paper's default leaves earlier edits' fingerprints as they were
+                del values[name]
         return values
 
 

@@ -10,19 +10,20 @@ in a few minutes, and the true edit is written beside it to compare with.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from livecli.config import EditConfig, EvalConfig, ModelConfig, PrepareConfig, TrainConfig
+from livecli.config import EvalConfig, ModelConfig, PrepareConfig
 from livecli.pipeline import Job, JobOutcome, run_job
+from livecli.shapes import benchmark
 from livecli.shapes.scenes import ClipPair, clip_pair
 from livecli.stages import StageResult
 from livecli.video import write_pngs
 
 DEMO_SEED = 3
 """A purple cross on a dotted red background, to become the reference's green star."""
-FRAMES = 8
-TRAIN_STEPS = 300
-EDIT_STEPS = 50
+FRAMES = benchmark.FRAMES
+TRAIN_STEPS = benchmark.Settings.train_steps
 
 
 def demo_pair() -> ClipPair:
@@ -47,18 +48,18 @@ def make_samples(folder: Path) -> tuple[Path, Path]:
 
 
 def demo_job(folder: Path, clip: Path, image: Path, model: str = "shapes", train_steps: int = TRAIN_STEPS) -> Job:
-    """Every stage at 64 px, 8 frames: a few minutes on a laptop CPU."""
+    """Every stage at 64 px, 8 frames, with the edit benchmark's settings: a few minutes on a laptop CPU."""
     pair = demo_pair()
-    shape = pair.source_object[0]
+    settings = replace(benchmark.Settings(), train_steps=train_steps, model=model)
     return Job(
         name="demo",
         clip=clip,
         image=image,
         project=folder / "demo.live",
         model=ModelConfig(model=model, device="cpu"),
-        prepare=PrepareConfig(prompt=pair.source_prompt, object=shape, frames=FRAMES, size=64),
-        train=TrainConfig(steps=train_steps, checkpoint_every=100),
-        edit=EditConfig(replace=(f"{shape}=<tok>",), steps=EDIT_STEPS),
+        prepare=PrepareConfig(prompt=pair.source_prompt, object=pair.source_object[0], frames=FRAMES, size=benchmark.SIZE),
+        train=benchmark.train_config(pair, settings, checkpoint_every=100),
+        edit=benchmark.edit_config(pair, settings),
         eval=EvalConfig(clip_model="tiny"),
     )
 
@@ -67,4 +68,4 @@ def run(
     folder: Path, on_stage: Callable[[StageResult], None] = lambda result: None, model: str = "shapes", train_steps: int = TRAIN_STEPS
 ) -> JobOutcome:
     clip, image = make_samples(folder)
-    return run_job(demo_job(folder, clip, image, model, train_steps), on_stage)
+    return run_job(demo_job(folder, clip, image, model, train_steps), on_stage, replace_other=True)

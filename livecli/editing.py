@@ -28,18 +28,28 @@ StepWatcher = Callable[[int, torch.Tensor, torch.Tensor | None], None]
 
 
 def guided_noise(
-    model: TrainedModel, latents: torch.Tensor, timestep: int, alpha: float, text: torch.Tensor, null: torch.Tensor, guidance: float
+    model: TrainedModel,
+    latents: torch.Tensor,
+    timestep: int,
+    alpha: float,
+    text: torch.Tensor,
+    null: torch.Tensor,
+    guidance: float,
+    conditional: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """ε for V videos [V, F, 4, h, w] under their prompts `text` [V, 77, d], guided.
 
     The UNet sees one batch: the V unconditional videos first, then the V conditional
     ones (just the conditional ones when the guidance is 1, which needs no other).
+    The conditional videos' latent prompts are `conditional` [V, 1, 4, h, w], by default
+    the trained one (the paper); the unconditional ones get the reference's.
     """
     videos = latents.shape[0]
     if model.latent_prompt is None:  # trained without one: plain guidance
         conditional = unconditional = None
     else:
-        conditional = model.latent_prompt.expand(videos, 1, *model.latent_prompt.shape[1:])
+        if conditional is None:
+            conditional = model.latent_prompt.expand(videos, 1, *model.latent_prompt.shape[1:])
         unconditional = model.reference.expand(videos, 1, *model.reference.shape[1:])
     if guidance == 1:
         return model.noise(latents, timestep, alpha, text, conditional)
@@ -101,20 +111,30 @@ def sample_edit(
     eta: float = 0.0,
     generator: torch.Generator | None = None,
     watch: StepWatcher | None = None,
+    edit_latent_prompt: str = "trained",
+    clip_background: list[torch.Tensor] | None = None,
 ) -> EditOutcome:
     """Source and edit from x_T [F, 4, h, w] side by side; `texts` [2, 77, d] their prompts.
 
     After each step from `blend_from` on, local blend keeps the source's latents outside
     the mask. `pinned` (the inversion's trajectory) keeps the source branch on the
     inverted latents and moves the edit by the same correction (Direct Inversion,
-    Ju et al. 2023): an extension, off in the paper's method.
+    Ju et al. 2023): an extension, off in the paper's method. `edit_latent_prompt`
+    "reference" gives the edit's conditional branch the reference's latents as latent
+    prompt instead of the trained one (the source keeps the trained one): an extension too.
+    `clip_background` (the inversion's trajectory) makes local blend keep the clip's own
+    inverted latents outside the mask instead of the source branch's, which drift from
+    the clip under guidance: an extension (blended latent diffusion's rule), off in the paper.
     """
     blend: LocalBlend | None = control.blend
     mask: torch.Tensor | None = None
+    conditional = None
+    if edit_latent_prompt == "reference" and model.latent_prompt is not None:
+        conditional = torch.stack([model.latent_prompt, model.reference])
 
     def predict(latents, timestep, index):
         control.step = index
-        return guided_noise(model, latents, timestep, schedule.alphas[index], texts, null, guidance)
+        return guided_noise(model, latents, timestep, schedule.alphas[index], texts, null, guidance, conditional)
 
     def after_step(index: int, latents: torch.Tensor) -> torch.Tensor:
         nonlocal mask
@@ -124,7 +144,8 @@ def sample_edit(
             edit, source = edit + (exact - source), exact
         if blend is not None and index >= blend_from:
             mask = blend.mask()
-            edit = LocalBlend.apply(source, edit, mask)
+            kept = source if clip_background is None else clip_background[index + 1].to(source)
+            edit = LocalBlend.apply(kept, edit, mask)
         latents = torch.stack([source, edit])
         if watch is not None:
             watch(index, latents, mask if blend is not None and index >= blend_from else None)

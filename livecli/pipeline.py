@@ -71,11 +71,14 @@ class JobOutcome:
         return self.evaluation.metrics["rows"] if self.evaluation is not None else None
 
 
-def run_job(job: Job, on_stage: Callable[[StageResult], None] = lambda result: None, redo_edit: bool = False) -> JobOutcome:
+def run_job(
+    job: Job, on_stage: Callable[[StageResult], None] = lambda result: None, redo_edit: bool = False, replace_other: bool = False
+) -> JobOutcome:
     """Run (or skip) every stage of `job`; `on_stage` hears of each as it finishes.
 
     `redo_edit` makes the edit and its evaluation again, replacing an edit of the same
-    name (the stages before them still run only when stale).
+    name (the stages before them still run only when stale); `replace_other` replaces
+    it only when it was made with other settings.
     """
     edit_stage.check_words(job.prepare.prompt, job.edit, job.train.token)
     project = Project(job.project)
@@ -91,7 +94,7 @@ def run_job(job: Job, on_stage: Callable[[StageResult], None] = lambda result: N
     timed(lambda: prepare_stage.run(project, job.prepare, job.clip, job.image, job.model))
     timed(lambda: train_stage.run(project, job.train, job.model))
     started = time.perf_counter()
-    edited = edit_stage.run(project, job.edit, job.model, force=redo_edit)
+    edited = edit_stage.run(project, job.edit, job.model, force=redo_edit, replace_other=replace_other)
     # The edit ran its inversion inside the same call; split the time between them.
     inversion_seconds = 0.0 if edited.inversion.skipped else edited.inversion.record.seconds
     outcome.stages.append(StageTime(edited.inversion, inversion_seconds))

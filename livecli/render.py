@@ -83,7 +83,8 @@ def evaluated(result: StageResult) -> str:
         psnr = "the blend mask covers every pixel, no background score"
     else:
         psnr = f"background PSNR {facts['background_psnr']:.1f} dB over {facts['background_share']:.0%} of the pixels"
-    return f"CLIP score {facts['clip_score']:.1f} (source {facts['source_clip_score']:.1f}), CLIP-I {facts['reference_similarity']:.3f}, {psnr}"
+    judged = f", object match {facts['object_match']:.0%} (judge)" if facts.get("object_match") is not None else ""
+    return f"CLIP score {facts['clip_score']:.1f} (source {facts['source_clip_score']:.1f}), CLIP-I {facts['reference_similarity']:.3f}, {psnr}{judged}"
 
 
 SUMMARIES = {"prepare": prepared, "train": trained, "invert": inverted, "edit": edited, "eval": evaluated}

@@ -17,7 +17,7 @@ from livecli.config import EditConfig, ModelConfig
 from livecli.control.attention import AttentionControl
 from livecli.control.blend import LocalBlend, gaussian_blur, pick_factor
 from livecli.control.prompts import Replacement, edit_prompts
-from livecli.editing import branch_batch, guided_sample, sample_edit
+from livecli.editing import branch_batch, guided_noise, guided_sample, sample_edit
 from livecli.models.loading import load_denoiser, resolve_model
 from livecli.stages import invert as invert_stage
 from livecli.stages.edit import make_control
@@ -114,7 +114,7 @@ def test_the_trajectory_runs_from_noise_to_the_prepared_latents(trained):
 # --------------------------------------------------------------------------- properties 2–4: editing
 
 
-def run_edit(model, start, config: EditConfig, target_watch=None, pinned=None, blend_factor=None):
+def run_edit(model, start, config: EditConfig, target_watch=None, pinned=None, blend_factor=None, clip_background=None):
     replacements = [Replacement.parse(text) for text in config.replace]
     keep = config.keep.split() if config.keep else None
     prompts = edit_prompts(model.tokenizer, PROMPT, replacements, model.token, keep)
@@ -134,6 +134,8 @@ def run_edit(model, start, config: EditConfig, target_watch=None, pinned=None, b
         blend_from=int(config.blend_start * config.steps),
         pinned=pinned,
         watch=target_watch,
+        edit_latent_prompt=config.latent_prompt,
+        clip_background=clip_background,
     )
     return outcome, prompts
 
@@ -190,6 +192,44 @@ def test_local_blend_keeps_the_source_outside_the_mask(trained):
     assert torch.equal(outcome.mask, seen[-1][2])
 
 
+def test_blend_can_keep_the_clip_outside_the_mask(trained):
+    """--blend-background clip: outside the mask the edit is the clip's inverted latents at
+    each step (not the source branch's, which differs from them under guidance)."""
+    project, model, frames = trained
+    trajectory = invert_stage.invert_latents(model, frames, PROMPT, 10)
+    config = EditConfig(replace=("car=<tok>",), steps=10, blend_threshold=0.999, blur_sigma=0.3, blend_start=0.3, blend_background="clip")
+    seen = []
+
+    def watch(index, latents, mask):
+        seen.append((index, latents.clone(), None if mask is None else mask.clone()))
+
+    outcome, _ = run_edit(model, trajectory[0], config, watch, blend_factor=1, clip_background=list(trajectory))
+    blended = [(index, latents, mask) for index, latents, mask in seen if mask is not None]
+    assert blended
+    for index, (source, edit), mask in blended:
+        outside = (mask == 0).expand_as(edit)
+        assert 0 < outside.float().mean() < 1, "the test needs a mask with an inside and an outside"
+        assert torch.equal(edit[outside], trajectory[index + 1][outside])
+        assert not torch.equal(edit[outside], source[outside])  # the source branch drifted: the test can fail
+    assert torch.equal(outcome.edit[(outcome.mask == 0).expand_as(frames)], frames[(outcome.mask == 0).expand_as(frames)])
+
+
+def test_the_reference_latent_prompt_goes_to_the_edit_branch_only(trained):
+    """--latent-prompt reference: the edit's conditional video gets the reference's latents
+    in front, the source's keeps the trained latent prompt; the unconditional ones are as before."""
+    project, model, frames = trained
+    latents = torch.randn((2, *frames.shape), generator=torch.Generator().manual_seed(3))
+    text, null = model.encode([PROMPT, PROMPT]), model.encode([""])
+    both = torch.stack([model.latent_prompt, model.reference])
+    mixed = guided_noise(model, latents, 500, 0.5, text, null, 4.0, conditional=both)
+    for video, prompt in ((0, model.latent_prompt), (1, model.reference)):
+        conditional = model.noise(latents[video : video + 1], 500, 0.5, text[:1], prompt[None])
+        unconditional = model.noise(latents[video : video + 1], 500, 0.5, null, model.reference[None])
+        expected = unconditional + 4.0 * (conditional - unconditional)
+        torch.testing.assert_close(mixed[video : video + 1], expected, rtol=0, atol=1e-5)
+    assert not torch.allclose(mixed[1], guided_noise(model, latents, 500, 0.5, text, null, 4.0)[1], atol=1e-4)
+
+
 def test_blend_maps_do_not_grow_with_the_steps(trained):
     project, model, frames = trained
     peaks = []
@@ -221,6 +261,21 @@ def test_blur_is_finite_and_normalised():
     assert blurred.shape == mask.shape
     assert blurred.sum().item() == pytest.approx(1.0, abs=1e-6)
     assert blurred[..., 8, 12].item() == 0.0 and blurred[..., 8, 11].item() > 0  # radius ⌈3σ⌉ = 3
+
+
+def test_blend_mask_ignores_a_floor_of_attention():
+    """A word that takes half its peak attention everywhere (as in a small model) still gives
+    a mask of the peak alone: the range, not the maximum alone, is scaled to [0, 1]."""
+    blend = LocalBlend(frames=1, latent_size=(8, 8), factor=2, source_tokens=(1,), target_tokens=(2,), threshold=0.3, sigma=0.0)
+    source = torch.full((2, 1, 16, 77), 0.5)
+    source[1, 0, 0, 1] = 1.0  # the peak at the top-left corner
+    edit = torch.full((2, 1, 16, 77), 0.5)  # the same floor, its peak in the same corner
+    edit[1, 0, 0, 2] = 1.0
+    blend.record(source, edit)
+    mask = blend.mask()[0, 0]
+    expected = torch.zeros(8, 8)
+    expected[:4, :4] = 1
+    assert torch.equal(mask, expected)
 
 
 def test_blend_mask_follows_the_recipe():

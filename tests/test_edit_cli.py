@@ -124,6 +124,8 @@ def test_edit_after_the_frames_changed_asks_to_train_again(cli, trained_here, cl
         (["--replace", "car=<tok>", "--steps", "0"], "--steps must be between 1 and 1000"),
         (["--replace", "car=<tok>", "--name", "../x"], "--name '../x' is not a plain folder name"),
         (["--replace", "car=<tok>", "--blend", "car", "--no-blend"], "--blend and --no-blend"),
+        (["--replace", "car=<tok>", "--latent-prompt", "first"], "--latent-prompt 'first' is not one of trained, reference"),
+        (["--replace", "car=<tok>", "--blend-background", "grey"], "--blend-background 'grey' is not one of source, clip"),
     ],
 )
 def test_bad_edit_input_is_one_line_and_changes_nothing(cli, trained_here, args, message):

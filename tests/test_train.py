@@ -233,6 +233,9 @@ def prepared(cli, clip, image) -> Path:
         (("--size", "128", "--frames", "4"), "--frames and --size go with CLIP IMAGE"),
         (("clip.mp4",), "CLIP needs IMAGE"),
         (("clip.mp4", "ref.png"), "CLIP IMAGE need --prompt and --object"),
+        (("--reference-prompt", "a dog on a lawn"), "--reference-prompt 'a dog on a lawn' names neither <tok> nor the object word 'car'"),
+        (("--reference-prompt", " "), "--reference-prompt is empty"),
+        (("--init-word", " "), "--init-word is empty"),
     ],
 )
 def test_bad_input_is_one_line_and_changes_nothing(cli, prepared, args, message):
@@ -308,3 +311,38 @@ def test_the_ablation_switches_train_what_they_say(cli, clip, image, capture_tra
         trainer.config = trainer.config.__class__(**{**trainer.config.__dict__, "image_temporal": False})
         without = trainer.text_loss(generator(), 500).item()
     assert with_temporal != without
+
+
+def test_the_reference_prompt_and_init_word_are_what_the_image_objective_uses(cli, clip, image, capture_trainer):
+    """By default the token replaces the object word of the source prompt and starts from
+    its embedding; --reference-prompt and --init-word change both, and only when given do
+    they enter the settings (earlier projects stay up to date)."""
+    parts = load_denoiser(resolve_model("tiny"), torch.device("cpu"), torch.float32)
+    embeddings = parts.text_encoder.get_input_embeddings().weight.detach()
+
+    def _ids(word: str) -> list[int]:
+        return parts.tokenizer(word, add_special_tokens=False).input_ids
+
+    def embedding_of(word: str) -> torch.Tensor:
+        return embeddings[_ids(word)].mean(dim=0)
+
+    assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "1").code == 0
+    trainer = capture_trainer[-1]
+    assert trainer.token_prompt == "a jeep <@#$> is moving on the road"
+    torch.testing.assert_close(trainer.placeholder.init, embedding_of("car"), rtol=0, atol=0)
+    settings = read_toml(TRAIN / "record.toml")["settings"]
+    assert "reference_prompt" not in settings and "init_word" not in settings
+
+    result = cli("train", "--steps", "1", "--reference-prompt", "a <tok> on a green lawn", "--init-word", "puppy dog")
+    assert result.code == 0, result.err
+    trainer = capture_trainer[-1]
+    assert trainer.token_prompt == "a <@#$> on a green lawn"
+    assert len(_ids("puppy dog")) > 1
+    torch.testing.assert_close(trainer.placeholder.init, embedding_of("puppy dog"), rtol=0, atol=1e-7)
+    record = read_toml(TRAIN / "record.toml")
+    assert record["settings"]["reference_prompt"] == "a <tok> on a green lawn" and record["settings"]["init_word"] == "puppy dog"
+    assert record["facts"]["token_prompt"] == "a <@#$> on a green lawn"
+
+    # the object word may stand for the token, as in the source prompt
+    assert cli("train", "--steps", "1", "--reference-prompt", "a car on a green lawn").code == 0
+    assert capture_trainer[-1].token_prompt == "a <@#$> on a green lawn"

@@ -5,7 +5,7 @@ nearest 16×16: Prompt-to-Prompt's for 512 px frames) is summed over heads, word
 kept between UNet calls are these sums, `[2, frames, h, w]`, whatever the number of
 steps. After each step from `--blend-start` on, the mask is made from the sums so far:
 
-    max-pool 3×3 → upsample to the latents → divide by the frame's maximum → > threshold
+    max-pool 3×3 → upsample to the latents → scale the frame's range to [0, 1] → > threshold
     → OR over source and edit → Gaussian blur (σ in latent pixels)
 
 and the edit keeps the source branch's latents where the mask is 0:
@@ -100,7 +100,11 @@ class LocalBlend:
         maps = self.sums.reshape(2 * self.frames, 1, *self.map_size)
         maps = F.max_pool2d(maps, kernel_size=3, stride=1, padding=1)
         maps = F.interpolate(maps, size=(height, width))
-        maps = maps / maps.amax(dim=(2, 3), keepdim=True).clamp_min(torch.finfo(maps.dtype).tiny)
+        # Prompt-to-Prompt divides by the maximum alone: in SD the object word's attention
+        # off the object is near 0, so that is the same as this. A smaller model spreads a
+        # floor of attention everywhere (half the peak in `shapes`), which this removes.
+        floor = maps.amin(dim=(2, 3), keepdim=True)
+        maps = (maps - floor) / (maps.amax(dim=(2, 3), keepdim=True) - floor).clamp_min(torch.finfo(maps.dtype).tiny)
         chosen = maps > self.threshold
         mask = (chosen[: self.frames] | chosen[self.frames :]).float()
         return gaussian_blur(mask, self.sigma) if self.sigma > 0 else mask

@@ -44,7 +44,8 @@ def tokenizer_knows(tokenizer, token: str) -> bool:
 
 
 def add_placeholder(tokenizer, text_encoder, token: str, init_word: str) -> Placeholder:
-    """Add `token` to the tokenizer and a row for it to the text encoder, set to `init_word`'s."""
+    """Add `token` to the tokenizer and a row for it to the text encoder, set to `init_word`'s
+    embedding (the mean of its tokens' when the tokenizer splits it)."""
     if tokenizer_knows(tokenizer, token):
         raise ConfigError(
             f"the tokenizer already knows --token {token!r}, so it cannot become the learned object",
@@ -52,14 +53,14 @@ def add_placeholder(tokenizer, text_encoder, token: str, init_word: str) -> Plac
         )
     init_ids = tokenizer(init_word, add_special_tokens=False).input_ids
     if not init_ids:
-        raise InputError(f"the object word {init_word!r} gives no token", hint="pass a word of the prompt with --object")
+        raise InputError(f"the word {init_word!r} that the token starts from gives no token", hint="pass a real word with --init-word or --object")
     tokenizer.add_tokens(token)
     token_id = tokenizer.convert_tokens_to_ids(token)
     text_encoder.resize_token_embeddings(len(tokenizer))
     weight = text_encoder.get_input_embeddings().weight
     with torch.no_grad():
-        weight[token_id] = weight[init_ids[0]]
-    return Placeholder(token, token_id, weight[init_ids[0]].detach().clone())
+        weight[token_id] = weight[init_ids].mean(dim=0)
+    return Placeholder(token, token_id, weight[token_id].detach().clone())
 
 
 def install_token(tokenizer, text_encoder, token: str, vector: torch.Tensor) -> int:

@@ -56,10 +56,20 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("live", "LIVE as the paper has it: latent prompt, word swap, local blend"),
+    Variant(
+        "live",
+        "LIVE (latent prompt, word swap, local blend) with this tool's two extensions: the reference's latents as the edit's "
+        "latent prompt (`--latent-prompt reference`) and the clip's background kept by the blend (`--blend-background clip`)",
+    ),
+    Variant(
+        "paper",
+        "LIVE as the paper has it: the trained latent prompt in the edit's conditional branch, the blend keeping the source branch",
+        edit={"latent_prompt": "trained", "blend_background": "source"},
+    ),
+    Variant("source-background", "`live` with the blend keeping the source branch (the paper's blend)", edit={"blend_background": "source"}),
     Variant("no-latent-prompt", "without the latent prompt: frames attend to the first and previous frame", train={"no_latent_prompt": True}),
     Variant("image-temporal", "temporal attention run in the image objective too", train={"image_temporal": True}),
-    Variant("no-blend", "LIVE without local blend", edit={"no_blend": True}),
+    Variant("no-blend", "without local blend", edit={"no_blend": True}),
     Variant(
         "tav",
         "Tune-A-Video style: first + previous frame attention, textual inversion, DDIM inversion, no attention control",
@@ -81,6 +91,10 @@ class Settings:
     ti_lr: float = 5e-3
     edit_steps: int = 50
     guidance: float = 5.0
+    latent_prompt: str = "reference"
+    """The edit's conditional latent prompt, for the variants that do not set their own."""
+    blend_background: str = "clip"
+    """What local blend keeps outside the mask, for the variants that blend."""
     model: str = "shapes"
 
     def key(self) -> str:
@@ -113,20 +127,37 @@ def write_case(folder: Path, pair: ClipPair) -> tuple[Path, Path]:
     return folder / "clip", folder / "reference.png"
 
 
+def train_config(pair: ClipPair, settings: Settings, **changes: Any) -> TrainConfig:
+    """The training of a case: the reference's caption, and its object's shape word to
+    start the token from (what a user knows of an image)."""
+    changes = {"checkpoint_every": 1000, **changes}
+    return TrainConfig(
+        steps=settings.train_steps,
+        lr=settings.lr,
+        ti_lr=settings.ti_lr,
+        reference_prompt=pair.reference_prompt("<tok>"),
+        init_word=pair.target_object[0],
+        **changes,
+    )
+
+
+def edit_config(pair: ClipPair, settings: Settings, name: str | None = None, **changes: Any) -> EditConfig:
+    """The edit of a case: its object word becomes the learnt token."""
+    changes = {"latent_prompt": settings.latent_prompt, "blend_background": settings.blend_background, **changes}
+    return EditConfig(replace=(f"{pair.source_object[0]}=<tok>",), name=name, steps=settings.edit_steps, guidance=settings.guidance, **changes)
+
+
 def variant_job(folder: Path, pair: ClipPair, variant: Variant, settings: Settings) -> Job:
     clip, image = write_case(folder, pair)
-    shape = pair.source_object[0]
-    train = TrainConfig(steps=settings.train_steps, lr=settings.lr, ti_lr=settings.ti_lr, checkpoint_every=1000, **variant.train)
-    edit = EditConfig(replace=(f"{shape}=<tok>",), name=variant.name, steps=settings.edit_steps, guidance=settings.guidance, **variant.edit)
     return Job(
         name=f"{folder.name}/{variant.name}",
         clip=clip,
         image=image,
         project=folder / f"{variant.training}.live",
         model=ModelConfig(model=settings.model, device="cpu"),
-        prepare=PrepareConfig(prompt=pair.source_prompt, object=shape, frames=FRAMES, size=SIZE),
-        train=train,
-        edit=edit,
+        prepare=PrepareConfig(prompt=pair.source_prompt, object=pair.source_object[0], frames=FRAMES, size=SIZE),
+        train=train_config(pair, settings, **variant.train),
+        edit=edit_config(pair, settings, variant.name, **variant.edit),
         eval=EvalConfig(clip_model="tiny"),
     )
 
@@ -172,7 +203,7 @@ def run_case(folder: Path, index: int, settings: Settings, variants: tuple[Varia
     case = {"index": index, "source_prompt": pair.source_prompt, "target_object": " ".join(pair.target_object[::-1]), "variants": {}}
     case["baselines"] = {"source": score_frames(pair.source, pair, judge), "truth": score_frames(pair.truth, pair, judge)}
     for variant in variants:
-        outcome = run_job(variant_job(folder, pair, variant, settings), on_stage)
+        outcome = run_job(variant_job(folder, pair, variant, settings), on_stage, replace_other=True)
         frames = read_pngs(outcome.paths()["video"].parent / "frames")
         scores = score_frames(frames, pair, judge)
         edit_row = (outcome.metrics() or {}).get("edit", {})

@@ -271,6 +271,7 @@ class ClipPair:
     truth_masks: list[Image.Image]
     reference: Image.Image
     background: Background
+    reference_background: Background
     source_object: tuple[str, str]
     """(shape, colour) of the object in the clip."""
     target_object: tuple[str, str]
@@ -288,6 +289,10 @@ class ClipPair:
     @property
     def target_caption(self) -> str:
         return caption(*self.target_object, self.background.pattern, self.background.colour)
+
+    def reference_prompt(self, token: str) -> str:
+        """The reference image's caption with `token` for its object (which has no word)."""
+        return f"a {token} on a {self.reference_background.pattern} {self.reference_background.colour} background"
 
 
 def trajectory(rng: np.random.Generator, frames: int) -> list[tuple[float, float, float]]:
@@ -343,4 +348,4 @@ def clip_pair(
     if (target[0], reference_background.pattern) in HELD_OUT_SCENES:
         reference_background = replace(reference_background, pattern="plain")
     reference = render(Scene(reference_background, Placed(*target, SIDE / 2, SIDE / 2, 15.0)), side)
-    return ClipPair(source, truth, source_masks, truth_masks, reference, background, source_object, target)
+    return ClipPair(source, truth, source_masks, truth_masks, reference, background, reference_background, source_object, target)

@@ -102,8 +102,10 @@ def side_by_side(left: list[Image.Image], right: list[Image.Image]) -> list[Imag
     return joined
 
 
-def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = False) -> EditResult:
-    """Edit the project's video, inverting it first when needed."""
+def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = False, replace_other: bool = False) -> EditResult:
+    """Edit the project's video, inverting it first when needed. `replace_other` replaces an
+    edit of the same name made with other settings (for edits the tool names itself: the
+    demo's and the benchmark's); a user's is refused instead, so that none is lost unasked."""
     manifest = project.manifest()
     with project.lock():
         trained = train_stage.require(project)
@@ -115,7 +117,7 @@ def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = 
         settings = {name: value for name, value in settings.items() if value is not None}  # as record.toml keeps them
         where = edit_folder(config.folder_name)
         existing = project.record(where)
-        if existing is not None and existing.settings != settings and not force:
+        if existing is not None and existing.settings != settings and not (force or replace_other):
             raise ProjectError(
                 f"edit {config.folder_name!r} exists with other settings ({_changed(existing.settings, settings)})",
                 hint="pass --name to keep both, or --force to replace it",
@@ -131,7 +133,8 @@ def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = 
         started = time.perf_counter()
         trained_model = runtime.trained()
         prompts = edit_prompts(trained_model.tokenizer, manifest["prompt"], replacements, token, keep, blend)
-        pinned = list(invert_stage.load_trajectory(inversion)) if config.pin_source else None
+        wants_trajectory = config.pin_source or config.blend_background == "clip"
+        trajectory = list(invert_stage.load_trajectory(inversion)) if wants_trajectory else None
         start = invert_stage.load_start(inversion).to(runtime.device)
         frames, _, height, width = start.shape
         control = make_control(trained_model, prompts, config, frames, (height, width))
@@ -148,12 +151,14 @@ def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = 
                 control,
                 config.guidance,
                 blend_from=int(config.blend_start * config.steps),
-                pinned=pinned,
+                pinned=trajectory if config.pin_source else None,
                 eta=config.eta,
                 generator=generator,
                 watch=lambda *_: advance(),
+                edit_latent_prompt=config.latent_prompt,
+                clip_background=trajectory if config.blend_background == "clip" else None,
             )
-        del pinned, control, trained_model
+        del trajectory, control, trained_model
         runtime.release()
 
         fps = float(project.record("prepare").facts["fps"])

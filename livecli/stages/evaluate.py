@@ -190,6 +190,8 @@ def _evaluate(project: Project, manifest: dict, prepared: Record, name: str, con
         "background_share": share,
         "device": str(scorer.device),
     }
+    if edit_row.get("object_match") is not None:
+        facts["object_match"] = edit_row["object_match"]
     with project.staging(where) as staged:
         atomic_write_bytes(staged / METRICS, (json.dumps(metrics, indent=2) + "\n").encode())
         title = [f"{name}: {text}", _headline(rows["edit"]), f"source: {_headline(rows['source'])}"]

@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from livecli import progress
 from livecli.config import DEFAULT_TOKEN, ModelConfig, TrainConfig
+from livecli.control.prompts import TOKEN_ALIAS
 from livecli.errors import ConfigError, Interrupted, ProjectError, reason
 from livecli.interrupt import stop_at_safe_point
 from livecli.models import deltas as attention_deltas
@@ -72,6 +73,21 @@ def check_token_not_in_prompt(token: str, prompt: str) -> None:
             f"--token {token!r} occurs in the prompt {prompt!r}, so the prompt would change meaning",
             hint=f"pick a rare string that is not in the prompt, e.g. --token '{DEFAULT_TOKEN}'",
         )
+
+
+def reference_caption(config: TrainConfig, prompt: str, object_word: str) -> str:
+    """The image objective's prompt: --reference-prompt (else the source prompt) with the
+    token where the new object is: written as <tok> or the token, or in the object word's place."""
+    caption = (config.reference_prompt or prompt).replace(TOKEN_ALIAS, config.token)
+    if config.token in caption:
+        return caption
+    replaced = text_model.replace_word(caption, object_word, config.token)
+    if replaced == caption:
+        raise ConfigError(
+            f"--reference-prompt {caption!r} names neither <tok> nor the object word {object_word!r}",
+            hint="write <tok> where the new object is, e.g. --reference-prompt 'a <tok> on a beach'",
+        )
+    return replaced
 
 
 def check_precision(config: TrainConfig, device: torch.device) -> None:
@@ -221,7 +237,7 @@ def build_trainer(
     prompt, object_word = manifest["prompt"], manifest["object"]
     progress.say(f"train: loading {source.id}")
     models = load_denoiser(source, accelerator.device, torch.float32)
-    placeholder = text_model.add_placeholder(models.tokenizer, models.text_encoder, config.token, object_word)
+    placeholder = text_model.add_placeholder(models.tokenizer, models.text_encoder, config.token, config.init_word or object_word)
     torch.manual_seed(config.seed)  # the temporal attentions' initial weights
     video_unet = inflate(models.unet)
     trainable = set(trainable_names(video_unet))
@@ -238,7 +254,7 @@ def build_trainer(
     if config.gradient_checkpointing:
         video_unet.unet.enable_gradient_checkpointing()
     data = TrainingData(
-        latents["frames"].float(), latents["reference"].float(), prompt, text_model.replace_word(prompt, object_word, config.token)
+        latents["frames"].float(), latents["reference"].float(), prompt, reference_caption(config, prompt, object_word)
     )
     trainer = LiveTrainer(
         video_unet, models.tokenizer, models.text_encoder, models.noise_scheduler, placeholder, data, config, accelerator
@@ -267,6 +283,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
     with project.lock():
         prepared, manifest = prepare_stage.require(project), project.manifest()
         check_token_not_in_prompt(config.token, manifest["prompt"])
+        reference_caption(config, manifest["prompt"], manifest["object"])
         source = resolve_model(model.model, config=model.model_config)
         device = resolve_device(model.device)
         check_precision(config, device)
