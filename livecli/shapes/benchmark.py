@@ -147,6 +147,10 @@ def edit_config(pair: ClipPair, settings: Settings, name: str | None = None, **c
     return EditConfig(replace=(f"{pair.source_object[0]}=<tok>",), name=name, steps=settings.edit_steps, guidance=settings.guidance, **changes)
 
 
+NO_LATENT_PROMPT_EDIT = {"latent_prompt": "trained"}
+"""A model without a latent prompt has none to choose: the edit keeps the default."""
+
+
 def variant_job(folder: Path, pair: ClipPair, variant: Variant, settings: Settings) -> Job:
     clip, image = write_case(folder, pair)
     return Job(
@@ -157,7 +161,7 @@ def variant_job(folder: Path, pair: ClipPair, variant: Variant, settings: Settin
         model=ModelConfig(model=settings.model, device="cpu"),
         prepare=PrepareConfig(prompt=pair.source_prompt, object=pair.source_object[0], frames=FRAMES, size=SIZE),
         train=train_config(pair, settings, **variant.train),
-        edit=edit_config(pair, settings, variant.name, **variant.edit),
+        edit=edit_config(pair, settings, variant.name, **variant.edit, **NO_LATENT_PROMPT_EDIT if variant.train.get("no_latent_prompt") else {}),
         eval=EvalConfig(clip_model="tiny"),
     )
 

@@ -131,6 +131,8 @@ def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = 
             return EditResult(inversion, StageResult(STAGE, project.stage_dir(where), record, skipped=True))
 
         started = time.perf_counter()
+        if config.latent_prompt == "reference" and trained.settings.get("no_latent_prompt"):
+            progress.say("edit: the model was trained without a latent prompt, so --latent-prompt reference changes nothing")
         trained_model = runtime.trained()
         prompts = edit_prompts(trained_model.tokenizer, manifest["prompt"], replacements, token, keep, blend)
         wants_trajectory = config.pin_source or config.blend_background == "clip"
