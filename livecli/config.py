@@ -28,6 +28,11 @@ def _help(text: str, **more: Any) -> dict[str, Any]:
     return {"help": text, **more}
 
 
+def check_choice(flag: str, value: str, choices: tuple[str, ...], hint: str) -> None:
+    if value not in choices:
+        raise ConfigError(f"{flag} {value!r} is not one of {', '.join(choices)}", hint=hint)
+
+
 def help_for(config: type, name: str) -> str:
     """The `--help` text of a config field."""
     for item in fields(config):
@@ -62,10 +67,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not self.model.strip():
             raise ConfigError("--model is empty", hint="pass a hub id, a folder, a file, 'shapes' or 'tiny'")
-        if self.device not in DEVICES:
-            raise ConfigError(f"--device {self.device!r} is not one of {', '.join(DEVICES)}", hint="--device auto picks the best one")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}", hint="--dtype auto picks fp16 on a GPU, fp32 on the CPU")
+        check_choice("--device", self.device, DEVICES, hint="--device auto picks the best one")
+        check_choice("--dtype", self.dtype, DTYPES, hint="--dtype auto picks fp16 on a GPU, fp32 on the CPU")
 
 
 @dataclass(frozen=True)
@@ -155,11 +158,7 @@ class TrainConfig:
             raise ConfigError(f"--lambda must be 0 or more, got {self.text_weight:g}", hint="--lambda 1 weighs both objectives equally")
         if self.checkpoint_every < 1:
             raise ConfigError(f"--checkpoint-every must be at least 1, got {self.checkpoint_every}", hint="e.g. --checkpoint-every 100")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise ConfigError(
-                f"--mixed-precision {self.mixed_precision!r} is not one of {', '.join(MIXED_PRECISION)}",
-                hint="--mixed-precision fp16 on a GPU, no on the CPU",
-            )
+        check_choice("--mixed-precision", self.mixed_precision, MIXED_PRECISION, hint="--mixed-precision fp16 on a GPU, no on the CPU")
         if not self.weight_decay >= 0:
             raise ConfigError(f"--weight-decay must be 0 or more, got {self.weight_decay:g}", hint="the default is 1e-2")
         if not self.max_grad_norm > 0:
@@ -213,7 +212,7 @@ def check_steps(steps: int) -> None:
 
 def check_ratio(flag: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{flag} must be between 0 and 1, got {value:g}", hint=f"{flag} is a fraction of the steps or of the maximum")
+        raise ConfigError(f"{flag} must be between 0 and 1, got {value:g}", hint=f"{flag} is a fraction of the steps or of the attention's range")
 
 
 EDIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -243,7 +242,7 @@ class EditConfig:
     keep: str | None = field(default=None, metadata=_help("Source words whose cross-attention maps are kept (default: every word not replaced)."))
     blend: str | None = field(default=None, metadata=_help("Words whose attention makes the local-blend mask (default: the replaced words and their replacements)."))
     no_blend: bool = field(default=False, metadata=_help("Turn local blend off: the edit may change the background too."))
-    blend_threshold: float = field(default=0.3, metadata=_help("Local blend: share of the maximum attention that counts as the object."))
+    blend_threshold: float = field(default=0.3, metadata=_help("Local blend: where in each frame's range of attention (0: least, 1: most) the object begins."))
     blur_sigma: float = field(default=1.0, metadata=_help("Local blend: Gaussian blur of the mask, in latent pixels (8 image pixels); 0: none."))
     blend_start: float = field(default=0.2, metadata=_help("Local blend: fraction of the steps after which the background is kept."))
     blend_background: str = field(
@@ -293,12 +292,8 @@ class EditConfig:
             raise ConfigError(f"--name {self.name!r} is not a plain folder name", hint="use letters, digits, '.', '-', '_' or '+', e.g. --name dog")
         if self.no_blend and self.blend is not None:
             raise ConfigError("--blend and --no-blend contradict each other", hint="pass one of them")
-        if self.blend_background not in BLEND_BACKGROUNDS:
-            raise ConfigError(
-                f"--blend-background {self.blend_background!r} is not one of {', '.join(BLEND_BACKGROUNDS)}", hint="--blend-background clip, or leave it out"
-            )
-        if self.latent_prompt not in LATENT_PROMPTS:
-            raise ConfigError(f"--latent-prompt {self.latent_prompt!r} is not one of {', '.join(LATENT_PROMPTS)}", hint="--latent-prompt reference, or leave it out")
+        check_choice("--blend-background", self.blend_background, BLEND_BACKGROUNDS, hint="--blend-background clip, or leave it out")
+        check_choice("--latent-prompt", self.latent_prompt, LATENT_PROMPTS, hint="--latent-prompt reference, or leave it out")
 
     @property
     def folder_name(self) -> str:

@@ -8,7 +8,8 @@ steps. After each step from `--blend-start` on, the mask is made from the sums s
     max-pool 3×3 → upsample to the latents → scale the frame's range to [0, 1] → > threshold
     → OR over source and edit → Gaussian blur (σ in latent pixels)
 
-and the edit keeps the source branch's latents where the mask is 0:
+and the edit keeps the source branch's latents where the mask is 0 (with
+`--blend-background clip`, the clip's inverted latents of the step):
 `edit ← source + mask · (edit − source)`.
 """
 
