@@ -67,14 +67,20 @@ VARIANTS = (
         edit={"latent_prompt": "trained", "blend_background": "source"},
     ),
     Variant("source-background", "`live` with the blend keeping the source branch (the paper's blend)", edit={"blend_background": "source"}),
-    Variant("no-latent-prompt", "without the latent prompt: frames attend to the first and previous frame", train={"no_latent_prompt": True}),
+    # A model without a latent prompt has none to choose: those variants' edits keep the default.
+    Variant(
+        "no-latent-prompt",
+        "without the latent prompt: frames attend to the first and previous frame",
+        train={"no_latent_prompt": True},
+        edit={"latent_prompt": "trained"},
+    ),
     Variant("image-temporal", "temporal attention run in the image objective too", train={"image_temporal": True}),
     Variant("no-blend", "without local blend", edit={"no_blend": True}),
     Variant(
         "tav",
         "Tune-A-Video style: first + previous frame attention, textual inversion, DDIM inversion, no attention control",
         train={"no_latent_prompt": True},
-        edit={"cross_replace": 0.0, "self_replace": 0.0, "no_blend": True},
+        edit={"cross_replace": 0.0, "self_replace": 0.0, "no_blend": True, "latent_prompt": "trained"},
     ),
 )
 VARIANT_NAMES = tuple(v.name for v in VARIANTS)
@@ -147,10 +153,6 @@ def edit_config(pair: ClipPair, settings: Settings, name: str | None = None, **c
     return EditConfig(replace=(f"{pair.source_object[0]}=<tok>",), name=name, steps=settings.edit_steps, guidance=settings.guidance, **changes)
 
 
-NO_LATENT_PROMPT_EDIT = {"latent_prompt": "trained"}
-"""A model without a latent prompt has none to choose: the edit keeps the default."""
-
-
 def variant_job(folder: Path, pair: ClipPair, variant: Variant, settings: Settings) -> Job:
     clip, image = write_case(folder, pair)
     return Job(
@@ -161,7 +163,7 @@ def variant_job(folder: Path, pair: ClipPair, variant: Variant, settings: Settin
         model=ModelConfig(model=settings.model, device="cpu"),
         prepare=PrepareConfig(prompt=pair.source_prompt, object=pair.source_object[0], frames=FRAMES, size=SIZE),
         train=train_config(pair, settings, **variant.train),
-        edit=edit_config(pair, settings, variant.name, **variant.edit, **NO_LATENT_PROMPT_EDIT if variant.train.get("no_latent_prompt") else {}),
+        edit=edit_config(pair, settings, variant.name, **variant.edit),
         eval=EvalConfig(clip_model="tiny"),
     )
 

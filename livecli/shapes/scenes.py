@@ -292,7 +292,7 @@ class ClipPair:
 
     def reference_prompt(self, token: str) -> str:
         """The reference image's caption with `token` for its object (which has no word)."""
-        return f"a {token} on a {self.reference_background.pattern} {self.reference_background.colour} background"
+        return caption(token, None, self.reference_background.pattern, self.reference_background.colour)
 
 
 def trajectory(rng: np.random.Generator, frames: int) -> list[tuple[float, float, float]]:
