@@ -170,4 +170,6 @@ def test_without_a_latent_prompt_frames_stay_causal_and_frame_one_leads(unets, t
             assert all((out[:, i] - base[:, i]).abs().max() > 1e-5 for i in range(k, 5) if k == 0 or i == k)
         single = video(x[:, :1], T, text, prompt=False)
     assert base.shape == x.shape
-    assert torch.allclose(single[0, 0], base[0, 0], atol=1e-6)  # frame 1 attends to itself only
+    # Frame 1 attends to itself only; a 1- and a 5-frame batch differ by float32 rounding
+    # (1.3–1.5e-6 seen, depending on threads), so the fp32 tolerances of assert_close.
+    torch.testing.assert_close(single[0, 0], base[0, 0], rtol=1.3e-6, atol=1e-5)
