@@ -1,7 +1,7 @@
 """Benchmark (not a test): edits of drawn clips scored against the true edit, per variant.
 
 K held-out clip pairs (livecli/shapes/scenes.py), each edited by every variant through the
-real pipeline on `--model shapes` (64 px, 8 frames), scored by livecli/shapes/benchmark.py:
+real pipeline on `--model shapes` (64 px, 8 frames), scored by bench/shapes/benchmark.py:
 object accuracy (the judge reads the reference object's shape and colour), PSNR against
 the true edit inside and outside the true objects, motion error, and `live eval`'s
 background PSNR. Writes a markdown table, JSON and a PNG grid (per case: reference, then
@@ -78,18 +78,29 @@ def grid(work: Path, cases: list[dict], names: tuple[str, ...]):
 
 
 def main() -> None:
-    from livecli.shapes import benchmark
+    from bench.shapes import benchmark
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="K=2 cases, 100 training and 20 edit steps: minutes on a CPU")
+    parser.add_argument(
+        "--quick", action="store_true", help="K=2 cases, 100 training and 20 edit steps: minutes on a CPU"
+    )
     parser.add_argument("--cases", type=int, help="number of clip pairs K")
     parser.add_argument("--train-steps", type=int)
     parser.add_argument("--variants", nargs="+", choices=benchmark.VARIANT_NAMES, default=list(benchmark.VARIANT_NAMES))
     parser.add_argument("--model", help="the model to edit with (default: shapes)")
-    parser.add_argument("--seed", type=int, help="seed of the cases (default 0; tune on another seed than the one you report)")
+    parser.add_argument(
+        "--seed", type=int, help="seed of the cases (default 0; tune on another seed than the one you report)"
+    )
     parser.add_argument("--guidance", type=float, help="classifier-free guidance of the edits (default 5)")
-    parser.add_argument("--results", type=Path, default=HERE / "results", help="where the table, JSON and grid go (default: bench/results)")
-    parser.add_argument("--work", type=Path, help="folder for the cases' projects (default: bench/work/edit_quality[-quick])")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=HERE / "results",
+        help="where the table, JSON and grid go (default: bench/results)",
+    )
+    parser.add_argument(
+        "--work", type=Path, help="folder for the cases' projects (default: bench/work/edit_quality[-quick])"
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("LIVE_QUIET", "1")
@@ -97,7 +108,13 @@ def main() -> None:
     from livecli.shapes.model import JUDGE_FILE
 
     settings = benchmark.QUICK if args.quick else benchmark.Settings()
-    overrides = {"cases": args.cases, "train_steps": args.train_steps, "model": args.model, "seed": args.seed, "guidance": args.guidance}
+    overrides = {
+        "cases": args.cases,
+        "train_steps": args.train_steps,
+        "model": args.model,
+        "seed": args.seed,
+        "guidance": args.guidance,
+    }
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     variants = tuple(v for v in benchmark.VARIANTS if v.name in args.variants)
     suffix = "-quick" if args.quick else ""
@@ -117,16 +134,26 @@ def main() -> None:
         )
     names = tuple(v.name for v in variants)
     rows = benchmark.summarise(cases, names)
-    descriptions = {"source": "the clip unedited (a floor)", "truth": "the true edit (a ceiling)", **{v.name: v.description for v in variants}}
+    descriptions = {
+        "source": "the clip unedited (a floor)",
+        "truth": "the true edit (a ceiling)",
+        **{v.name: v.description for v in variants},
+    }
     markdown = table(rows, descriptions)
     print(markdown)
 
     results = args.results
     results.mkdir(parents=True, exist_ok=True)
     stem = results / f"edit_quality{suffix}"
-    report = {"settings": settings.__dict__, "seconds": round(time.perf_counter() - started), "rows": rows, "cases": cases}
+    report = {
+        "settings": settings.__dict__,
+        "seconds": round(time.perf_counter() - started),
+        "rows": rows,
+        "cases": cases,
+    }
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    title = f"# Edit quality on drawn clips ({settings.cases} cases, {settings.train_steps} training steps, {settings.edit_steps} edit steps)\n\n"
+    steps = f"{settings.train_steps} training steps, {settings.edit_steps} edit steps"
+    title = f"# Edit quality on drawn clips ({settings.cases} cases, {steps})\n\n"
     stem.with_suffix(".md").write_text(title + markdown + "\n")
     # Drawn scenes need no more than 256 colours: a palette PNG is a quarter of the size.
     grid(work, cases, names).quantize(colors=256).save(stem.with_suffix(".png"), optimize=True)

@@ -37,11 +37,11 @@ def one(size: int, frames: int, steps: int, control_on: bool) -> dict:
     from livecli import ddim
     from livecli.config import EditConfig
     from livecli.control.prompts import Replacement, edit_prompts
-    from livecli.editing import sample_edit
     from livecli.models import text as text_model
     from livecli.models.tiny import build_tiny_pipeline
     from livecli.models.trained import TrainedModel
     from livecli.models.video_unet import inflate
+    from livecli.sampling import sample_edit
     from livecli.stages.edit import make_control
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -63,7 +63,11 @@ def one(size: int, frames: int, steps: int, control_on: bool) -> dict:
         device=device,
         dtype=dtype,
     )
-    settings = dict(cross_replace=1.0, self_replace=1.0, blend_start=0.0) if control_on else dict(cross_replace=0.0, self_replace=0.0, no_blend=True)
+    settings = (
+        dict(cross_replace=1.0, self_replace=1.0, blend_start=0.0)
+        if control_on
+        else dict(cross_replace=0.0, self_replace=0.0, no_blend=True)
+    )
     config = EditConfig(replace=("car=<tok>",), steps=steps + 1, **settings)
     prompts = edit_prompts(tokenizer, PROMPT, [Replacement.parse("car=<tok>")], "<@#$>")
     control = make_control(model, prompts, config, frames, (latent, latent))
@@ -76,8 +80,18 @@ def one(size: int, frames: int, steps: int, control_on: bool) -> dict:
             torch.cuda.synchronize()
         marks.append(time.perf_counter())
 
-    outcome = sample_edit(model, start, schedule, model.encode([prompts.source, prompts.target]), model.encode([""]), control, config.guidance, blend_from=0, watch=watch)
-    times = [b - a for a, b in zip(marks, marks[1:])]
+    outcome = sample_edit(
+        model,
+        start,
+        schedule,
+        model.encode([prompts.source, prompts.target]),
+        model.encode([""]),
+        control,
+        config.guidance,
+        blend_from=0,
+        watch=watch,
+    )
+    times = [b - a for a, b in zip(marks, marks[1:], strict=False)]
     return {
         "size": size,
         "frames": frames,
@@ -116,7 +130,11 @@ def main() -> None:
                 if "error" in row:
                     print(f"{size:>5} {frames:>6} {label:>7}  {row['error']}", flush=True)
                 else:
-                    print(f"{size:>5} {frames:>6} {label:>7} {row['seconds_per_step']:>8} {row['peak_rss_mb']:>12} {row.get('peak_gpu_mb', ''):>12}", flush=True)
+                    print(
+                        f"{size:>5} {frames:>6} {label:>7} {row['seconds_per_step']:>8} {row['peak_rss_mb']:>12} "
+                        f"{row.get('peak_gpu_mb', ''):>12}",
+                        flush=True,
+                    )
     with open(args.json, "w") as handle:
         json.dump({"results": results}, handle, indent=2)
     print(f"written to {args.json}")

@@ -18,8 +18,21 @@ import time
 
 from isolated import device_name, peak_memory, run_isolated
 
-VIT_L14_TEXT = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12, "max_position_embeddings": 77}
-VIT_L14_VISION = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16, "image_size": 224, "patch_size": 14}
+VIT_L14_TEXT = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "max_position_embeddings": 77,
+}
+VIT_L14_VISION = {
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "image_size": 224,
+    "patch_size": 14,
+}
 
 
 def one(frames: int, size: int) -> dict:
@@ -36,7 +49,9 @@ def one(frames: int, size: int) -> dict:
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
     tokenizer = build_tiny_clip()[1]  # any CLIP tokenizer: ids index the random embedding
-    config = CLIPConfig(text_config={**VIT_L14_TEXT, "vocab_size": len(tokenizer)}, vision_config=VIT_L14_VISION, projection_dim=768)
+    config = CLIPConfig(
+        text_config={**VIT_L14_TEXT, "vocab_size": len(tokenizer)}, vision_config=VIT_L14_VISION, projection_dim=768
+    )
     model = CLIPModel(config).to(device=device, dtype=dtype).eval().requires_grad_(False)
     embedder = ClipEmbedder(model, tokenizer, CLIPImageProcessor(), device, dtype)
 
@@ -84,7 +99,10 @@ def main() -> None:
         if "error" in row:
             print(f"| ? | ? | {row['error']} | | | |")
             continue
-        print(f"| {row['frames']} | {row['size']} | {row['edit_row_s']} s | {row['source_row_s']} s | {row['images_per_s']} | {row['peak_rss_mb'] / 1024:.1f} GB |")
+        print(
+            f"| {row['frames']} | {row['size']} | {row['edit_row_s']} s | {row['source_row_s']} s | "
+            f"{row['images_per_s']} | {row['peak_rss_mb'] / 1024:.1f} GB |"
+        )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)

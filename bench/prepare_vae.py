@@ -34,7 +34,13 @@ def one(size: int, batch: int) -> dict:
     latents = encode_images(vae, images, batch)
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"size": size, "batch": batch, "seconds": round(seconds, 2), "peak_rss_mb": round(peak_mb), "shape": list(latents.shape)}
+    return {
+        "size": size,
+        "batch": batch,
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(peak_mb),
+        "shape": list(latents.shape),
+    }
 
 
 def main() -> None:

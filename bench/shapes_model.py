@@ -30,8 +30,8 @@ import torch.nn.functional as F
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
+from bench.shapes import quality  # noqa: E402
 from livecli.models import text as text_model  # noqa: E402
-from livecli.shapes import quality  # noqa: E402
 from livecli.shapes.judge import load_judge  # noqa: E402
 from livecli.shapes.model import JUDGE_FILE, MODEL_DIR  # noqa: E402
 from livecli.shapes.scenes import COLOUR_NAMES, HELD_OUT_OBJECTS, PATTERNS, Placed, Scene, random_background, render  # noqa: E402
@@ -39,7 +39,9 @@ from livecli.shapes.scenes import COLOUR_NAMES, HELD_OUT_OBJECTS, PATTERNS, Plac
 KINDS = ("seen", "held-out-objects", "held-out-scenes")
 
 
-def invert_object(pipeline, reference, prompt: str, init_word: str, steps: int, lr: float, seed: int) -> tuple[int, torch.Tensor]:
+def invert_object(
+    pipeline, reference, prompt: str, init_word: str, steps: int, lr: float, seed: int
+) -> tuple[int, torch.Tensor]:
     """Textual inversion of one image: the token's embedding, as LIVE's image objective trains it."""
     tokenizer, encoder, unet, vae = pipeline.tokenizer, pipeline.text_encoder, pipeline.unet, pipeline.vae
     for module in (encoder, unet, vae):
@@ -73,9 +75,11 @@ def quality_pixels(image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1)[None] / 127.5 - 1.0
 
 
-def textual_inversion(model_dir: Path, judge, samples: int, steps: int, lr: float, guidance: float) -> tuple[dict, list]:
+def textual_inversion(
+    model_dir: Path, judge, samples: int, steps: int, lr: float, guidance: float
+) -> tuple[dict, list]:
     """Each held-out object learnt from one reference, then sampled on `samples` backgrounds."""
-    from livecli.shapes.quality import Prompted
+    from bench.shapes.quality import Prompted
 
     results, rows = {}, []
     for k, (shape, colour) in enumerate(sorted(HELD_OUT_OBJECTS)):
@@ -99,7 +103,10 @@ def textual_inversion(model_dir: Path, judge, samples: int, steps: int, lr: floa
         scores = quality.judge_samples(judge, images, prompted)
         results[f"{colour} {shape}"] = scores
         rows.append([reference] + images)
-        print(f"textual inversion, {colour} {shape}: " + ", ".join(f"{n} {v:.0%}" for n, v in scores.items()), file=sys.stderr)
+        print(
+            f"textual inversion, {colour} {shape}: " + ", ".join(f"{n} {v:.0%}" for n, v in scores.items()),
+            file=sys.stderr,
+        )
     return results, rows
 
 
@@ -126,13 +133,22 @@ def main() -> None:
             prompted = quality.caption_set(kind, args.captions)
             started = time.perf_counter()
             images = quality.sample(pipeline, [p.caption for p in prompted], steps=args.steps, guidance=guidance)
-            figures[kind] = {**quality.judge_samples(judge, images, prompted), "seconds": round(time.perf_counter() - started, 1)}
-            print(f"guidance {guidance:g}, {kind}: " + ", ".join(f"{n} {v:.0%}" for n, v in figures[kind].items() if n != "seconds"), file=sys.stderr)
+            figures[kind] = {
+                **quality.judge_samples(judge, images, prompted),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+            print(
+                f"guidance {guidance:g}, {kind}: "
+                + ", ".join(f"{n} {v:.0%}" for n, v in figures[kind].items() if n != "seconds"),
+                file=sys.stderr,
+            )
             if guidance == args.guidance[0]:
                 grid_rows.append(images[:12])
         report["caption_following"][f"{guidance:g}"] = figures
     if args.ti_steps:
-        report["textual_inversion"], rows = textual_inversion(args.model, judge, args.ti_samples, args.ti_steps, args.ti_lr, args.guidance[0])
+        report["textual_inversion"], rows = textual_inversion(
+            args.model, judge, args.ti_samples, args.ti_steps, args.ti_lr, args.guidance[0]
+        )
         report["textual_inversion_settings"] = {"steps": args.ti_steps, "lr": args.ti_lr, "samples": args.ti_samples}
         grid_rows += [row[:13] for row in rows]
 
@@ -142,11 +158,19 @@ def main() -> None:
     lines = ["| guidance | captions | shape | colour | pattern | background | all |", "|---|---|---|---|---|---|---|"]
     for guidance, figures in report["caption_following"].items():
         for kind, scores in figures.items():
-            lines.append(f"| {guidance} | {kind} | " + " | ".join(f"{scores[n]:.0%}" for n in ("shape", "colour", "pattern", "background", "all")) + " |")
+            lines.append(
+                f"| {guidance} | {kind} | "
+                + " | ".join(f"{scores[n]:.0%}" for n in ("shape", "colour", "pattern", "background", "all"))
+                + " |"
+            )
     if "textual_inversion" in report:
         lines += ["", "| learnt object | shape | colour | pattern | background | all |", "|---|---|---|---|---|---|"]
         for name, scores in report["textual_inversion"].items():
-            lines.append(f"| {name} | " + " | ".join(f"{scores[n]:.0%}" for n in ("shape", "colour", "pattern", "background", "all")) + " |")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{scores[n]:.0%}" for n in ("shape", "colour", "pattern", "background", "all"))
+                + " |"
+            )
     markdown = "\n".join(lines)
     (results / "shapes_model.md").write_text(markdown + "\n")
     columns = max(len(row) for row in grid_rows)

@@ -31,8 +31,7 @@ def one(size: int, frames: int, steps: int, checkpointing: bool) -> dict:
     from livecli.models import text as text_model
     from livecli.models.tiny import build_tiny_pipeline
     from livecli.models.video_unet import inflate
-    from livecli.stages.train import make_accelerator
-    from livecli.training import LiveTrainer, TrainingData
+    from livecli.objectives import LiveTrainer, MixedPrecision, TrainingData
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = "fp16" if device.type == "cuda" else "no"
@@ -44,15 +43,26 @@ def one(size: int, frames: int, steps: int, checkpointing: bool) -> dict:
     video_unet = inflate(unet)
     if checkpointing:
         unet.enable_gradient_checkpointing()
-    accelerator = make_accelerator(precision, device)
-    video_unet.to(accelerator.device)
-    text_encoder.to(accelerator.device)
+    video_unet.to(device)
+    text_encoder.to(device)
     latent = size // 8
     data = TrainingData(
-        torch.randn(frames, 4, latent, latent), torch.randn(1, 4, latent, latent), "a jeep car is moving on the road", "a jeep <@#$> is moving on the road"
+        torch.randn(frames, 4, latent, latent),
+        torch.randn(1, 4, latent, latent),
+        "a jeep car is moving on the road",
+        "a jeep <@#$> is moving on the road",
     )
     config = TrainConfig(steps=steps, mixed_precision=precision, gradient_checkpointing=checkpointing)
-    trainer = LiveTrainer(video_unet, tokenizer, text_encoder, DDPMScheduler(**SD_SCHEDULE), placeholder, data, config, accelerator)
+    trainer = LiveTrainer(
+        video_unet,
+        tokenizer,
+        text_encoder,
+        DDPMScheduler(**SD_SCHEDULE),
+        placeholder,
+        data,
+        config,
+        MixedPrecision(precision, device),
+    )
     times = []
     for _ in range(steps + 1):
         if device.type == "cuda":
@@ -98,7 +108,11 @@ def main() -> None:
             if "error" in row:
                 print(f"{size:>5} {frames:>6}  {row['error']}", flush=True)
             else:
-                print(f"{size:>5} {frames:>6} {row['seconds_per_step']:>8} {row['peak_rss_mb']:>12} {row.get('peak_gpu_mb', ''):>12}", flush=True)
+                print(
+                    f"{size:>5} {frames:>6} {row['seconds_per_step']:>8} {row['peak_rss_mb']:>12} "
+                    f"{row.get('peak_gpu_mb', ''):>12}",
+                    flush=True,
+                )
     with open(args.json, "w") as handle:
         json.dump({"gradient_checkpointing": args.gradient_checkpointing, "results": results}, handle, indent=2)
     print(f"written to {args.json}")

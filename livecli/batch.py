@@ -29,11 +29,23 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from livecli.config import BUILT_IN_MODELS, EDIT_NAME, EditConfig, EvalConfig, PrepareConfig, TrainConfig, resolve_clip_model, resolve_model_config
+from livecli.config import (
+    BUILT_IN_MODELS,
+    EDIT_NAME,
+    EditConfig,
+    EvalConfig,
+    PrepareConfig,
+    TrainConfig,
+    field_types,
+    from_table,
+    resolve_clip_model,
+    resolve_model_config,
+    typed_table,
+)
 from livecli.errors import ConfigError, InputError, Interrupted, LiveError, reason
 from livecli.pipeline import Job, JobOutcome, run_job
 from livecli.stages import StageResult
@@ -42,7 +54,7 @@ from livecli.store import PROJECT_SUFFIX, read_toml
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # pragma: no cover
+else:
     import tomli as tomllib
 
 REQUIRED = ("clip", "image", "prompt", "object", "replace")
@@ -51,7 +63,7 @@ STAGE_TABLES: dict[str, type] = {"prepare": PrepareConfig, "train": TrainConfig,
 SET_ELSEWHERE = {"prompt": "the job's `prompt`", "object": "the job's `object`", "replace": "the job's `replace`"}
 """Stage fields that a job sets at its top level, not in the stage's table."""
 KEY_ALIASES = {"replacements": "replace", "lambda": "text_weight"}
-"""Other names a key may go by: the issue's word, and the flag's name."""
+"""Other names a key may go by: the plural a user may write, and the flag's name (`--lambda`)."""
 SHARD = re.compile(r"^(\d+)/(\d+)$")
 
 
@@ -66,10 +78,16 @@ class Shard:
     def parse(cls, text: str) -> Shard:
         match = SHARD.match(text.strip())
         if not match:
-            raise ConfigError(f"--shard {text!r} is not I/N", hint="e.g. --shard 1/4 for the first of four shards (shards count from 1)")
+            raise ConfigError(
+                f"--shard {text!r} is not I/N",
+                hint="e.g. --shard 1/4 for the first of four shards (shards count from 1)",
+            )
         index, count = int(match[1]), int(match[2])
         if count < 1 or not 1 <= index <= count:
-            raise ConfigError(f"--shard {text}: I must be between 1 and N (N ≥ 1)", hint=f"shards count from 1: --shard 1/{max(count, 1)} … --shard {max(count, 1)}/{max(count, 1)}")
+            raise ConfigError(
+                f"--shard {text}: I must be between 1 and N (N ≥ 1)",
+                hint=f"shards count from 1: --shard 1/{max(count, 1)} … --shard {max(count, 1)}/{max(count, 1)}",
+            )
         return cls(index, count)
 
     def takes(self, position: int) -> bool:
@@ -93,14 +111,22 @@ def load_jobs(path: Path) -> list[Job]:
         raise ConfigError(f"{path} is not valid TOML: {reason(exc)}", hint="fix the line it names") from None
     unknown = set(data) - {"defaults", "jobs"}
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}", hint="a jobs file has a [defaults] table and [[jobs]] entries")
+        raise ConfigError(
+            f"{path}: unknown top-level key {sorted(unknown)[0]!r}",
+            hint="a jobs file has a [defaults] table and [[jobs]] entries",
+        )
     defaults, entries = data.get("defaults", {}), data.get("jobs")
     if not isinstance(defaults, dict):
         raise ConfigError(f"{path}: `defaults` must be a table", hint="write it as [defaults]")
     if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
-        raise ConfigError(f"{path} has no jobs", hint="add at least one [[jobs]] entry with clip, image, prompt, object and replace")
+        raise ConfigError(
+            f"{path} has no jobs", hint="add at least one [[jobs]] entry with clip, image, prompt, object and replace"
+        )
     base = path.resolve().parent
-    jobs = [_job(position, _merge(_canonical(defaults), _canonical(entry)), base) for position, entry in enumerate(entries, 1)]
+    jobs = [
+        _job(position, _merge(_canonical(defaults), _canonical(entry)), base)
+        for position, entry in enumerate(entries, 1)
+    ]
     seen: dict[Path, int] = {}
     for position, job in enumerate(jobs, 1):
         if job.project in seen:
@@ -124,7 +150,9 @@ def _canonical(table: dict[str, Any]) -> dict[str, Any]:
 def _merge(defaults: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     merged = dict(defaults)
     for key, value in job.items():
-        merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -139,26 +167,40 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
             raise ConfigError(f"{label}: unknown key `{key}`", hint=f"a job's keys are {', '.join(sorted(known))}")
     for key in ("clip", "image", "prompt", "object", "name", "project", *MODEL_KEYS):
         if key in entry and not isinstance(entry[key], str):
-            raise ConfigError(f"{label}: `{key}` must be a string, got {entry[key]!r}", hint="quote it in the TOML file")
+            raise ConfigError(
+                f"{label}: `{key}` must be a string, got {entry[key]!r}", hint="quote it in the TOML file"
+            )
     replace = entry["replace"]
     replace = [replace] if isinstance(replace, str) else replace
     if not isinstance(replace, list) or not replace or not all(isinstance(r, str) for r in replace):
-        raise ConfigError(f"{label}: `replace` must be a string or a list of strings like \"car=<tok>\"", hint='e.g. replace = ["car=<tok>"]')
+        raise ConfigError(
+            f'{label}: `replace` must be a string or a list of strings like "car=<tok>"',
+            hint='e.g. replace = ["car=<tok>"]',
+        )
 
     clip, image = base / Path(entry["clip"]).expanduser(), base / Path(entry["image"]).expanduser()
     name = entry.get("name") or f"{_stem(clip)}-{_stem(image)}"
     if not EDIT_NAME.match(name):
-        raise ConfigError(f"{label}: `name` {name!r} is not a plain folder name", hint="use letters, digits, '.', '-', '_' or '+'")
+        raise ConfigError(
+            f"{label}: `name` {name!r} is not a plain folder name", hint="use letters, digits, '.', '-', '_' or '+'"
+        )
     project = base / Path(entry["project"]).expanduser() if "project" in entry else base / f"{name}{PROJECT_SUFFIX}"
     try:
-        model = resolve_model_config(_local(entry.get("model"), base), entry.get("device"), entry.get("dtype"), _local(entry.get("model_config"), base))
-        prepare = PrepareConfig(prompt=entry["prompt"], object=entry["object"], **_table(entry, "prepare", label))
-        train = TrainConfig(**_table(entry, "train", label))
-        edit = EditConfig(replace=tuple(replace), **_table(entry, "edit", label))
+        model = resolve_model_config(
+            _local(entry.get("model"), base),
+            entry.get("device"),
+            entry.get("dtype"),
+            _local(entry.get("model_config"), base),
+        )
+        prepare = from_table(
+            PrepareConfig, {"prompt": entry["prompt"], "object": entry["object"], **_table(entry, "prepare")}, "prepare"
+        )
+        train = from_table(TrainConfig, _table(entry, "train"), "train")
+        edit = from_table(EditConfig, {"replace": replace, **_table(entry, "edit")}, "edit")
         check_words(prepare.prompt, edit, train.token)
         evaluate = None
         if entry.get("eval") is not False:
-            settings = _table(entry, "eval", label)
+            settings = typed_table(field_types(EvalConfig), _table(entry, "eval"), "eval")
             clip_model = resolve_clip_model(_local(settings.pop("clip_model", None), base), model.model)
             evaluate = EvalConfig(clip_model=clip_model, **settings)
     except LiveError as exc:
@@ -178,36 +220,22 @@ def _stem(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", path.stem if path.suffix else path.name).strip("-.") or "job"
 
 
-def _table(entry: dict[str, Any], stage: str, label: str) -> dict[str, Any]:
-    """The job's `[stage]` settings, each a field of the stage's config with the right type."""
+def _table(entry: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The job's `[stage]` settings, as written (`from_table` checks their names and types)."""
     table = entry.get(stage, {})
     if stage == "eval" and table is True:
         return {}
     if not isinstance(table, dict):
-        raise ConfigError(f"{label}: `{stage}` must be a table of settings", hint=f"e.g. {stage} = {{ ... }}" + (", or eval = false" if stage == "eval" else ""))
-    config = STAGE_TABLES[stage]
-    types = {f.name: f.type for f in fields(config) if f.name not in SET_ELSEWHERE}
-    for key, value in table.items():
+        raise ConfigError(
+            f"`{stage}` must be a table of settings",
+            hint=f"e.g. {stage} = {{ ... }}" + (", or eval = false" if stage == "eval" else ""),
+        )
+    for key in table:
         if key in SET_ELSEWHERE:
-            raise ConfigError(f"{label}: `{stage}.{key}` belongs at the job's top level", hint=f"set {SET_ELSEWHERE[key]} instead")
-        if key not in types:
-            raise ConfigError(f"{label}: `{stage}` has no setting `{key}`", hint=f"{stage} settings: {', '.join(types)}")
-        if not _fits(value, types[key]):
-            raise ConfigError(f"{label}: `{stage}.{key}` has the wrong type ({value!r})", hint=f"it is a {types[key]}")
-    return dict(table)
-
-
-def _fits(value: Any, annotation: str) -> bool:
-    """TOML value against a config field's annotation (a string under `from __future__ import annotations`)."""
-    if isinstance(value, bool):
-        return "bool" in annotation
-    if isinstance(value, int):
-        return "int" in annotation or "float" in annotation
-    if isinstance(value, float):
-        return "float" in annotation
-    if isinstance(value, str):
-        return "str" in annotation and "tuple" not in annotation
-    return False
+            raise ConfigError(
+                f"`{stage}.{key}` belongs at the job's top level", hint=f"set {SET_ELSEWHERE[key]} instead"
+            )
+    return table
 
 
 # --------------------------------------------------------------------------- running
@@ -226,7 +254,11 @@ class JobReport:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        paths = {key: str(path) for key, path in self.outcome.paths().items()} if self.outcome else {"project": str(self.job.project)}
+        paths = (
+            {key: str(path) for key, path in self.outcome.paths().items()}
+            if self.outcome
+            else {"project": str(self.job.project)}
+        )
         return {
             "job": self.position,
             "name": self.job.name,
@@ -266,7 +298,13 @@ def run_batch(
         except Exception as exc:  # a bug or an out-of-memory in one job must not hide the others' results
             if debug:
                 traceback.print_exc()
-            report = JobReport(position, job, "failed", error=f"{exc.__class__.__name__}: {reason(exc)}", hint="set LIVE_DEBUG=1 for the traceback")
+            report = JobReport(
+                position,
+                job,
+                "failed",
+                error=f"{exc.__class__.__name__}: {reason(exc)}",
+                hint="set LIVE_DEBUG=1 for the traceback",
+            )
         else:
             report = JobReport(position, job, "done" if outcome.ran else "up to date", outcome)
         report.seconds = time.perf_counter() - started

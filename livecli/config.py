@@ -1,21 +1,27 @@
-"""One frozen dataclass per stage, with the paper's defaults.
+"""One frozen dataclass per stage, with the paper's defaults: the one place for each default.
 
-Each field's `help` metadata is the `--help` text of its flag; `__post_init__` checks
-values and names the flag in its message. User-level defaults (model, device) come from
-`config.toml` in `platformdirs.user_config_dir("live")` (or `$LIVE_CONFIG_DIR`).
+Each field's default is its flag's default (the CLI reads it from the class attribute),
+its `help` metadata is the flag's `--help` text, and `__post_init__` checks values and
+names the flag in its message. Text from outside — the CLI's parameters, a batch file's
+stage tables, the user's `config.toml` — becomes a config through one typed path,
+`from_table`. User-level defaults (model, device) come from `config.toml` in
+`platformdirs.user_config_dir("live")` (or `$LIVE_CONFIG_DIR`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field, fields
+import types
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import platformdirs
 
 from livecli.errors import ConfigError
+from livecli.words import DEFAULT_TOKEN, prompt_has_word, prompt_words
 
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
 BUILT_IN_MODELS = ("tiny", "shapes")
@@ -33,12 +39,98 @@ def check_choice(flag: str, value: str, choices: tuple[str, ...], hint: str) -> 
         raise ConfigError(f"{flag} {value!r} is not one of {', '.join(choices)}", hint=hint)
 
 
-def help_for(config: type, name: str) -> str:
-    """The `--help` text of a config field."""
+def config_field(config: type, name: str):
+    """The dataclass field `name` of `config`."""
     for item in fields(config):
         if item.name == name:
-            return item.metadata["help"]
+            return item
     raise KeyError(name)
+
+
+def help_for(config: type, name: str) -> str:
+    """The `--help` text of a config field."""
+    return config_field(config, name).metadata["help"]
+
+
+def default_of(config: type, name: str) -> Any:
+    """A field's default; None for a field without one (a required flag)."""
+    default = config_field(config, name).default
+    return None if default is MISSING else default
+
+
+# --------------------------------------------------------------------------- text to config
+
+Config = TypeVar("Config")
+
+
+def field_types(config: type) -> dict[str, Any]:
+    """Each field's type, resolved from its annotation (a string under `from __future__ import annotations`)."""
+    hints = get_type_hints(config)
+    return {item.name: hints[item.name] for item in fields(config)}
+
+
+def describe(kind: Any) -> str:
+    """A type as the hint of a wrong-type error says it."""
+    if get_origin(kind) in (Union, types.UnionType):
+        return " or ".join(describe(member) for member in get_args(kind) if member is not type(None))
+    if get_origin(kind) is tuple:
+        return f"a list of {describe(get_args(kind)[0]).removeprefix('a ')}s"
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(kind, str(kind))
+
+
+def typed(value: Any, kind: Any) -> Any:
+    """`value` as a `kind` (a config field's type), or TypeError. A whole number where a
+    number goes becomes a float, so `lr = 1` and `--lr 1` give one fingerprint."""
+    if get_origin(kind) in (Union, types.UnionType):
+        for member in get_args(kind):
+            try:
+                return typed(value, member)
+            except TypeError:
+                pass
+    elif kind is type(None):
+        if value is None:
+            return None
+    elif get_origin(kind) is tuple:
+        if isinstance(value, (list, tuple)):
+            return tuple(typed(item, get_args(kind)[0]) for item in value)
+    elif kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind in (int, float):
+        if (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and (kind is float or isinstance(value, int))
+        ):
+            return kind(value)
+    elif isinstance(value, kind):
+        return value
+    raise TypeError(f"{value!r} is not {describe(kind)}")
+
+
+def typed_table(kinds: Mapping[str, Any], table: Mapping[str, Any], section: str | None = None) -> dict[str, Any]:
+    """Every value of `table` as its key's type in `kinds`; an unknown key or a wrong type is
+    one error naming the key, within `section` when given (a batch job's `train` table)."""
+    values = {}
+    for key, value in table.items():
+        name = f"{section}.{key}" if section else key
+        if key not in kinds:
+            where = f"`{section}` has" if section else "there is"
+            raise ConfigError(f"{where} no setting `{key}`", hint=f"the settings are: {', '.join(kinds)}")
+        try:
+            values[key] = typed(value, kinds[key])
+        except TypeError:
+            raise ConfigError(
+                f"`{name}` has the wrong type ({value!r})", hint=f"it is {describe(kinds[key])}"
+            ) from None
+    return values
+
+
+def from_table(config: type[Config], table: Mapping[str, Any], section: str | None = None) -> Config:
+    """A stage's config from outside text: the CLI's parameters, a batch job's stage table.
+    Keys are field names; values are checked against the fields' types (`typed_table`),
+    then by the config's own `__post_init__`."""
+    return config(**typed_table(field_types(config), table, section))
 
 
 @dataclass(frozen=True)
@@ -78,23 +170,33 @@ class PrepareConfig:
     frames: int = field(default=8, metadata=_help("Number of frames to sample from the clip."))
     size: int | None = field(
         default=None,
-        metadata=_help("Frames are resized and centre-cropped to SIZE×SIZE, a multiple of 8 (default: the size the model was trained at: 512 for SD v1, 64 for shapes and tiny)."),
+        metadata=_help(
+            "Frames are resized and centre-cropped to SIZE×SIZE, a multiple of 8 (default: the size the model was "
+            "trained at: 512 for SD v1, 64 for shapes and tiny)."
+        ),
     )
     stride: int = field(default=1, metadata=_help("Take every STRIDE-th frame."))
     start: float = field(default=0.0, metadata=_help("Start sampling at this time, in seconds."))
 
     def __post_init__(self) -> None:
         if not self.prompt.strip():
-            raise ConfigError("--prompt is empty", hint='describe the clip, e.g. --prompt "a jeep car is moving on the road"')
+            raise ConfigError(
+                "--prompt is empty", hint='describe the clip, e.g. --prompt "a jeep car is moving on the road"'
+            )
         if not self.object.strip() or len(self.object.split()) != 1:
-            raise ConfigError(f"--object must be one word, got {self.object!r}", hint="pass the word of the prompt that names the object")
+            raise ConfigError(
+                f"--object must be one word, got {self.object!r}",
+                hint="pass the word of the prompt that names the object",
+            )
         if not prompt_has_word(self.prompt, self.object):
             raise ConfigError(
                 f"the object word {self.object!r} is not a word of the prompt {self.prompt!r}",
                 hint="--object must be one of the prompt's words: " + ", ".join(prompt_words(self.prompt)),
             )
         if self.frames < 1:
-            raise ConfigError(f"--frames must be at least 1, got {self.frames}", hint="the paper trains on 8 frames (the default)")
+            raise ConfigError(
+                f"--frames must be at least 1, got {self.frames}", hint="the paper trains on 8 frames (the default)"
+            )
         if self.size is not None and (self.size < 8 or self.size % 8):
             lower = max(8, self.size // 8 * 8)
             raise ConfigError(
@@ -104,23 +206,34 @@ class PrepareConfig:
         if self.stride < 1:
             raise ConfigError(f"--stride must be at least 1, got {self.stride}", hint="--stride 1 takes every frame")
         if self.start < 0:
-            raise ConfigError(f"--start must be 0 or more seconds, got {self.start:g}", hint="--start 0 begins at the first frame")
+            raise ConfigError(
+                f"--start must be 0 or more seconds, got {self.start:g}", hint="--start 0 begins at the first frame"
+            )
 
     def settings(self) -> dict[str, Any]:
         return asdict(self)
 
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
-DEFAULT_TOKEN = "<@#$>"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = field(default=500, metadata=_help("Training steps, each one video step and one image step (the paper: 500–600)."))
-    lr: float = field(default=3e-5, metadata=_help("Learning rate of the attention queries, temporal attentions and latent prompt."))
-    ti_lr: float = field(default=5e-3, metadata=_help("Learning rate of the learned token's embedding (textual inversion)."))
-    text_weight: float = field(default=1.0, metadata=_help("λ in L = L_unet + λ·L_text: the weight of the textual-inversion loss."))
-    token: str = field(default=DEFAULT_TOKEN, metadata=_help("The placeholder string that learns the reference object."))
+    steps: int = field(
+        default=500, metadata=_help("Training steps, each one video step and one image step (the paper: 500–600).")
+    )
+    lr: float = field(
+        default=3e-5, metadata=_help("Learning rate of the attention queries, temporal attentions and latent prompt.")
+    )
+    ti_lr: float = field(
+        default=5e-3, metadata=_help("Learning rate of the learned token's embedding (textual inversion).")
+    )
+    text_weight: float = field(
+        default=1.0, metadata=_help("λ in L = L_unet + λ·L_text: the weight of the textual-inversion loss.")
+    )
+    token: str = field(
+        default=DEFAULT_TOKEN, metadata=_help("The placeholder string that learns the reference object.")
+    )
     reference_prompt: str | None = field(
         default=None,
         metadata=_help(
@@ -131,51 +244,96 @@ class TrainConfig:
     )
     init_word: str | None = field(
         default=None,
-        metadata=_help("The word whose embedding the token starts from (default: the object word). A word for the reference object helps, e.g. 'dog'."),
+        metadata=_help(
+            "The word whose embedding the token starts from (default: the object word). A word for the reference "
+            "object helps, e.g. 'dog'."
+        ),
     )
-    seed: int = field(default=33, metadata=_help("Seed of the noise, timesteps and new weights: equal seeds give equal runs."))
-    checkpoint_every: int = field(default=100, metadata=_help("Save a resumable checkpoint every N steps (and on Ctrl-C)."))
-    mixed_precision: str = field(default="no", metadata=_help("no, fp16 (GPU) or bf16: compute precision of the forward passes."))
-    gradient_checkpointing: bool = field(default=False, metadata=_help("Recompute activations in the backward pass: less memory, ~10–20 % slower."))
+    seed: int = field(
+        default=33, metadata=_help("Seed of the noise, timesteps and new weights: equal seeds give equal runs.")
+    )
+    checkpoint_every: int = field(
+        default=100, metadata=_help("Save a resumable checkpoint every N steps (and on Ctrl-C).")
+    )
+    mixed_precision: str = field(
+        default="no", metadata=_help("no, fp16 (GPU) or bf16: compute precision of the forward passes.")
+    )
+    gradient_checkpointing: bool = field(
+        default=False, metadata=_help("Recompute activations in the backward pass: less memory, ~10–20 % slower.")
+    )
     weight_decay: float = field(default=1e-2, metadata=_help("AdamW weight decay."))
     max_grad_norm: float = field(default=1.0, metadata=_help("Clip the video objective's gradient to this norm."))
     no_latent_prompt: bool = field(
         default=False,
-        metadata=_help("Ablation: train and edit without the latent prompt; frames attend to the first and previous frame only (Tune-A-Video's attention)."),
+        metadata=_help(
+            "Ablation: train and edit without the latent prompt; frames attend to the first and previous frame only "
+            "(Tune-A-Video's attention)."
+        ),
     )
     image_temporal: bool = field(
         default=False,
-        metadata=_help("Ablation: run the temporal attentions in the image objective too (the paper bypasses them there)."),
+        metadata=_help(
+            "Ablation: run the temporal attentions in the image objective too (the paper bypasses them there)."
+        ),
     )
 
     def __post_init__(self) -> None:
         if self.steps < 1:
-            raise ConfigError(f"--steps must be at least 1, got {self.steps}", hint="the paper trains 500 steps (the default)")
+            raise ConfigError(
+                f"--steps must be at least 1, got {self.steps}", hint="the paper trains 500 steps (the default)"
+            )
         for flag, value in (("--lr", self.lr), ("--ti-lr", self.ti_lr)):
             if not value > 0:
-                raise ConfigError(f"{flag} must be a positive number, got {value:g}", hint="the defaults are --lr 3e-5 --ti-lr 5e-3")
+                raise ConfigError(
+                    f"{flag} must be a positive number, got {value:g}", hint="the defaults are --lr 3e-5 --ti-lr 5e-3"
+                )
         if not self.text_weight >= 0:
-            raise ConfigError(f"--lambda must be 0 or more, got {self.text_weight:g}", hint="--lambda 1 weighs both objectives equally")
+            raise ConfigError(
+                f"--lambda must be 0 or more, got {self.text_weight:g}",
+                hint="--lambda 1 weighs both objectives equally",
+            )
         if self.checkpoint_every < 1:
-            raise ConfigError(f"--checkpoint-every must be at least 1, got {self.checkpoint_every}", hint="e.g. --checkpoint-every 100")
-        check_choice("--mixed-precision", self.mixed_precision, MIXED_PRECISION, hint="--mixed-precision fp16 on a GPU, no on the CPU")
+            raise ConfigError(
+                f"--checkpoint-every must be at least 1, got {self.checkpoint_every}",
+                hint="e.g. --checkpoint-every 100",
+            )
+        check_choice(
+            "--mixed-precision",
+            self.mixed_precision,
+            MIXED_PRECISION,
+            hint="--mixed-precision fp16 on a GPU, no on the CPU",
+        )
         if not self.weight_decay >= 0:
-            raise ConfigError(f"--weight-decay must be 0 or more, got {self.weight_decay:g}", hint="the default is 1e-2")
+            raise ConfigError(
+                f"--weight-decay must be 0 or more, got {self.weight_decay:g}", hint="the default is 1e-2"
+            )
         if not self.max_grad_norm > 0:
-            raise ConfigError(f"--max-grad-norm must be positive, got {self.max_grad_norm:g}", hint="the default is 1.0")
+            raise ConfigError(
+                f"--max-grad-norm must be positive, got {self.max_grad_norm:g}", hint="the default is 1.0"
+            )
         if not self.token or any(c.isspace() for c in self.token):
-            raise ConfigError(f"--token must be one string without spaces, got {self.token!r}", hint=f"e.g. --token '{DEFAULT_TOKEN}'")
+            raise ConfigError(
+                f"--token must be one string without spaces, got {self.token!r}", hint=f"e.g. --token '{DEFAULT_TOKEN}'"
+            )
         if self.reference_prompt is not None and not self.reference_prompt.strip():
-            raise ConfigError("--reference-prompt is empty", hint="describe the reference image, e.g. --reference-prompt 'a <tok> on a beach'")
+            raise ConfigError(
+                "--reference-prompt is empty",
+                hint="describe the reference image, e.g. --reference-prompt 'a <tok> on a beach'",
+            )
         if self.init_word is not None and not self.init_word.strip():
-            raise ConfigError("--init-word is empty", hint="name the reference object, e.g. --init-word dog, or leave it out")
+            raise ConfigError(
+                "--init-word is empty", hint="name the reference object, e.g. --init-word dog, or leave it out"
+            )
 
     def settings(self) -> dict[str, Any]:
         """What the trained result depends on (how often to checkpoint, or whether to
         recompute activations, changes nothing in it)."""
         values = asdict(self)
         del values["checkpoint_every"], values["gradient_checkpointing"]
-        for optional in ("reference_prompt", "init_word"):  # unset, they leave earlier projects' fingerprints as they were
+        for optional in (
+            "reference_prompt",
+            "init_word",
+        ):  # unset, they leave earlier projects' fingerprints as they were
             if values[optional] is None:
                 del values[optional]
         return values
@@ -189,13 +347,17 @@ REFINE_HELP = (
 
 def check_refine(refine: int) -> None:
     if not 0 <= refine <= 50:
-        raise ConfigError(f"--refine must be between 0 and 50, got {refine}", hint="0 is plain DDIM inversion; 3–6 is usually enough")
+        raise ConfigError(
+            f"--refine must be between 0 and 50, got {refine}", hint="0 is plain DDIM inversion; 3–6 is usually enough"
+        )
 
 
 @dataclass(frozen=True)
 class InvertConfig:
     steps: int = field(default=50, metadata=_help("DDIM steps (an edit samples with the same number)."))
-    prompt: str | None = field(default=None, metadata=_help("Prompt to invert with (default: the source prompt). <tok> is the learned token."))
+    prompt: str | None = field(
+        default=None, metadata=_help("Prompt to invert with (default: the source prompt). <tok> is the learned token.")
+    )
     refine: int = field(default=0, metadata=_help(REFINE_HELP))
 
     def __post_init__(self) -> None:
@@ -207,12 +369,17 @@ class InvertConfig:
 
 def check_steps(steps: int) -> None:
     if not 1 <= steps <= 1000:
-        raise ConfigError(f"--steps must be between 1 and 1000, got {steps}", hint="the paper uses 50 DDIM steps (the default)")
+        raise ConfigError(
+            f"--steps must be between 1 and 1000, got {steps}", hint="the paper uses 50 DDIM steps (the default)"
+        )
 
 
 def check_ratio(flag: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{flag} must be between 0 and 1, got {value:g}", hint=f"{flag} is a fraction of the steps or of the attention's range")
+        raise ConfigError(
+            f"{flag} must be between 0 and 1, got {value:g}",
+            hint=f"{flag} is a fraction of the steps or of the attention's range",
+        )
 
 
 EDIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -233,23 +400,53 @@ BLEND_BACKGROUNDS = ("source", "clip")
 
 @dataclass(frozen=True)
 class EditConfig:
-    replace: tuple[str, ...] = field(metadata=_help("A=B: swap the prompt's word A for B; <tok> is the learned token. Repeatable."))
-    name: str | None = field(default=None, metadata=_help("Folder name under edits/ (default: from the replacements, e.g. car-tok)."))
+    replace: tuple[str, ...] = field(
+        metadata=_help("A=B: swap the prompt's word A for B; <tok> is the learned token. Repeatable.")
+    )
+    name: str | None = field(
+        default=None, metadata=_help("Folder name under edits/ (default: from the replacements, e.g. car-tok).")
+    )
     steps: int = field(default=50, metadata=_help("DDIM steps of the inversion and the edit."))
     guidance: float = field(default=12.5, metadata=_help("Classifier-free guidance scale."))
-    cross_replace: float = field(default=0.6, metadata=_help("Fraction of steps in which the kept words' cross-attention maps come from the source."))
-    self_replace: float = field(default=0.3, metadata=_help("Fraction of steps in which the frame and temporal attention maps come from the source."))
-    keep: str | None = field(default=None, metadata=_help("Source words whose cross-attention maps are kept (default: every word not replaced)."))
-    blend: str | None = field(default=None, metadata=_help("Words whose attention makes the local-blend mask (default: the replaced words and their replacements)."))
-    no_blend: bool = field(default=False, metadata=_help("Turn local blend off: the edit may change the background too."))
-    blend_threshold: float = field(default=0.3, metadata=_help("Local blend: where in each frame's range of attention (0: least, 1: most) the object begins."))
-    blur_sigma: float = field(default=1.0, metadata=_help("Local blend: Gaussian blur of the mask, in latent pixels (8 image pixels); 0: none."))
-    blend_start: float = field(default=0.2, metadata=_help("Local blend: fraction of the steps after which the background is kept."))
+    cross_replace: float = field(
+        default=0.6,
+        metadata=_help("Fraction of steps in which the kept words' cross-attention maps come from the source."),
+    )
+    self_replace: float = field(
+        default=0.3,
+        metadata=_help("Fraction of steps in which the frame and temporal attention maps come from the source."),
+    )
+    keep: str | None = field(
+        default=None,
+        metadata=_help("Source words whose cross-attention maps are kept (default: every word not replaced)."),
+    )
+    blend: str | None = field(
+        default=None,
+        metadata=_help(
+            "Words whose attention makes the local-blend mask (default: the replaced words and their replacements)."
+        ),
+    )
+    no_blend: bool = field(
+        default=False, metadata=_help("Turn local blend off: the edit may change the background too.")
+    )
+    blend_threshold: float = field(
+        default=0.3,
+        metadata=_help("Local blend: where in each frame's range of attention (0: least, 1: most) the object begins."),
+    )
+    blur_sigma: float = field(
+        default=1.0,
+        metadata=_help("Local blend: Gaussian blur of the mask, in latent pixels (8 image pixels); 0: none."),
+    )
+    blend_start: float = field(
+        default=0.2, metadata=_help("Local blend: fraction of the steps after which the background is kept.")
+    )
     blend_background: str = field(
         default="source",
         metadata=_help(
-            "Local blend: what the background keeps: 'source' (the source branch's latents: Prompt-to-Prompt, the paper) "
-            "or 'clip' (the clip's own inverted latents: the background stays the clip's when guidance makes the source drift). "
+            "Local blend: what the background keeps: 'source' (the source branch's latents: Prompt-to-Prompt, the "
+            "paper) "
+            "or 'clip' (the clip's own inverted latents: the background stays the clip's when guidance makes the "
+            "source drift). "
             "'clip' is not in the paper."
         ),
     )
@@ -261,13 +458,17 @@ class EditConfig:
             "(Direct Inversion, Ju et al. 2023): the background follows the clip more closely. Not in the paper."
         ),
     )
-    eta: float = field(default=0.0, metadata=_help("DDIM η: 0 is deterministic (the paper); above 0 adds seeded noise each step."))
+    eta: float = field(
+        default=0.0, metadata=_help("DDIM η: 0 is deterministic (the paper); above 0 adds seeded noise each step.")
+    )
     seed: int = field(default=0, metadata=_help("Seed of the noise that --eta adds."))
     latent_prompt: str = field(
         default="trained",
         metadata=_help(
-            "The edit's latent prompt in the conditional branch: 'trained' (the paper: learnt from the clip, it carries "
-            "the source object's look) or 'reference' (the reference image's latents: the new object's look). Not in the paper."
+            "The edit's latent prompt in the conditional branch: 'trained' (the paper: learnt from the clip, it "
+            "carries "
+            "the source object's look) or 'reference' (the reference image's latents: the new object's look). Not in "
+            "the paper."
         ),
     )
 
@@ -277,7 +478,9 @@ class EditConfig:
         check_steps(self.steps)
         check_refine(self.refine)
         if not self.guidance >= 0:
-            raise ConfigError(f"--guidance must be 0 or more, got {self.guidance:g}", hint="the paper uses --guidance 12.5")
+            raise ConfigError(
+                f"--guidance must be 0 or more, got {self.guidance:g}", hint="the paper uses --guidance 12.5"
+            )
         for flag, value in (
             ("--cross-replace", self.cross_replace),
             ("--self-replace", self.self_replace),
@@ -289,11 +492,21 @@ class EditConfig:
         if not self.blur_sigma >= 0:
             raise ConfigError(f"--blur-sigma must be 0 or more, got {self.blur_sigma:g}", hint="0 turns the blur off")
         if self.name is not None and not EDIT_NAME.match(self.name):
-            raise ConfigError(f"--name {self.name!r} is not a plain folder name", hint="use letters, digits, '.', '-', '_' or '+', e.g. --name dog")
+            raise ConfigError(
+                f"--name {self.name!r} is not a plain folder name",
+                hint="use letters, digits, '.', '-', '_' or '+', e.g. --name dog",
+            )
         if self.no_blend and self.blend is not None:
             raise ConfigError("--blend and --no-blend contradict each other", hint="pass one of them")
-        check_choice("--blend-background", self.blend_background, BLEND_BACKGROUNDS, hint="--blend-background clip, or leave it out")
-        check_choice("--latent-prompt", self.latent_prompt, LATENT_PROMPTS, hint="--latent-prompt reference, or leave it out")
+        check_choice(
+            "--blend-background",
+            self.blend_background,
+            BLEND_BACKGROUNDS,
+            hint="--blend-background clip, or leave it out",
+        )
+        check_choice(
+            "--latent-prompt", self.latent_prompt, LATENT_PROMPTS, hint="--latent-prompt reference, or leave it out"
+        )
 
     @property
     def folder_name(self) -> str:
@@ -319,7 +532,10 @@ DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
 class EvalConfig:
     clip_model: str = field(
         default=DEFAULT_CLIP_MODEL,
-        metadata=_help("CLIP that scores: a hub id, a local transformers folder, or 'tiny' (random, built offline; the default for a project on --model tiny or shapes)."),
+        metadata=_help(
+            "CLIP that scores: a hub id, a local transformers folder, or 'tiny' (random, built offline; the default "
+            "for a project on --model tiny or shapes)."
+        ),
     )
     text: str | None = field(
         default=None,
@@ -327,28 +543,27 @@ class EvalConfig:
     )
     mask_margin: int = field(
         default=2,
-        metadata=_help("Background = pixels farther than this many latent cells (8 px; 4 px on shapes) from the blend mask: the VAE spreads edits that far."),
+        metadata=_help(
+            "Background = pixels farther than this many latent cells (8 px; 4 px on shapes) from the blend mask: the "
+            "VAE spreads edits that far."
+        ),
     )
 
     def __post_init__(self) -> None:
         if not self.clip_model.strip():
-            raise ConfigError("--clip-model is empty", hint=f"leave it out for {DEFAULT_CLIP_MODEL}, or pass 'tiny' for a smoke run")
+            raise ConfigError(
+                "--clip-model is empty", hint=f"leave it out for {DEFAULT_CLIP_MODEL}, or pass 'tiny' for a smoke run"
+            )
         if self.text is not None and not self.text.strip():
             raise ConfigError("--text is empty", hint="leave it out to score against the edit's target prompt")
         if not 0 <= self.mask_margin <= 64:
-            raise ConfigError(f"--mask-margin must be between 0 and 64 latent cells, got {self.mask_margin}", hint="the default is 2 (16 px)")
+            raise ConfigError(
+                f"--mask-margin must be between 0 and 64 latent cells, got {self.mask_margin}",
+                hint="the default is 2 (16 px)",
+            )
 
     def settings(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def prompt_words(prompt: str) -> list[str]:
-    """The prompt's words, lower-cased, punctuation dropped."""
-    return re.findall(r"[\w<>@#$*-]+", prompt.lower())
-
-
-def prompt_has_word(prompt: str, word: str) -> bool:
-    return word.lower() in prompt_words(prompt)
 
 
 # --------------------------------------------------------------------------- user defaults
@@ -360,7 +575,8 @@ def user_config_path() -> Path:
 
 
 def user_defaults() -> dict[str, Any]:
-    """Defaults the user set in config.toml, e.g. `model = "/models/sd-v1-4"`, `device = "cuda"`."""
+    """Defaults the user set in config.toml, e.g. `model = "/models/sd-v1-4"`, `device = "cuda"`:
+    the model's settings and `clip_model`, each of its field's type."""
     from livecli.store import read_toml
 
     path = user_config_path()
@@ -370,21 +586,35 @@ def user_defaults() -> dict[str, Any]:
         data = read_toml(path)
     except Exception as exc:  # a broken user file must say where it is
         raise ConfigError(f"{path} cannot be read: {exc}", hint="fix or remove that file") from None
-    known = {f.name for f in fields(ModelConfig)} | {"clip_model"}
-    return {k: v for k, v in data.items() if k in known}
+    kinds = {**field_types(ModelConfig), "clip_model": field_types(EvalConfig)["clip_model"]}
+    try:
+        return typed_table(kinds, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc.message}", hint=exc.hint) from None
 
 
 def resolve_clip_model(clip_model: str | None, model: str | None = None) -> str:
     """--clip-model, else `clip_model` in the user's config.toml, else the tiny CLIP for a
     project on a built-in model (`tiny` and `shapes` runs stay offline), else the default."""
-    return clip_model or user_defaults().get("clip_model") or ("tiny" if model in BUILT_IN_MODELS else DEFAULT_CLIP_MODEL)
+    return (
+        clip_model or user_defaults().get("clip_model") or ("tiny" if model in BUILT_IN_MODELS else DEFAULT_CLIP_MODEL)
+    )
 
 
 def resolve_model_config(
-    model: str | None, device: str | None, dtype: str | None, config: str | None = None
+    model: str | None,
+    device: str | None,
+    dtype: str | None,
+    model_config: str | None = None,
+    project: Mapping[str, Any] | None = None,
 ) -> ModelConfig:
-    """Flags first, then the user's config.toml, then the built-in defaults."""
+    """Flags first, then the model a project was made with (`project`: its manifest's
+    `model` entry, for --model and --model-config), then the user's config.toml, then the
+    built-in defaults."""
+    if model is None and project:
+        model = project.get("path") or project.get("id")
+        model_config = model_config or project.get("config")
     defaults = user_defaults()
-    given = {"model": model, "model_config": config, "device": device, "dtype": dtype}
+    given = {"model": model, "model_config": model_config, "device": device, "dtype": dtype}
     values = {k: v if v is not None else defaults.get(k) for k, v in given.items()}
     return ModelConfig(**{k: v for k, v in values.items() if v is not None})

@@ -1,13 +1,13 @@
 """One PNG that shows an edit at a glance: the reference image, then rows of frames.
 
-    ┌───────────┬─────────────────────────────────────────┐
-    │ reference │ title lines (edit, text, scores)        │
-    ├───────────┼────┬────┬────┬────────────────────────  │
-    │           │ 1  │ 2  │ 3  │ …      frame numbers      │
-    │ source    │ ▢  │ ▢  │ ▢  │                          │
-    │ edit      │ ▢  │ ▢  │ ▢  │                          │
-    │ mask      │ ▢  │ ▢  │ ▢  │                          │
-    └───────────┴────┴────┴────┴──────────────────────────┘
+┌───────────┬─────────────────────────────────────────┐
+│ reference │ title lines (edit, text, scores)        │
+├───────────┼────┬────┬────┬────────────────────────  │
+│           │ 1  │ 2  │ 3  │ …      frame numbers      │
+│ source    │ ▢  │ ▢  │ ▢  │                          │
+│ edit      │ ▢  │ ▢  │ ▢  │                          │
+│ mask      │ ▢  │ ▢  │ ▢  │                          │
+└───────────┴────┴────┴────┴──────────────────────────┘
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ def _thumbnail(image: Image.Image, side: int) -> Image.Image:
     image = image.convert("RGB")
     scale = side / max(image.size)
     if scale != 1:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS
+        )
     if image.size == (side, side):
         return image
     box = Image.new("RGB", (side, side), BACKGROUND)

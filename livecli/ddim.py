@@ -16,7 +16,9 @@ x_s and labelled t (the approximation Tune-A-Video and null-text inversion use).
 approximation is the only source of reconstruction error; it shrinks as steps grow, and
 fixed-point iterations (`invert(refine=…)`) remove it.
 
-Only the timesteps and ᾱ come from diffusers; both updates are written out here.
+Only the timesteps and ᾱ come from diffusers; both updates are written out here. ᾱ is the
+model's own schedule (its scheduler config: scaled-linear betas for SD v1.x), not the
+cosine schedule of the paper's §3.1, which the pretrained UNet never learnt.
 """
 
 from __future__ import annotations
@@ -116,7 +118,9 @@ def sample(
     return latents
 
 
-def invert(predict: NoisePredictor, latents: torch.Tensor, schedule: DdimSchedule, refine: int = 0) -> list[torch.Tensor]:
+def invert(
+    predict: NoisePredictor, latents: torch.Tensor, schedule: DdimSchedule, refine: int = 0
+) -> list[torch.Tensor]:
     """Run Eq. 12 backwards from the clean latents x_0 up to x_T.
 
     `refine` > 0 adds fixed-point iterations to each step (AIDI, Pan et al. 2023;

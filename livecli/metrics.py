@@ -57,12 +57,19 @@ def all_pairs_consistency(frames: torch.Tensor) -> float | None:
 
 def to_tensor(images: list[Image.Image]) -> torch.Tensor:
     """RGB images -> [F, 3, H, W] float in [0, 1]."""
-    return torch.stack([torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1) for image in images])
+    return torch.stack(
+        [
+            torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+            for image in images
+        ]
+    )
 
 
 def mask_tensor(masks: list[Image.Image]) -> torch.Tensor:
     """Grey mask images -> [F, 1, H, W] float in [0, 1]."""
-    return torch.stack([torch.from_numpy(np.asarray(mask.convert("L"), dtype=np.float32) / 255)[None] for mask in masks])
+    return torch.stack(
+        [torch.from_numpy(np.asarray(mask.convert("L"), dtype=np.float32) / 255)[None] for mask in masks]
+    )
 
 
 def background(mask: torch.Tensor, margin: int) -> torch.Tensor:
@@ -95,7 +102,7 @@ def masked_psnr(edit: torch.Tensor, source: torch.Tensor, keep: torch.Tensor) ->
     """Per frame, the PSNR (dB, pixels in [0, 1]) over the pixels where `keep` [F, 1, H, W]
     is true, all channels; None for a frame with no such pixel."""
     scores = []
-    for e, s, k in zip(edit, source, keep):
+    for e, s, k in zip(edit, source, keep, strict=False):
         if not k.any():
             scores.append(None)
             continue
@@ -109,7 +116,7 @@ def masked_ssim(edit: torch.Tensor, source: torch.Tensor, keep: torch.Tensor) ->
     """Per frame, the mean of the SSIM map (Gaussian window 11, σ 1.5, averaged over
     channels) over the pixels where `keep` is true; None for a frame with no such pixel."""
     scores = []
-    for e, s, k in zip(edit, source, keep):  # a frame at a time: SSIM's padded stacks are 15× a frame
+    for e, s, k in zip(edit, source, keep, strict=False):  # a frame at a time: SSIM's padded stacks are 15× a frame
         if not k.any():
             scores.append(None)
             continue
@@ -165,7 +172,7 @@ def score_video(
     `source` outside the mask [F, 1, H, W] (no mask: no crop and no background scores).
     `whole`: the frames' embeddings when they are known already."""
     boxes = [mask_box(m[0]) for m in mask] if mask is not None else []
-    crops = [frame.crop(box) for frame, box in zip(frames, boxes) if box is not None]
+    crops = [frame.crop(box) for frame, box in zip(frames, boxes, strict=False) if box is not None]
     if whole is None:
         embeddings = embedder.images(frames + crops)
         whole, cropped = embeddings[: len(frames)], embeddings[len(frames) :]

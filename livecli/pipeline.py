@@ -1,4 +1,5 @@
-"""Every stage in order for one clip and reference image: `live run`, `live demo`, `live batch`.
+"""Stages run one after another: every stage for one clip and reference image (`live run`,
+`live demo`, `live batch`), and prepare-then-train (`live train CLIP IMAGE`).
 
 prepare → train → invert + edit → eval, each skipped when up to date, so a job run again
 costs only the checks.
@@ -12,13 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from livecli.config import EditConfig, EvalConfig, ModelConfig, PrepareConfig, TrainConfig
+from livecli.config import (
+    EditConfig,
+    EvalConfig,
+    ModelConfig,
+    PrepareConfig,
+    TrainConfig,
+    from_table,
+    resolve_model_config,
+)
+from livecli.errors import ConfigError
 from livecli.stages import StageResult
 from livecli.stages import edit as edit_stage
 from livecli.stages import evaluate as eval_stage
 from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
-from livecli.store import Project
+from livecli.store import Project, default_project_dir, find_project
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,11 @@ class JobOutcome:
 
     def paths(self) -> dict[str, Path]:
         edit_dir = self.project.stage_dir(edit_stage.edit_folder(self.job.edit.folder_name))
-        paths = {"project": self.project.root, "video": edit_dir / edit_stage.VIDEO, "compare": edit_dir / edit_stage.COMPARE}
+        paths = {
+            "project": self.project.root,
+            "video": edit_dir / edit_stage.VIDEO,
+            "compare": edit_dir / edit_stage.COMPARE,
+        }
         if self.evaluation is not None:
             paths.update(eval_stage.outputs(self.project, self.evaluation.name))
         return paths
@@ -72,7 +86,10 @@ class JobOutcome:
 
 
 def run_job(
-    job: Job, on_stage: Callable[[StageResult], None] = lambda result: None, redo_edit: bool = False, replace_other: bool = False
+    job: Job,
+    on_stage: Callable[[StageResult], None] = lambda result: None,
+    redo_edit: bool = False,
+    replace_other: bool = False,
 ) -> JobOutcome:
     """Run (or skip) every stage of `job`; `on_stage` hears of each as it finishes.
 
@@ -108,3 +125,48 @@ def run_job(
         outcome.stages.append(StageTime(outcome.evaluation.result, time.perf_counter() - started))
         on_stage(outcome.evaluation.result)
     return outcome
+
+
+def train_project(
+    project: Path | None,
+    clip: Path | None,
+    image: Path | None,
+    prepare: dict[str, Any],
+    train: TrainConfig,
+    model_flags: dict[str, str | None],
+    force: bool = False,
+    on_stage: Callable[[StageResult], None] = lambda result: None,
+) -> None:
+    """`live train`: with CLIP and IMAGE, prepare them first (when missing or stale) with the
+    `prepare` settings given (None: not given); without, bring the project's prepared frames
+    up to date from their recorded sources. Then train. `model_flags`: --model,
+    --model-config, --device and --dtype as given."""
+    if clip is not None and image is None:
+        raise ConfigError(
+            "CLIP needs IMAGE: pass both, or neither to train on the project's prepared frames",
+            hint="live train CLIP IMAGE --prompt TEXT --object WORD",
+        )
+    given = {name: value for name, value in prepare.items() if value is not None}
+    if clip is None:
+        if given:
+            flags = [f"--{name}" for name in given]
+            raise ConfigError(
+                f"{' and '.join(flags)} go{'es' if len(flags) == 1 else ''} with CLIP IMAGE",
+                hint=(
+                    "pass CLIP IMAGE too, or leave them out to train the project as prepared (`live prepare` changes "
+                    "it)"
+                ),
+            )
+        target = find_project(project)
+        model = resolve_model_config(**model_flags, project=target.model_entry())
+        on_stage(prepare_stage.refresh(target, model))
+    else:
+        if "prompt" not in given or "object" not in given:
+            raise ConfigError(
+                "CLIP IMAGE need --prompt and --object",
+                hint='e.g. --prompt "a man riding a motorcycle" --object motorcycle',
+            )
+        target = Project(project or default_project_dir(clip))
+        model = resolve_model_config(**model_flags, project=target.model_entry())
+        on_stage(prepare_stage.run(target, from_table(PrepareConfig, given), clip, image, model))
+    on_stage(train_stage.run(target, train, model, force=force))

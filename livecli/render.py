@@ -41,7 +41,8 @@ def report_stage(result: StageResult) -> None:
         console.print(f"[bold]{result.stage}[/]: up to date ({escape(where(result.folder))})", soft_wrap=True)
     else:
         console.print(
-            f"[bold]{result.stage}[/]: {escape(SUMMARIES[result.stage](result))} in {result.record.seconds:.1f} s -> {escape(where(result.folder))}",
+            f"[bold]{result.stage}[/]: {escape(SUMMARIES[result.stage](result))} in {result.record.seconds:.1f} s -> "
+            f"{escape(where(result.folder))}",
             soft_wrap=True,
         )
 
@@ -84,7 +85,8 @@ def evaluated(result: StageResult) -> str:
     else:
         psnr = f"background PSNR {facts['background_psnr']:.1f} dB over {facts['background_share']:.0%} of the pixels"
     judged = f", object match {facts['object_match']:.0%} (judge)" if facts.get("object_match") is not None else ""
-    return f"CLIP score {facts['clip_score']:.1f} (source {facts['source_clip_score']:.1f}), CLIP-I {facts['reference_similarity']:.3f}, {psnr}{judged}"
+    clip = f"CLIP score {facts['clip_score']:.1f} (source {facts['source_clip_score']:.1f})"
+    return f"{clip}, CLIP-I {facts['reference_similarity']:.3f}, {psnr}{judged}"
 
 
 SUMMARIES = {"prepare": prepared, "train": trained, "invert": inverted, "edit": edited, "eval": evaluated}
@@ -107,7 +109,11 @@ def metrics_table(evaluations, title: str) -> Table:
     table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("edit", no_wrap=True)
     # A metric no row has (the judge's, on models other than shapes) gets no column.
-    shown = [f for f in TABLE_METRICS if f != "object_match" or any(e.metrics["rows"]["edit"].get(f) is not None for e in evaluations)]
+    shown = [
+        f
+        for f in TABLE_METRICS
+        if f != "object_match" or any(e.metrics["rows"]["edit"].get(f) is not None for e in evaluations)
+    ]
     for field in shown:
         table.add_column(TABLE_METRICS[field], justify="right", no_wrap=True)
     for evaluation in evaluations:
@@ -145,7 +151,15 @@ def outcome_dict(outcome) -> dict:
         "name": outcome.job.name,
         "status": "done" if outcome.ran else "up to date",
         "seconds": round(outcome.seconds, 3),
-        "stages": [{"stage": s.result.stage, "skipped": s.result.skipped, "seconds": round(s.seconds, 3), "folder": str(s.result.folder)} for s in outcome.stages],
+        "stages": [
+            {
+                "stage": s.result.stage,
+                "skipped": s.result.skipped,
+                "seconds": round(s.seconds, 3),
+                "folder": str(s.result.folder),
+            }
+            for s in outcome.stages
+        ],
         "paths": {key: str(path) for key, path in outcome.paths().items()},
         "metrics": outcome.metrics(),
     }
@@ -159,18 +173,21 @@ def print_error(message: str, hint: str | None) -> None:
 
 def status_table(root: Path, stages) -> Table:
     table = Table(title=escape(where(root)), title_justify="left")
-    for column in ("stage", "state", "size", "took", "finished", "note"):
-        table.add_column(column, no_wrap=column != "note")
+    for column in ("stage", "state", "size", "took", "finished"):
+        table.add_column(column, no_wrap=True)
+    notes = any(s.reason for s in stages)  # a column only when a stage has one, wide enough to read
+    if notes:
+        table.add_column("note", min_width=12)
     colours = {"done": "green", "stale": "yellow", "missing": "dim"}
     for s in stages:
-        table.add_row(
+        row = [
             s.stage,
             f"[{colours[s.state]}]{s.state}[/]",
             size(s.bytes) if s.bytes else "",
             f"{s.seconds:.1f} s" if s.seconds is not None else "",
             (s.finished or "")[:16].replace("T", " "),
-            escape(s.reason),
-        )
+        ]
+        table.add_row(*row, *([escape(s.reason)] if notes else []))
     return table
 
 

@@ -37,7 +37,7 @@ from livecli.errors import ProjectError
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # pragma: no cover
+else:
     import tomli as tomllib
 
 SCHEMA = 1
@@ -193,6 +193,10 @@ class Project:
         return self.manifest_path.is_file()
 
     # -- manifest
+
+    def model_entry(self) -> dict[str, Any]:
+        """The manifest's `model` entry, the model the project was made with; {} before the project exists."""
+        return self.manifest().get("model", {}) if self.exists() else {}
 
     def manifest(self) -> dict[str, Any]:
         """The manifest, refused when a newer `live` wrote it."""
@@ -350,7 +354,9 @@ class Project:
             return []
         found = []
         for child in sorted(folder.iterdir()):
-            record = self.record(f"{parent}/{child.name}") if child.is_dir() and not child.name.startswith(".") else None
+            record = (
+                self.record(f"{parent}/{child.name}") if child.is_dir() and not child.name.startswith(".") else None
+            )
             if record is not None:
                 found.append((child, record))
         return found
@@ -436,7 +442,7 @@ class Project:
                 shutil.rmtree(self.root, ignore_errors=True)
 
 
-if os.name == "nt":  # pragma: no cover
+if os.name == "nt":
     import msvcrt
 
     def _try_lock(fd: int) -> bool:

@@ -203,7 +203,9 @@ def _h264_codec() -> str:
     for name in ("libx264", "h264", "libopenh264"):
         if name in av.codecs_available:
             return name
-    raise InputError("this FFmpeg build has no H.264 encoder", hint="install PyAV from PyPI (its wheels include libx264)")
+    raise InputError(
+        "this FFmpeg build has no H.264 encoder", hint="install PyAV from PyPI (its wheels include libx264)"
+    )
 
 
 def write_mp4(frames: Sequence[Image.Image], path: Path, fps: float) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from clips import write_clip, write_image
 
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_environment(tmp_path_factory):
     """Tests never touch the user's cache or config, and never reach a model hub."""

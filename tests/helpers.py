@@ -20,12 +20,23 @@ def tree_digest(folder: Path) -> dict[str, str]:
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 """Real clips beside the checkout; tests that use them skip when it is absent."""
 
-PREPARE_ARGS = ("--prompt", "a jeep car is moving on the road", "--object", "car", "--model", "tiny", "--frames", "8", "--size", "64")
+PREPARE_ARGS = (
+    "--prompt",
+    "a jeep car is moving on the road",
+    "--object",
+    "car",
+    "--model",
+    "tiny",
+    "--frames",
+    "8",
+    "--size",
+    "64",
+)
 
 
 def interrupt_after(monkeypatch, steps: int) -> None:
     """Press Ctrl-C (a real SIGINT) right after step `steps`, once."""
-    from livecli.training import LiveTrainer
+    from livecli.objectives import LiveTrainer
 
     original = LiveTrainer.step
     done = {"steps": 0}
@@ -39,3 +50,38 @@ def interrupt_after(monkeypatch, steps: int) -> None:
         return losses
 
     monkeypatch.setattr(LiveTrainer, "step", step)
+
+
+def count_checkpointed_calls(monkeypatch) -> list[int]:
+    """Count the calls to torch's activation checkpointing (diffusers' blocks go through it
+    when gradient checkpointing is on): a list whose length grows by one per call."""
+    import torch.utils.checkpoint
+
+    calls: list[int] = []
+    checkpoint = torch.utils.checkpoint.checkpoint
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return checkpoint(*args, **kwargs)
+
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", counted)
+    return calls
+
+
+def unwrapped(help_text: str) -> str:
+    """Rich's `--help` panels as one line of words: a default wrapped onto the next line
+    inside its box (`[default:` … `12.5]`) reads whole again."""
+    import re
+
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", help_text).split())
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The body rows of a rich table printed in `text`, as lists of cell texts (a row's
+    wrapped continuation lines, whose first cell is empty, are left out)."""
+    rows = [
+        [cell.strip() for cell in line.strip().strip("│").split("│")]
+        for line in text.splitlines()
+        if line.startswith("│")
+    ]
+    return [row for row in rows if row[0]]

@@ -53,9 +53,18 @@ def ldm_unet_state_dict(unet) -> dict[str, torch.Tensor]:
         (r"^conv_in\.", lambda m: "input_blocks.0.0."),
         (r"^conv_norm_out\.", lambda m: "out.0."),
         (r"^conv_out\.", lambda m: "out.2."),
-        (r"^down_blocks\.(\d+)\.resnets\.(\d+)\.", lambda m: f"input_blocks.{int(m[1]) * per_level + int(m[2]) + 1}.0."),
-        (r"^down_blocks\.(\d+)\.attentions\.(\d+)\.", lambda m: f"input_blocks.{int(m[1]) * per_level + int(m[2]) + 1}.1."),
-        (r"^down_blocks\.(\d+)\.downsamplers\.0\.conv\.", lambda m: f"input_blocks.{(int(m[1]) + 1) * per_level}.0.op."),
+        (
+            r"^down_blocks\.(\d+)\.resnets\.(\d+)\.",
+            lambda m: f"input_blocks.{int(m[1]) * per_level + int(m[2]) + 1}.0.",
+        ),
+        (
+            r"^down_blocks\.(\d+)\.attentions\.(\d+)\.",
+            lambda m: f"input_blocks.{int(m[1]) * per_level + int(m[2]) + 1}.1.",
+        ),
+        (
+            r"^down_blocks\.(\d+)\.downsamplers\.0\.conv\.",
+            lambda m: f"input_blocks.{(int(m[1]) + 1) * per_level}.0.op.",
+        ),
         (r"^mid_block\.resnets\.(\d+)\.", lambda m: f"middle_block.{2 * int(m[1])}."),
         (r"^mid_block\.attentions\.0\.", lambda m: "middle_block.1."),
         (r"^up_blocks\.(\d+)\.resnets\.(\d+)\.", lambda m: f"output_blocks.{int(m[1]) * per_level + int(m[2])}.0."),
@@ -69,13 +78,16 @@ def ldm_unet_state_dict(unet) -> dict[str, torch.Tensor]:
         (r"\.conv2\.", lambda m: ".out_layers.3."),
         (r"\.conv_shortcut\.", lambda m: ".skip_connection."),
     ]
-    has_attention = {int(name.split(".")[1]) for name, _ in unet.named_modules() if re.match(r"up_blocks\.\d+\.attentions$", name)}
+    has_attention = {
+        int(name.split(".")[1]) for name, _ in unet.named_modules() if re.match(r"up_blocks\.\d+\.attentions$", name)
+    }
     converted = {}
     for key, value in unet.state_dict().items():
         upsampler = re.match(r"^up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)", key)
         if upsampler:
             level = int(upsampler[1])
-            key = f"output_blocks.{level * per_level + per_level - 1}.{2 if level in has_attention else 1}.conv.{upsampler[2]}"
+            block, layer = level * per_level + per_level - 1, 2 if level in has_attention else 1
+            key = f"output_blocks.{block}.{layer}.conv.{upsampler[2]}"
         else:
             for pattern, replace in resnet_renames if "resnets." in key else []:
                 key = re.sub(pattern, replace, key)
@@ -95,4 +107,8 @@ def ldm_text_state_dict(text_encoder) -> dict[str, torch.Tensor]:
 
 
 def ldm_checkpoint(pipeline) -> dict[str, torch.Tensor]:
-    return {**ldm_vae_state_dict(pipeline.vae), **ldm_unet_state_dict(pipeline.unet), **ldm_text_state_dict(pipeline.text_encoder)}
+    return {
+        **ldm_vae_state_dict(pipeline.vae),
+        **ldm_unet_state_dict(pipeline.unet),
+        **ldm_text_state_dict(pipeline.text_encoder),
+    }

@@ -34,7 +34,12 @@ def jobs_file(clip, image, tmp_path) -> Path:
     """Three jobs on the tiny model; the second one's clip is not a video."""
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     path = tmp_path / "jobs.toml"
-    path.write_text(DEFAULTS + JOB.format(name="first", clip="clip.mp4", replace="car=<tok>") + JOB.format(name="broken", clip="broken.mp4", replace="car=<tok>") + JOB.format(name="third", clip="clip.mp4", replace="car=<tok>"))
+    path.write_text(
+        DEFAULTS
+        + JOB.format(name="first", clip="clip.mp4", replace="car=<tok>")
+        + JOB.format(name="broken", clip="broken.mp4", replace="car=<tok>")
+        + JOB.format(name="third", clip="clip.mp4", replace="car=<tok>")
+    )
     return path
 
 
@@ -46,7 +51,11 @@ def test_keep_going_finishes_the_other_jobs_and_exits_non_zero(cli, jobs_file, t
     result = cli("batch", jobs_file, "--keep-going", "--json")
     assert result.code == 1
     reports = json_lines(result.out)
-    assert [(r["job"], r["name"], r["status"]) for r in reports] == [(1, "first", "done"), (2, "broken", "failed"), (3, "third", "done")]
+    assert [(r["job"], r["name"], r["status"]) for r in reports] == [
+        (1, "first", "done"),
+        (2, "broken", "failed"),
+        (3, "third", "done"),
+    ]
     assert "broken.mp4 is not a video" in reports[1]["error"] and reports[1]["hint"]
     assert "error: job 2 (broken) failed" in result.err
     for report in (reports[0], reports[2]):
@@ -89,7 +98,13 @@ def test_a_dry_run_lists_the_shards_jobs_and_runs_nothing(cli, jobs_file, tmp_pa
 
 @pytest.mark.parametrize(
     ("shard", "message"),
-    [("2", "is not I/N"), ("a/b", "is not I/N"), ("0/2", "between 1 and N"), ("3/2", "between 1 and N"), ("1/0", "between 1 and N")],
+    [
+        ("2", "is not I/N"),
+        ("a/b", "is not I/N"),
+        ("0/2", "between 1 and N"),
+        ("3/2", "between 1 and N"),
+        ("1/0", "between 1 and N"),
+    ],
 )
 def test_a_malformed_shard_is_refused(cli, jobs_file, shard, message):
     result = cli("batch", jobs_file, "--shard", shard)
@@ -97,7 +112,10 @@ def test_a_malformed_shard_is_refused(cli, jobs_file, shard, message):
 
 
 def test_a_missing_field_is_reported_before_any_job_runs(cli, jobs_file, tmp_path):
-    text = jobs_file.read_text() + '\n[[jobs]]\nname = "fourth"\nclip = "clip.mp4"\nimage = "ref.png"\nobject = "car"\nreplace = "car=<tok>"\n'
+    text = (
+        jobs_file.read_text()
+        + '\n[[jobs]]\nname = "fourth"\nclip = "clip.mp4"\nimage = "ref.png"\nobject = "car"\nreplace = "car=<tok>"\n'
+    )
     jobs_file.write_text(text)
     result = cli("batch", jobs_file, "--keep-going")
     assert result.code == 1
@@ -108,9 +126,9 @@ def test_a_missing_field_is_reported_before_any_job_runs(cli, jobs_file, tmp_pat
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ('train = { stepz = 3 }', "job 1 (first): `train` has no setting `stepz`"),
+        ("train = { stepz = 3 }", "job 1 (first): `train` has no setting `stepz`"),
         ('train = { steps = "3" }', "job 1 (first): `train.steps` has the wrong type ('3')"),
-        ('edit = { guidance = -1.0 }', "job 1 (first): --guidance must be 0 or more"),
+        ("edit = { guidance = -1.0 }", "job 1 (first): --guidance must be 0 or more"),
         ('colour = "red"', "job 1 (first): unknown key `colour`"),
         ('prepare = { prompt = "x" }', "job 1 (first): `prepare.prompt` belongs at the job's top level"),
         ('edit = { keep = "bus" }', "job 1 (first): --keep: 'bus' not in the source prompt"),
@@ -129,7 +147,11 @@ def test_jobs_read_defaults_aliases_and_paths_relative_to_the_file(tmp_path, cli
     folder.mkdir()
     monkeypatch.chdir(folder)
     path = tmp_path / "jobs.toml"
-    path.write_text(DEFAULTS + JOB.format(name="first", clip="clip.mp4", replace="car=<tok>").replace("replace =", "replacements =") + 'train = { lambda = 0.5, "ti-lr" = 0.01 }\neval = false\n')
+    path.write_text(
+        DEFAULTS
+        + JOB.format(name="first", clip="clip.mp4", replace="car=<tok>").replace("replace =", "replacements =")
+        + 'train = { lambda = 0.5, "ti-lr" = 0.01 }\neval = false\n'
+    )
     (job,) = load_jobs(path)
     assert job.clip == tmp_path / "clip.mp4" and job.project == tmp_path / "first.live"
     (tmp_path / "models" / "clip").mkdir(parents=True)
@@ -143,9 +165,16 @@ def test_jobs_read_defaults_aliases_and_paths_relative_to_the_file(tmp_path, cli
 
 def test_a_replacement_of_a_word_not_in_the_prompt_is_refused_before_any_job_runs(cli, tmp_path, clip, image):
     path = tmp_path / "jobs.toml"
-    path.write_text(DEFAULTS + JOB.format(name="first", clip="clip.mp4", replace="car=<tok>") + JOB.format(name="second", clip="clip.mp4", replace="dog=<tok>"))
+    path.write_text(
+        DEFAULTS
+        + JOB.format(name="first", clip="clip.mp4", replace="car=<tok>")
+        + JOB.format(name="second", clip="clip.mp4", replace="dog=<tok>")
+    )
     result = cli("batch", path)
-    assert result.code == 1 and result.error_lines == ["error: job 2 (second): --replace dog=<tok>: 'dog' is not a word of the prompt 'a jeep car is moving on the road'"]
+    assert result.code == 1 and result.error_lines == [
+        "error: job 2 (second): --replace dog=<tok>: 'dog' is not a word of the prompt 'a jeep car is moving on the "
+        "road'"
+    ]
     assert not (tmp_path / "first.live").exists()
 
 

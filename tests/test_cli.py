@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import PREPARE_ARGS
+from helpers import PREPARE_ARGS, unwrapped
 from livecli import __version__
 
 
@@ -31,8 +31,52 @@ def test_top_level_help_lists_the_commands(cli):
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        ("prepare", ["--prompt", "--object", "--project", "--model", "--frames", "--size", "--stride", "--start", "--device", "--dtype", "--force", "Examples:", "multiple of 8", "[default: CompVis/stable-diffusion-v1-4]", "[default: auto]"]),
-        ("train", ["--prompt", "--object", "--project", "--model", "--steps", "--lr", "--ti-lr", "--lambda", "--token", "--seed", "--checkpoint-every", "--mixed-precision", "--gradient-checkpointing", "--force", "Examples:", "[default: 500]", "[default: 3e-05]", "[default: 0.005]", "[default: <@#$>]", "[default: 33]", "resumes"]),
+        (
+            "prepare",
+            [
+                "--prompt",
+                "--object",
+                "--project",
+                "--model",
+                "--frames",
+                "--size",
+                "--stride",
+                "--start",
+                "--device",
+                "--dtype",
+                "--force",
+                "Examples:",
+                "multiple of 8",
+                "[default: CompVis/stable-diffusion-v1-4]",
+                "[default: auto]",
+            ],
+        ),
+        (
+            "train",
+            [
+                "--prompt",
+                "--object",
+                "--project",
+                "--model",
+                "--steps",
+                "--lr",
+                "--ti-lr",
+                "--lambda",
+                "--token",
+                "--seed",
+                "--checkpoint-every",
+                "--mixed-precision",
+                "--gradient-checkpointing",
+                "--force",
+                "Examples:",
+                "[default: 500]",
+                "[default: 3e-05]",
+                "[default: 0.005]",
+                "[default: <@#$>]",
+                "[default: 33]",
+                "resumes",
+            ],
+        ),
         ("status", ["--project", "--json", "Examples:"]),
         ("demo", ["--out", "--model", "--train-steps", "shapes", "truth/", "Examples:"]),
         ("batch", ["JOBS.toml", "[defaults]", "[[jobs]]", "--shard", "--keep-going", "--json", "SLURM", "Examples:"]),
@@ -41,8 +85,9 @@ def test_top_level_help_lists_the_commands(cli):
 def test_command_help_shows_every_flag_and_examples(cli, command, expected):
     result = cli(command, "--help")
     assert result.code == 0
+    words = unwrapped(result.out)
     for text in expected:
-        assert text in result.out, text
+        assert text in words, text
 
 
 def test_a_usage_error_exits_2_without_traceback(cli, clip, image):
@@ -56,6 +101,14 @@ def test_status_table_and_json(cli, clip, image):
     table = cli("status")
     assert table.code == 0
     assert "prepare" in table.out and "done" in table.out
+    header = next(line for line in table.out.splitlines() if "stage" in line)
+    assert [cell.strip() for cell in header.strip("┃ ").split("┃")] == [
+        "stage",
+        "state",
+        "size",
+        "took",
+        "finished",
+    ]  # no empty note column
 
     result = cli("status", "--json")
     data = json.loads(result.out)

@@ -17,8 +17,8 @@ from livecli.config import EditConfig, ModelConfig
 from livecli.control.attention import AttentionControl
 from livecli.control.blend import LocalBlend, gaussian_blur, pick_factor
 from livecli.control.prompts import Replacement, edit_prompts
-from livecli.editing import branch_batch, guided_noise, guided_sample, sample_edit
 from livecli.models.loading import load_denoiser, resolve_model
+from livecli.sampling import branch_batch, guided_noise, guided_sample, sample_edit
 from livecli.stages import invert as invert_stage
 from livecli.stages.edit import make_control
 from livecli.store import Project
@@ -72,9 +72,9 @@ def test_ddim_inversion_is_exact_to_first_order_with_an_exact_denoiser():
     errors = {}
     for steps in (25, 50, 100):
         schedule = ddim.ddim_schedule(scheduler_config(), steps)
-        alpha_of = dict(zip(schedule.timesteps, schedule.alphas))
+        alpha_of = dict(zip(schedule.timesteps, schedule.alphas, strict=False))
 
-        def exact(latents, timestep, index):
+        def exact(latents, timestep, index, alpha_of=alpha_of):
             alpha = alpha_of[timestep]
             return (1 - alpha) ** 0.5 * (latents - alpha**0.5 * mean) / (alpha * spread**2 + 1 - alpha)
 
@@ -99,7 +99,20 @@ def test_inversion_then_sampling_reconstructs_the_prepared_latents(trained):
         errors[steps] = relative_error(guided_sample(model, trajectory[0], schedule, text, null, guidance=1.0), frames)
     assert errors[50] < 0.06
     assert errors[25] > 2 * errors[50]
-    plain = {steps: relative_error(guided_sample(model, invert_stage.invert_latents(model, frames, PROMPT, steps)[0], ddim.ddim_schedule(model.scheduler_config, steps), text, null, 1.0), frames) for steps in (10, 50)}
+    plain = {
+        steps: relative_error(
+            guided_sample(
+                model,
+                invert_stage.invert_latents(model, frames, PROMPT, steps)[0],
+                ddim.ddim_schedule(model.scheduler_config, steps),
+                text,
+                null,
+                1.0,
+            ),
+            frames,
+        )
+        for steps in (10, 50)
+    }
     assert plain[10] > plain[50]
 
 
@@ -121,7 +134,15 @@ def run_edit(model, start, config: EditConfig, target_watch=None, pinned=None, b
     frames, _, height, width = start.shape
     control = make_control(model, prompts, config, frames, (height, width))
     if blend_factor is not None:
-        control.blend = LocalBlend(frames, (height, width), blend_factor, prompts.source_blend, prompts.target_blend, config.blend_threshold, config.blur_sigma)
+        control.blend = LocalBlend(
+            frames,
+            (height, width),
+            blend_factor,
+            prompts.source_blend,
+            prompts.target_blend,
+            config.blend_threshold,
+            config.blur_sigma,
+        )
     schedule = ddim.ddim_schedule(model.scheduler_config, config.steps)
     outcome = sample_edit(
         model,
@@ -145,12 +166,16 @@ def test_an_edit_of_the_source_into_itself_reproduces_the_source_branch(trained)
     project, model, frames = trained
     start = invert_stage.invert_latents(model, frames, PROMPT, 10)[0]
     everything = " ".join(PROMPT.split())
-    same = EditConfig(replace=("car=car",), steps=10, cross_replace=1.0, self_replace=1.0, keep=everything, blend_start=0.0)
+    same = EditConfig(
+        replace=("car=car",), steps=10, cross_replace=1.0, self_replace=1.0, keep=everything, blend_start=0.0
+    )
     outcome, prompts = run_edit(model, start, same)
     assert prompts.target == PROMPT and prompts.alpha[: 1 + len(PROMPT.split())].sum() == 1 + len(PROMPT.split())
     assert torch.equal(outcome.edit, outcome.source)
     # The same control with a real replacement does change the video: the test can fail.
-    changed, _ = run_edit(model, start, EditConfig(replace=("car=<tok>",), steps=10, cross_replace=1.0, self_replace=1.0, no_blend=True))
+    changed, _ = run_edit(
+        model, start, EditConfig(replace=("car=<tok>",), steps=10, cross_replace=1.0, self_replace=1.0, no_blend=True)
+    )
     assert not torch.allclose(changed.edit, changed.source, atol=1e-4)
 
 
@@ -180,7 +205,7 @@ def test_local_blend_keeps_the_source_outside_the_mask(trained):
 
     outcome, _ = run_edit(model, start, config, watch, blend_factor=1)
     assert [index for index, _, mask in seen if mask is not None] == list(range(3, 10))
-    for index, latents, mask in seen:
+    for _index, latents, mask in seen:
         source, edit = latents
         if mask is None:
             assert not torch.equal(source, edit)
@@ -197,7 +222,14 @@ def test_blend_can_keep_the_clip_outside_the_mask(trained):
     each step (not the source branch's, which differs from them under guidance)."""
     project, model, frames = trained
     trajectory = invert_stage.invert_latents(model, frames, PROMPT, 10)
-    config = EditConfig(replace=("car=<tok>",), steps=10, blend_threshold=0.999, blur_sigma=0.3, blend_start=0.3, blend_background="clip")
+    config = EditConfig(
+        replace=("car=<tok>",),
+        steps=10,
+        blend_threshold=0.999,
+        blur_sigma=0.3,
+        blend_start=0.3,
+        blend_background="clip",
+    )
     seen = []
 
     def watch(index, latents, mask):
@@ -211,7 +243,9 @@ def test_blend_can_keep_the_clip_outside_the_mask(trained):
         assert 0 < outside.float().mean() < 1, "the test needs a mask with an inside and an outside"
         assert torch.equal(edit[outside], trajectory[index + 1][outside])
         assert not torch.equal(edit[outside], source[outside])  # the source branch drifted: the test can fail
-    assert torch.equal(outcome.edit[(outcome.mask == 0).expand_as(frames)], frames[(outcome.mask == 0).expand_as(frames)])
+    assert torch.equal(
+        outcome.edit[(outcome.mask == 0).expand_as(frames)], frames[(outcome.mask == 0).expand_as(frames)]
+    )
 
 
 def test_the_reference_latent_prompt_goes_to_the_edit_branch_only(trained):
@@ -245,7 +279,13 @@ def test_pinned_source_follows_the_inversion(trained):
     trajectory = invert_stage.invert_latents(model, frames, PROMPT, 10)
     sources = []
     config = EditConfig(replace=("car=<tok>",), steps=10, pin_source=True)
-    outcome, _ = run_edit(model, trajectory[0], config, lambda i, latents, mask: sources.append(latents[0].clone()), pinned=list(trajectory))
+    outcome, _ = run_edit(
+        model,
+        trajectory[0],
+        config,
+        lambda i, latents, mask: sources.append(latents[0].clone()),
+        pinned=list(trajectory),
+    )
     for index, source in enumerate(sources):
         assert torch.equal(source, trajectory[index + 1])
     assert torch.equal(outcome.source, frames)
@@ -266,7 +306,9 @@ def test_blur_is_finite_and_normalised():
 def test_blend_mask_ignores_a_floor_of_attention():
     """A word that takes half its peak attention everywhere (as in a small model) still gives
     a mask of the peak alone: the range, not the maximum alone, is scaled to [0, 1]."""
-    blend = LocalBlend(frames=1, latent_size=(8, 8), factor=2, source_tokens=(1,), target_tokens=(2,), threshold=0.3, sigma=0.0)
+    blend = LocalBlend(
+        frames=1, latent_size=(8, 8), factor=2, source_tokens=(1,), target_tokens=(2,), threshold=0.3, sigma=0.0
+    )
     source = torch.full((2, 1, 16, 77), 0.5)
     source[1, 0, 0, 1] = 1.0  # the peak at the top-left corner
     edit = torch.full((2, 1, 16, 77), 0.5)  # the same floor, its peak in the same corner
@@ -280,7 +322,9 @@ def test_blend_mask_ignores_a_floor_of_attention():
 
 def test_blend_mask_follows_the_recipe():
     """max-pool 3×3, upsample, divide by the maximum, threshold, OR of source and edit."""
-    blend = LocalBlend(frames=1, latent_size=(8, 8), factor=2, source_tokens=(1,), target_tokens=(2,), threshold=0.5, sigma=0.0)
+    blend = LocalBlend(
+        frames=1, latent_size=(8, 8), factor=2, source_tokens=(1,), target_tokens=(2,), threshold=0.5, sigma=0.0
+    )
     source = torch.zeros(2, 1, 16, 77)  # [frames + latent prompt, heads, 4×4 queries, tokens]
     edit = torch.zeros(2, 1, 16, 77)
     source[1, 0, 0, 1] = 1.0  # top-left corner of the 4×4 map
@@ -301,12 +345,14 @@ def test_word_alignment_handles_unequal_lengths(trained):
     source_ids = tokenizer(PROMPT).input_ids
     target_ids = tokenizer(prompts.target).input_ids
     # every kept source token maps to the same token id in the target
-    for s, t in zip(*torch.nonzero(prompts.mapper, as_tuple=True)):
+    for s, t in zip(*torch.nonzero(prompts.mapper, as_tuple=True), strict=False):
         assert source_ids[s] == target_ids[t]
     assert set(prompts.keep) == set(PROMPT.split()) - {"car"}
     # the blend tokens are the old word's and the whole replacement's
     assert [source_ids[i] for i in prompts.source_blend] == tokenizer("car", add_special_tokens=False).input_ids
-    assert [target_ids[i] for i in prompts.target_blend] == tokenizer("red sports car", add_special_tokens=False).input_ids
+    assert [target_ids[i] for i in prompts.target_blend] == tokenizer(
+        "red sports car", add_special_tokens=False
+    ).input_ids
     # keeping the replaced word spreads its map evenly over the new tokens
     kept = edit_prompts(tokenizer, PROMPT, [Replacement.parse("car=<tok>")], model.token, keep=["car"])
     token_position = tokenizer(kept.target).input_ids.index(tokenizer.convert_tokens_to_ids(model.token))
@@ -375,7 +421,14 @@ def test_shared_copy_of_project_is_untouched(trained, tmp_path):
 
 @pytest.mark.parametrize(
     ("latent_side", "available", "factor"),
-    [(64, {1, 2, 4}, 4), (32, {1, 2, 4}, 2), (16, {1, 2, 4}, 1), (8, {1, 2, 4}, 1), (128, {1, 2, 4}, 4), (64, {1, 2}, 2)],
+    [
+        (64, {1, 2, 4}, 4),
+        (32, {1, 2, 4}, 2),
+        (16, {1, 2, 4}, 1),
+        (8, {1, 2, 4}, 1),
+        (128, {1, 2, 4}, 4),
+        (64, {1, 2}, 2),
+    ],
 )
 def test_blend_maps_are_the_ones_nearest_16x16(latent_side, available, factor):
     """Prompt-to-Prompt's 16×16 maps at 512 px (64 latents, ×4); the shapes model's 16 latents use ×1."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from helpers import tree_digest
+from helpers import table_rows, tree_digest
 from livecli.contact_sheet import GAP, NUMBER_BAND
 
 PROJECT = Path("clip.live")
@@ -31,9 +31,14 @@ def test_run_makes_every_stage_and_again_redoes_nothing(cli, clip, image, ran):
         assert f"{stage}: " in ran.err
     assert EVAL_OUTPUTS == {p.name for p in (PROJECT / "eval" / "car-tok").iterdir()}
     assert (PROJECT / "edits" / "car-tok" / "edit.mp4").is_file()
-    for line in ("video: clip.live/edits/car-tok/edit.mp4", "metrics: clip.live/eval/car-tok/metrics.json", "contact_sheet: clip.live/eval/car-tok/contact_sheet.png"):
+    for line in (
+        "video: clip.live/edits/car-tok/edit.mp4",
+        "metrics: clip.live/eval/car-tok/metrics.json",
+        "contact_sheet: clip.live/eval/car-tok/contact_sheet.png",
+    ):
         assert line in ran.out
-    assert ran.out.count("ran") == 5  # the summary table: every stage ran
+    summary = {row[0]: row[1] for row in table_rows(ran.out)}
+    assert summary == dict.fromkeys(("prepare", "train", "invert", "edit", "eval"), "ran")
 
     before = tree_digest(PROJECT)
     again = cli("run", clip, image, *RUN_ARGS, "--json")
@@ -54,8 +59,20 @@ def test_metrics_json_report_and_contact_sheet(ran):
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["schema"] == 1 and metrics["edit"] == "car-tok" and metrics["frames"] == 4
     assert metrics["text"] == "a jeep car is moving on the road"  # <tok> read as the object word
-    assert metrics["settings"]["eval"]["clip_model"].startswith("tiny@") and metrics["settings"]["edit"]["guidance"] == 12.5
-    fields = {"clip_score", "consistency_consecutive", "consistency_all_pairs", "reference_similarity", "reference_similarity_crop", "background_psnr", "background_ssim", "object_match"}
+    assert (
+        metrics["settings"]["eval"]["clip_model"].startswith("tiny@")
+        and metrics["settings"]["edit"]["guidance"] == 12.5
+    )
+    fields = {
+        "clip_score",
+        "consistency_consecutive",
+        "consistency_all_pairs",
+        "reference_similarity",
+        "reference_similarity_crop",
+        "background_psnr",
+        "background_ssim",
+        "object_match",
+    }
     assert set(metrics["rows"]) == {"edit", "source"} and set(metrics["rows"]["edit"]) == fields
     assert metrics["rows"]["edit"]["object_match"] is None  # the judge reads only the shapes model's projects
     assert len(metrics["per_frame"]["edit"]["clip_score"]) == 4
@@ -82,7 +99,9 @@ def test_eval_picks_edits_compares_them_and_prints_json(cli, ran):
     both = cli("eval", "--all")
     assert both.code == 0, both.err
     assert "eval: up to date" in both.err  # car-tok was scored by `live run`
-    assert "car-tok" in both.out and "plain" in both.out and both.out.count("source") == 2
+    lines = both.out.splitlines()
+    body = lines[next(i for i, line in enumerate(lines) if "──" in line) + 1 :]  # under the header's rule
+    assert [line.split()[0] for line in body if line.strip()] == ["car-tok", "source", "plain", "source"]
 
     data = json.loads(cli("eval", "--edit", "plain", "--json").out)
     (plain,) = data["evaluations"]
@@ -126,10 +145,31 @@ def test_run_checks_the_replacement_before_training(cli, clip, image):
 
 def test_run_and_eval_help(cli):
     run = cli("run", "--help").out
-    for flag in ("--replace", "--train-steps", "--edit-steps", "--lr", "--guidance", "--keep", "--blend", "--clip-model", "--no-eval", "--json", "Examples:"):
+    for flag in (
+        "--replace",
+        "--train-steps",
+        "--edit-steps",
+        "--lr",
+        "--guidance",
+        "--keep",
+        "--blend",
+        "--clip-model",
+        "--no-eval",
+        "--json",
+        "Examples:",
+    ):
         assert flag in run, flag
     evaluation = cli("eval", "--help").out
-    for flag in ("--edit", "--all", "--clip-model", "--text", "--mask-margin", "--json", "openai/clip-vit-large-patch14", "Examples:"):
+    for flag in (
+        "--edit",
+        "--all",
+        "--clip-model",
+        "--text",
+        "--mask-margin",
+        "--json",
+        "openai/clip-vit-large-patch14",
+        "Examples:",
+    ):
         assert flag in evaluation, flag
 
 
@@ -140,7 +180,9 @@ def test_demo_runs_every_stage_and_a_second_run_redoes_nothing(cli, tmp_path):
     project = tmp_path / "demo" / "demo.live"
     assert len(list((tmp_path / "demo" / "clip").iterdir())) == len(list((tmp_path / "demo" / "truth").iterdir())) == 8
     assert (project / "edits" / "cross-tok" / "edit.mp4").is_file()
-    assert (project / "eval" / "cross-tok" / "metrics.json").is_file() and (project / "eval" / "cross-tok" / "contact_sheet.png").is_file()
+    assert (project / "eval" / "cross-tok" / "metrics.json").is_file() and (
+        project / "eval" / "cross-tok" / "contact_sheet.png"
+    ).is_file()
     assert "train: 20 steps" in result.err and "edit: 'a <@#$> on a dotted red background'" in result.err
     assert "metrics: " in result.out and "tiny model is random" in result.err and "green star" in result.err
     before = tree_digest(project)
@@ -158,11 +200,18 @@ def test_shell_completion_offers_commands_and_the_projects_edits(ran, tmp_path):
     import sys
 
     live = str(Path(sys.executable).with_name("live"))
-    script = subprocess.run([live, "--show-completion", "bash"], capture_output=True, text=True, env={**os.environ, "SHELL": "/bin/bash"})
+    script = subprocess.run(
+        [live, "--show-completion", "bash"], capture_output=True, text=True, env={**os.environ, "SHELL": "/bin/bash"}
+    )
     assert script.returncode == 0 and "_live_completion" in script.stdout
 
     def complete(words: str) -> list[str]:
-        env = {**os.environ, "_LIVE_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1))}
+        env = {
+            **os.environ,
+            "_LIVE_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+        }
         return subprocess.run([live], capture_output=True, text=True, env=env, cwd=tmp_path).stdout.split()
 
     assert complete("live ba") == ["batch"]
@@ -171,12 +220,17 @@ def test_shell_completion_offers_commands_and_the_projects_edits(ran, tmp_path):
 
 def test_run_refuses_to_overwrite_an_edit_unless_forced(cli, clip, image, ran):
     refused = cli("run", clip, image, *RUN_ARGS, "--guidance", "5")
-    assert refused.code == 1 and "edit 'car-tok' exists with other settings (guidance 12.5 -> 5.0)" in refused.error_lines[0]
+    assert (
+        refused.code == 1
+        and "edit 'car-tok' exists with other settings (guidance 12.5 -> 5.0)" in refused.error_lines[0]
+    )
     forced = cli("run", clip, image, *RUN_ARGS, "--guidance", "5", "--force", "--json")
     assert forced.code == 0, forced.err
     stages = {s["stage"]: s["skipped"] for s in json.loads(forced.out)["stages"]}
     assert stages == {"prepare": True, "train": True, "invert": True, "edit": False, "eval": False}
-    assert json.loads((PROJECT / "eval" / "car-tok" / "metrics.json").read_text())["settings"]["edit"]["guidance"] == 5.0
+    assert (
+        json.loads((PROJECT / "eval" / "car-tok" / "metrics.json").read_text())["settings"]["edit"]["guidance"] == 5.0
+    )
 
 
 def test_an_edit_of_other_frames_than_the_prepared_ones_is_refused(cli, clip, image, ran):

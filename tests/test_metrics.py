@@ -17,9 +17,9 @@ from livecli.metrics import (
     clip_scores,
     consecutive_consistency,
     mask_box,
+    mask_tensor,
     masked_psnr,
     masked_ssim,
-    mask_tensor,
     score_video,
     to_tensor,
 )
@@ -168,7 +168,7 @@ def test_score_video_against_itself_and_against_an_edit(embedder):
     scores = score_video(embedder, edited, source, text, ref, mask, margin=8)
     keep = background(mask, 8)
     diff = to_tensor(edited) - to_tensor(source)
-    mse = [float((d[k.expand_as(d)] ** 2).mean()) for d, k in zip(diff, keep)]
+    mse = [float((d[k.expand_as(d)] ** 2).mean()) for d, k in zip(diff, keep, strict=False)]
     assert scores.background_psnr == pytest.approx(np.mean([10 * math.log10(1 / m) for m in mse]), abs=1e-3)
 
     whole = embedder.images(edited)
@@ -212,7 +212,10 @@ def test_contact_sheet_has_the_expected_size_and_rows():
 
 
 def test_contact_sheet_shrinks_large_frames():
-    rows = {"source": [Image.new("RGB", (512, 512), (9, 9, 9))] * 2, "edit": [Image.new("RGB", (512, 512), (250, 0, 0))] * 2}
+    rows = {
+        "source": [Image.new("RGB", (512, 512), (9, 9, 9))] * 2,
+        "edit": [Image.new("RGB", (512, 512), (250, 0, 0))] * 2,
+    }
     sheet = contact_sheet(Image.new("RGB", (300, 200), (0, 0, 255)), rows, ["t"])
     assert sheet.size == (MIN_WIDTH, (GAP + 160 + GAP) + NUMBER_BAND + 2 * (160 + GAP))
     x, y = LABEL_WIDTH, GAP + 160 + GAP + NUMBER_BAND + (160 + GAP)

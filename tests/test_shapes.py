@@ -17,13 +17,15 @@ from livecli.shapes.model import JUDGE_FILE, MODEL_DIR, build_tokenizer
 CAPTION_FLOORS = {"shape": 0.9, "colour": 0.95, "pattern": 0.95, "background": 0.95}
 """Measured: 100 % on each (48 captions, 25 steps); the floors leave room for 2–5 misread samples."""
 
-shipped = pytest.mark.skipif(not (MODEL_DIR / "model_index.json").is_file(), reason="the shapes weights are not installed")
+shipped = pytest.mark.skipif(
+    not (MODEL_DIR / "model_index.json").is_file(), reason="the shapes weights are not installed"
+)
 
 
 def test_scenes_are_a_function_of_seed_and_index():
     first = [scenes.render(scenes.random_scene(scenes.scene_rng(5, k))) for k in range(4)]
     again = [scenes.render(scenes.random_scene(scenes.scene_rng(5, k))) for k in (3, 2, 1, 0)][::-1]
-    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(first, again))
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(first, again, strict=False))
     assert not np.array_equal(np.asarray(first[0]), np.asarray(first[1]))
     assert first[0].size == (64, 64) and first[0].mode == "RGB"
 
@@ -59,7 +61,7 @@ def test_a_clip_and_its_true_edit_differ_only_where_the_objects_are():
     pair = scenes.clip_pair(3, frames=6)
     assert len(pair.source) == len(pair.truth) == len(pair.source_masks) == 6
     assert pair.source_object != pair.target_object and pair.target_object in scenes.HELD_OUT_OBJECTS
-    for source, truth, a, b in zip(pair.source, pair.truth, pair.source_masks, pair.truth_masks):
+    for source, truth, a, b in zip(pair.source, pair.truth, pair.source_masks, pair.truth_masks, strict=False):
         # Antialiased edges reach a pixel beyond the half-coverage masks: grow them by one.
         both = Image.fromarray(np.maximum(np.asarray(a), np.asarray(b)))
         objects = np.asarray(both.filter(ImageFilter.MaxFilter(3))) > 0
@@ -67,7 +69,7 @@ def test_a_clip_and_its_true_edit_differ_only_where_the_objects_are():
         assert difference[~objects].max() == 0
         assert difference[objects].mean() > 10
     centres = [np.argwhere(np.asarray(mask) > 0).mean(axis=0) for mask in pair.source_masks]
-    steps = [np.linalg.norm(b - a) for a, b in zip(centres, centres[1:])]
+    steps = [np.linalg.norm(b - a) for a, b in zip(centres, centres[1:], strict=False)]
     assert sum(steps) > 8 and max(steps) < 12  # it moves, smoothly
     assert pair.source_prompt.split()[1] == pair.source_object[0]
 
@@ -95,7 +97,10 @@ def test_the_reference_prompt_says_what_the_reference_shows():
     for k, pair in enumerate(pairs):
         words = pair.reference_prompt("<tok>").split()
         assert words[:2] == ["a", "<tok>"]
-        assert scenes.PATTERNS[answers["pattern"][k]] == words[-3] and scenes.COLOUR_NAMES[answers["background"][k]] == words[-2]
+        assert (
+            scenes.PATTERNS[answers["pattern"][k]] == words[-3]
+            and scenes.COLOUR_NAMES[answers["background"][k]] == words[-2]
+        )
         assert (words[-3], words[-2]) != (pair.background.pattern, pair.background.colour)
 
 
@@ -118,7 +123,7 @@ def test_model_shapes_loads_offline_through_the_model_folder_code():
 def test_the_shipped_model_follows_captions():
     """Judge accuracy of samples for a fixed seeded set of captions seen in training, as
     bench/shapes_model.py measures it; thresholds are the measured figures less a margin."""
-    from livecli.shapes import quality
+    from bench.shapes import quality
     from livecli.shapes.judge import load_judge
 
     pipeline = quality.load_pipeline(MODEL_DIR)

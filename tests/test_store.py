@@ -31,7 +31,9 @@ from livecli.store import (
 def write_stage(project: Project, stage: str, content: bytes, inputs: dict[str, str] | None = None) -> Record:
     with project.staging(stage) as folder:
         (folder / "out.bin").write_bytes(content)
-        return Project.write_record(folder, Record(stage, fingerprint(stage, {"x": 1}, inputs or {}), {"x": 1}, inputs or {}))
+        return Project.write_record(
+            folder, Record(stage, fingerprint(stage, {"x": 1}, inputs or {}), {"x": 1}, inputs or {})
+        )
 
 
 def test_fingerprint_follows_settings_and_inputs_not_key_order():
@@ -148,10 +150,18 @@ def test_status_marks_downstream_stale_when_upstream_is_redone(tmp_path):
     prepared = write_stage(project, "prepare", b"frames")
     trained = write_stage(project, "train", b"weights", {"prepare": prepared.fingerprint})
     inverted = write_stage(project, "invert/ddim5-abc", b"trajectory", {"train": trained.fingerprint})
-    edited = write_stage(project, "edits/dog", b"video", {"train": trained.fingerprint, "invert/ddim5-abc": inverted.fingerprint})
+    edited = write_stage(
+        project, "edits/dog", b"video", {"train": trained.fingerprint, "invert/ddim5-abc": inverted.fingerprint}
+    )
     write_stage(project, "eval/dog", b"metrics", {"edits/dog": edited.fingerprint, "prepare": prepared.fingerprint})
     states = {s.stage: s.state for s in project.status()}
-    assert states == {"prepare": "done", "train": "done", "invert ddim5-abc": "done", "edit dog": "done", "eval dog": "done"}
+    assert states == {
+        "prepare": "done",
+        "train": "done",
+        "invert ddim5-abc": "done",
+        "edit dog": "done",
+        "eval dog": "done",
+    }
 
     with project.staging("prepare") as folder:
         (folder / "out.bin").write_bytes(b"other frames")
@@ -173,7 +183,13 @@ def test_status_marks_downstream_stale_when_upstream_is_redone(tmp_path):
 def test_status_of_a_missing_stage(tmp_path):
     project = Project(tmp_path / "p.live")
     project.update_manifest()
-    assert [(s.stage, s.state) for s in project.status()] == [("prepare", "missing"), ("train", "missing"), ("invert", "missing"), ("edit", "missing"), ("eval", "missing")]
+    assert [(s.stage, s.state) for s in project.status()] == [
+        ("prepare", "missing"),
+        ("train", "missing"),
+        ("invert", "missing"),
+        ("edit", "missing"),
+        ("eval", "missing"),
+    ]
 
 
 def test_a_newer_schema_is_refused_naming_both_versions(tmp_path):

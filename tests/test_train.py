@@ -10,13 +10,13 @@ import torch
 from safetensors.torch import load_file
 
 from clips import write_clip, write_image
-from helpers import PREPARE_ARGS, interrupt_after, tree_digest
+from helpers import PREPARE_ARGS, count_checkpointed_calls, interrupt_after, tree_digest
 from livecli.models import deltas as attention_deltas
 from livecli.models.loading import load_denoiser, resolve_model
 from livecli.models.tiny import tiny_model_dir
 from livecli.models.video_unet import inflate
+from livecli.objectives import LiveTrainer, MixedPrecision
 from livecli.store import read_toml
-from livecli.training import LiveTrainer
 
 PROJECT = Path("clip.live")
 TRAIN = PROJECT / "train"
@@ -77,7 +77,9 @@ def test_train_writes_its_artefacts_and_lowers_both_losses(cli, clip, image, mon
     rows = loss_rows(TRAIN)
     assert [int(r["step"]) for r in rows] == list(range(1, 61))
     assert list(rows[0]) == ["step", "video_loss", "text_loss", "loss", "lr", "ti_lr", "seconds"]
-    assert all(float(r["loss"]) == pytest.approx(float(r["video_loss"]) + float(r["text_loss"]), rel=1e-4) for r in rows)
+    assert all(
+        float(r["loss"]) == pytest.approx(float(r["video_loss"]) + float(r["text_loss"]), rel=1e-4) for r in rows
+    )
 
     # Both objectives, measured on the same fixed draws before and after training, fell.
     facts = read_toml(TRAIN / "record.toml")["facts"]
@@ -116,7 +118,9 @@ def test_only_the_token_row_is_learned(cli, clip, image, capture_trainer):
 
     assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "6").code == 0
     trainer = capture_trainer[0]
-    pipeline = StableDiffusionPipeline.from_pretrained(tiny_model_dir(), safety_checker=None, requires_safety_checker=False)
+    pipeline = StableDiffusionPipeline.from_pretrained(
+        tiny_model_dir(), safety_checker=None, requires_safety_checker=False
+    )
     original = pipeline.text_encoder.get_input_embeddings().weight.detach().clone()
     assert torch.equal(trainer.text_encoder.get_input_embeddings().weight[: len(original)], original)
 
@@ -175,9 +179,11 @@ def test_more_steps_continue_a_finished_run(cli, clip, image, six_steps, monkeyp
     assert_same_tensors(TRAIN, six_steps)
 
 
-def test_gradient_checkpointing_changes_nothing(cli, clip, image, six_steps):
+def test_gradient_checkpointing_changes_nothing(cli, clip, image, six_steps, monkeypatch):
+    checkpointed = count_checkpointed_calls(monkeypatch)
     result = cli("train", clip, image, *PREPARE_ARGS, "--steps", "6", "--gradient-checkpointing")
     assert result.code == 0, result.err
+    assert checkpointed  # the flag reached the UNet
     assert_same_tensors(TRAIN, six_steps)
 
 
@@ -188,7 +194,9 @@ def test_changed_settings_train_afresh_and_force_restarts(cli, clip, image, monk
     changed = cli("train", "--steps", "2", "--lr", "1e-4")
     assert changed.code == 0 and "changed since the last checkpoint; training from step 0" in changed.err
     assert read_toml(TRAIN / "record.toml")["settings"]["lr"] == 1e-4
-    assert not torch.equal(tensors(TRAIN)["latent_prompt.safetensors:latent_prompt"], first["latent_prompt.safetensors:latent_prompt"])
+    assert not torch.equal(
+        tensors(TRAIN)["latent_prompt.safetensors:latent_prompt"], first["latent_prompt.safetensors:latent_prompt"]
+    )
 
     forced = cli("train", "--steps", "2", "--lr", "1e-4", "--force")
     assert forced.code == 0 and "train: 2 steps" in forced.err and "resuming" not in forced.err
@@ -199,6 +207,8 @@ def test_a_changed_prepare_makes_training_stale(cli, clip, image):
     assert cli("prepare", clip, image, *PREPARE_ARGS[:-4], "--frames", "4", "--size", "64").code == 0
     states = {s["stage"]: s for s in __import__("json").loads(cli("status", "--json").out)["stages"]}
     assert states["train"]["state"] == "stale" and "prepare changed" in states["train"]["reason"]
+    table = cli("status").out
+    assert "note" in table and "changed" in table  # the table gains a note column for the reason
     again = cli("train", "--steps", "2")
     assert again.code == 0 and "train: 2 steps" in again.err
     assert read_toml(TRAIN / "record.toml")["facts"]["frames"] == 4
@@ -233,14 +243,19 @@ def prepared(cli, clip, image) -> Path:
         (("--size", "128", "--frames", "4"), "--frames and --size go with CLIP IMAGE"),
         (("clip.mp4",), "CLIP needs IMAGE"),
         (("clip.mp4", "ref.png"), "CLIP IMAGE need --prompt and --object"),
-        (("--reference-prompt", "a dog on a lawn"), "--reference-prompt 'a dog on a lawn' names neither <tok> nor the object word 'car'"),
+        (
+            ("--reference-prompt", "a dog on a lawn"),
+            "--reference-prompt 'a dog on a lawn' names neither <tok> nor the object word 'car'",
+        ),
         (("--reference-prompt", " "), "--reference-prompt is empty"),
         (("--init-word", " "), "--init-word is empty"),
     ],
 )
 def test_bad_input_is_one_line_and_changes_nothing(cli, prepared, args, message):
     digest = tree_digest(prepared)
-    result = cli("train", *args, "--steps" if "--steps" not in args else "--seed", "2" if "--steps" not in args else "1")
+    result = cli(
+        "train", *args, "--steps" if "--steps" not in args else "--seed", "2" if "--steps" not in args else "1"
+    )
     assert result.code == 1, result.err
     assert len(result.error_lines) == 1 and message in result.error_lines[0], result.err
     assert "Traceback" not in result.err
@@ -282,7 +297,11 @@ def test_a_damaged_checkpoint_is_one_clear_error(cli, clip, image):
     assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "2").code == 0
     (PROJECT / "checkpoints" / "train" / "optimizer.safetensors").write_bytes(b"not a tensor file")
     result = cli("train", "--steps", "3")
-    assert result.code == 1 and "the training checkpoint" in result.error_lines[0] and "is damaged" in result.error_lines[0]
+    assert (
+        result.code == 1
+        and "the training checkpoint" in result.error_lines[0]
+        and "is damaged" in result.error_lines[0]
+    )
     assert "--force" in result.err
     forced = cli("train", "--steps", "3", "--force")
     assert forced.code == 0 and "train: 3 steps" in forced.err
@@ -340,9 +359,41 @@ def test_the_reference_prompt_and_init_word_are_what_the_image_objective_uses(cl
     assert len(_ids("puppy dog")) > 1
     torch.testing.assert_close(trainer.placeholder.init, embedding_of("puppy dog"), rtol=0, atol=1e-7)
     record = read_toml(TRAIN / "record.toml")
-    assert record["settings"]["reference_prompt"] == "a <tok> on a green lawn" and record["settings"]["init_word"] == "puppy dog"
+    assert (
+        record["settings"]["reference_prompt"] == "a <tok> on a green lawn"
+        and record["settings"]["init_word"] == "puppy dog"
+    )
     assert record["facts"]["token_prompt"] == "a <@#$> on a green lawn"
 
     # the object word may stand for the token, as in the source prompt
     assert cli("train", "--steps", "1", "--reference-prompt", "a car on a green lawn").code == 0
     assert capture_trainer[-1].token_prompt == "a <@#$> on a green lawn"
+
+
+def test_fp16_loss_scaling_clips_true_gradients_and_skips_overflowing_steps():
+    """MixedPrecision's fp16 path (run here on the CPU, as torch's GradScaler allows): the
+    gradients are scaled for backward, unscaled before clipping, and a step whose
+    gradients overflow leaves the weights alone and lowers the scale."""
+    weight = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    precision = MixedPrecision("fp16", torch.device("cpu"))
+    scale = precision.scaler.get_scale()
+    assert scale > 1
+
+    precision.backward((weight * torch.tensor([3.0, 4.0])).sum(), inputs=[weight])
+    assert torch.allclose(weight.grad, scale * torch.tensor([3.0, 4.0]))
+    precision.clip_grad_norm_(optimizer, [weight], max_norm=1.0)
+    assert torch.allclose(weight.grad, torch.tensor([0.6, 0.8]))  # the true gradient (norm 5), clipped to norm 1
+    precision.step(optimizer)
+    assert torch.allclose(weight.detach(), torch.tensor([0.94, 1.92]))
+    optimizer.zero_grad()
+
+    precision.backward(weight.sum() * float("inf"), inputs=[weight])
+    precision.clip_grad_norm_(optimizer, [weight], max_norm=1.0)
+    precision.step(optimizer)
+    assert torch.allclose(weight.detach(), torch.tensor([0.94, 1.92]))  # skipped
+    assert precision.scaler.get_scale() < scale
+
+    assert MixedPrecision("no", torch.device("cpu")).scaler is None
+    with MixedPrecision("bf16", torch.device("cpu")).autocast():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16

@@ -111,7 +111,15 @@ class ControlledFrameAttn:
     def __init__(self, control: AttentionControl):
         self.control = control
 
-    def __call__(self, attn: Attention, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, video: VideoLayout | None = None):
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        temb=None,
+        video: VideoLayout | None = None,
+    ):
         query, key, value = frame_attention_inputs(attn, hidden_states, video)
         if self.control.replaces_self(query.shape[2]):
             query, key = self.control.take_source(query), self.control.take_source(key)
@@ -125,7 +133,9 @@ class ControlledTemporalAttn(TemporalAttnProcessor):
         super().__init__()
         self.control = control
 
-    def __call__(self, attn: Attention, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, video=None):
+    def __call__(
+        self, attn: Attention, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, video=None
+    ):
         if not self.control.replaces_self():
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         # [videos · positions, frames, c]: the videos are the outer part of the batch.
@@ -141,7 +151,9 @@ class ControlledCrossAttn(CrossAttnProcessor):
         super().__init__()
         self.control = control
 
-    def __call__(self, attn: Attention, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, video=None):
+    def __call__(
+        self, attn: Attention, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, video=None
+    ):
         query_tokens = hidden_states.shape[1]
         if not self.control.wants_cross_maps(query_tokens):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)

@@ -1,9 +1,10 @@
 """Local blend (Prompt-to-Prompt §3.3) with LIVE's Gaussian blur (paper §3.4).
 
 The blend words' cross-attention at the layers of one resolution (those whose maps are
-nearest 16×16: Prompt-to-Prompt's for 512 px frames) is summed over heads, words, layers and steps as it is produced: the only maps
-kept between UNet calls are these sums, `[2, frames, h, w]`, whatever the number of
-steps. After each step from `--blend-start` on, the mask is made from the sums so far:
+nearest 16×16: Prompt-to-Prompt's for 512 px frames) is summed over heads, words, layers
+and steps as it is produced: the only maps kept between UNet calls are these sums,
+`[2, frames, h, w]`, whatever the number of steps. After each step from `--blend-start`
+on, the mask is made from the sums so far:
 
     max-pool 3×3 → upsample to the latents → scale the frame's range to [0, 1] → > threshold
     → OR over source and edit → Gaussian blur (σ in latent pixels)

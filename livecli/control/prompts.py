@@ -7,7 +7,11 @@ lengths, so the alignment is made word by word:
 
 - a kept word (same text in both prompts) maps token for token;
 - a replaced word that the user still asks to keep maps each of its new tokens to the
-  mean of the old word's tokens (Prompt-to-Prompt's rule for unequal lengths);
+  mean of the old word's tokens: weights 1 / (the source word's token count), summing to
+  1. Prompt-to-Prompt's mapper divides by the target word's token count instead (and maps
+  token for token when the counts match), so there a one-token word replaced by three
+  tokens hands each a third of its map; the mean keeps every new token's map at the
+  scale of the map it replaces, whatever the two lengths;
 - the start token maps to itself; every other target token keeps its own map.
 
 The result is Prompt-to-Prompt's `mapper` (source tokens × target tokens) and `alpha`,
@@ -21,12 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from livecli.config import prompt_words
 from livecli.errors import ConfigError, InputError
-from livecli.models.text import replace_word
-
-TOKEN_ALIAS = "<tok>"
-"""Stands for the project's learned token in --replace, --keep and --blend."""
+from livecli.words import TOKEN_ALIAS, prompt_words, replace_word
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,14 @@ class Replacement:
         old, sep, new = text.partition("=")
         old, new = old.strip(), new.strip()
         if not sep or not old or not new:
-            raise ConfigError(f"--replace {text!r} is not A=B", hint="e.g. --replace motorcycle=<tok> or --replace car='red sports car'")
+            raise ConfigError(
+                f"--replace {text!r} is not A=B",
+                hint="e.g. --replace motorcycle=<tok> or --replace car='red sports car'",
+            )
         if len(old.split()) != 1:
-            raise ConfigError(f"--replace {text!r}: A must be one word of the prompt, got {old!r}", hint="replace one word at a time")
+            raise ConfigError(
+                f"--replace {text!r}: A must be one word of the prompt, got {old!r}", hint="replace one word at a time"
+            )
         return cls(old.lower(), new)
 
 
@@ -75,7 +80,9 @@ def word_spans(tokenizer, prompt: str) -> list[WordSpan]:
         position += len(ids)
     whole = tokenizer(prompt, add_special_tokens=False).input_ids
     if position - 1 != len(whole):
-        raise InputError(f"cannot line up the tokens of {prompt!r} word by word", hint="write the prompt with plain words and spaces")
+        raise InputError(
+            f"cannot line up the tokens of {prompt!r} word by word", hint="write the prompt with plain words and spaces"
+        )
     if position + 1 > tokenizer.model_max_length:
         raise InputError(
             f"the prompt {prompt!r} is {position + 1} tokens long; the text encoder reads {tokenizer.model_max_length}",
@@ -102,7 +109,10 @@ class EditPrompts:
 def _check_words(flag: str, words: list[str], allowed: set[str], prompt_list: str) -> None:
     missing = [word for word in words if word not in allowed]
     if missing:
-        raise ConfigError(f"{flag}: {', '.join(repr(w) for w in missing)} not in {prompt_list}", hint=f"the words are: {', '.join(sorted(allowed))}")
+        raise ConfigError(
+            f"{flag}: {', '.join(repr(w) for w in missing)} not in {prompt_list}",
+            hint=f"the words are: {', '.join(sorted(allowed))}",
+        )
 
 
 def target_prompt(source: str, replacements: list[Replacement], token: str) -> str:
@@ -115,7 +125,8 @@ def target_prompt(source: str, replacements: list[Replacement], token: str) -> s
     for replacement in replacements:
         if replacement.old not in words:
             raise ConfigError(
-                f"--replace {replacement.old}={replacement.new}: {replacement.old!r} is not a word of the prompt {source!r}",
+                f"--replace {replacement.old}={replacement.new}: {replacement.old!r} is not a word of the prompt "
+                f"{source!r}",
                 hint=f"the prompt's words are: {', '.join(prompt_words(source))}",
             )
     return apply_replacements(source, replacements, token)
@@ -128,7 +139,9 @@ def apply_replacements(text: str, replacements: list[Replacement], token: str) -
     return text
 
 
-def check_edit_words(source: str, replacements: list[Replacement], token: str, keep: list[str] | None, blend: list[str] | None) -> str:
+def check_edit_words(
+    source: str, replacements: list[Replacement], token: str, keep: list[str] | None, blend: list[str] | None
+) -> str:
     """Validate --replace, --keep and --blend against the prompts without a tokenizer; the target prompt."""
     target = target_prompt(source, replacements, token)
     source_words, target_words = set(prompt_words(source)), set(prompt_words(target))
@@ -136,7 +149,9 @@ def check_edit_words(source: str, replacements: list[Replacement], token: str, k
         _check_words("--keep", [w.lower() for w in keep], source_words, f"the source prompt {source!r}")
     if blend:
         named = [w.replace(TOKEN_ALIAS, token).lower() for w in blend]
-        _check_words("--blend", named, source_words | target_words, f"the source prompt {source!r} nor the target {target!r}")
+        _check_words(
+            "--blend", named, source_words | target_words, f"the source prompt {source!r} nor the target {target!r}"
+        )
     return target
 
 
@@ -187,13 +202,17 @@ def edit_prompts(
             if blend_words.intersection(span.words):
                 source_blend.extend(range(span.start, span.stop))
             start = new_start
-            for piece, ids in zip(pieces, target_ids):
+            for piece, ids in zip(pieces, target_ids, strict=False):
                 if blend_words.intersection(prompt_words(piece)):
                     target_blend.extend(range(start, start + len(ids)))
                 start += len(ids)
         position = new_stop
     if word_spans(tokenizer, target)[-1].stop != position:
-        raise InputError(f"cannot line up the tokens of {target!r} with the source's", hint="write the replacement with plain words and spaces")
+        raise InputError(
+            f"cannot line up the tokens of {target!r} with the source's",
+            hint="write the replacement with plain words and spaces",
+        )
     alpha = (mapper.sum(0) > 0).float()
-    return EditPrompts(source, target, mapper, alpha, tuple(dict.fromkeys(kept)), tuple(source_blend), tuple(target_blend))
-
+    return EditPrompts(
+        source, target, mapper, alpha, tuple(dict.fromkeys(kept)), tuple(source_blend), tuple(target_blend)
+    )

@@ -98,7 +98,12 @@ def attention_output(attn: Attention, attended: torch.Tensor, residual: torch.Te
 
 
 def _check_supported(attn: Attention, hidden_states: torch.Tensor) -> None:
-    if hidden_states.ndim != 3 or attn.spatial_norm is not None or attn.group_norm is not None or attn.norm_q is not None:
+    if (
+        hidden_states.ndim != 3
+        or attn.spatial_norm is not None
+        or attn.group_norm is not None
+        or attn.norm_q is not None
+    ):
         raise NotImplementedError("frame attention supports the self-attention layers of Stable Diffusion v1.x UNets")
 
 

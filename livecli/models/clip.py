@@ -64,8 +64,11 @@ def resolve_clip(ref: str) -> ClipSource:
         _HUB_FILES,
         _HUB_WEIGHTS,
         what="CLIP model",
-        offline_hint=f"with no network, download it elsewhere and pass its folder: --clip-model /path/to/{ref.split('/')[-1]} "
-        "(or set HF_HUB_OFFLINE=1 to use what the Hugging Face cache holds)",
+        offline_hint=(
+            "with no network, download it elsewhere and pass its folder: "
+            f"--clip-model /path/to/{ref.split('/')[-1]} "
+            "(or set HF_HUB_OFFLINE=1 to use what the Hugging Face cache holds)"
+        ),
     )
     if folder is None:
         raise ModelError(f"{ref!r} has no PyTorch CLIP weights", hint="pass a CLIP model in transformers format")
@@ -81,8 +84,16 @@ class ClipEmbedder:
 
     @torch.inference_mode()
     def texts(self, texts: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer(texts, padding="max_length", truncation=True, max_length=self.tokenizer.model_max_length, return_tensors="pt")
-        features = self.model.get_text_features(input_ids=tokens.input_ids.to(self.device), attention_mask=tokens.attention_mask.to(self.device))
+        tokens = self.tokenizer(
+            texts,
+            padding="max_length",
+            truncation=True,
+            max_length=self.tokenizer.model_max_length,
+            return_tensors="pt",
+        )
+        features = self.model.get_text_features(
+            input_ids=tokens.input_ids.to(self.device), attention_mask=tokens.attention_mask.to(self.device)
+        )
         return _unit(features)
 
     @torch.inference_mode()

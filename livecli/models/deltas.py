@@ -42,7 +42,9 @@ def base_queries(video_unet: VideoUNet, trainable: list[str]) -> dict[str, torch
 def extract_deltas(video_unet: VideoUNet, base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Trained-minus-base for the queries in `base`, and the temporal attentions in full."""
     params = dict(video_unet.unet.named_parameters())
-    deltas = {base_name(name): (params[name].detach().double() - weight.double()).cpu() for name, weight in base.items()}
+    deltas = {
+        base_name(name): (params[name].detach().double() - weight.double()).cpu() for name, weight in base.items()
+    }
     for name, tensor in video_unet.unet.state_dict().items():
         if is_temporal(name):
             deltas[base_name(name)] = tensor.detach().float().cpu().clone()

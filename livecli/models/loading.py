@@ -89,7 +89,7 @@ def quiet_libraries() -> None:
         diffusers_logging.disable_progress_bar()
         transformers_logging.set_verbosity_error()
         transformers_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover
+    except ImportError:
         pass
 
 
@@ -104,7 +104,9 @@ def local_revision(path: Path) -> str:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
         stat = file.stat()
-        digest.update(f"{file.relative_to(path) if file != path else file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        digest.update(
+            f"{file.relative_to(path) if file != path else file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+        )
     return "local-" + digest.hexdigest()[:16]
 
 
@@ -148,7 +150,9 @@ def _shapes_source() -> ModelSource:
     if not (MODEL_DIR / "model_index.json").is_file():
         raise ModelError(
             f"the shapes model's weights are missing from this install ({MODEL_DIR})",
-            hint="reinstall live, or train them: python -m livecli.shapes.train --out DIR --install",
+            hint=(
+                "reinstall live (or, in a checkout of its repository: python -m bench.shapes.train --out DIR --install)"
+            ),
         )
     return ModelSource("shapes", "shapes", MODEL_DIR, f"{SHAPES_VERSION}-{content_digest(MODEL_DIR)}")
 
@@ -171,8 +175,10 @@ def _download(repo_id: str, revision: str | None) -> ModelSource:
         _HUB_FILES,
         list(_HUB_WEIGHTS.values()),
         what="model",
-        offline_hint="with no network, download the model elsewhere and pass its folder: --model /path/to/stable-diffusion-v1-4 "
-        "(or set HF_HUB_OFFLINE=1 to use what the Hugging Face cache holds)",
+        offline_hint=(
+            "with no network, download the model elsewhere and pass its folder: --model /path/to/stable-diffusion-v1-4 "
+            "(or set HF_HUB_OFFLINE=1 to use what the Hugging Face cache holds)"
+        ),
     )
     if folder is None:
         raise ModelError(
@@ -195,7 +201,9 @@ def download_snapshot(
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     def fetch(weights: list[str], local_only: bool) -> Path | None:
-        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=files + weights, local_files_only=local_only))
+        folder = Path(
+            snapshot_download(repo_id, revision=revision, allow_patterns=files + weights, local_files_only=local_only)
+        )
         return folder if all((folder / name).is_file() for name in weights) else None
 
     for weights in weight_sets:
@@ -215,7 +223,9 @@ def download_snapshot(
             hint="check the id, log in with `hf auth login` for a gated model, or pass a local folder",
         ) from None
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
-        raise ModelError(f"cannot download {what} {repo_id!r} from the Hugging Face Hub: {reason(exc)}", hint=offline_hint) from None
+        raise ModelError(
+            f"cannot download {what} {repo_id!r} from the Hugging Face Hub: {reason(exc)}", hint=offline_hint
+        ) from None
     return None
 
 
@@ -248,7 +258,10 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is visible to PyTorch", hint="use --device cpu, or install a CUDA build of torch")
+        raise ConfigError(
+            "--device cuda: no CUDA GPU is visible to PyTorch",
+            hint="use --device cpu, or install a CUDA build of torch",
+        )
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("--device mps: Apple's Metal backend is not available", hint="use --device cpu")
     return torch.device(name)
@@ -336,7 +349,9 @@ def load_denoiser(source: ModelSource, device: torch.device, dtype: torch.dtype)
     component = "model"
     try:
         if source.kind == "file":
-            pipeline = _from_single_file(StableDiffusionPipeline, source, "model", dtype, safety_checker=None, requires_safety_checker=False)
+            pipeline = _from_single_file(
+                StableDiffusionPipeline, source, "model", dtype, safety_checker=None, requires_safety_checker=False
+            )
             tokenizer, text_encoder, unet = pipeline.tokenizer, pipeline.text_encoder, pipeline.unet
             noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
             del pipeline  # the VAE is not needed: the latents were prepared

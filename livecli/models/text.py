@@ -10,7 +10,6 @@ diffusers' `load_textual_inversion` reads.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,8 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from livecli.config import DEFAULT_TOKEN
 from livecli.errors import ConfigError, InputError
+from livecli.words import DEFAULT_TOKEN
 
 
 @dataclass(frozen=True)
@@ -30,11 +29,6 @@ class Placeholder:
     """Its id in the tokenizer, after `add_placeholder`."""
     init: torch.Tensor
     """The object word's first sub-token embedding, the learned embedding's start."""
-
-
-def replace_word(prompt: str, word: str, replacement: str) -> str:
-    """`prompt` with every whole-word occurrence of `word` (any case) replaced."""
-    return re.sub(rf"(?<![\w]){re.escape(word)}(?![\w])", replacement, prompt, flags=re.IGNORECASE)
 
 
 def tokenizer_knows(tokenizer, token: str) -> bool:
@@ -53,7 +47,10 @@ def add_placeholder(tokenizer, text_encoder, token: str, init_word: str) -> Plac
         )
     init_ids = tokenizer(init_word, add_special_tokens=False).input_ids
     if not init_ids:
-        raise InputError(f"the word {init_word!r} that the token starts from gives no token", hint="pass a real word with --init-word or --object")
+        raise InputError(
+            f"the word {init_word!r} that the token starts from gives no token",
+            hint="pass a real word with --init-word or --object",
+        )
     tokenizer.add_tokens(token)
     token_id = tokenizer.convert_tokens_to_ids(token)
     text_encoder.resize_token_embeddings(len(tokenizer))
@@ -102,9 +99,11 @@ def learned_token(text_encoder, token_id: int, vector: torch.Tensor) -> Iterator
 
 
 def save_token(path: Path, token: str, vector: torch.Tensor) -> None:
-    save_file({token: vector.detach().float().cpu().contiguous()}, path, metadata={"format": "diffusers textual inversion"})
+    save_file(
+        {token: vector.detach().float().cpu().contiguous()}, path, metadata={"format": "diffusers textual inversion"}
+    )
 
 
 def load_token(path: Path) -> tuple[str, torch.Tensor]:
-    (token, vector), = load_file(path).items()
+    ((token, vector),) = load_file(path).items()
     return token, vector

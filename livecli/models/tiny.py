@@ -40,7 +40,9 @@ def cache_root() -> Path:
 
 def byte_characters() -> dict[int, str]:
     """CLIP's reversible map from bytes to printable characters (GPT-2's byte-level BPE)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars = printable[:]
     extra = 0
     for byte in range(256):
@@ -48,7 +50,7 @@ def byte_characters() -> dict[int, str]:
             printable.append(byte)
             chars.append(256 + extra)
             extra += 1
-    return dict(zip(printable, map(chr, chars)))
+    return dict(zip(printable, map(chr, chars), strict=False))
 
 
 def tiny_vocabulary() -> dict[str, int]:

@@ -20,7 +20,18 @@ from livecli.models import text as text_model
 from livecli.models.loading import ModelSource, load_denoiser
 from livecli.models.video_unet import VideoUNet, inflate
 from livecli.progress import say
-from livecli.store import RECORD, read_toml
+
+
+@dataclass(frozen=True)
+class TrainedFiles:
+    """Where a training's artefacts are; the train stage, which writes them, names them."""
+
+    deltas: Path
+    """What training changed in the UNet (deltas.py)."""
+    token: Path
+    """The learned token, `{token: embedding}`."""
+    latent_prompt: Path | None
+    """The trained latent prompt; None for a model trained without one (--no-latent-prompt)."""
 
 
 @dataclass
@@ -63,19 +74,18 @@ class TrainedModel:
         return ddim.to_epsilon(output, latents, alpha, self.prediction_type)
 
 
-def load_trained(train_dir: Path, reference: torch.Tensor, source: ModelSource, device: torch.device, dtype: torch.dtype) -> TrainedModel:
-    """The base model `source` with the training in `train_dir` applied, on `device` in `dtype`."""
-    from livecli.stages import train as train_stage
-
+def load_trained(
+    files: TrainedFiles, reference: torch.Tensor, source: ModelSource, device: torch.device, dtype: torch.dtype
+) -> TrainedModel:
+    """The base model `source` with the training in `files` applied, on `device` in `dtype`."""
     say(f"loading {source.id} with the trained attention, token and latent prompt")
     parts = load_denoiser(source, device, torch.float32)
-    token, vector = text_model.load_token(train_dir / train_stage.TOKEN)
+    token, vector = text_model.load_token(files.token)
     text_model.install_token(parts.tokenizer, parts.text_encoder, token, vector)
     video_unet = inflate(parts.unet)
-    attention_deltas.apply_deltas(video_unet, attention_deltas.load_deltas(train_dir / train_stage.DELTAS))
+    attention_deltas.apply_deltas(video_unet, attention_deltas.load_deltas(files.deltas))
     video_unet.to(dtype).eval().requires_grad_(False)
-    settings = read_toml(train_dir / RECORD).get("settings", {})
-    latent_prompt = None if settings.get("no_latent_prompt") else load_file(train_dir / train_stage.LATENT_PROMPT)["latent_prompt"]
+    latent_prompt = load_file(files.latent_prompt)["latent_prompt"] if files.latent_prompt is not None else None
     return TrainedModel(
         video_unet=video_unet,
         tokenizer=parts.tokenizer,

@@ -36,7 +36,9 @@ class TemporalAttention(nn.Module):
     def __init__(self, dim: int, heads: int, head_dim: int):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.attn = Attention(query_dim=dim, heads=heads, dim_head=head_dim, bias=False, processor=TemporalAttnProcessor())
+        self.attn = Attention(
+            query_dim=dim, heads=heads, dim_head=head_dim, bias=False, processor=TemporalAttnProcessor()
+        )
         nn.init.zeros_(self.attn.to_out[0].weight)
         nn.init.zeros_(self.attn.to_out[0].bias)
 

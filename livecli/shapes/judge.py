@@ -28,8 +28,12 @@ class Judge(nn.Module):
         super().__init__()
         widths = [3, 32, 64, 96, 128, 128]
         layers: list[nn.Module] = []
-        for k, (inputs, outputs) in enumerate(zip(widths, widths[1:])):
-            layers += [nn.Conv2d(inputs, outputs, 3, stride=1 if k == 0 else 2, padding=1), nn.GroupNorm(8, outputs), nn.SiLU()]
+        for k, (inputs, outputs) in enumerate(zip(widths, widths[1:], strict=False)):
+            layers += [
+                nn.Conv2d(inputs, outputs, 3, stride=1 if k == 0 else 2, padding=1),
+                nn.GroupNorm(8, outputs),
+                nn.SiLU(),
+            ]
         self.features = nn.Sequential(*layers, nn.Flatten(), nn.Linear(128 * 4 * 4, 256), nn.SiLU())
         self.heads = nn.ModuleDict({name: nn.Linear(256, len(answers)) for name, answers in QUESTIONS.items()})
 
@@ -50,7 +54,9 @@ class Judge(nn.Module):
 
 
 def to_pixels(images: Sequence[Image.Image]) -> torch.Tensor:
-    array = np.stack([np.asarray(image.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR), np.float32) for image in images])
+    array = np.stack(
+        [np.asarray(image.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR), np.float32) for image in images]
+    )
     return torch.from_numpy(array).permute(0, 3, 1, 2) / 127.5 - 1.0
 
 

@@ -3,8 +3,8 @@
 A VAE that downsamples ×4 into 4 latent channels (64×64 scenes become 16×16 latents), a
 UNet with cross-attention at 16×16 and 8×8 and a cross-attention mid block, a 3-layer
 CLIP text encoder, a CLIP tokenizer whose vocabulary holds each caption word as one
-token, and SD's noise schedule. `python -m livecli.shapes.train` trains them from
-scratch; the package ships the result as a diffusers folder, which `--model shapes`
+token, and SD's noise schedule. `python -m bench.shapes.train` (in the repository, not
+the wheel) trains them from scratch; the package ships the result as a diffusers folder, which `--model shapes`
 loads through the same `from_pretrained` code as any model folder.
 """
 
@@ -52,7 +52,7 @@ def vocabulary(words: list[str]) -> tuple[dict[str, int], list[str]]:
     while True:
         counts: dict[tuple[str, str], int] = {}
         for parts in pieces.values():
-            for pair in zip(parts, parts[1:]):
+            for pair in zip(parts, parts[1:], strict=False):
                 counts[pair] = counts.get(pair, 0) + 1
         if not counts:
             break

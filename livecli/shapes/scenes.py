@@ -278,17 +278,9 @@ class ClipPair:
     """(shape, colour) of the reference's object, which the true edit shows."""
 
     @property
-    def source_caption(self) -> str:
-        return caption(*self.source_object, self.background.pattern, self.background.colour)
-
-    @property
     def source_prompt(self) -> str:
         """The source caption without the object's colour: what an edit replaces is one word."""
         return caption(self.source_object[0], None, self.background.pattern, self.background.colour)
-
-    @property
-    def target_caption(self) -> str:
-        return caption(*self.target_object, self.background.pattern, self.background.colour)
 
     def reference_prompt(self, token: str) -> str:
         """The reference image's caption with `token` for its object (which has no word)."""
@@ -310,7 +302,13 @@ def trajectory(rng: np.random.Generator, frames: int) -> list[tuple[float, float
         t = k / max(frames - 1, 1)
         eased = t * t * (3 - 2 * t)
         x, y = start + (end - start) * eased + across * sway * math.sin(math.pi * t)
-        path.append((float(np.clip(x, margin, SIDE - margin)), float(np.clip(y, margin, SIDE - margin)), float(r0 + (r1 - r0) * t)))
+        path.append(
+            (
+                float(np.clip(x, margin, SIDE - margin)),
+                float(np.clip(y, margin, SIDE - margin)),
+                float(r0 + (r1 - r0) * t),
+            )
+        )
     return path
 
 
@@ -343,9 +341,13 @@ def clip_pair(
             masks.append(object_mask(placed, side))
     reference_colours = [c for c in COLOUR_NAMES if c not in (target[1], background_colour)]
     reference_background = random_background(
-        rng, PATTERNS[(PATTERNS.index(pattern) + 1 + rng.integers(len(PATTERNS) - 1)) % len(PATTERNS)], reference_colours[rng.integers(len(reference_colours))]
+        rng,
+        PATTERNS[(PATTERNS.index(pattern) + 1 + rng.integers(len(PATTERNS) - 1)) % len(PATTERNS)],
+        reference_colours[rng.integers(len(reference_colours))],
     )
     if (target[0], reference_background.pattern) in HELD_OUT_SCENES:
         reference_background = replace(reference_background, pattern="plain")
     reference = render(Scene(reference_background, Placed(*target, SIDE / 2, SIDE / 2, 15.0)), side)
-    return ClipPair(source, truth, source_masks, truth_masks, reference, background, reference_background, source_object, target)
+    return ClipPair(
+        source, truth, source_masks, truth_masks, reference, background, reference_background, source_object, target
+    )

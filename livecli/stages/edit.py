@@ -29,10 +29,10 @@ from livecli.config import EditConfig, InvertConfig, ModelConfig
 from livecli.control.attention import AttentionControl, cross_attention_factors
 from livecli.control.blend import LocalBlend, pick_factor
 from livecli.control.prompts import EditPrompts, Replacement, check_edit_words, edit_prompts, split_words
-from livecli.editing import branch_batch, sample_edit
 from livecli.errors import ProjectError
 from livecli.models.loading import dtype_name, load_vae
 from livecli.models.vae import decode_latents
+from livecli.sampling import branch_batch, sample_edit
 from livecli.stages import StageResult
 from livecli.stages import invert as invert_stage
 from livecli.stages import train as train_stage
@@ -73,17 +73,23 @@ def check_words(prompt: str, config: EditConfig, token: str) -> str:
     return check_edit_words(prompt, replacements, token, keep, blend)
 
 
-def make_control(model, prompts: EditPrompts, config: EditConfig, frames: int, latent_size: tuple[int, int]) -> AttentionControl:
+def make_control(
+    model, prompts: EditPrompts, config: EditConfig, frames: int, latent_size: tuple[int, int]
+) -> AttentionControl:
     blend = None
     if not config.no_blend:
         if not prompts.source_blend and not prompts.target_blend:
-            raise ProjectError("local blend has no word to make its mask from", hint="name words with --blend, or pass --no-blend")
+            raise ProjectError(
+                "local blend has no word to make its mask from", hint="name words with --blend, or pass --no-blend"
+            )
         factor = pick_factor(cross_attention_factors(model.video_unet), max(latent_size))
         blend = LocalBlend(
-            frames, latent_size, factor, prompts.source_blend, prompts.target_blend, config.blend_threshold, config.blur_sigma,
-            latent_prompt=model.latent_prompt is not None,
+            frames, latent_size, factor, prompts.source_blend, prompts.target_blend,
+            config.blend_threshold, config.blur_sigma, latent_prompt=model.latent_prompt is not None,
         )  # fmt: skip
-    return AttentionControl(prompts, config.steps, config.cross_replace, config.self_replace, branch_batch(config.guidance), blend)
+    return AttentionControl(
+        prompts, config.steps, config.cross_replace, config.self_replace, branch_batch(config.guidance), blend
+    )
 
 
 def mask_images(mask: torch.Tensor, size: tuple[int, int]) -> list[Image.Image]:
@@ -94,7 +100,7 @@ def mask_images(mask: torch.Tensor, size: tuple[int, int]) -> list[Image.Image]:
 
 def side_by_side(left: list[Image.Image], right: list[Image.Image]) -> list[Image.Image]:
     joined = []
-    for a, b in zip(left, right):
+    for a, b in zip(left, right, strict=False):
         canvas = Image.new("RGB", (a.width + b.width, max(a.height, b.height)))
         canvas.paste(a.convert("RGB"), (0, 0))
         canvas.paste(b.convert("RGB"), (a.width, 0))
@@ -102,7 +108,9 @@ def side_by_side(left: list[Image.Image], right: list[Image.Image]) -> list[Imag
     return joined
 
 
-def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = False, replace_other: bool = False) -> EditResult:
+def run(
+    project: Project, config: EditConfig, model: ModelConfig, force: bool = False, replace_other: bool = False
+) -> EditResult:
     """Edit the project's video, inverting it first when needed. `replace_other` replaces an
     edit of the same name made with other settings (for edits the tool names itself: the
     demo's and the benchmark's); a user's is refused instead, so that none is lost unasked."""
@@ -113,7 +121,12 @@ def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = 
         replacements, keep, blend = edit_words(config)
         target = check_edit_words(manifest["prompt"], replacements, token, keep, blend)
         runtime = invert_stage.Runtime.resolve(project, model)
-        settings = {**config.settings(), "dtype": dtype_name(runtime.dtype), "source_prompt": manifest["prompt"], "target_prompt": target}
+        settings = {
+            **config.settings(),
+            "dtype": dtype_name(runtime.dtype),
+            "source_prompt": manifest["prompt"],
+            "target_prompt": target,
+        }
         settings = {name: value for name, value in settings.items() if value is not None}  # as record.toml keeps them
         where = edit_folder(config.folder_name)
         existing = project.record(where)
@@ -124,7 +137,10 @@ def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = 
             )
 
         inversion = invert_stage.ensure(project, InvertConfig(steps=config.steps, refine=config.refine), runtime)
-        inputs = {train_stage.STAGE: trained.fingerprint, inversion.folder.relative_to(project.root).as_posix(): inversion.record.fingerprint}
+        inputs = {
+            train_stage.STAGE: trained.fingerprint,
+            inversion.folder.relative_to(project.root).as_posix(): inversion.record.fingerprint,
+        }
         key = fingerprint(STAGE, settings, inputs)
         record = None if force else project.up_to_date(where, key)
         if record is not None:
@@ -132,7 +148,9 @@ def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = 
 
         started = time.perf_counter()
         if config.latent_prompt == "reference" and trained.settings.get("no_latent_prompt"):
-            progress.say("edit: the model was trained without a latent prompt, so --latent-prompt reference changes nothing")
+            progress.say(
+                "edit: the model was trained without a latent prompt, so --latent-prompt reference changes nothing"
+            )
         trained_model = runtime.trained()
         prompts = edit_prompts(trained_model.tokenizer, manifest["prompt"], replacements, token, keep, blend)
         wants_trajectory = config.pin_source or config.blend_background == "clip"
@@ -185,6 +203,8 @@ def run(project: Project, config: EditConfig, model: ModelConfig, force: bool = 
                 "fps": fps,
                 "device": str(runtime.device),
             }
-            record = Project.write_record(staged, Record(STAGE, key, settings, inputs, facts=facts, seconds=round(time.perf_counter() - started, 3)))
+            record = Project.write_record(
+                staged,
+                Record(STAGE, key, settings, inputs, facts=facts, seconds=round(time.perf_counter() - started, 3)),
+            )
     return EditResult(inversion, StageResult(STAGE, project.stage_dir(where), record, skipped=False))
-

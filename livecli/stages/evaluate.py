@@ -29,7 +29,7 @@ from PIL import Image
 from livecli import __version__, progress
 from livecli.config import EvalConfig
 from livecli.contact_sheet import contact_sheet
-from livecli.errors import ProjectError
+from livecli.errors import ConfigError, ProjectError
 from livecli.metrics import PSNR_CAP_DB, VideoScores, background, mask_tensor, score_video
 from livecli.models.clip import ClipEmbedder, ClipSource, load_clip, resolve_clip
 from livecli.models.loading import dtype_name, resolve_device, resolve_dtype
@@ -75,6 +75,8 @@ def edit_names(project: Project) -> list[str]:
 
 def pick_edits(project: Project, edit: str | None, every: bool) -> list[str]:
     """The edits to evaluate: --edit NAME, --all, or the project's only edit."""
+    if edit is not None and every:
+        raise ConfigError("--edit and --all contradict each other", hint="pass one of them")
     project.manifest()  # no project: say so, not "no edit"
     names = edit_names(project)
     if not names:
@@ -83,16 +85,24 @@ def pick_edits(project: Project, edit: str | None, every: bool) -> list[str]:
         return names
     if edit is not None:
         if edit not in names:
-            raise ProjectError(f"no edit named {edit!r}; the project has: {', '.join(names)}", hint="pass one of those to --edit, or --all")
+            raise ProjectError(
+                f"no edit named {edit!r}; the project has: {', '.join(names)}",
+                hint="pass one of those to --edit, or --all",
+            )
         return [edit]
     if len(names) > 1:
-        raise ProjectError(f"the project has several edits: {', '.join(names)}", hint="pick one with --edit NAME, or score them all with --all")
+        raise ProjectError(
+            f"the project has several edits: {', '.join(names)}",
+            hint="pick one with --edit NAME, or score them all with --all",
+        )
     return names
 
 
 def default_text(target_prompt: str, token: str, object_word: str) -> str:
     """The target prompt with the learned token read as the object word: CLIP does not know the token."""
-    return " ".join(object_word if word == token else word.replace(token, object_word) for word in target_prompt.split())
+    return " ".join(
+        object_word if word == token else word.replace(token, object_word) for word in target_prompt.split()
+    )
 
 
 class Scorer:
@@ -124,7 +134,9 @@ class Scorer:
         return self._known[key]
 
 
-def run(project: Project, config: EvalConfig, names: list[str], scorer: Scorer, force: bool = False) -> list[Evaluation]:
+def run(
+    project: Project, config: EvalConfig, names: list[str], scorer: Scorer, force: bool = False
+) -> list[Evaluation]:
     """Evaluate each named edit (each skipped when up to date)."""
     manifest = project.manifest()
     with project.lock():
@@ -132,11 +144,16 @@ def run(project: Project, config: EvalConfig, names: list[str], scorer: Scorer, 
         return [_evaluate(project, manifest, prepared, name, config, scorer, force) for name in names]
 
 
-def _evaluate(project: Project, manifest: dict, prepared: Record, name: str, config: EvalConfig, scorer: Scorer, force: bool) -> Evaluation:
+def _evaluate(
+    project: Project, manifest: dict, prepared: Record, name: str, config: EvalConfig, scorer: Scorer, force: bool
+) -> Evaluation:
     where, edit_where = eval_folder(name), edit_stage.edit_folder(name)
     edited = project.record(edit_where)
     if edited is None:
-        raise ProjectError(f"no edit named {name!r}; the project has: {', '.join(edit_names(project)) or 'none'}", hint="run `live edit` first")
+        raise ProjectError(
+            f"no edit named {name!r}; the project has: {', '.join(edit_names(project)) or 'none'}",
+            hint="run `live edit` first",
+        )
     stale = project.stale_reason(edit_where)
     if stale:
         progress.say(f"[yellow]note[/]: edit {name} is stale ({stale}); scoring it as it is")
@@ -146,7 +163,9 @@ def _evaluate(project: Project, manifest: dict, prepared: Record, name: str, con
     key = fingerprint(STAGE, settings, inputs)
     record = None if force else project.up_to_date(where, key)
     if record is not None:
-        return Evaluation(name, StageResult(STAGE, project.stage_dir(where), record, skipped=True), _load_metrics(project, where))
+        return Evaluation(
+            name, StageResult(STAGE, project.stage_dir(where), record, skipped=True), _load_metrics(project, where)
+        )
 
     started = time.perf_counter()
     frames, source, reference, masks = _read_pictures(project, name)
@@ -160,7 +179,9 @@ def _evaluate(project: Project, manifest: dict, prepared: Record, name: str, con
         source_embeddings = scorer.images_once(f"frames {prepared.fingerprint}", source)
         rows = {"edit": score_video(embedder, frames, source, text_embedding, reference_embedding, mask, margin)}
         advance()
-        rows["source"] = score_video(embedder, source, source, text_embedding, reference_embedding, mask, margin, whole=source_embeddings)
+        rows["source"] = score_video(
+            embedder, source, source, text_embedding, reference_embedding, mask, margin, whole=source_embeddings
+        )
         advance()
     if manifest.get("model", {}).get("kind") == "shapes":
         for video, matches in judge_object_match(reference, {"edit": frames, "source": source}).items():
@@ -198,7 +219,9 @@ def _evaluate(project: Project, manifest: dict, prepared: Record, name: str, con
         sheet_rows = {"source": source, "edit": frames, **({"mask": masks} if masks else {})}
         contact_sheet(reference, sheet_rows, title).save(staged / SHEET)
         atomic_write_bytes(staged / REPORT, render_report(metrics, project, name).encode())
-        record = Project.write_record(staged, Record(STAGE, key, settings, inputs, facts=facts, seconds=round(time.perf_counter() - started, 3)))
+        record = Project.write_record(
+            staged, Record(STAGE, key, settings, inputs, facts=facts, seconds=round(time.perf_counter() - started, 3))
+        )
     return Evaluation(name, StageResult(STAGE, project.stage_dir(where), record, skipped=False), metrics)
 
 
@@ -223,16 +246,22 @@ def judge_object_match(reference: Image.Image, videos: dict[str, list[Image.Imag
     return matches
 
 
-def _read_pictures(project: Project, name: str) -> tuple[list[Image.Image], list[Image.Image], Image.Image, list[Image.Image] | None]:
+def _read_pictures(
+    project: Project, name: str
+) -> tuple[list[Image.Image], list[Image.Image], Image.Image, list[Image.Image] | None]:
     """The edit's frames, the prepared frames, the reference image and the edit's masks
     (None without local blend); an error when the edit's frames do not match the clip's."""
     edit_dir, prepare_dir = project.stage_dir(edit_stage.edit_folder(name)), project.stage_dir(prepare_stage.STAGE)
     frames, source = read_pngs(edit_dir / "frames"), read_pngs(prepare_dir / "frames")
     if not frames:
-        raise ProjectError(f"edit {name!r} has no frames (edits/{name}/frames/ was removed)", hint=f"make it again: live edit --name {name} --force …")
+        raise ProjectError(
+            f"edit {name!r} has no frames (edits/{name}/frames/ was removed)",
+            hint=f"make it again: live edit --name {name} --force …",
+        )
     if len(frames) != len(source) or frames[0].size != source[0].size:
         raise ProjectError(
-            f"edit {name!r} has {len(frames)} frames of {frames[0].width} px, the prepared clip {len(source)} of {source[0].width} px",
+            f"edit {name!r} has {len(frames)} frames of {frames[0].width} px, the prepared clip {len(source)} of "
+            f"{source[0].width} px",
             hint=f"it was made before the clip was prepared again: redo it with `live edit --name {name} --force …`",
         )
     with Image.open(prepare_dir / "reference.png") as opened:
@@ -263,7 +292,8 @@ def render_report(metrics: dict[str, Any], project: Project, name: str) -> str:
     lines = [
         f"# Evaluation of edit `{name}`",
         "",
-        f"Project `{project.root.name}`, {metrics['frames']} frames, scored by CLIP `{metrics['clip_model']}` against the text:",
+        f"Project `{project.root.name}`, {metrics['frames']} frames, scored by CLIP `{metrics['clip_model']}` against "
+        "the text:",
         "",
         f"> {metrics['text']}",
         "",
@@ -273,26 +303,35 @@ def render_report(metrics: dict[str, Any], project: Project, name: str) -> str:
     for field, label in METRIC_LABELS.items():
         if field == "object_match" and metrics["rows"]["edit"].get(field) is None:
             continue
-        lines.append(f"| {label} | {format_value(metrics['rows']['edit'][field])} | {format_value(metrics['rows']['source'][field])} |")
+        lines.append(
+            f"| {label} | {format_value(metrics['rows']['edit'][field])} | "
+            f"{format_value(metrics['rows']['source'][field])} |"
+        )
     share = metrics["background_share"]
     lines += [
         "",
         "- CLIP score: per frame 100 · max(cos(text, frame), 0), averaged (higher: the frames match the text).",
         "- Consistency: mean cosine of CLIP embeddings of consecutive frames, and of all pairs (higher: steadier).",
-        "- CLIP-I reference: mean cosine of each frame with the reference image; the crop is the square around the blend mask.",
+        "- CLIP-I reference: mean cosine of each frame with the reference image; the crop is the square around the "
+        "blend mask.",
         f"- Background: PSNR and SSIM against the source outside the blend mask grown by "
         f"{metrics['settings']['eval']['mask_margin']} latent cells"
         + ("" if share is None else f" ({share:.0%} of the pixels)")
-        + f"; PSNR is capped at {metrics['psnr_cap_db']:g} dB (identical pixels). The source row compares the source with itself.",
+        + f"; PSNR is capped at {metrics['psnr_cap_db']:g} dB (identical pixels). "
+        "The source row compares the source with itself.",
         *(
-            ["- Object match: the share of frames in which the shapes judge reads the shape and colour it reads in the reference image."]
+            [
+                "- Object match: the share of frames in which the shapes judge reads the shape and colour it reads in "
+                "the reference image."
+            ]
             if metrics["rows"]["edit"].get("object_match") is not None
             else []
         ),
         "",
         "![contact sheet](contact_sheet.png)",
         "",
-        f"Files: [edit.mp4]({edit_link}/{edit_stage.VIDEO}), [compare.mp4]({edit_link}/{edit_stage.COMPARE}), [metrics.json]({METRICS}).",
+        f"Files: [edit.mp4]({edit_link}/{edit_stage.VIDEO}), [compare.mp4]({edit_link}/{edit_stage.COMPARE}), "
+        f"[metrics.json]({METRICS}).",
         "",
         "## Settings",
         "",

@@ -32,6 +32,7 @@ from livecli.stages import StageResult
 from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
 from livecli.store import Project, Record, fingerprint
+from livecli.words import TOKEN_ALIAS
 
 STAGE = "invert"
 LATENTS = "latents.safetensors"
@@ -66,7 +67,8 @@ class Runtime:
     def trained(self) -> TrainedModel:
         if self._trained is None:
             latents = load_file(self.project.stage_dir("prepare") / prepare_stage.LATENTS)
-            self._trained = load_trained(self.project.stage_dir(train_stage.STAGE), latents["reference"], self.source, self.device, self.dtype)
+            files = train_stage.trained_files(self.project, self.project.record(train_stage.STAGE))
+            self._trained = load_trained(files, latents["reference"], self.source, self.device, self.dtype)
         return self._trained
 
 
@@ -80,7 +82,7 @@ def check_model(runtime: Runtime, trained: Record) -> None:
 
 def inversion_prompt(project: Project, config: InvertConfig, token: str) -> str:
     prompt = config.prompt or project.manifest()["prompt"]
-    return prompt.replace("<tok>", token)
+    return prompt.replace(TOKEN_ALIAS, token)
 
 
 def folder(key: str, config: InvertConfig) -> str:
@@ -90,7 +92,12 @@ def folder(key: str, config: InvertConfig) -> str:
 
 
 def invert_latents(
-    model: TrainedModel, frames: torch.Tensor, prompt: str, steps: int, refine: int = 0, advance: Callable[[], None] | None = None
+    model: TrainedModel,
+    frames: torch.Tensor,
+    prompt: str,
+    steps: int,
+    refine: int = 0,
+    advance: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """The DDIM trajectory [steps + 1, F, 4, h, w] of the video latents under `prompt`, unguided."""
     schedule = ddim.ddim_schedule(model.scheduler_config, steps)
@@ -137,7 +144,9 @@ def ensure(project: Project, config: InvertConfig, runtime: Runtime, force: bool
             "noise_std": round(float(trajectory[0].std()), 4),
             "device": str(runtime.device),
         }
-        record = Project.write_record(staged, Record(STAGE, key, settings, inputs, facts=facts, seconds=round(time.perf_counter() - started, 3)))
+        record = Project.write_record(
+            staged, Record(STAGE, key, settings, inputs, facts=facts, seconds=round(time.perf_counter() - started, 3))
+        )
     return StageResult(STAGE, project.stage_dir(where), record, skipped=False)
 
 

@@ -56,7 +56,10 @@ def require(project: Project) -> Record:
     if record is None or not (project.stage_dir(STAGE) / LATENTS).is_file():
         raise ProjectError(
             f"{project.root} has no prepared frames",
-            hint="run `live prepare CLIP IMAGE --prompt TEXT --object WORD` first, or pass CLIP IMAGE --prompt --object to this command",
+            hint=(
+                "run `live prepare CLIP IMAGE --prompt TEXT --object WORD` first, or pass CLIP IMAGE --prompt "
+                "--object to this command"
+            ),
         )
     return record
 

@@ -32,18 +32,28 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from livecli import progress
-from livecli.config import DEFAULT_TOKEN, ModelConfig, TrainConfig
-from livecli.control.prompts import TOKEN_ALIAS
+from livecli.config import ModelConfig, TrainConfig
 from livecli.errors import ConfigError, Interrupted, ProjectError, reason
 from livecli.interrupt import stop_at_safe_point
 from livecli.models import deltas as attention_deltas
 from livecli.models import text as text_model
 from livecli.models.loading import load_denoiser, resolve_device, resolve_model
+from livecli.models.trained import TrainedFiles
 from livecli.models.video_unet import inflate, trainable_names
+from livecli.objectives import LiveTrainer, MixedPrecision, StepLosses, TrainingData
 from livecli.stages import StageResult
 from livecli.stages import prepare as prepare_stage
-from livecli.store import CHECKPOINT_STATE, CHECKPOINTS, Project, Record, atomic_write_bytes, fingerprint, read_toml, write_toml
-from livecli.training import LiveTrainer, StepLosses, TrainingData
+from livecli.store import (
+    CHECKPOINT_STATE,
+    CHECKPOINTS,
+    Project,
+    Record,
+    atomic_write_bytes,
+    fingerprint,
+    read_toml,
+    write_toml,
+)
+from livecli.words import DEFAULT_TOKEN, TOKEN_ALIAS, replace_word
 
 STAGE = "train"
 DELTAS = "attention_deltas.safetensors"
@@ -81,7 +91,7 @@ def reference_caption(config: TrainConfig, prompt: str, object_word: str) -> str
     caption = (config.reference_prompt or prompt).replace(TOKEN_ALIAS, config.token)
     if config.token in caption:
         return caption
-    replaced = text_model.replace_word(caption, object_word, config.token)
+    replaced = replace_word(caption, object_word, config.token)
     if replaced == caption:
         raise ConfigError(
             f"--reference-prompt {caption!r} names neither <tok> nor the object word {object_word!r}",
@@ -100,12 +110,21 @@ def artefacts(settings: dict) -> tuple[str, ...]:
     return (DELTAS, TOKEN) if settings.get("no_latent_prompt") else (DELTAS, TOKEN, LATENT_PROMPT)
 
 
+def trained_files(project: Project, record: Record) -> TrainedFiles:
+    """The artefacts of the training that `record` describes, for `load_trained`."""
+    folder = project.stage_dir(STAGE)
+    latent_prompt = None if record.settings.get("no_latent_prompt") else folder / LATENT_PROMPT
+    return TrainedFiles(deltas=folder / DELTAS, token=folder / TOKEN, latent_prompt=latent_prompt)
+
+
 def require(project: Project) -> Record:
     """The train record of a project whose training matches its prepared frames, or the error that says what to run."""
     prepared = prepare_stage.require(project)
     record = project.record(STAGE)
     if record is None or not all((project.stage_dir(STAGE) / name).is_file() for name in artefacts(record.settings)):
-        raise ProjectError(f"{project.root} is not trained yet", hint="run `live train` first (see `live train --help`)")
+        raise ProjectError(
+            f"{project.root} is not trained yet", hint="run `live train` first (see `live train --help`)"
+        )
     if record.inputs.get("prepare") != prepared.fingerprint:
         raise ProjectError(
             f"the training in {project.stage_dir(STAGE)} is stale: the frames were prepared again since",
@@ -171,7 +190,7 @@ def save_checkpoint(
         write_trained(folder, trainer, base, rows)
         save_file(trainer.optimizer_state(), folder / OPTIMIZER)
         save_file({"generator": trainer.generator.get_state()}, folder / RNG)
-        scaler = trainer.accelerator.scaler
+        scaler = trainer.precision.scaler
         write_toml(
             folder / STATE,
             {
@@ -205,39 +224,32 @@ def restore(trainer: LiveTrainer, checkpoint: Checkpoint) -> None:
         trainer.token_vector.copy_(text_model.load_token(folder / TOKEN)[1])
     trainer.load_optimizer_state(load_file(folder / OPTIMIZER))
     trainer.generator.set_state(load_file(folder / RNG)["generator"])
-    if checkpoint.scaler and trainer.accelerator.scaler is not None:
-        trainer.accelerator.scaler.load_state_dict(checkpoint.scaler)
+    if checkpoint.scaler and trainer.precision.scaler is not None:
+        trainer.precision.scaler.load_state_dict(checkpoint.scaler)
 
 
 # --------------------------------------------------------------------------- the stage
-
-
-def make_accelerator(mixed_precision: str, device: torch.device):
-    """An Accelerator for this run. accelerate keeps its state per process and refuses a
-    second precision, but one process may train several projects (tests, `live batch`):
-    its state is reset first."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    return Accelerator(mixed_precision=mixed_precision, cpu=device.type == "cpu")
 
 
 def _mean(rows: list[dict], column: str) -> float:
     return sum(float(r[column]) for r in rows) / max(len(rows), 1)
 
 
-COMPUTE_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
 def build_trainer(
-    source, config: TrainConfig, accelerator, manifest: dict, latents: dict[str, torch.Tensor], checkpoint: Checkpoint | None
+    source,
+    config: TrainConfig,
+    precision: MixedPrecision,
+    manifest: dict,
+    latents: dict[str, torch.Tensor],
+    checkpoint: Checkpoint | None,
 ) -> tuple[LiveTrainer, dict[str, torch.Tensor]]:
     """The trainer at step 0 or at the checkpoint, and the base query weights the deltas subtract."""
     prompt, object_word = manifest["prompt"], manifest["object"]
     progress.say(f"train: loading {source.id}")
-    models = load_denoiser(source, accelerator.device, torch.float32)
-    placeholder = text_model.add_placeholder(models.tokenizer, models.text_encoder, config.token, config.init_word or object_word)
+    models = load_denoiser(source, precision.device, torch.float32)
+    placeholder = text_model.add_placeholder(
+        models.tokenizer, models.text_encoder, config.token, config.init_word or object_word
+    )
     torch.manual_seed(config.seed)  # the temporal attentions' initial weights
     video_unet = inflate(models.unet)
     trainable = set(trainable_names(video_unet))
@@ -245,7 +257,7 @@ def build_trainer(
     if checkpoint is not None:
         with damaged_checkpoint(checkpoint):
             attention_deltas.apply_deltas(video_unet, attention_deltas.load_deltas(checkpoint.folder / DELTAS))
-    compute_dtype = COMPUTE_DTYPES[config.mixed_precision]
+    compute_dtype = precision.dtype
     if compute_dtype != torch.float32:  # frozen weights in the compute precision; trained ones stay fp32
         models.text_encoder.to(compute_dtype)
         for name, param in video_unet.unet.named_parameters():
@@ -257,7 +269,7 @@ def build_trainer(
         latents["frames"].float(), latents["reference"].float(), prompt, reference_caption(config, prompt, object_word)
     )
     trainer = LiveTrainer(
-        video_unet, models.tokenizer, models.text_encoder, models.noise_scheduler, placeholder, data, config, accelerator
+        video_unet, models.tokenizer, models.text_encoder, models.noise_scheduler, placeholder, data, config, precision
     )
     if checkpoint is not None:
         with damaged_checkpoint(checkpoint):
@@ -297,9 +309,9 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         run_key = fingerprint(STAGE, {k: v for k, v in settings.items() if k != "steps"}, inputs)
         checkpoint = None if force else find_checkpoint(project, run_key, config.steps)
         started = time.perf_counter()
-        accelerator = make_accelerator(config.mixed_precision, device)
+        precision = MixedPrecision(config.mixed_precision, device)
         latents = load_file(project.stage_dir("prepare") / prepare_stage.LATENTS)
-        trainer, base = build_trainer(source, config, accelerator, manifest, latents, checkpoint)
+        trainer, base = build_trainer(source, config, precision, manifest, latents, checkpoint)
         if checkpoint is not None:
             rows, first, before = checkpoint.losses[: checkpoint.step], checkpoint.step, StepLosses(**checkpoint.before)
             progress.say(f"train: resuming at step {first} of {config.steps}")
@@ -316,7 +328,9 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
                 if stop.requested or step % config.checkpoint_every == 0 or step == config.steps:
                     save_checkpoint(project, trainer, base, rows, step, config.steps, run_key, before)
                 if stop.requested:
-                    raise Interrupted(f"checkpoint saved at step {step} of {config.steps}; run the same command again to resume")
+                    raise Interrupted(
+                        f"checkpoint saved at step {step} of {config.steps}; run the same command again to resume"
+                    )
         after = trainer.evaluate()
 
         with project.staging(STAGE) as folder:
@@ -335,7 +349,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
                 "text_loss_first10": _mean(head, "text_loss"),
                 "text_loss_last10": _mean(tail, "text_loss"),
                 "resumed_from": first or None,
-                "device": str(accelerator.device),
+                "device": str(device),
                 "train_seconds": round(sum(float(r["seconds"]) for r in rows), 3),
             }
             record = Project.write_record(

@@ -27,14 +27,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from livecli import demo
 from livecli.config import EditConfig, EvalConfig, ModelConfig, PrepareConfig, TrainConfig
 from livecli.pipeline import Job, run_job
 from livecli.shapes.judge import Judge
 from livecli.shapes.scenes import COLOUR_NAMES, SHAPES, ClipPair, clip_pair
 from livecli.video import read_pngs, write_pngs
 
-FRAMES = 8
-SIZE = 64
+FRAMES = demo.FRAMES
+SIZE = demo.SIZE
 PSNR_CAP = 100.0
 
 
@@ -58,15 +59,22 @@ class Variant:
 VARIANTS = (
     Variant(
         "live",
-        "LIVE (latent prompt, word swap, local blend) with this tool's two extensions: the reference's latents as the edit's "
-        "latent prompt (`--latent-prompt reference`) and the clip's background kept by the blend (`--blend-background clip`)",
+        "LIVE (latent prompt, word swap, local blend) with this tool's two extensions: the reference's latents as the "
+        "edit's "
+        "latent prompt (`--latent-prompt reference`) and the clip's background kept by the blend (`--blend-background "
+        "clip`)",
     ),
     Variant(
         "paper",
-        "LIVE as the paper has it: the trained latent prompt in the edit's conditional branch, the blend keeping the source branch",
+        "LIVE as the paper has it: the trained latent prompt in the edit's conditional branch, the blend keeping the "
+        "source branch",
         edit={"latent_prompt": "trained", "blend_background": "source"},
     ),
-    Variant("source-background", "`live` with the blend keeping the source branch (the paper's blend)", edit={"blend_background": "source"}),
+    Variant(
+        "source-background",
+        "`live` with the blend keeping the source branch (the paper's blend)",
+        edit={"blend_background": "source"},
+    ),
     # A model without a latent prompt has none to choose: those variants' edits keep the default.
     Variant(
         "no-latent-prompt",
@@ -88,18 +96,18 @@ VARIANT_NAMES = tuple(v.name for v in VARIANTS)
 
 @dataclass(frozen=True)
 class Settings:
-    """What every variant shares; `--quick` shortens it."""
+    """What every variant shares (the demo's settings unless changed); `--quick` shortens it."""
 
     cases: int = 8
     seed: int = 0
-    train_steps: int = 300
-    lr: float = 1e-4
-    ti_lr: float = 5e-3
-    edit_steps: int = 50
-    guidance: float = 5.0
-    latent_prompt: str = "reference"
+    train_steps: int = demo.TRAIN_STEPS
+    lr: float = demo.TRAIN_LR
+    ti_lr: float = TrainConfig.ti_lr
+    edit_steps: int = EditConfig.steps
+    guidance: float = demo.GUIDANCE
+    latent_prompt: str = demo.LATENT_PROMPT
     """The edit's conditional latent prompt, for the variants that do not set their own."""
-    blend_background: str = "clip"
+    blend_background: str = demo.BLEND_BACKGROUND
     """What local blend keeps outside the mask, for the variants that blend."""
     model: str = "shapes"
 
@@ -134,23 +142,16 @@ def write_case(folder: Path, pair: ClipPair) -> tuple[Path, Path]:
 
 
 def train_config(pair: ClipPair, settings: Settings, **changes: Any) -> TrainConfig:
-    """The training of a case: the reference's caption, and its object's shape word to
-    start the token from (what a user knows of an image)."""
-    changes = {"checkpoint_every": 1000, **changes}
-    return TrainConfig(
-        steps=settings.train_steps,
-        lr=settings.lr,
-        ti_lr=settings.ti_lr,
-        reference_prompt=pair.reference_prompt("<tok>"),
-        init_word=pair.target_object[0],
-        **changes,
-    )
+    """The demo's training of a case, with the benchmark's settings."""
+    shared = {"steps": settings.train_steps, "lr": settings.lr, "ti_lr": settings.ti_lr, "checkpoint_every": 1000}
+    return demo.train_config(pair, **{**shared, **changes})
 
 
 def edit_config(pair: ClipPair, settings: Settings, name: str | None = None, **changes: Any) -> EditConfig:
-    """The edit of a case: its object word becomes the learnt token."""
-    changes = {"latent_prompt": settings.latent_prompt, "blend_background": settings.blend_background, **changes}
-    return EditConfig(replace=(f"{pair.source_object[0]}=<tok>",), name=name, steps=settings.edit_steps, guidance=settings.guidance, **changes)
+    """The demo's edit of a case, with the benchmark's settings."""
+    shared = {"name": name, "steps": settings.edit_steps, "guidance": settings.guidance}
+    shared |= {"latent_prompt": settings.latent_prompt, "blend_background": settings.blend_background}
+    return demo.edit_config(pair, **{**shared, **changes})
 
 
 def variant_job(folder: Path, pair: ClipPair, variant: Variant, settings: Settings) -> Job:
@@ -178,7 +179,7 @@ def _array(images: list[Image.Image]) -> np.ndarray:
 def masked_psnr(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float | None:
     """Mean per-frame PSNR over the pixels in `region` [F, H, W]; frames without any are left out."""
     values = []
-    for frame_a, frame_b, where in zip(a, b, region):
+    for frame_a, frame_b, where in zip(a, b, region, strict=False):
         if where.any():
             mse = ((frame_a - frame_b) ** 2)[where].mean()
             values.append(PSNR_CAP if mse == 0 else min(PSNR_CAP, 10 * np.log10(255.0**2 / mse)))
@@ -203,18 +204,35 @@ def score_frames(frames: list[Image.Image], pair: ClipPair, judge: Judge) -> dic
     }
 
 
-def run_case(folder: Path, index: int, settings: Settings, variants: tuple[Variant, ...], judge: Judge, on_stage=lambda result: None) -> dict:
+def run_case(
+    folder: Path,
+    index: int,
+    settings: Settings,
+    variants: tuple[Variant, ...],
+    judge: Judge,
+    on_stage=lambda result: None,
+) -> dict:
     """Every variant on case `index`: its scores, and the source's and truth's as baselines."""
     pair = clip_pair(case_seed(settings, index), frames=FRAMES, side=SIZE)
-    case = {"index": index, "source_prompt": pair.source_prompt, "target_object": " ".join(pair.target_object[::-1]), "variants": {}}
-    case["baselines"] = {"source": score_frames(pair.source, pair, judge), "truth": score_frames(pair.truth, pair, judge)}
+    case = {
+        "index": index,
+        "source_prompt": pair.source_prompt,
+        "target_object": " ".join(pair.target_object[::-1]),
+        "variants": {},
+    }
+    case["baselines"] = {
+        "source": score_frames(pair.source, pair, judge),
+        "truth": score_frames(pair.truth, pair, judge),
+    }
     for variant in variants:
         outcome = run_job(variant_job(folder, pair, variant, settings), on_stage, replace_other=True)
         frames = read_pngs(outcome.paths()["video"].parent / "frames")
         scores = score_frames(frames, pair, judge)
         edit_row = (outcome.metrics() or {}).get("edit", {})
         scores["eval_background_psnr"] = edit_row.get("background_psnr")
-        scores["seconds"] = round(sum(stage.result.record.seconds for stage in outcome.stages if stage.result.record), 1)
+        scores["seconds"] = round(
+            sum(stage.result.record.seconds for stage in outcome.stages if stage.result.record), 1
+        )
         case["variants"][variant.name] = scores
     return case
 

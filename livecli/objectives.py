@@ -11,7 +11,7 @@
 
 Each objective's loss is back-propagated right after its forward pass, into its own
 parameters only (`backward(inputs=…)`): the sum of the two backward passes is the
-gradient of L that the issue asks for (the image loss must not move the UNet), and each
+gradient of L = L_UNET + λ·L_text (paper Eq. 5), where L_text trains only the token's embedding, and each
 graph is freed before the next is built.
 
 All randomness (noise, timesteps) comes from one CPU generator whose state is part of
@@ -20,6 +20,7 @@ the checkpoint, so a resumed run draws what an uninterrupted one would have draw
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -52,6 +53,39 @@ class TrainingData:
     """The source prompt with the learned token in the object word's place."""
 
 
+COMPUTE_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+"""--mixed-precision: the dtype the forward passes compute in (the trained weights stay fp32)."""
+
+
+class MixedPrecision:
+    """torch's automatic mixed precision for one training run: the forward passes under
+    autocast in the compute dtype and, for fp16, the losses scaled so that small gradients
+    do not underflow (a step whose gradients overflow is skipped and the scale lowered)."""
+
+    def __init__(self, mode: str, device: torch.device):
+        self.device = device
+        self.dtype = COMPUTE_DTYPES[mode]
+        self.scaler = torch.amp.GradScaler(device.type) if mode == "fp16" else None
+
+    def autocast(self) -> AbstractContextManager:
+        return nullcontext() if self.dtype == torch.float32 else torch.autocast(self.device.type, dtype=self.dtype)
+
+    def backward(self, loss: torch.Tensor, inputs: list[torch.Tensor]) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward(inputs=inputs)
+
+    def clip_grad_norm_(self, optimizer: torch.optim.Optimizer, params: list[torch.Tensor], max_norm: float) -> None:
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is None:
+            optimizer.step()
+        else:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+
+
 class LiveTrainer:
     """Holds what training changes and runs one step of both objectives at a time."""
 
@@ -64,15 +98,15 @@ class LiveTrainer:
         placeholder: text_model.Placeholder,
         data: TrainingData,
         config: TrainConfig,
-        accelerator,
+        precision: MixedPrecision,
     ):
         self.video_unet = video_unet
         self.text_encoder = text_encoder
         self.noise_scheduler = noise_scheduler
         self.placeholder = placeholder
         self.config = config
-        self.accelerator = accelerator
-        device = accelerator.device
+        self.precision = precision
+        device = precision.device
         self.frames = data.frames.to(device)
         self.reference = data.reference.to(device)
 
@@ -83,7 +117,9 @@ class LiveTrainer:
             params[name].requires_grad_(True)
         self.latent_prompt = None if config.no_latent_prompt else nn.Parameter(self.frames[:1].clone().float())
         self.token_vector = nn.Parameter(placeholder.init.clone().float().to(device))
-        self.video_params = [params[name] for name in self.trainable] + ([self.latent_prompt] if self.latent_prompt is not None else [])
+        self.video_params = [params[name] for name in self.trainable] + (
+            [self.latent_prompt] if self.latent_prompt is not None else []
+        )
         optimizer = torch.optim.AdamW(
             [
                 {"params": self.video_params, "lr": config.lr},
@@ -91,7 +127,7 @@ class LiveTrainer:
             ],
             weight_decay=config.weight_decay,
         )
-        self.optimizer = accelerator.prepare_optimizer(optimizer)
+        self.optimizer = optimizer
 
         # The source prompt's embedding never changes: computed once. (no_grad, not
         # inference_mode: the tensor feeds graphs that autograd saves.)
@@ -116,7 +152,9 @@ class LiveTrainer:
             return noisy, timestep, self.noise_scheduler.get_velocity(latents, noise, timestep)
         return noisy, timestep, noise
 
-    def _predict(self, prompt: torch.Tensor, noisy: torch.Tensor, timestep, text: torch.Tensor, temporal: bool) -> torch.Tensor:
+    def _predict(
+        self, prompt: torch.Tensor, noisy: torch.Tensor, timestep, text: torch.Tensor, temporal: bool
+    ) -> torch.Tensor:
         """The UNet's output on the noisy frames, with `prompt` as latent prompt in front (if the model has one)."""
         if self.latent_prompt is None:
             return self.video_unet(noisy.unsqueeze(0), timestep, text, temporal=temporal, prompt=False)[0]
@@ -125,14 +163,17 @@ class LiveTrainer:
     def video_loss(self, generator: torch.Generator | None = None, timestep: int | None = None) -> torch.Tensor:
         """L_unet: the video, with the learned latent prompt prepended, under the source prompt."""
         noisy, timestep, target = self._noised(self.frames, generator or self.generator, timestep)
-        with self.accelerator.autocast():
+        with self.precision.autocast():
             predicted = self._predict(self.latent_prompt, noisy, timestep, self.source_text, temporal=True)
         return F.mse_loss(predicted.float(), target.float())  # video frames only, not the latent prompt
 
     def text_loss(self, generator: torch.Generator | None = None, timestep: int | None = None) -> torch.Tensor:
         """L_text: the reference image, itself as latent prompt, under the token prompt."""
         noisy, timestep, target = self._noised(self.reference, generator or self.generator, timestep)
-        with self.accelerator.autocast(), text_model.learned_token(self.text_encoder, self.placeholder.id, self.token_vector):
+        with (
+            self.precision.autocast(),
+            text_model.learned_token(self.text_encoder, self.placeholder.id, self.token_vector),
+        ):
             token_text = text_model.encode(self.text_encoder, self.token_ids)
             predicted = self._predict(self.reference, noisy, timestep, token_text, temporal=self.config.image_temporal)
         return F.mse_loss(predicted.float(), target.float())
@@ -155,11 +196,11 @@ class LiveTrainer:
     def step(self) -> StepLosses:
         """One optimisation step of L = L_unet + λ·L_text."""
         video = self.video_loss()
-        self.accelerator.backward(video, inputs=self.video_params)
+        self.precision.backward(video, inputs=self.video_params)
         text = self.text_loss()
-        self.accelerator.backward(self.config.text_weight * text, inputs=[self.token_vector])
-        self.accelerator.clip_grad_norm_(self.video_params, self.config.max_grad_norm)
-        self.optimizer.step()
+        self.precision.backward(self.config.text_weight * text, inputs=[self.token_vector])
+        self.precision.clip_grad_norm_(self.optimizer, self.video_params, self.config.max_grad_norm)
+        self.precision.step(self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
         return StepLosses(video.item(), text.item())
 
@@ -178,16 +219,16 @@ class LiveTrainer:
         """AdamW's moments and step counts, flat, keyed `<trainable name>.<field>`."""
         ids = {id(p): name for name, p in self.named_trainables().items()}
         flat = {}
-        for param, state in self.optimizer.optimizer.state.items():
+        for param, state in self.optimizer.state.items():
             for field, value in state.items():
                 flat[f"{ids[id(param)]}.{field}"] = torch.as_tensor(value).detach().cpu().contiguous()
         return flat
 
     def load_optimizer_state(self, flat: dict[str, torch.Tensor]) -> None:
-        device = self.accelerator.device
+        device = self.precision.device
         for name, param in self.named_trainables().items():
             fields = {key[len(name) + 1 :]: value for key, value in flat.items() if key.rsplit(".", 1)[0] == name}
             if fields:
-                self.optimizer.optimizer.state[param] = {
+                self.optimizer.state[param] = {
                     key: value if key == "step" else value.to(device) for key, value in fields.items()
                 }

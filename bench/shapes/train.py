@@ -1,4 +1,5 @@
-"""Train the `shapes` model and its judge from scratch: `python -m livecli.shapes.train --out DIR`.
+"""Train the `shapes` model and its judge from scratch: `python -m bench.shapes.train --out DIR`
+(from the repository root; development tooling, not part of the `live` package).
 
 Four steps, each resumable from the checkpoint it leaves in DIR (every few minutes and on
 Ctrl-C), each skipped once done:
@@ -129,7 +130,10 @@ def optimise(
         save_atomic({**state, "optimizer": optimizer.state_dict(), "step": step, "seconds": seconds}, checkpoint)
         record(folder.parent, **{f"{name}_seconds": round(seconds)})
         if not console.is_terminal:  # a log file gets a line per checkpoint instead of a bar
-            say(f"{name}: step {step:,} of {steps:,}, loss {np.mean(recent) if recent else float('nan'):.4f}, {seconds / 60:.1f} min")
+            say(
+                f"{name}: step {step:,} of {steps:,}, loss {np.mean(recent) if recent else float('nan'):.4f}, "
+                f"{seconds / 60:.1f} min"
+            )
 
     if start >= steps:
         return
@@ -167,7 +171,9 @@ def optimise(
 
 def batch_rng(plan: Plan, stage: int, step: int) -> tuple[np.random.Generator, torch.Generator]:
     """Everything a step draws, from (seed, stage, step) alone: a resumed run draws the same."""
-    return np.random.default_rng([plan.seed, stage, step]), torch.Generator().manual_seed(plan.seed * 1_000_003 + stage * 10_000_019 + step)
+    return np.random.default_rng([plan.seed, stage, step]), torch.Generator().manual_seed(
+        plan.seed * 1_000_003 + stage * 10_000_019 + step
+    )
 
 
 # --------------------------------------------------------------------------- 1. scenes
@@ -245,7 +251,12 @@ def train_judge(out: Path, plan: Plan, pool: Scenes, check: Scenes) -> Judge:
 
 @torch.inference_mode()
 def reconstruct(vae, pixels: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-    return torch.cat([vae(pixels[k : k + batch_size], sample_posterior=False).sample.clamp(-1, 1) for k in range(0, len(pixels), batch_size)])
+    return torch.cat(
+        [
+            vae(pixels[k : k + batch_size], sample_posterior=False).sample.clamp(-1, 1)
+            for k in range(0, len(pixels), batch_size)
+        ]
+    )
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -268,7 +279,7 @@ def train_vae(out: Path, plan: Plan, pool: Scenes, check: Scenes, judge: Judge):
     while True:
         whole_from = steps - plan.vae_whole_steps
 
-        def loss_at(step: int) -> torch.Tensor:
+        def loss_at(step: int, whole_from: int = whole_from) -> torch.Tensor:
             rng, generator = batch_rng(plan, 2, step)
             pixels = pool.as_input(rng.integers(len(pool.pixels), size=plan.vae_batch))
             if step < whole_from:
@@ -282,15 +293,27 @@ def train_vae(out: Path, plan: Plan, pool: Scenes, check: Scenes, judge: Judge):
         optimise("vae", out / "vae-training", {"vae": vae}, optimizer, plan.vae_lr, steps, plan, loss_at)
         vae.eval()
         rebuilt = reconstruct(vae, truth)
-        scores = {"psnr": psnr(rebuilt, truth), "steps": steps, "judge_on_reconstructions": accuracy(judge.read(rebuilt), check.labels)}
+        scores = {
+            "psnr": psnr(rebuilt, truth),
+            "steps": steps,
+            "judge_on_reconstructions": accuracy(judge.read(rebuilt), check.labels),
+        }
         record(out, vae=scores)
-        say(f"vae after {steps:,} steps: {scores['psnr']:.2f} dB, judge reads {scores['judge_on_reconstructions']['all']:.1%} of reconstructions right")
+        say(
+            f"vae after {steps:,} steps: {scores['psnr']:.2f} dB, judge reads "
+            f"{scores['judge_on_reconstructions']['all']:.1%} of reconstructions right"
+        )
         good = scores["psnr"] >= TARGET_PSNR and scores["judge_on_reconstructions"]["all"] >= TARGET_JUDGE
         if good or steps >= plan.vae_max_steps:
             break
         steps = min(steps + 1000, plan.vae_max_steps)
     with torch.inference_mode():
-        latents = torch.cat([vae.encode(pool.as_input(slice(k, k + 256))).latent_dist.mean for k in range(0, min(len(pool.pixels), 4096), 256)])
+        latents = torch.cat(
+            [
+                vae.encode(pool.as_input(slice(k, k + 256))).latent_dist.mean
+                for k in range(0, min(len(pool.pixels), 4096), 256)
+            ]
+        )
     vae.register_to_config(scaling_factor=float(1 / latents.std()))
     vae.save_pretrained(folder, safe_serialization=True)
     return vae.requires_grad_(False)
@@ -412,7 +435,7 @@ def train_unet(out: Path, plan: Plan, pool: Scenes, vae) -> None:
 
 def measure(out: Path, plan: Plan, judge: Judge) -> None:
     """Caption following of the trained model, as bench/shapes_model.py measures it (fewer captions)."""
-    from livecli.shapes import quality
+    from bench.shapes import quality
 
     pipeline = quality.load_pipeline(out / "model")
     count = 8 if plan == replace(QUICK, seed=plan.seed) else 96
@@ -449,12 +472,18 @@ def install(out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m livecli.shapes.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="folder for checkpoints and results; run again to resume")
+    parser = argparse.ArgumentParser(prog="python -m bench.shapes.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for checkpoints and results; run again to resume"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="a few steps of each part: checks the script, learns nothing")
+    parser.add_argument(
+        "--quick", action="store_true", help="a few steps of each part: checks the script, learns nothing"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
-    parser.add_argument("--install", action="store_true", help="copy the result into the package (livecli/shapes/weights)")
+    parser.add_argument(
+        "--install", action="store_true", help="copy the result into the package (livecli/shapes/weights)"
+    )
     args = parser.parse_args(argv)
     plan = replace(QUICK if args.quick else Plan(), seed=args.seed)
     quiet_libraries()

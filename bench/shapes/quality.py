@@ -15,7 +15,16 @@ import torch
 from PIL import Image
 
 from livecli.shapes.judge import QUESTIONS, Judge, accuracy
-from livecli.shapes.scenes import COLOUR_NAMES, HELD_OUT_OBJECTS, HELD_OUT_SCENES, PATTERNS, SHAPES, caption, is_held_out, labels
+from livecli.shapes.scenes import (
+    COLOUR_NAMES,
+    HELD_OUT_OBJECTS,
+    HELD_OUT_SCENES,
+    PATTERNS,
+    SHAPES,
+    caption,
+    is_held_out,
+    labels,
+)
 
 GUIDANCE = 5.0
 """Classifier-free guidance the figures are measured at."""
@@ -68,19 +77,31 @@ def load_pipeline(model_dir: Path):
     from livecli.models.loading import quiet_libraries
 
     quiet_libraries()
-    pipeline = StableDiffusionPipeline.from_pretrained(model_dir, dtype=torch.float32, safety_checker=None, requires_safety_checker=False)
+    pipeline = StableDiffusionPipeline.from_pretrained(
+        model_dir, dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+    )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
 
 @torch.inference_mode()
-def sample(pipeline, captions: list[str], seed: int = 0, steps: int = 50, guidance: float = GUIDANCE, batch_size: int = 64) -> list[Image.Image]:
+def sample(
+    pipeline, captions: list[str], seed: int = 0, steps: int = 50, guidance: float = GUIDANCE, batch_size: int = 64
+) -> list[Image.Image]:
     """One 64×64 sample per caption, DDIM, each from a generator seeded by (seed, position)."""
     images: list[Image.Image] = []
     for first in range(0, len(captions), batch_size):
         batch = captions[first : first + batch_size]
         generators = [torch.Generator().manual_seed(seed * 100_003 + first + k) for k in range(len(batch))]
-        result = pipeline(batch, height=64, width=64, num_inference_steps=steps, guidance_scale=guidance, generator=generators, output_type="pil")
+        result = pipeline(
+            batch,
+            height=64,
+            width=64,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=generators,
+            output_type="pil",
+        )
         images += result.images
     return images
 
@@ -97,5 +118,8 @@ def grid(images: list[Image.Image], columns: int, scale: int = 2, gap: int = 2) 
     rows = -(-len(images) // columns)
     sheet = Image.new("RGB", (columns * (side + gap) - gap, rows * (side + gap) - gap), "white")
     for k, image in enumerate(images):
-        sheet.paste(image.resize((side, side), Image.Resampling.NEAREST), ((k % columns) * (side + gap), (k // columns) * (side + gap)))
+        sheet.paste(
+            image.resize((side, side), Image.Resampling.NEAREST),
+            ((k % columns) * (side + gap), (k // columns) * (side + gap)),
+        )
     return sheet

@@ -1,0 +1,1 @@
+"""Benchmarks and the tools that train and score the shapes model: run from the repository root."""

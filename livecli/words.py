@@ -1,0 +1,28 @@
+"""The words of a prompt: how `live` splits, matches and replaces them, and the token's strings.
+
+Below the configs (which check that --object is a word of --prompt), the prompt
+alignment of an edit and the text model (which put the learned token in a word's place).
+"""
+
+from __future__ import annotations
+
+import re
+
+DEFAULT_TOKEN = "<@#$>"
+"""The placeholder string that learns the reference object (the paper's)."""
+TOKEN_ALIAS = "<tok>"
+"""Stands for the project's learned token in --replace, --keep, --blend and --reference-prompt."""
+
+
+def prompt_words(prompt: str) -> list[str]:
+    """The prompt's words, lower-cased, punctuation dropped."""
+    return re.findall(r"[\w<>@#$*-]+", prompt.lower())
+
+
+def prompt_has_word(prompt: str, word: str) -> bool:
+    return word.lower() in prompt_words(prompt)
+
+
+def replace_word(prompt: str, word: str, replacement: str) -> str:
+    """`prompt` with every whole-word occurrence of `word` (any case) replaced."""
+    return re.sub(rf"(?<![\w]){re.escape(word)}(?![\w])", replacement, prompt, flags=re.IGNORECASE)
