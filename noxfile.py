@@ -1,4 +1,4 @@
-"""Set-up and checks in fresh virtual environments: `nox -s tests`, `nox -s demo`.
+"""Set-up and checks in fresh virtual environments: `nox -s lint`, `nox -s tests`, `nox -s demo`.
 
 Each session installs torch first, pinned: on a machine without torch, a bare `torch`
 requirement would pull a multi-GB CUDA build. Here `torch==2.13.0` is the CPU build
@@ -8,8 +8,17 @@ that lies on disk; elsewhere it is pip's default build for the platform.
 import nox
 
 TORCH = "torch==2.13.0"
+RUFF = "ruff==0.17.6"  # pinned: a new release's rules must not turn CI red on their own
 
 nox.options.sessions = ["tests"]
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Lint (ruff: pycodestyle, pyflakes, isort, pyupgrade, bugbear) and check the formatting (ruff format)."""
+    session.install(RUFF)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
 
 
 @nox.session
