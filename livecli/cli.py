@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 
 from livecli import __version__, render
+from livecli import demo as sample
 from livecli.config import (
     EditConfig,
     EvalConfig,
@@ -670,22 +671,36 @@ def batch(
     )
 )
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the sample clip, image and project.")] = Path(
-        "live-demo"
-    ),
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help=escape("Folder for the sample clip, image and project. [default: live-demo]"),
+            show_default=False,
+        ),
+    ] = Path("live-demo"),
     model: Annotated[
         str,
-        typer.Option("--model", help="shapes (trained, ships with live) or tiny (random: shows the pipeline only)."),
+        typer.Option(
+            "--model",
+            help=escape(
+                "shapes (trained, ships with live) or tiny (random: shows the pipeline only). [default: shapes]"
+            ),
+            show_default=False,
+        ),
     ] = "shapes",
-    train_steps: Annotated[int, typer.Option("--train-steps", help="Training steps.", min=1)] = 300,
+    train_steps: Annotated[
+        int,
+        typer.Option(
+            "--train-steps", help=escape(f"Training steps. [default: {sample.TRAIN_STEPS}]"), min=1, show_default=False
+        ),
+    ] = sample.TRAIN_STEPS,
 ) -> None:
     """Edit a drawn clip with the shipped `shapes` model: every stage, on the CPU, in minutes.
 
     The clip is a shape gliding over a patterned background; the reference image shows another
     shape, in a colour the model never saw it in. The true edit is written to truth/ beside it.
     """
-    from livecli import demo as sample
-
     sample.check_model(model)
     clip, image = sample.make_samples(out_dir)
     pair = sample.demo_pair()

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from livecli.config import BUILT_IN_MODELS, EditConfig, EvalConfig, ModelConfig, PrepareConfig, TrainConfig
 from livecli.errors import ConfigError
-from livecli.pipeline import Job, JobOutcome, run_job
-from livecli.shapes.scenes import ClipPair, clip_pair
-from livecli.stages import StageResult
-from livecli.video import write_pngs
 from livecli.words import TOKEN_ALIAS
+
+# The CLI reads this module's settings for `live demo --help`; what runs the demo (the
+# pipeline and torch, the scenes and PyAV) is imported when it runs.
+if TYPE_CHECKING:
+    from livecli.pipeline import Job, JobOutcome
+    from livecli.shapes.scenes import ClipPair
+    from livecli.stages import StageResult
 
 DEMO_SEED = 3
 """A purple cross on a dotted red background, to become the reference's green star."""
@@ -45,12 +48,16 @@ def check_model(model: str) -> None:
 
 
 def demo_pair() -> ClipPair:
+    from livecli.shapes.scenes import clip_pair
+
     return clip_pair(DEMO_SEED, frames=FRAMES)
 
 
 def make_samples(folder: Path) -> tuple[Path, Path]:
     """clip/ (frames), reference.png and truth/ (the true edit) in `folder`, kept when they
     exist, so that reruns redo nothing."""
+    from livecli.video import write_pngs
+
     folder.mkdir(parents=True, exist_ok=True)
     clip, image, truth = folder / "clip", folder / "reference.png", folder / "truth"
     pair = None
@@ -85,6 +92,8 @@ def edit_config(pair: ClipPair, **changes: Any) -> EditConfig:
 
 def demo_job(folder: Path, clip: Path, image: Path, model: str = "shapes", train_steps: int = TRAIN_STEPS) -> Job:
     """Every stage at 64 px, 8 frames: a few minutes on a laptop CPU."""
+    from livecli.pipeline import Job
+
     pair = demo_pair()
     return Job(
         name="demo",
@@ -105,5 +114,7 @@ def run(
     model: str = "shapes",
     train_steps: int = TRAIN_STEPS,
 ) -> JobOutcome:
+    from livecli.pipeline import run_job
+
     clip, image = make_samples(folder)
     return run_job(demo_job(folder, clip, image, model, train_steps), on_stage, replace_other=True)

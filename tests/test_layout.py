@@ -215,3 +215,27 @@ def test_the_layer_check_sees_lazy_relative_and_tooling_imports():
         )
         == []
     )
+
+
+def test_the_package_holds_no_development_scripts():
+    """What the wheel ships is what `live` runs: a module with its own command line
+    (argparse, a `__main__` block) is tooling, and belongs in bench/."""
+    scripts = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "__main__.py" or path == PACKAGE / "cli.py":
+            continue
+        tree = ast.parse(path.read_text())
+        imports = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        main_block = any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body)
+        if "argparse" in imports or main_block:
+            scripts.append(_module_name(path))
+    assert not scripts, f"development scripts in the package: {scripts}"
+
+
+def test_the_demo_keeps_its_own_settings():
+    from livecli import demo
+
+    group = typer.main.get_command(app)
+    steps = next(p for p in group.commands["demo"].params if p.name == "train_steps")
+    assert steps.default == demo.TRAIN_STEPS and steps.help.endswith(f"\\[default: {demo.TRAIN_STEPS}]")
+    assert demo.demo_job(Path("out"), Path("clip"), Path("ref.png")).train.steps == demo.TRAIN_STEPS
