@@ -215,6 +215,39 @@ class PrepareConfig:
 
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
+DEFAULT_WINDOW = 8
+"""The paper's 8 frames: a training step's window, and invert's and edit's."""
+DEFAULT_OVERLAP = 2
+
+
+def check_window(window: int) -> None:
+    if window < 2:
+        raise ConfigError(
+            f"--window must be at least 2 frames, got {window}", hint=f"the paper trains on {DEFAULT_WINDOW} frames"
+        )
+
+
+def check_overlap(overlap: int, window: int | None) -> None:
+    if overlap < 0 or (window is not None and overlap >= window):
+        limit = f" and less than --window {window}" if window is not None else ""
+        raise ConfigError(
+            f"--overlap must be 0 or more{limit}, got {overlap}", hint=f"the default is --overlap {DEFAULT_OVERLAP}"
+        )
+
+
+WINDOW_HELP = (
+    "Frames per window: long clips are inverted and edited W frames at a time, each window after the latent "
+    "prompt and the clip's first frame (default: the training's --window)."
+)
+OVERLAP_HELP = (
+    "Frames shared by neighbouring windows, whose predictions are blended so that no seam shows "
+    "(0: windows side by side)."
+)
+
+
+def window_settings(window: int, overlap: int, frames: int) -> dict[str, int]:
+    """The window's settings where they change a result: only when the clip needs more than one."""
+    return {"window": window, "overlap": overlap} if frames > window else {}
 
 
 @dataclass(frozen=True)
@@ -276,8 +309,17 @@ class TrainConfig:
             "Ablation: run the temporal attentions in the image objective too (the paper bypasses them there)."
         ),
     )
+    window: int = field(
+        default=DEFAULT_WINDOW,
+        metadata=_help(
+            "Frames per step of the video objective: each step draws W consecutive frames of the clip, with the "
+            "latent prompt and the clip's first frame in front (the whole clip when it has at most W frames). "
+            "Invert and edit run windows of the same size."
+        ),
+    )
 
     def __post_init__(self) -> None:
+        check_window(self.window)
         if self.steps < 1:
             raise ConfigError(
                 f"--steps must be at least 1, got {self.steps}", hint="the paper trains 500 steps (the default)"
@@ -325,11 +367,14 @@ class TrainConfig:
                 "--init-word is empty", hint="name the reference object, e.g. --init-word dog, or leave it out"
             )
 
-    def settings(self) -> dict[str, Any]:
+    def settings(self, frames: int | None = None) -> dict[str, Any]:
         """What the trained result depends on (how often to checkpoint, or whether to
-        recompute activations, changes nothing in it)."""
+        recompute activations, changes nothing in it; nor does the window when a clip of
+        `frames` fits in one)."""
         values = asdict(self)
         del values["checkpoint_every"], values["gradient_checkpointing"]
+        if frames is not None and frames <= self.window:
+            del values["window"]
         for optional in (
             "reference_prompt",
             "init_word",
@@ -359,10 +404,15 @@ class InvertConfig:
         default=None, metadata=_help("Prompt to invert with (default: the source prompt). <tok> is the learned token.")
     )
     refine: int = field(default=0, metadata=_help(REFINE_HELP))
+    window: int | None = field(default=None, metadata=_help(WINDOW_HELP))
+    overlap: int = field(default=DEFAULT_OVERLAP, metadata=_help(OVERLAP_HELP))
 
     def __post_init__(self) -> None:
         check_steps(self.steps)
         check_refine(self.refine)
+        if self.window is not None:
+            check_window(self.window)
+        check_overlap(self.overlap, self.window)
         if self.prompt is not None and not self.prompt.strip():
             raise ConfigError("--prompt is empty", hint="leave it out to invert with the source prompt")
 
@@ -462,6 +512,8 @@ class EditConfig:
         default=0.0, metadata=_help("DDIM η: 0 is deterministic (the paper); above 0 adds seeded noise each step.")
     )
     seed: int = field(default=0, metadata=_help("Seed of the noise that --eta adds."))
+    window: int | None = field(default=None, metadata=_help(WINDOW_HELP))
+    overlap: int = field(default=DEFAULT_OVERLAP, metadata=_help(OVERLAP_HELP))
     latent_prompt: str = field(
         default="trained",
         metadata=_help(
@@ -477,6 +529,9 @@ class EditConfig:
             raise ConfigError("an edit needs at least one --replace A=B", hint="e.g. --replace 'motorcycle=<tok>'")
         check_steps(self.steps)
         check_refine(self.refine)
+        if self.window is not None:
+            check_window(self.window)
+        check_overlap(self.overlap, self.window)
         if not self.guidance >= 0:
             raise ConfigError(
                 f"--guidance must be 0 or more, got {self.guidance:g}", hint="the paper uses --guidance 12.5"
@@ -516,7 +571,7 @@ class EditConfig:
         """What the edited video depends on (the folder name does not; the seed only with η > 0)."""
         values = asdict(self)
         values["replace"] = list(self.replace)
-        del values["name"]
+        del values["name"], values["window"], values["overlap"]  # the stage adds them where they matter
         if not self.eta:
             del values["seed"]
         for name, paper in (("latent_prompt", "trained"), ("blend_background", "source")):

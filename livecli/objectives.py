@@ -29,7 +29,9 @@ from torch import nn
 
 from livecli.config import TrainConfig
 from livecli.models import text as text_model
+from livecli.models.attention import WindowLinks
 from livecli.models.video_unet import VideoUNet, trainable_names
+from livecli.windows import draw_training_window
 
 
 @dataclass(frozen=True)
@@ -153,18 +155,32 @@ class LiveTrainer:
         return noisy, timestep, noise
 
     def _predict(
-        self, prompt: torch.Tensor, noisy: torch.Tensor, timestep, text: torch.Tensor, temporal: bool
+        self,
+        prompt: torch.Tensor,
+        noisy: torch.Tensor,
+        timestep,
+        text: torch.Tensor,
+        temporal: bool,
+        links: WindowLinks | None = None,
     ) -> torch.Tensor:
         """The UNet's output on the noisy frames, with `prompt` as latent prompt in front (if the model has one)."""
         if self.latent_prompt is None:
-            return self.video_unet(noisy.unsqueeze(0), timestep, text, temporal=temporal, prompt=False)[0]
-        return self.video_unet(torch.cat([prompt, noisy]).unsqueeze(0), timestep, text, temporal=temporal)[0, 1:]
+            return self.video_unet(noisy.unsqueeze(0), timestep, text, temporal=temporal, prompt=False, links=links)[0]
+        videos = torch.cat([prompt, noisy]).unsqueeze(0)
+        return self.video_unet(videos, timestep, text, temporal=temporal, links=links)[0, 1:]
 
     def video_loss(self, generator: torch.Generator | None = None, timestep: int | None = None) -> torch.Tensor:
-        """L_unet: the video, with the learned latent prompt prepended, under the source prompt."""
-        noisy, timestep, target = self._noised(self.frames, generator or self.generator, timestep)
+        """L_unet: a window of the video (windows.py; the whole clip when it has at most
+        --window frames), with the learned latent prompt prepended, under the source prompt."""
+        generator = generator or self.generator
+        window = draw_training_window(self.frames.shape[0], self.config.window, generator)
+        noisy, timestep, target = self._noised(self.frames[window.frames], generator, timestep)
         with self.precision.autocast():
-            predicted = self._predict(self.latent_prompt, noisy, timestep, self.source_text, temporal=True)
+            predicted = self._predict(
+                self.latent_prompt, noisy, timestep, self.source_text, temporal=True, links=window.links(None)
+            )
+        if window.anchored:  # z_1 in front is context, not part of the window's loss
+            predicted, target = predicted[1:], target[1:]
         return F.mse_loss(predicted.float(), target.float())  # video frames only, not the latent prompt
 
     def text_loss(self, generator: torch.Generator | None = None, timestep: int | None = None) -> torch.Tensor:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 console = Console(stderr=True, highlight=False)
 """Where stages talk to the user: stderr (stdout is for results)."""
@@ -30,6 +38,7 @@ def bar(description: str, total: int, completed: int = 0) -> Iterator[Callable[.
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=console,
         transient=False,
         disable=quiet(),
@@ -37,3 +46,35 @@ def bar(description: str, total: int, completed: int = 0) -> Iterator[Callable[.
     with progress:
         task = progress.add_task(description, total=total, completed=completed)
         yield lambda n=1, description=None: progress.update(task, advance=n, description=description)
+
+
+def duration(seconds: float) -> str:
+    """12 s, 4.5 min, 2.1 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@contextmanager
+def window_bar(description: str, frames: int, passes: int, windows: int) -> Iterator[Callable[..., None]]:
+    """A bar over windows × passes of the UNet (DDIM steps), for a stage that runs a clip in
+    windows: says the work first and, after the first window, an estimate of its time.
+    Yields `advance(*_)`, to call after each window."""
+    stage = description.split(" ")[0]
+    per_step = f", {windows} windows a step" if windows > 1 else ""
+    say(f"{stage}: {frames} frames × {passes} steps{per_step}")
+    with bar(description, passes * windows) as advance:
+        started = time.perf_counter()
+        done = 0
+
+        def after_window(*_) -> None:
+            nonlocal done
+            done += 1
+            if done == 1 and passes * windows > 1:
+                estimate = (time.perf_counter() - started) * passes * windows
+                say(f"{stage}: about {duration(estimate)} at the first window's speed")
+            advance()
+
+        yield after_window

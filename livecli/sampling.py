@@ -21,7 +21,9 @@ import torch
 from livecli import ddim
 from livecli.control.attention import AttentionControl, Batch, controlled
 from livecli.control.blend import LocalBlend
+from livecli.models.attention import WindowLinks
 from livecli.models.trained import TrainedModel
+from livecli.windows import Window, plan_windows, windowed_noise
 
 StepWatcher = Callable[[int, torch.Tensor, torch.Tensor | None], None]
 """(step index, latents [2, F, 4, h, w] of source and edit after the step, mask or None)."""
@@ -36,13 +38,15 @@ def guided_noise(
     null: torch.Tensor,
     guidance: float,
     conditional: torch.Tensor | None = None,
+    links: WindowLinks | None = None,
 ) -> torch.Tensor:
     """ε for V videos [V, F, 4, h, w] under their prompts `text` [V, 77, d], guided.
 
     The UNet sees one batch: the V unconditional videos first, then the V conditional
     ones (just the conditional ones when the guidance is 1, which needs no other).
     The conditional videos' latent prompts are `conditional` [V, 1, 4, h, w], by default
-    the trained one (the paper); the unconditional ones get the reference's.
+    the trained one (the paper); the unconditional ones get the reference's. `links`: for
+    a window of a longer clip (windows.py).
     """
     videos = latents.shape[0]
     if model.latent_prompt is None:  # trained without one: plain guidance
@@ -52,13 +56,14 @@ def guided_noise(
             conditional = model.latent_prompt.expand(videos, 1, *model.latent_prompt.shape[1:])
         unconditional = model.reference.expand(videos, 1, *model.reference.shape[1:])
     if guidance == 1:
-        return model.noise(latents, timestep, alpha, text, conditional)
+        return model.noise(latents, timestep, alpha, text, conditional, links)
     noise = model.noise(
         torch.cat([latents, latents]),
         timestep,
         alpha,
         torch.cat([null.expand(videos, -1, -1), text]),
         torch.cat([unconditional, conditional]) if conditional is not None else None,
+        links,
     )
     free, conditioned = noise.chunk(2)
     return free + guidance * (conditioned - free)
@@ -78,11 +83,16 @@ def guided_sample(
     guidance: float,
     eta: float = 0.0,
     generator: torch.Generator | None = None,
+    windows: list[Window] | None = None,
 ) -> torch.Tensor:
     """Plain guided DDIM sampling of one video from x_T [F, 4, h, w] under `text` [1, 77, d]."""
+    windows = windows or plan_windows(start.shape[0], start.shape[0], 0)
 
     def predict(latents, timestep, index):
-        return guided_noise(model, latents, timestep, schedule.alphas[index], text, null, guidance)
+        def window_noise(batch, links):
+            return guided_noise(model, batch, timestep, schedule.alphas[index], text, null, guidance, links=links)
+
+        return windowed_noise(window_noise, latents, windows)
 
     return ddim.sample(predict, start.unsqueeze(0), schedule, eta=eta, generator=generator)[0]
 
@@ -113,6 +123,8 @@ def sample_edit(
     watch: StepWatcher | None = None,
     edit_latent_prompt: str = "trained",
     clip_background: list[torch.Tensor] | None = None,
+    windows: list[Window] | None = None,
+    after_window: Callable[[Window], None] | None = None,
 ) -> EditOutcome:
     """Source and edit from x_T [F, 4, h, w] side by side; `texts` [2, 77, d] their prompts.
 
@@ -125,7 +137,10 @@ def sample_edit(
     `clip_background` (the inversion's trajectory) makes local blend keep the clip's own
     inverted latents outside the mask instead of the source branch's, which drift from
     the clip under guidance: an extension (blended latent diffusion's rule), off in the paper.
+    `windows` (windows.py; default: the whole clip as one) run in order at each step, and
+    local blend records each window's maps for its frames.
     """
+    windows = windows or plan_windows(start.shape[0], start.shape[0], 0)
     blend: LocalBlend | None = control.blend
     mask: torch.Tensor | None = None
     conditional = None
@@ -134,7 +149,13 @@ def sample_edit(
 
     def predict(latents, timestep, index):
         control.step = index
-        return guided_noise(model, latents, timestep, schedule.alphas[index], texts, null, guidance, conditional)
+
+        def window_noise(batch, links):
+            alpha = schedule.alphas[index]
+            return guided_noise(model, batch, timestep, alpha, texts, null, guidance, conditional, links)
+
+        focus = blend.focus if blend is not None else None
+        return windowed_noise(window_noise, latents, windows, focus, after_window)
 
     def after_step(index: int, latents: torch.Tensor) -> torch.Tensor:
         nonlocal mask

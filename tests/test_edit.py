@@ -127,7 +127,16 @@ def test_the_trajectory_runs_from_noise_to_the_prepared_latents(trained):
 # --------------------------------------------------------------------------- properties 2–4: editing
 
 
-def run_edit(model, start, config: EditConfig, target_watch=None, pinned=None, blend_factor=None, clip_background=None):
+def run_edit(
+    model,
+    start,
+    config: EditConfig,
+    target_watch=None,
+    pinned=None,
+    blend_factor=None,
+    clip_background=None,
+    windows=None,
+):
     replacements = [Replacement.parse(text) for text in config.replace]
     keep = config.keep.split() if config.keep else None
     prompts = edit_prompts(model.tokenizer, PROMPT, replacements, model.token, keep)
@@ -157,6 +166,7 @@ def run_edit(model, start, config: EditConfig, target_watch=None, pinned=None, b
         watch=target_watch,
         edit_latent_prompt=config.latent_prompt,
         clip_background=clip_background,
+        windows=windows,
     )
     return outcome, prompts
 

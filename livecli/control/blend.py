@@ -21,6 +21,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from livecli.windows import Window
+
 BLEND_MAP_SIDE = 16
 """The blend layers' map side Prompt-to-Prompt uses at 512 px (64×64 latents, downsampled ×4)."""
 
@@ -78,17 +80,33 @@ class LocalBlend:
         self.sigma = sigma
         self.sums: torch.Tensor | None = None
         """[2, frames, tokens]: source's and edit's blend-word attention, summed so far."""
+        self.window: Window | None = None
+        """The window of the clip that the UNet runs now (None: the whole clip at once)."""
+
+    def focus(self, window: Window) -> None:
+        """The maps recorded next are those of `window`'s frames."""
+        self.window = window
 
     def wants(self, query_tokens: int) -> bool:
         """Whether a cross-attention layer with this many query tokens is a blend layer."""
         return query_tokens == self.tokens
 
     def record(self, source_maps: torch.Tensor, edit_maps: torch.Tensor) -> None:
-        """Add one layer's maps, [frames (latent prompt first, if any), heads, queries, 77] each."""
-        source = source_maps[self.first :, :, :, self.source_tokens].float().sum(dim=(1, 3))
-        edit = edit_maps[self.first :, :, :, self.target_tokens].float().sum(dim=(1, 3))
+        """Add one layer's maps, [frames (latent prompt first, if any), heads, queries, 77] each.
+
+        In a window, only its run's frames count (the anchor z_1 in front is context),
+        weighted as the window's predictions are where runs overlap."""
+        first = self.first + (1 if self.window is not None and self.window.anchored else 0)
+        source = source_maps[first:, :, :, self.source_tokens].float().sum(dim=(1, 3))
+        edit = edit_maps[first:, :, :, self.target_tokens].float().sum(dim=(1, 3))
         both = torch.stack([source, edit])
-        self.sums = both if self.sums is None else self.sums + both
+        if self.sums is None:
+            self.sums = both.new_zeros(2, self.frames, both.shape[-1])
+        if self.window is None:
+            self.sums += both
+            return
+        weights = torch.tensor(self.window.weights, dtype=both.dtype, device=both.device)
+        self.sums[:, self.window.start : self.window.stop] += both * weights.view(1, -1, 1)
 
     @property
     def stored_bytes(self) -> int:

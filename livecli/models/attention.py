@@ -20,6 +20,44 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 
+class FrameChain:
+    """Frame attention's keys and values of one frame, handed from a window to the next.
+
+    Windows of a clip run in order at each DDIM step. The frame just before a window's
+    first frame ran in the window before, at the same step: every frame-attention layer
+    of that window keeps its key and value (`keep`), and the next window's first frame
+    attends to them (`before`), so that each frame sees the `[z_lp, z_1, z_{i-1}]` it
+    would see over the whole clip. Layers are told apart by their attention module.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._handed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def next_window(self) -> None:
+        """What the window that just ran kept becomes what the next one reads."""
+        self._handed, self._kept = self._kept, {}
+
+    def keep(self, attn: Attention, key: torch.Tensor, value: torch.Tensor) -> None:
+        self._kept[id(attn)] = (key, value)
+
+    def before(self, attn: Attention) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return self._handed.get(id(attn))
+
+
+@dataclass(frozen=True)
+class WindowLinks:
+    """How a window of a longer clip links to the rest: positions count video frames only
+    (0 is the clip's first frame z_1, the latent prompt is not counted)."""
+
+    restart: int | None = None
+    """The video position of a run of frames whose previous frame is not in the batch: it
+    attends to the chain's frame when the chain hands one, else to itself (as z_1 does)."""
+    keep: int | None = None
+    """The video position whose keys and values the chain keeps for the next window."""
+    chain: FrameChain | None = None
+
+
 @dataclass(frozen=True)
 class VideoLayout:
     """How a batch of the video UNet is laid out: `frames` per video, latent prompt first."""
@@ -30,6 +68,8 @@ class VideoLayout:
     """Run the temporal attentions (the textual-inversion objective bypasses them)."""
     prompt: bool = True
     """Frame 0 is the latent prompt; False: every frame is video (no latent prompt)."""
+    links: WindowLinks | None = None
+    """For a window of a longer clip: where its previous frames come from."""
 
 
 def key_frames(frames: int) -> list[tuple[int, int, int]]:
@@ -42,22 +82,34 @@ def key_frames(frames: int) -> list[tuple[int, int, int]]:
     return [(0, 0, 0)] + [(0, 1, max(i - 1, 1)) for i in range(1, frames)]
 
 
-def gather_key_frames(videos: torch.Tensor, prompt: bool = True) -> torch.Tensor:
+def gather_key_frames(
+    videos: torch.Tensor, prompt: bool = True, restart: int | None = None, before: torch.Tensor | None = None
+) -> torch.Tensor:
     """[b, frames, tokens, c] -> [b, frames, 3·tokens, c]: each frame's `key_frames` side by side.
 
     Without a latent prompt, [b, frames, 2·tokens, c]: `[z_1, z_{i-1}]` (frame 1 its own previous).
+    `restart` (a video position, as in `WindowLinks`) begins a run whose previous frame is
+    `before` [b, tokens, c] (itself when None).
     Built from slices and broadcasts, not an index: the backward of an index gather
     accumulates in parallel on the CPU and is not bit-reproducible; slices are.
     """
+    offset = 1 if prompt else 0
+    first_video = videos[:, offset : offset + 1]
+    restart = None if restart is None else restart + offset
+    # Position p's previous frame is p - 1, but for the latent prompt and z_1 (their own)
+    # and a restart (`before`, else its own).
+    if restart is None or restart >= videos.shape[1]:
+        pieces = [videos[:, : offset + 1], videos[:, offset:-1]]
+    else:
+        run_start = videos[:, restart : restart + 1] if before is None else before.unsqueeze(1)
+        pieces = [videos[:, : offset + 1], videos[:, offset : restart - 1], run_start, videos[:, restart:-1]]
+    previous = torch.cat(pieces, dim=1)
     if not prompt:
-        first = videos[:, :1].expand_as(videos)
-        previous = torch.cat([videos[:, :1], videos[:, :-1]], dim=1)
-        return torch.cat([first, previous], dim=2)
-    prompt, rest = videos[:, :1], videos[:, 1:]
-    later = rest.shape[1]
-    first = torch.cat([prompt, videos[:, 1:2].expand(-1, later, -1, -1)], dim=1)
-    previous = torch.cat([prompt, videos[:, 1:2], rest[:, : later - 1]], dim=1)
-    return torch.cat([prompt.expand_as(videos), first, previous], dim=2)
+        return torch.cat([first_video.expand_as(videos), previous], dim=2)
+    latent_prompt = videos[:, :1]
+    later = videos.shape[1] - 1
+    first = torch.cat([latent_prompt, first_video.expand(-1, later, -1, -1)], dim=1)
+    return torch.cat([latent_prompt.expand_as(videos), first, previous], dim=2)
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -81,11 +133,19 @@ def frame_attention_inputs(
     frames = layout.frames
     query = attn.to_q(hidden_states)
 
-    def gather(projected: torch.Tensor) -> torch.Tensor:
-        return gather_key_frames(projected.unflatten(0, (-1, frames)), layout.prompt).flatten(0, 1)
+    links = layout.links or WindowLinks()
+    offset = 1 if layout.prompt else 0
+    handed = links.chain.before(attn) if links.chain is not None else None
+    key_videos = attn.to_k(hidden_states).unflatten(0, (-1, frames))
+    value_videos = attn.to_v(hidden_states).unflatten(0, (-1, frames))
+    if links.chain is not None and links.keep is not None:
+        links.chain.keep(attn, key_videos[:, offset + links.keep], value_videos[:, offset + links.keep])
 
-    key = gather(attn.to_k(hidden_states))
-    value = gather(attn.to_v(hidden_states))
+    def gather(videos: torch.Tensor, before: torch.Tensor | None) -> torch.Tensor:
+        return gather_key_frames(videos, layout.prompt, links.restart, before).flatten(0, 1)
+
+    key = gather(key_videos, handed[0] if handed else None)
+    value = gather(value_videos, handed[1] if handed else None)
     return split_heads(query, attn.heads), split_heads(key, attn.heads), split_heads(value, attn.heads)
 
 

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from livecli import ddim
 from livecli.models import deltas as attention_deltas
 from livecli.models import text as text_model
+from livecli.models.attention import WindowLinks
 from livecli.models.loading import ModelSource, load_denoiser
 from livecli.models.video_unet import VideoUNet, inflate
 from livecli.progress import say
@@ -61,16 +62,22 @@ class TrainedModel:
 
     @torch.inference_mode()
     def noise(
-        self, latents: torch.Tensor, timestep: int, alpha: float, text: torch.Tensor, latent_prompts: torch.Tensor
+        self,
+        latents: torch.Tensor,
+        timestep: int,
+        alpha: float,
+        text: torch.Tensor,
+        latent_prompts: torch.Tensor,
+        links: WindowLinks | None = None,
     ) -> torch.Tensor:
         """ε_θ for each video: latents [B, F, 4, h, w] (fp32), text [B, 77, dim], latent prompts
         [B, 1, 4, h, w] put in front of the frames (ignored by a model without a latent
-        prompt). Returns fp32 [B, F, 4, h, w]."""
+        prompt); `links` for a window of a longer clip. Returns fp32 [B, F, 4, h, w]."""
         if self.latent_prompt is None:
-            output = self.video_unet(latents.to(self.dtype), timestep, text, prompt=False).float()
+            output = self.video_unet(latents.to(self.dtype), timestep, text, prompt=False, links=links).float()
         else:
             videos = torch.cat([latent_prompts, latents.to(self.dtype)], dim=1)
-            output = self.video_unet(videos, timestep, text)[:, 1:].float()
+            output = self.video_unet(videos, timestep, text, links=links)[:, 1:].float()
         return ddim.to_epsilon(output, latents, alpha, self.prediction_type)
 
 

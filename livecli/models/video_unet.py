@@ -24,7 +24,13 @@ from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from livecli.models.attention import CrossAttnProcessor, FrameAttnProcessor, TemporalAttnProcessor, VideoLayout
+from livecli.models.attention import (
+    CrossAttnProcessor,
+    FrameAttnProcessor,
+    TemporalAttnProcessor,
+    VideoLayout,
+    WindowLinks,
+)
 
 TRAINABLE_QUERIES = ("attn1.to_q", "attn2.to_q")
 """The spatial and cross-attention query projections the video objective trains (Tune-A-Video's set)."""
@@ -105,12 +111,14 @@ class VideoUNet(nn.Module):
         text: torch.Tensor,
         temporal: bool = True,
         prompt: bool = True,
+        links: WindowLinks | None = None,
     ) -> torch.Tensor:
         """Predict the noise of every frame.
 
         latents: [batch, frames, c, h, w], frame 0 the latent prompt unless `prompt` is
         False; timestep: a scalar or one per video; text: [batch, tokens, dim], the
-        prompt embedding of each video.
+        prompt embedding of each video; links: for a window of a longer clip, how it
+        links to the frames outside it.
         """
         batch, frames = latents.shape[:2]
         timestep = torch.as_tensor(timestep, device=latents.device).reshape(-1).expand(batch)
@@ -118,7 +126,7 @@ class VideoUNet(nn.Module):
             latents.flatten(0, 1),
             timestep.repeat_interleave(frames),
             encoder_hidden_states=text.repeat_interleave(frames, dim=0),
-            cross_attention_kwargs={"video": VideoLayout(frames, temporal, prompt)},
+            cross_attention_kwargs={"video": VideoLayout(frames, temporal, prompt, links)},
         ).sample
         return out.unflatten(0, (batch, frames))
 

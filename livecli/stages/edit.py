@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from livecli import ddim, progress
-from livecli.config import EditConfig, InvertConfig, ModelConfig
+from livecli.config import EditConfig, InvertConfig, ModelConfig, window_settings
 from livecli.control.attention import AttentionControl, cross_attention_factors
 from livecli.control.blend import LocalBlend, pick_factor
 from livecli.control.prompts import EditPrompts, Replacement, check_edit_words, edit_prompts, split_words
@@ -38,6 +38,7 @@ from livecli.stages import invert as invert_stage
 from livecli.stages import train as train_stage
 from livecli.store import Project, Record, fingerprint
 from livecli.video import read_pngs, write_gif, write_mp4, write_pngs
+from livecli.windows import plan_windows
 
 STAGE = "edit"
 EDITS = "edits"
@@ -121,8 +122,11 @@ def run(
         replacements, keep, blend = edit_words(config)
         target = check_edit_words(manifest["prompt"], replacements, token, keep, blend)
         runtime = invert_stage.Runtime.resolve(project, model)
+        count = invert_stage.frame_count(project)
+        window, overlap = invert_stage.resolve_windows(config, trained, count)
         settings = {
             **config.settings(),
+            **window_settings(window, overlap, count),
             "dtype": dtype_name(runtime.dtype),
             "source_prompt": manifest["prompt"],
             "target_prompt": target,
@@ -136,7 +140,11 @@ def run(
                 hint="pass --name to keep both, or --force to replace it",
             )
 
-        inversion = invert_stage.ensure(project, InvertConfig(steps=config.steps, refine=config.refine), runtime)
+        inversion = invert_stage.ensure(
+            project,
+            InvertConfig(steps=config.steps, refine=config.refine, window=window, overlap=overlap),
+            runtime,
+        )
         inputs = {
             train_stage.STAGE: trained.fingerprint,
             inversion.folder.relative_to(project.root).as_posix(): inversion.record.fingerprint,
@@ -161,7 +169,8 @@ def run(
         null, texts = trained_model.encode([""]), trained_model.encode([prompts.source, prompts.target])
         schedule = ddim.ddim_schedule(trained_model.scheduler_config, config.steps)
         generator = torch.Generator().manual_seed(config.seed)
-        with progress.bar("editing (DDIM)", config.steps) as advance:
+        windows = plan_windows(frames, window, overlap)
+        with progress.window_bar("editing (DDIM)", frames, config.steps, len(windows)) as advance:
             outcome = sample_edit(
                 trained_model,
                 start,
@@ -174,9 +183,10 @@ def run(
                 pinned=trajectory if config.pin_source else None,
                 eta=config.eta,
                 generator=generator,
-                watch=lambda *_: advance(),
                 edit_latent_prompt=config.latent_prompt,
                 clip_background=trajectory if config.blend_background == "clip" else None,
+                windows=windows,
+                after_window=advance,
             )
         del trajectory, control, trained_model
         runtime.release()

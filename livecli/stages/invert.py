@@ -24,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from livecli import ddim, progress
-from livecli.config import InvertConfig, ModelConfig
+from livecli.config import DEFAULT_WINDOW, EditConfig, InvertConfig, ModelConfig, check_overlap, window_settings
 from livecli.errors import ProjectError
 from livecli.models.loading import ModelSource, dtype_name, resolve_device, resolve_dtype, resolve_model
 from livecli.models.trained import TrainedModel, load_trained
@@ -32,6 +32,7 @@ from livecli.stages import StageResult
 from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
 from livecli.store import Project, Record, fingerprint
+from livecli.windows import Window, plan_windows, windowed_noise
 from livecli.words import TOKEN_ALIAS
 
 STAGE = "invert"
@@ -80,6 +81,11 @@ def check_model(runtime: Runtime, trained: Record) -> None:
         )
 
 
+def frame_count(project: Project) -> int:
+    """The number of prepared frames, from the prepare record."""
+    return int(project.record(prepare_stage.STAGE).facts["frames_shape"][0])
+
+
 def inversion_prompt(project: Project, config: InvertConfig, token: str) -> str:
     prompt = config.prompt or project.manifest()["prompt"]
     return prompt.replace(TOKEN_ALIAS, token)
@@ -91,24 +97,34 @@ def folder(key: str, config: InvertConfig) -> str:
     return f"{STAGE}/ddim{config.steps}{refined}-{key[:12]}"
 
 
+def resolve_windows(config: InvertConfig | EditConfig, trained: Record, frames: int) -> tuple[int, int]:
+    """(window, overlap): --window, else the training's; an overlap that does not fit it is an error."""
+    window = config.window or trained.settings.get("window", DEFAULT_WINDOW)
+    check_overlap(config.overlap, window)
+    return window, config.overlap
+
+
 def invert_latents(
     model: TrainedModel,
     frames: torch.Tensor,
     prompt: str,
     steps: int,
     refine: int = 0,
-    advance: Callable[[], None] | None = None,
+    advance: Callable[[Window], None] | None = None,
+    windows: list[Window] | None = None,
 ) -> torch.Tensor:
-    """The DDIM trajectory [steps + 1, F, 4, h, w] of the video latents under `prompt`, unguided."""
+    """The DDIM trajectory [steps + 1, F, 4, h, w] of the video latents under `prompt`,
+    unguided, window by window (default: the whole clip as one); `advance` after each window."""
     schedule = ddim.ddim_schedule(model.scheduler_config, steps)
     text = model.encode([prompt])
     latent_prompt = model.latent_prompt.unsqueeze(0) if model.latent_prompt is not None else None
+    windows = windows or plan_windows(frames.shape[0], frames.shape[0], 0)
 
     def predict(latents, timestep, index):
-        noise = model.noise(latents, timestep, schedule.alphas[index], text, latent_prompt)
-        if advance:
-            advance()
-        return noise
+        def window_noise(batch, links):
+            return model.noise(batch, timestep, schedule.alphas[index], text, latent_prompt, links)
+
+        return windowed_noise(window_noise, latents, windows, after_window=advance)
 
     trajectory = ddim.invert(predict, frames.unsqueeze(0).to(model.device, torch.float32), schedule, refine)
     return torch.stack([latents[0].cpu() for latents in trajectory])
@@ -119,11 +135,14 @@ def ensure(project: Project, config: InvertConfig, runtime: Runtime, force: bool
     trained = train_stage.require(project)
     check_model(runtime, trained)
     token = trained.facts["token"]
+    count = frame_count(project)
+    window, overlap = resolve_windows(config, trained, count)
     settings = {
         "steps": config.steps,
         "prompt": inversion_prompt(project, config, token),
         "refine": config.refine,
         "dtype": dtype_name(runtime.dtype),
+        **window_settings(window, overlap, count),
     }
     inputs = {train_stage.STAGE: trained.fingerprint}
     key = fingerprint(STAGE, settings, inputs)
@@ -135,9 +154,13 @@ def ensure(project: Project, config: InvertConfig, runtime: Runtime, force: bool
     started = time.perf_counter()
     model = runtime.trained()
     frames = load_file(project.stage_dir("prepare") / prepare_stage.LATENTS)["frames"]
+    windows = plan_windows(count, window, overlap)
+    passes = config.steps * (config.refine + 1)
     with project.staging(where) as staged:
-        with progress.bar("inverting (DDIM)", config.steps * (config.refine + 1)) as advance:
-            trajectory = invert_latents(model, frames, settings["prompt"], config.steps, config.refine, advance)
+        with progress.window_bar("inverting (DDIM)", count, passes, len(windows)) as advance:
+            trajectory = invert_latents(
+                model, frames, settings["prompt"], config.steps, config.refine, advance, windows
+            )
         save_file({"trajectory": trajectory.contiguous()}, staged / LATENTS)
         facts = {
             "trajectory_shape": list(trajectory.shape),

@@ -299,7 +299,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         source = resolve_model(model.model, config=model.model_config)
         device = resolve_device(model.device)
         check_precision(config, device)
-        settings = config.settings()
+        settings = config.settings(frames=int(prepared.facts["frames_shape"][0]))
         inputs = {"prepare": prepared.fingerprint, "model": source.key}
         key = fingerprint(STAGE, settings, inputs)
         record = None if force else project.up_to_date(STAGE, key)
