@@ -104,10 +104,15 @@ DtypeOpt = Annotated[str | None, _option(ModelConfig, "dtype", "--dtype")]
 # prepare (`live train` takes them with CLIP IMAGE: None there means not given).
 PromptOpt = Annotated[str, _option(PrepareConfig, "prompt", "--prompt")]
 ObjectOpt = Annotated[str, _option(PrepareConfig, "object", "--object")]
-FramesOpt = Annotated[int | None, _option(PrepareConfig, "frames", "--frames", panel=PREPARING)]
-SizeOpt = Annotated[int | None, _option(PrepareConfig, "size", "--size", panel=PREPARING)]
+FramesOpt = Annotated[str | None, _option(PrepareConfig, "frames", "--frames", panel=PREPARING, metavar="N|all")]
+SizeOpt = Annotated[str | None, _option(PrepareConfig, "size", "--size", panel=PREPARING, metavar="SIZE|WxH")]
 StrideOpt = Annotated[int | None, _option(PrepareConfig, "stride", "--stride", panel=PREPARING)]
 StartOpt = Annotated[float | None, _option(PrepareConfig, "start", "--start", panel=PREPARING)]
+DurationOpt = Annotated[
+    float | None, _option(PrepareConfig, "duration", "--duration", panel=PREPARING, metavar="SECONDS")
+]
+MaxFramesOpt = Annotated[int | None, _option(PrepareConfig, "max_frames", "--max-frames", panel=PREPARING)]
+CropOpt = Annotated[str | None, _option(PrepareConfig, "crop", "--crop", panel=PREPARING, metavar="none|square")]
 
 # train and run (the step count is --steps in one, --train-steps in the other).
 LrOpt = Annotated[float, _option(TrainConfig, "lr", "--lr", panel=TRAINING)]
@@ -128,6 +133,7 @@ WeightDecayOpt = Annotated[float, _option(TrainConfig, "weight_decay", "--weight
 MaxGradNormOpt = Annotated[float, _option(TrainConfig, "max_grad_norm", "--max-grad-norm", panel=TRAINING)]
 NoLatentPromptOpt = Annotated[bool, _option(TrainConfig, "no_latent_prompt", "--no-latent-prompt", panel=ABLATIONS)]
 ImageTemporalOpt = Annotated[bool, _option(TrainConfig, "image_temporal", "--image-temporal", panel=ABLATIONS)]
+TrainWindowOpt = Annotated[int, _option(TrainConfig, "window", "--window", panel=TRAINING)]
 
 # edit and run (the step count and seed are --steps and --seed in one, --edit-steps and --edit-seed in the other).
 ReplaceOpt = Annotated[list[str], _option(EditConfig, "replace", "--replace", metavar="A=B")]
@@ -146,6 +152,11 @@ BlendThresholdOpt = Annotated[float, _option(EditConfig, "blend_threshold", "--b
 BlurSigmaOpt = Annotated[float, _option(EditConfig, "blur_sigma", "--blur-sigma", panel=EDIT_CONTROL)]
 BlendStartOpt = Annotated[float, _option(EditConfig, "blend_start", "--blend-start", panel=EDIT_CONTROL)]
 BlendBackgroundOpt = Annotated[str, _option(EditConfig, "blend_background", "--blend-background", panel=EDIT_CONTROL)]
+EditWindowOpt = Annotated[int | None, _option(EditConfig, "window", "--window", panel=EDITING)]
+OverlapOpt = Annotated[int, _option(EditConfig, "overlap", "--overlap", panel=EDITING)]
+OutputSizeOpt = Annotated[
+    str, _option(EditConfig, "output_size", "--output-size", panel=EDITING, metavar="model|source")
+]
 
 # eval and run (--clip-model: None until resolved, like --model).
 ClipModelOpt = Annotated[str | None, _option(EvalConfig, "clip_model", "--clip-model", panel=EVALUATING)]
@@ -197,8 +208,10 @@ def _model(
 @app.command(
     epilog="Examples:\n\n"
     '  live prepare clip.mp4 dog.jpg --prompt "a man riding a motorcycle" --object motorcycle\n\n'
+    '  live prepare clip.mp4 dog.jpg --prompt "a man riding a motorcycle" --object motorcycle '
+    "--start 2 --duration 5 --size 448      (5 s of the clip, short side 448 px)\n\n"
     '  live prepare frames/ ref.png --prompt "a rabbit is jumping on the grass" --object rabbit '
-    "--frames 8 --size 512\n\n"
+    "--frames 8 --size 512 --crop square      (the paper's 8 square frames)\n\n"
     '  live prepare clip.mp4 ref.png --prompt "a jeep car is moving on the road" --object car --model tiny --size 64',
 )
 def prepare(
@@ -213,6 +226,9 @@ def prepare(
     size: SizeOpt = PrepareConfig.size,
     stride: StrideOpt = PrepareConfig.stride,
     start: StartOpt = PrepareConfig.start,
+    duration: DurationOpt = PrepareConfig.duration,
+    max_frames: MaxFramesOpt = PrepareConfig.max_frames,
+    crop: CropOpt = PrepareConfig.crop,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     force: ForceOpt = False,
@@ -252,6 +268,9 @@ def train(
     size: SizeOpt = None,
     stride: StrideOpt = None,
     start: StartOpt = None,
+    duration: DurationOpt = None,
+    max_frames: MaxFramesOpt = None,
+    crop: CropOpt = None,
     project: ProjectOpt = None,
     model: ModelOpt = None,
     model_config: ModelConfigOpt = None,
@@ -272,6 +291,7 @@ def train(
     max_grad_norm: MaxGradNormOpt = TrainConfig.max_grad_norm,
     no_latent_prompt: NoLatentPromptOpt = TrainConfig.no_latent_prompt,
     image_temporal: ImageTemporalOpt = TrainConfig.image_temporal,
+    window: TrainWindowOpt = TrainConfig.window,
     force: Annotated[
         bool, typer.Option("--force", help="Train again from step 0, even when up to date or a checkpoint exists.")
     ] = False,
@@ -284,7 +304,17 @@ def train(
     from livecli.pipeline import train_project
 
     config = _config(TrainConfig, locals())
-    sampling = {"prompt": prompt, "object": object_, "frames": frames, "size": size, "stride": stride, "start": start}
+    sampling = {
+        "prompt": prompt,
+        "object": object_,
+        "frames": frames,
+        "size": size,
+        "stride": stride,
+        "start": start,
+        "duration": duration,
+        "max_frames": max_frames,
+        "crop": crop,
+    }
     flags = {"model": model, "model_config": model_config, "device": device, "dtype": dtype}
     train_project(project, clip, image, sampling, config, flags, force=force, on_stage=render.report_stage)
 
@@ -301,6 +331,8 @@ def invert(
     steps: Annotated[int, _option(InvertConfig, "steps", "--steps")] = InvertConfig.steps,
     prompt: Annotated[str | None, _option(InvertConfig, "prompt", "--prompt")] = InvertConfig.prompt,
     refine: Annotated[int, _option(InvertConfig, "refine", "--refine")] = InvertConfig.refine,
+    window: Annotated[int | None, _option(InvertConfig, "window", "--window")] = InvertConfig.window,
+    overlap: Annotated[int, _option(InvertConfig, "overlap", "--overlap")] = InvertConfig.overlap,
     model: ModelOpt = None,
     model_config: ModelConfigOpt = None,
     device: DeviceOpt = None,
@@ -344,6 +376,9 @@ def edit(
     eta: EtaOpt = EditConfig.eta,
     latent_prompt: LatentPromptOpt = EditConfig.latent_prompt,
     seed: Annotated[int, _option(EditConfig, "seed", "--seed", panel=EDITING)] = EditConfig.seed,
+    window: EditWindowOpt = EditConfig.window,
+    overlap: OverlapOpt = EditConfig.overlap,
+    output_size: OutputSizeOpt = EditConfig.output_size,
     model: ModelOpt = None,
     model_config: ModelConfigOpt = None,
     device: DeviceOpt = None,
@@ -434,10 +469,14 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """Show each stage of the project: done, stale or missing, with sizes and times."""
     target = find_project(project)
     stages = target.status()
+    prepared = target.record("prepare")
     if as_json:
-        out.print_json(json.dumps({"project": str(target.root), "stages": [s.as_dict() for s in stages]}))
+        clip = render.clip_facts(prepared) if prepared is not None else None
+        out.print_json(json.dumps({"project": str(target.root), "clip": clip, "stages": [s.as_dict() for s in stages]}))
         return
     out.print(render.status_table(target.root, stages))
+    if prepared is not None:
+        out.print(f"clip: {escape(render.clip_line(prepared))}", soft_wrap=True)
 
 
 def _edit_names() -> list[str]:
@@ -475,6 +514,9 @@ def run(
     size: SizeOpt = PrepareConfig.size,
     stride: StrideOpt = PrepareConfig.stride,
     start: StartOpt = PrepareConfig.start,
+    duration: DurationOpt = PrepareConfig.duration,
+    max_frames: MaxFramesOpt = PrepareConfig.max_frames,
+    crop: CropOpt = PrepareConfig.crop,
     train_steps: Annotated[int, _option(TrainConfig, "steps", "--train-steps", panel=TRAINING)] = TrainConfig.steps,
     lr: LrOpt = TrainConfig.lr,
     ti_lr: TiLrOpt = TrainConfig.ti_lr,
@@ -490,6 +532,7 @@ def run(
     max_grad_norm: MaxGradNormOpt = TrainConfig.max_grad_norm,
     no_latent_prompt: NoLatentPromptOpt = TrainConfig.no_latent_prompt,
     image_temporal: ImageTemporalOpt = TrainConfig.image_temporal,
+    window: TrainWindowOpt = TrainConfig.window,
     name: NameOpt = EditConfig.name,
     edit_steps: Annotated[int, _option(EditConfig, "steps", "--edit-steps", panel=EDITING)] = EditConfig.steps,
     guidance: GuidanceOpt = EditConfig.guidance,
@@ -498,6 +541,8 @@ def run(
     eta: EtaOpt = EditConfig.eta,
     latent_prompt: LatentPromptOpt = EditConfig.latent_prompt,
     edit_seed: Annotated[int, _option(EditConfig, "seed", "--edit-seed", panel=EDITING)] = EditConfig.seed,
+    overlap: OverlapOpt = EditConfig.overlap,
+    output_size: OutputSizeOpt = EditConfig.output_size,
     cross_replace: CrossReplaceOpt = EditConfig.cross_replace,
     self_replace: SelfReplaceOpt = EditConfig.self_replace,
     keep: KeepOpt = EditConfig.keep,
@@ -545,7 +590,7 @@ def run(
         model=models,
         prepare=_config(PrepareConfig, parameters, object=object_),
         train=_config(TrainConfig, parameters, steps=train_steps),
-        edit=_config(EditConfig, parameters, steps=edit_steps, seed=edit_seed),
+        edit=_config(EditConfig, parameters, steps=edit_steps, seed=edit_seed, window=None),  # the training's window
         eval=evaluate,
     )
     outcome = run_job(job, render.report_stage, redo_edit=force)

@@ -27,6 +27,8 @@ DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
 BUILT_IN_MODELS = ("tiny", "shapes")
 """--model names that need no download: `tiny` (random, for tests) and `shapes` (trained, shipped)."""
 DEVICES = ("auto", "cpu", "cuda", "mps")
+CROPS = ("none", "square")
+DEFAULT_MAX_FRAMES = 240
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 
 
@@ -167,16 +169,39 @@ class ModelConfig:
 class PrepareConfig:
     prompt: str = field(metadata=_help("The source prompt: what the clip shows, e.g. 'a man riding a motorcycle'."))
     object: str = field(metadata=_help("The word of the prompt naming the object to replace, e.g. 'motorcycle'."))
-    frames: int = field(default=8, metadata=_help("Number of frames to sample from the clip."))
-    size: int | None = field(
+    frames: int | str = field(
+        default="all",
+        metadata=_help(
+            "Frames to sample: a number, or 'all' (every frame from --start to the clip's end or --duration, after "
+            "--stride)."
+        ),
+    )
+    size: int | str | None = field(
         default=None,
         metadata=_help(
-            "Frames are resized and centre-cropped to SIZE×SIZE, a multiple of 8 (default: the size the model was "
-            "trained at: 512 for SD v1, 64 for shapes and tiny)."
+            "The frames' short side in pixels; the long side keeps the clip's aspect ratio, rounded to the model's "
+            "multiple (64 px for SD). WxH sets both, e.g. 768x448 (default: the model's size: 512 for SD v1, 64 for "
+            "shapes and tiny)."
         ),
     )
     stride: int = field(default=1, metadata=_help("Take every STRIDE-th frame."))
     start: float = field(default=0.0, metadata=_help("Start sampling at this time, in seconds."))
+    duration: float | None = field(
+        default=None, metadata=_help("Sample at most this many seconds from --start (default: to the clip's end).")
+    )
+    max_frames: int = field(
+        default=DEFAULT_MAX_FRAMES,
+        metadata=_help(
+            "Refuse a clip that gives more frames than this, before any model loads (10 s at 24 fps by default)."
+        ),
+    )
+    crop: str = field(
+        default="none",
+        metadata=_help(
+            "'none' keeps the clip's aspect ratio (cropping only the few pixels that rounding to the model's multiple "
+            "needs); 'square' centre-crops SIZE×SIZE frames."
+        ),
+    )
 
     def __post_init__(self) -> None:
         if not self.prompt.strip():
@@ -193,25 +218,89 @@ class PrepareConfig:
                 f"the object word {self.object!r} is not a word of the prompt {self.prompt!r}",
                 hint="--object must be one of the prompt's words: " + ", ".join(prompt_words(self.prompt)),
             )
-        if self.frames < 1:
-            raise ConfigError(
-                f"--frames must be at least 1, got {self.frames}", hint="the paper trains on 8 frames (the default)"
-            )
-        if self.size is not None and (self.size < 8 or self.size % 8):
-            lower = max(8, self.size // 8 * 8)
-            raise ConfigError(
-                f"--size must be a multiple of 8 (the VAE downsamples by 8), got {self.size}",
-                hint=f"try --size {lower} or --size {lower + 8}",
-            )
+        object.__setattr__(self, "frames", _frames_value(self.frames))
+        object.__setattr__(self, "size", _size_value(self.size))
         if self.stride < 1:
             raise ConfigError(f"--stride must be at least 1, got {self.stride}", hint="--stride 1 takes every frame")
         if self.start < 0:
             raise ConfigError(
                 f"--start must be 0 or more seconds, got {self.start:g}", hint="--start 0 begins at the first frame"
             )
+        if self.duration is not None and not self.duration > 0:
+            raise ConfigError(
+                f"--duration must be a positive number of seconds, got {self.duration:g}",
+                hint="leave it out to sample to the clip's end",
+            )
+        if self.max_frames < 1:
+            raise ConfigError(f"--max-frames must be at least 1, got {self.max_frames}", hint="the default is 240")
+        check_choice(
+            "--crop", self.crop, CROPS, hint="--crop square gives square frames; leave it out to keep the aspect"
+        )
+        if self.crop == "square" and isinstance(self.size, str):
+            raise ConfigError(
+                f"--crop square and --size {self.size} contradict each other",
+                hint="pass one side with --crop square, e.g. --size 512",
+            )
+
+    @property
+    def frame_count(self) -> int | None:
+        """--frames as a number; None for all."""
+        return None if self.frames == "all" else int(self.frames)
+
+    def requested_size(self, native: int) -> int | tuple[int, int]:
+        """The short side, or (width, height) for WxH; `native` (the model's size) when not given."""
+        if self.size is None:
+            return native
+        if isinstance(self.size, str):
+            width, height = self.size.split("x")
+            return int(width), int(height)
+        return self.size
 
     def settings(self) -> dict[str, Any]:
-        return asdict(self)
+        """What the frames depend on (the --max-frames guard does not; nor an unset --duration)."""
+        values = asdict(self)
+        del values["max_frames"]
+        if values["duration"] is None:
+            del values["duration"]
+        return values
+
+
+def _frames_value(frames: int | str) -> int | str:
+    """--frames as a number or 'all', from an int or text ('8', 'ALL')."""
+    if isinstance(frames, str) and frames.strip().isdigit():
+        frames = int(frames)
+    if isinstance(frames, str):
+        if frames.strip().lower() != "all":
+            raise ConfigError(
+                f"--frames must be a number or 'all', got {frames!r}", hint="e.g. --frames 8, or --frames all"
+            )
+        return "all"
+    if frames < 1:
+        raise ConfigError(
+            f"--frames must be at least 1, got {frames}", hint="--frames all takes the whole clip; the paper uses 8"
+        )
+    return frames
+
+
+def _size_value(size: int | str | None) -> int | str | None:
+    """--size as a number (the short side) or 'WxH', from an int or text ('512', '768x448')."""
+    if isinstance(size, str):
+        text = size.strip().lower()
+        if text.isdigit():
+            size = int(text)
+        else:
+            match = re.fullmatch(r"(\d+)\s*[x×]\s*(\d+)", text)
+            if match is None:
+                raise ConfigError(
+                    f"--size must be a number or WxH, got {size!r}", hint="e.g. --size 512, or --size 768x448"
+                )
+            width, height = (int(side) for side in match.groups())
+            if min(width, height) < 8:
+                raise ConfigError(f"--size {width}x{height} is too small", hint="e.g. --size 768x448")
+            return f"{width}x{height}"
+    if size is not None and size < 8:
+        raise ConfigError(f"--size must be at least 8 pixels, got {size}", hint="e.g. --size 512")
+    return size
 
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -445,6 +534,7 @@ def edit_slug(replacements: tuple[str, ...]) -> str:
 
 
 LATENT_PROMPTS = ("trained", "reference")
+OUTPUT_SIZES = ("model", "source")
 BLEND_BACKGROUNDS = ("source", "clip")
 
 
@@ -514,6 +604,13 @@ class EditConfig:
     seed: int = field(default=0, metadata=_help("Seed of the noise that --eta adds."))
     window: int | None = field(default=None, metadata=_help(WINDOW_HELP))
     overlap: int = field(default=DEFAULT_OVERLAP, metadata=_help(OVERLAP_HELP))
+    output_size: str = field(
+        default="model",
+        metadata=_help(
+            "Size of edit.mp4 and compare.mp4: 'model' (the frames as edited) or 'source' (upscaled to the clip's "
+            "own resolution)."
+        ),
+    )
     latent_prompt: str = field(
         default="trained",
         metadata=_help(
@@ -562,6 +659,7 @@ class EditConfig:
         check_choice(
             "--latent-prompt", self.latent_prompt, LATENT_PROMPTS, hint="--latent-prompt reference, or leave it out"
         )
+        check_choice("--output-size", self.output_size, OUTPUT_SIZES, hint="--output-size source, or leave it out")
 
     @property
     def folder_name(self) -> str:
@@ -574,7 +672,7 @@ class EditConfig:
         del values["name"], values["window"], values["overlap"]  # the stage adds them where they matter
         if not self.eta:
             del values["seed"]
-        for name, paper in (("latent_prompt", "trained"), ("blend_background", "source")):
+        for name, paper in (("latent_prompt", "trained"), ("blend_background", "source"), ("output_size", "model")):
             if values[name] == paper:  # the paper's default leaves earlier edits' fingerprints as they were
                 del values[name]
         return values

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
+SHEET_FRAMES = 8
+"""A longer clip shows this many frames, spread evenly from its first to its last."""
 THUMB_MAX = 160
 """Frames wider than this are shrunk to it; smaller frames keep their size."""
 GAP = 6
@@ -61,11 +63,21 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def spread(frames: int, at_most: int = SHEET_FRAMES) -> list[int]:
+    """`at_most` frame indices spread evenly over `frames`, the first and the last included."""
+    if frames <= at_most:
+        return list(range(frames))
+    return [round(k * (frames - 1) / (at_most - 1)) for k in range(at_most)]
+
+
 def contact_sheet(reference: Image.Image, rows: dict[str, list[Image.Image]], title: list[str]) -> Image.Image:
     """The sheet: `reference` top left, `title` beside it, then one labelled row of
-    numbered frames per entry of `rows` (all rows the same length and frame size)."""
+    numbered frames per entry of `rows` (all rows the same length and frame size): every
+    frame of a short clip, `SHEET_FRAMES` spread evenly over a longer one."""
     first = next(iter(rows.values()))
-    shape = layout(len(first), max(first[0].size), len(rows))
+    shown = spread(len(first))
+    rows = {label: [images[index] for index in shown] for label, images in rows.items()}
+    shape = layout(len(shown), max(first[0].size), len(rows))
     sheet = Image.new("RGB", (shape.width, shape.height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     small, large = _font(12), _font(14)
@@ -75,7 +87,8 @@ def contact_sheet(reference: Image.Image, rows: dict[str, list[Image.Image]], ti
         draw.text((GAP + shape.thumb + 2 * GAP, GAP + line * 20), text, fill=INK, font=large if line == 0 else small)
     for frame in range(shape.frames):
         x, y = shape.cell(0, frame)
-        draw.text((x + shape.thumb // 2, y - NUMBER_BAND // 2), str(frame + 1), fill=INK, font=small, anchor="mm")
+        number = str(shown[frame] + 1)
+        draw.text((x + shape.thumb // 2, y - NUMBER_BAND // 2), number, fill=INK, font=small, anchor="mm")
     for row, (label, images) in enumerate(rows.items()):
         _, y = shape.cell(row, 0)
         draw.text((GAP, y + shape.thumb // 2), label, fill=INK, font=large, anchor="lm")

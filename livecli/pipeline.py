@@ -149,7 +149,7 @@ def train_project(
     given = {name: value for name, value in prepare.items() if value is not None}
     if clip is None:
         if given:
-            flags = [f"--{name}" for name in given]
+            flags = [f"--{name.replace('_', '-')}" for name in given]
             raise ConfigError(
                 f"{' and '.join(flags)} go{'es' if len(flags) == 1 else ''} with CLIP IMAGE",
                 hint=(

@@ -47,12 +47,36 @@ def report_stage(result: StageResult) -> None:
         )
 
 
+def clip_facts(record) -> dict:
+    """What the prepare record says of the sampled clip: frames, span, frame rate, size, sound."""
+    facts = record.facts
+    width, height = facts.get("frame_size") or [facts["frames_shape"][-1] * 8] * 2
+    span = facts.get("span") or {}
+    return {
+        "frames": facts["frames_shape"][0],
+        "start": span.get("start"),
+        "end": span.get("end"),
+        "stride": span.get("stride", record.settings.get("stride", 1)),
+        "fps": facts.get("fps"),
+        "width": width,
+        "height": height,
+        "audio": bool(facts.get("audio")),
+    }
+
+
+def clip_line(record) -> str:
+    """80 frames 512×288, 0.0–8.0 s at 10 fps, with sound."""
+    clip = clip_facts(record)
+    every = f" every {clip['stride']} frames" if clip["stride"] > 1 else ""
+    span = f", {clip['start']:.1f}–{clip['end']:.1f} s{every}" if clip["start"] is not None else ""
+    fps = f" at {clip['fps']:g} fps" if clip["fps"] else ""
+    sound = "with sound" if clip["audio"] else "silent"
+    return f"{clip['frames']} frames {clip['width']}×{clip['height']}{span}{fps}, {sound}"
+
+
 def prepared(result: StageResult) -> str:
-    settings, facts = result.record.settings, result.record.facts
-    return (
-        f"{settings['frames']} frames {settings['size']}×{settings['size']}, "
-        f"latents {facts['frames_shape']} + reference {facts['reference_shape']}"
-    )
+    facts = result.record.facts
+    return f"{clip_line(result.record)}; latents {facts['frames_shape']} + reference {facts['reference_shape']}"
 
 
 def trained(result: StageResult) -> str:

@@ -1,4 +1,4 @@
-"""Frames in and out: PyAV decoding and sampling, square framing, PNG, MP4 and GIF.
+"""Frames in and out: PyAV decoding and sampling, framing, audio, PNG, MP4 and GIF.
 
 A clip is a video file (anything FFmpeg decodes: mp4, mov, webm, mkv, gif) or a folder
 of images in natural order (1.jpg, 2.jpg, …, 10.jpg), each decoded by its content.
@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from livecli.errors import InputError, reason
@@ -26,11 +27,83 @@ _TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}
 _ROTATIONS = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
 
 
+GIF_MAX_FRAMES = 64
+"""edit.gif is written up to this many frames: a longer GIF is tens of MB and plays badly."""
+
+
 @dataclass
 class SampledClip:
     frames: list[Image.Image]
     fps: float
     """Frame rate of the sampled frames: the source's divided by the stride."""
+    first_time: float = 0.0
+    """When the first sampled frame is shown in the source, in seconds."""
+
+    @property
+    def end_time(self) -> float:
+        """When the sampled span ends: the first frame's time plus the frames' duration."""
+        return self.first_time + len(self.frames) / self.fps
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """What a clip's container says, read before any frame is decoded."""
+
+    width: int
+    height: int
+    """The size of a frame as shown (rotation applied)."""
+    fps: float
+    frames: int | None
+    """The frame count, counted or estimated from the duration; None when unknown."""
+    duration: float | None
+    audio: bool
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How a picture becomes a frame: scaled to cover width×height, centred, the rest cropped
+    (`square`: the short side to `width`, then the centre square, as before aspect was kept)."""
+
+    width: int
+    height: int
+    square: bool = False
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if self.square:
+            return fit_square(image, self.width)
+        scale = max(self.width / image.width, self.height / image.height)
+        box_width, box_height = self.width / scale, self.height / scale
+        left, top = (image.width - box_width) / 2, (image.height - box_height) / 2
+        return image.resize(
+            (self.width, self.height), Image.Resampling.LANCZOS, box=(left, top, left + box_width, top + box_height)
+        )
+
+
+def frame_size(width: int, height: int, size: int | tuple[int, int], multiple: int) -> tuple[int, int]:
+    """The frames' size for a source of width×height: `size` (width, height) as given, or
+    the short side `size` and the long side scaled to keep the aspect, rounded to the
+    nearest multiple of `multiple` (what the model's latents need; the framing then crops
+    less than half a multiple)."""
+    if isinstance(size, tuple):
+        return size
+    long_side = max(multiple, round(size * max(width, height) / min(width, height) / multiple) * multiple)
+    return (long_side, size) if width >= height else (size, long_side)
+
+
+def fit_inside(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The whole image scaled to fit inside `size`, centred, the margins filled by
+    mirroring its edges: nothing of the object is cut off and there are no flat bars."""
+    width, height = size
+    scale = min(width / image.width, height / image.height)
+    inner = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    fitted = np.asarray(image.convert("RGB").resize(inner, Image.Resampling.LANCZOS))
+    left, top = (width - inner[0]) // 2, (height - inner[1]) // 2
+    padded = np.pad(fitted, ((top, height - inner[1] - top), (left, width - inner[0] - left), (0, 0)), mode="symmetric")
+    return Image.fromarray(padded)
 
 
 def natural_key(path: Path) -> list[int | str]:
@@ -61,9 +134,14 @@ def flatten_on_white(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: Path, size: int) -> Image.Image:
-    """An image file, upright by its EXIF orientation, flattened on white, framed size×size."""
-    return fit_square(_open_image(path), size)
+def load_image(path: Path, size: int | Framing) -> Image.Image:
+    """An image file, upright by its EXIF orientation, flattened on white, and framed: a
+    square `size` or `Framing(square=True)` as the frames are (centre square); any other
+    `Framing` keeps the whole image (`fit_inside`)."""
+    image = _open_image(path)
+    if isinstance(size, int):
+        return fit_square(image, size)
+    return size(image) if size.square else fit_inside(image, size.size)
 
 
 def _open_image(path: Path) -> Image.Image:
@@ -78,18 +156,73 @@ def _open_image(path: Path) -> Image.Image:
         ) from None
 
 
+def probe_clip(clip: Path) -> ClipInfo:
+    """The clip's size as shown, frame rate, frame count and audio, from its container and
+    its first frame (a folder: its first image)."""
+    if clip.is_dir():
+        files = _folder_files(clip)
+        first = _open_image(files[0])
+        return ClipInfo(first.width, first.height, IMAGE_FOLDER_FPS, len(files), len(files) / IMAGE_FOLDER_FPS, False)
+    with _open_video(clip) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or stream.guessed_rate or IMAGE_FOLDER_FPS)
+        duration = container.duration / av.time_base if container.duration else None
+        if duration is None and stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        frames = stream.frames or (round(duration * rate) if duration else None)
+        width, height = stream.width, stream.height
+        try:
+            first = next(container.decode(stream), None)
+        except av.error.FFmpegError:
+            first = None
+        if first is not None:
+            width, height = _upright(first).size
+        return ClipInfo(width, height, rate, frames, duration, bool(container.streams.audio))
+
+
 def sample_frames(
     clip: Path,
-    frames: int,
-    size: int,
+    frames: int | None,
+    size: int | Framing,
     stride: int = 1,
     start: float = 0.0,
     advance: Callable[[int], None] | None = None,
+    duration: float | None = None,
+    limit: int | None = None,
 ) -> SampledClip:
-    """Take `frames` frames, every `stride`-th, from `start` seconds, framed size×size."""
+    """Take `frames` frames (None: all), every `stride`-th, from `start` seconds for at most
+    `duration` seconds, framed size×size (an int) or by a `Framing`. More than `limit`
+    frames is an error (the caller names the flags)."""
+    framing = Framing(size, size, square=True) if isinstance(size, int) else size
+    wanted = Wanted(frames, stride, start, duration, limit)
     if clip.is_dir():
-        return _sample_folder(clip, frames, size, stride, start, advance)
-    return _sample_video(clip, frames, size, stride, start, advance)
+        return _sample_folder(clip, wanted, framing, advance)
+    return _sample_video(clip, wanted, framing, advance)
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """Which frames `sample_frames` takes."""
+
+    frames: int | None
+    stride: int
+    start: float
+    duration: float | None
+    limit: int | None
+
+    def full(self, picked: int) -> bool:
+        return self.frames is not None and picked >= self.frames
+
+    def check_limit(self, clip: Path, picked: int) -> None:
+        if self.limit is not None and picked > self.limit:
+            raise too_long(clip, f"more than {self.limit}", self.limit)
+
+
+def too_long(clip: Path, count: str, limit: int) -> InputError:
+    return InputError(
+        f"{clip} gives {count} frames, over --max-frames {limit}",
+        hint="take a part with --duration SECONDS (and --start), fewer frames with --stride N, or raise --max-frames",
+    )
 
 
 def _too_few(clip: Path, have: int, frames: int, stride: int, start: float) -> InputError:
@@ -102,23 +235,35 @@ def _too_few(clip: Path, have: int, frames: int, stride: int, start: float) -> I
     )
 
 
-def _sample_folder(clip, frames, size, stride, start, advance) -> SampledClip:
+def _folder_files(clip: Path) -> list[Path]:
     files = sorted((p for p in clip.iterdir() if p.is_file() and not p.name.startswith(".")), key=natural_key)
     if not files:
         raise InputError(f"{clip} is an empty folder", hint="a folder clip holds one image per frame: 1.jpg, 2.jpg, …")
-    first = round(start * IMAGE_FOLDER_FPS)
-    chosen = files[first::stride][:frames]
-    if len(chosen) < frames:
-        raise _too_few(clip, max(0, len(files) - first), frames, stride, start)
+    return files
+
+
+def _sample_folder(clip: Path, wanted: Wanted, framing: Framing, advance) -> SampledClip:
+    files = _folder_files(clip)
+    first = round(wanted.start * IMAGE_FOLDER_FPS)
+    last = len(files) if wanted.duration is None else first + round(wanted.duration * IMAGE_FOLDER_FPS)
+    chosen = files[first : last : wanted.stride][: wanted.frames]
+    if wanted.frames is not None and len(chosen) < wanted.frames:
+        raise _too_few(clip, max(0, len(files) - first), wanted.frames, wanted.stride, wanted.start)
+    if not chosen:
+        raise InputError(
+            f"{clip} has {len(files)} images: nothing to sample from --start {wanted.start:g}",
+            hint=f"pass a --start below {len(files) / IMAGE_FOLDER_FPS:g} (a folder plays at {IMAGE_FOLDER_FPS:g} fps)",
+        )
+    wanted.check_limit(clip, len(chosen))
     images = []
     for path in chosen:
-        images.append(fit_square(_open_image(path), size))
+        images.append(framing(_open_image(path)))
         if advance:
             advance(1)
-    return SampledClip(images, IMAGE_FOLDER_FPS / stride)
+    return SampledClip(images, IMAGE_FOLDER_FPS / wanted.stride, first / IMAGE_FOLDER_FPS)
 
 
-def _sample_video(clip, frames, size, stride, start, advance) -> SampledClip:
+def _open_video(clip: Path) -> av.container.InputContainer:
     try:
         container = av.open(str(clip))
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
@@ -126,40 +271,54 @@ def _sample_video(clip, frames, size, stride, start, advance) -> SampledClip:
             f"{clip} is not a video that FFmpeg can decode ({reason(exc)})",
             hint="pass a video file (mp4, mov, webm, mkv, gif) or a folder of frames",
         ) from None
-    with container:
+    if not container.streams.video:
+        container.close()
+        raise InputError(f"{clip} has no video stream", hint="pass a video file or a folder of frames")
+    if container.streams.video[0].codec_context.name in _TEXT_CODECS:
+        container.close()
+        raise InputError(
+            f"{clip} is a text file, not a video",
+            hint="pass a video file (mp4, mov, webm, mkv, gif) or a folder of frames",
+        )
+    return container
+
+
+def _sample_video(clip: Path, wanted: Wanted, framing: Framing, advance) -> SampledClip:
+    start, stride = wanted.start, wanted.stride
+    end = None if wanted.duration is None else start + wanted.duration
+    with _open_video(clip) as container:
         length = container.duration / av.time_base if container.duration else None
-        if not container.streams.video:
-            raise InputError(f"{clip} has no video stream", hint="pass a video file or a folder of frames")
         stream = container.streams.video[0]
-        if stream.codec_context.name in _TEXT_CODECS:
-            raise InputError(
-                f"{clip} is a text file, not a video",
-                hint="pass a video file (mp4, mov, webm, mkv, gif) or a folder of frames",
-            )
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or Fraction(IMAGE_FOLDER_FPS)
         if start > 0 and stream.time_base is not None:
             # Land on the keyframe before `start`; frames before it are skipped below.
             container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
         picked: list[Image.Image] = []
+        first_time = None
         seen = 0
         try:
             for frame in container.decode(stream):
                 if frame.time is not None and frame.time < start - 1e-6:
                     continue
+                if end is not None and frame.time is not None and frame.time >= end - 1e-6:
+                    break
                 if seen % stride == 0:
-                    picked.append(fit_square(_upright(frame), size))
+                    picked.append(framing(_upright(frame)))
+                    wanted.check_limit(clip, len(picked))
+                    if first_time is None:
+                        first_time = frame.time if frame.time is not None else start
                     if advance:
                         advance(1)
                 seen += 1
-                if len(picked) == frames:
+                if wanted.full(len(picked)):
                     break
         except av.error.FFmpegError as exc:
             raise InputError(
                 f"{clip} is damaged: decoding failed after {seen} frames ({reason(exc)})",
                 hint="re-encode or re-download the clip",
             ) from None
-    if len(picked) < frames:
+    if not picked or (wanted.frames is not None and len(picked) < wanted.frames):
         if seen == 0 and length is not None and start >= length:
             raise InputError(
                 f"{clip} lasts {length:.1f} s: nothing to sample from --start {start:g}",
@@ -170,8 +329,8 @@ def _sample_video(clip, frames, size, stride, start, advance) -> SampledClip:
                 f"{clip} has no frame that can be decoded" + (f" after {start:g} s" if start else ""),
                 hint="the file may be truncated or damaged; re-encode or re-download it",
             )
-        raise _too_few(clip, seen, frames, stride, start)
-    return SampledClip(picked, float(rate) / stride)
+        raise _too_few(clip, seen, wanted.frames, stride, start)
+    return SampledClip(picked, float(rate) / stride, float(first_time or 0.0))
 
 
 def _upright(frame: av.VideoFrame) -> Image.Image:
@@ -208,19 +367,88 @@ def _h264_codec() -> str:
     )
 
 
-def write_mp4(frames: Sequence[Image.Image], path: Path, fps: float) -> None:
-    """H.264, yuv420p, at `fps` (the source's frame rate divided by the stride)."""
+def write_mp4(frames: Sequence[Image.Image], path: Path, fps: float, audio: Path | None = None) -> None:
+    """H.264, yuv420p, at `fps` (the source's frame rate divided by the stride), with the
+    AAC track of `audio` (an .m4a that `extract_audio` wrote) copied in when given."""
     rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream(_h264_codec(), rate=rate)
         stream.width, stream.height = frames[0].size
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "18"}
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_image(image.convert("RGB"))):
+        sound = av.open(str(audio)) if audio is not None else None
+        try:
+            copied = container.add_stream_from_template(sound.streams.audio[0]) if sound is not None else None
+            for image in frames:
+                for packet in stream.encode(av.VideoFrame.from_image(image.convert("RGB"))):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
+            if sound is not None:
+                for packet in sound.demux(sound.streams.audio[0]):
+                    if packet.dts is None:  # the demuxer's end-of-stream marker
+                        continue
+                    packet.stream = copied
+                    container.mux(packet)
+        finally:
+            if sound is not None:
+                sound.close()
+
+
+AUDIO_RATE_FALLBACK = 48000
+
+
+def extract_audio(clip: Path, start: float, end: float, path: Path) -> bool:
+    """The clip's first audio track from `start` to `end` seconds, re-encoded to AAC into
+    `path` (an .m4a), cut to the sample. False when the clip has no audio (or is a folder).
+    A track that cannot be decoded raises AudioError."""
+    if clip.is_dir():
+        return False
+    with av.open(str(clip)) as container:
+        if not container.streams.audio:
+            return False
+        source = container.streams.audio[0]
+        rate = source.codec_context.sample_rate or AUDIO_RATE_FALLBACK
+        layout = "mono" if (source.codec_context.channels or 1) == 1 else "stereo"
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        first, last = round(start * rate), round(end * rate)
+        pieces, position = [], None
+        try:
+            if start > 0:
+                container.seek(int(start / source.time_base), stream=source, backward=True, any_frame=False)
+            for frame in container.decode(source):
+                for plain in resampler.resample(frame):
+                    if position is None:
+                        position = round(plain.time * rate) if plain.time is not None else 0
+                    samples = plain.to_ndarray()
+                    lo, hi = max(first - position, 0), min(last - position, samples.shape[1])
+                    if hi > lo:
+                        pieces.append(samples[:, lo:hi])
+                    position += samples.shape[1]
+                if position is not None and position >= last:
+                    break
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise AudioError(reason(exc)) from None
+    if not pieces:
+        return False
+    samples = np.ascontiguousarray(np.concatenate(pieces, axis=1), dtype=np.float32)
+    with av.open(str(path), mode="w", format="mp4") as output:
+        stream = output.add_stream("aac", rate=rate, layout=layout)
+        frame_size = 1024
+        for offset in range(0, samples.shape[1], frame_size):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(samples[:, offset : offset + frame_size]), format="fltp", layout=layout
+            )
+            frame.sample_rate, frame.pts = rate, offset
+            for packet in stream.encode(frame):
+                output.mux(packet)
         for packet in stream.encode():
-            container.mux(packet)
+            output.mux(packet)
+    return True
+
+
+class AudioError(Exception):
+    """The clip's audio track cannot be decoded: the edit goes on without sound."""
 
 
 def write_gif(frames: Sequence[Image.Image], path: Path, fps: float) -> None:

@@ -31,7 +31,10 @@ PREPARE_ARGS = (
     "8",
     "--size",
     "64",
+    "--crop",
+    "square",
 )
+"""Square frames, as before aspect ratios were kept: most tests need no more (test_whole_clip.py keeps the aspect)."""
 
 
 def interrupt_after(monkeypatch, steps: int) -> None:

@@ -14,7 +14,7 @@ from livecli.contact_sheet import GAP, NUMBER_BAND
 PROJECT = Path("clip.live")
 RUN_ARGS = (
     "--prompt", "a jeep car is moving on the road", "--object", "car", "--replace", "car=<tok>",
-    "--model", "tiny", "--frames", "4", "--size", "64", "--train-steps", "2", "--edit-steps", "4",
+    "--model", "tiny", "--frames", "4", "--size", "64", "--crop", "square", "--train-steps", "2", "--edit-steps", "4",
 )  # fmt: skip
 EVAL_OUTPUTS = {"metrics.json", "report.md", "contact_sheet.png", "record.toml"}
 
@@ -234,7 +234,23 @@ def test_run_refuses_to_overwrite_an_edit_unless_forced(cli, clip, image, ran):
 
 
 def test_an_edit_of_other_frames_than_the_prepared_ones_is_refused(cli, clip, image, ran):
-    assert cli("prepare", clip, image, *RUN_ARGS[:4], "--model", "tiny", "--size", "64", "--frames", "3").code == 0
+    assert (
+        cli(
+            "prepare",
+            clip,
+            image,
+            *RUN_ARGS[:4],
+            "--model",
+            "tiny",
+            "--size",
+            "64",
+            "--crop",
+            "square",
+            "--frames",
+            "3",
+        ).code
+        == 0
+    )
     result = cli("eval", "--force")
     assert result.code == 1
     assert result.error_lines == ["error: edit 'car-tok' has 4 frames of 64 px, the prepared clip 3 of 64 px"]

@@ -167,8 +167,34 @@ BAD_INPUTS = {
     ),
     "size": (
         lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS, "--size", "60"),
-        "--size must be a multiple of 8",
+        "--size 60 does not suit the model: its sides must be multiples of 32 px",
     ),
+    "size WxH": (
+        lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS[:-2], "--size", "100x64"),
+        "--size 100x64 does not suit the model",
+    ),
+    "size text": (
+        lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS, "--size", "big"),
+        "--size must be a number or WxH, got 'big'",
+    ),
+    "frames 0": (lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS, "--frames", "0"), "--frames must be"),
+    "frames text": (
+        lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS, "--frames", "many"),
+        "--frames must be a number or 'all'",
+    ),
+    "duration 0": (
+        lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS, "--duration", "0"),
+        "--duration must be a positive number",
+    ),
+    "duration past the end": (
+        lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS, "--frames", "all", "--duration", "5"),
+        "--duration 5 from --start 0 runs past the end",
+    ),
+    "too long": (
+        lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS, "--frames", "all", "--max-frames", "10"),
+        "gives 12 frames, over --max-frames 10",
+    ),
+    "crop": (lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS, "--crop", "round"), "--crop 'round'"),
     "object": (
         lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS, "--object", "truck"),
         "'truck' is not a word of the prompt 'a jeep car is moving on the road'",

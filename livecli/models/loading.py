@@ -229,22 +229,43 @@ def download_snapshot(
     return None
 
 
+def _unet_and_vae_configs(source: ModelSource) -> tuple[dict, dict] | None:
+    """The UNet's and the VAE's config.json of a model folder; None for a single file or unreadable configs."""
+    import json
+
+    if source.kind == "file":
+        return None
+    try:
+        unet = json.loads((source.path / "unet" / "config.json").read_text())
+        vae = json.loads((source.path / "vae" / "config.json").read_text())
+        return unet, vae
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 def native_size(source: ModelSource) -> int:
     """The side the model was trained at: its UNet's sample size × the VAE's downsampling.
 
     diffusers' pipelines default to the same; a single file carries no configs to read
     before loading, so it gets SD v1's 512.
     """
-    import json
-
-    if source.kind == "file":
-        return 512
+    configs = _unet_and_vae_configs(source)
     try:
-        unet = json.loads((source.path / "unet" / "config.json").read_text())
-        vae = json.loads((source.path / "vae" / "config.json").read_text())
+        unet, vae = configs
         return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):
         return 512
+
+
+def size_multiple(source: ModelSource) -> int:
+    """What the frames' sides must be a multiple of: the VAE's downsampling times the
+    UNet's (its latents halve once per down block but the last): 64 for SD v1.x."""
+    configs = _unet_and_vae_configs(source)
+    try:
+        unet, vae = configs
+        return 2 ** (len(vae["block_out_channels"]) - 1) * 2 ** (len(unet["block_out_channels"]) - 1)
+    except (KeyError, TypeError, ValueError):
+        return 64
 
 
 # --------------------------------------------------------------------------- device and precision

@@ -4,9 +4,11 @@ Runs (or reuses) the inversion with the edit's number of steps, then samples the
 and the target prompt side by side under attention control and local blend, and writes
 
     edits/<name>/
-      edit.mp4            H.264 at the clip's sampled frame rate
-      edit.gif
-      compare.mp4         source | edit, side by side
+      edit.mp4            H.264 at the clip's sampled frame rate, with the clip's sound of the
+                          span (AAC) when it has sound; --output-size source: upscaled to
+                          the clip's own resolution
+      edit.gif            up to 64 frames (a longer GIF is tens of MB)
+      compare.mp4         source | edit, side by side, with the sound
       frames/0000.png …   the edited frames
       masks/0000.png …    the last local-blend mask of each frame (none with --no-blend)
       record.toml         every setting, the prompts, the inversion used
@@ -35,9 +37,10 @@ from livecli.models.vae import decode_latents
 from livecli.sampling import branch_batch, sample_edit
 from livecli.stages import StageResult
 from livecli.stages import invert as invert_stage
+from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
 from livecli.store import Project, Record, fingerprint
-from livecli.video import read_pngs, write_gif, write_mp4, write_pngs
+from livecli.video import GIF_MAX_FRAMES, read_pngs, write_gif, write_mp4, write_pngs
 from livecli.windows import plan_windows
 
 STAGE = "edit"
@@ -97,6 +100,21 @@ def mask_images(mask: torch.Tensor, size: tuple[int, int]) -> list[Image.Image]:
     """[F, 1, h, w] in [0, 1] -> grey PNG-ready images at the frames' size."""
     scaled = F.interpolate(mask.float().cpu(), size=size, mode="nearest")
     return [Image.fromarray((frame[0] * 255).round().byte().numpy(), mode="L") for frame in scaled]
+
+
+def source_resolution(prepared: Record) -> tuple[int, int]:
+    """The size the frames cover in the clip's own pixels (even sides, as H.264 needs)."""
+    width, height = prepared.facts["frame_size"]
+    source_width, source_height = prepared.facts["source_size"]
+    if prepared.settings.get("crop") == "square":
+        covered = min(source_width, source_height)
+        return covered // 2 * 2, covered // 2 * 2
+    scale = max(width / source_width, height / source_height)
+    return round(width / scale / 2) * 2, round(height / scale / 2) * 2
+
+
+def upscaled(frames: list[Image.Image], size: tuple[int, int]) -> list[Image.Image]:
+    return [frame.resize(size, Image.Resampling.LANCZOS) for frame in frames]
 
 
 def side_by_side(left: list[Image.Image], right: list[Image.Image]) -> list[Image.Image]:
@@ -191,8 +209,11 @@ def run(
         del trajectory, control, trained_model
         runtime.release()
 
-        fps = float(project.record("prepare").facts["fps"])
-        source_frames = read_pngs(project.stage_dir("prepare") / "frames")
+        prepared = project.record(prepare_stage.STAGE)
+        fps = float(prepared.facts["fps"])
+        audio = project.stage_dir(prepare_stage.STAGE) / prepare_stage.AUDIO
+        audio = audio if prepared.facts.get("audio") and audio.is_file() else None
+        source_frames = read_pngs(project.stage_dir(prepare_stage.STAGE) / "frames")
         with project.staging(where) as staged:
             vae = load_vae(runtime.source, runtime.device, runtime.dtype)
             with progress.bar("decoding frames", frames) as advance:
@@ -200,9 +221,14 @@ def run(
             write_pngs(edited, staged / "frames")
             if outcome.mask is not None:
                 write_pngs(mask_images(outcome.mask, (edited[0].height, edited[0].width)), staged / "masks")
-            write_mp4(edited, staged / VIDEO, fps)
-            write_gif(edited, staged / GIF, fps)
-            write_mp4(side_by_side(source_frames, edited), staged / COMPARE, fps)
+            shown, shown_source = edited, source_frames
+            if config.output_size == "source":
+                size = source_resolution(prepared)
+                shown, shown_source = upscaled(edited, size), upscaled(source_frames, size)
+            write_mp4(shown, staged / VIDEO, fps, audio)
+            if len(edited) <= GIF_MAX_FRAMES:
+                write_gif(edited, staged / GIF, fps)
+            write_mp4(side_by_side(shown_source, shown), staged / COMPARE, fps, audio)
             facts = {
                 "token": token,
                 "inversion": inversion.folder.relative_to(project.root).as_posix(),
@@ -211,6 +237,8 @@ def run(
                 "mask_coverage": round(float(outcome.mask.mean()), 4) if outcome.mask is not None else None,
                 "peak_stored_attention_bytes": outcome.peak_stored_bytes,
                 "fps": fps,
+                "audio": audio is not None,
+                "video_size": list(shown[0].size),
                 "device": str(runtime.device),
             }
             record = Project.write_record(

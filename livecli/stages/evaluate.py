@@ -227,7 +227,8 @@ def _evaluate(
 
 def latent_cell(prepared: Record) -> int:
     """Image pixels per latent cell: 8 for SD's VAE, 4 for the shapes model's."""
-    return max(1, prepared.settings["size"] // prepared.facts["frames_shape"][-1])
+    width = prepared.facts.get("frame_size", [prepared.settings.get("size")])[0]
+    return max(1, int(width) // prepared.facts["frames_shape"][-1])
 
 
 def judge_object_match(reference: Image.Image, videos: dict[str, list[Image.Image]]) -> dict[str, list[float]]:

@@ -2,12 +2,15 @@
 
 Writes `prepare/` in the project:
 
-    frames/0000.png …      the sampled frames, SIZE×SIZE (by default the model's own size)
-    reference.png          the reference image, framed like the frames
-    latents.safetensors    `frames` [F, 4, SIZE/8, SIZE/8] and `reference` [1, 4, SIZE/8, SIZE/8]
-                           (SIZE/4 for `shapes`, whose VAE downsamples ×4):
+    frames/0000.png …      the sampled frames, W×H: the short side --size (by default the
+                           model's own), the long side keeping the clip's aspect ratio,
+                           both multiples of the model's (64 px for SD)
+    reference.png          the reference image, whole, scaled to fit W×H, margins mirrored
+    audio.m4a              the clip's sound over the sampled span, AAC (when it has sound)
+    latents.safetensors    `frames` [F, 4, H/8, W/8] and `reference` [1, 4, H/8, W/8]
+                           (/4 for `shapes`, whose VAE downsamples ×4):
                            the VAE posterior mean × the scaling factor, fp32
-    record.toml            settings, input digests, output hashes, shapes, frame rate
+    record.toml            settings, input digests, output hashes, shapes, frame rate, span, audio
 
 and the manifest `live.toml` (model, sources with SHA-256, prompt, object).
 """
@@ -15,7 +18,7 @@ and the manifest `live.toml` (model, sources with SHA-256, prompt, object).
 from __future__ import annotations
 
 import time
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -23,15 +26,36 @@ from safetensors.torch import save_file
 
 from livecli import progress
 from livecli.config import ModelConfig, PrepareConfig
-from livecli.errors import InputError, ProjectError
-from livecli.models.loading import dtype_name, load_vae, native_size, resolve_device, resolve_dtype, resolve_model
+from livecli.errors import ConfigError, InputError, ProjectError
+from livecli.models.loading import (
+    dtype_name,
+    load_vae,
+    native_size,
+    resolve_device,
+    resolve_dtype,
+    resolve_model,
+    size_multiple,
+)
 from livecli.models.vae import encode_images
 from livecli.stages import StageResult
 from livecli.store import Project, Record, fingerprint, sha256_path
-from livecli.video import load_image, sample_frames, write_pngs
+from livecli.video import (
+    AudioError,
+    ClipInfo,
+    Framing,
+    SampledClip,
+    extract_audio,
+    frame_size,
+    load_image,
+    probe_clip,
+    sample_frames,
+    too_long,
+    write_pngs,
+)
 
 STAGE = "prepare"
 LATENTS = "latents.safetensors"
+AUDIO = "audio.m4a"
 
 
 def vae_batch(device: torch.device) -> int:
@@ -73,7 +97,9 @@ def refresh(project: Project, model: ModelConfig) -> StageResult:
     record = require(project)
     sources = project.manifest().get("sources", {})
     clip, image = (Path(sources.get(name, {}).get("path", "")) for name in ("clip", "image"))
-    config = PrepareConfig(**{item.name: record.settings[item.name] for item in fields(PrepareConfig)})
+    config = PrepareConfig(
+        **{item.name: record.settings[item.name] for item in fields(PrepareConfig) if item.name in record.settings}
+    )
     if clip.exists() and image.is_file():
         return run(project, config, clip, image, model)
     if record.inputs.get("model") != resolve_model(model.model, config=model.model_config).key:
@@ -100,11 +126,14 @@ def run(
     project.check_writable()
     with project.lock():
         source = resolve_model(model.model, config=model.model_config)
-        if config.size is None:
-            config = replace(config, size=native_size(source))
+        info = probe_clip(clip)
+        framing = plan_framing(config, info, native_size(source), size_multiple(source))
+        expected = expected_frames(config, info, clip)
         device = resolve_device(model.device)
         dtype = resolve_dtype(model.dtype, device)
-        settings = {**config.settings(), "dtype": dtype_name(dtype)}
+        settings = {**config.settings(), "size": f"{framing.width}x{framing.height}", "dtype": dtype_name(dtype)}
+        if config.crop == "square":
+            settings["size"] = framing.width
         inputs = {
             "clip": sha256_path(clip),
             "image": sha256_path(image),
@@ -126,22 +155,33 @@ def run(
             return StageResult(STAGE, project.stage_dir(STAGE), record, skipped=True)
 
         started = time.perf_counter()
-        reference = load_image(image, config.size)  # cheap: a bad image fails before any decoding
+        reference = load_image(image, framing)  # cheap: a bad image fails before any decoding
         with project.staging(STAGE) as folder:
-            with progress.bar("decoding frames", config.frames) as advance:
-                clip_frames = sample_frames(clip, config.frames, config.size, config.stride, config.start, advance)
+            with progress.bar("decoding frames", expected or 0) as advance:
+                clip_frames = sample_frames(
+                    clip,
+                    config.frame_count,
+                    framing,
+                    config.stride,
+                    config.start,
+                    advance,
+                    duration=config.duration,
+                    limit=config.max_frames,
+                )
+            count = len(clip_frames.frames)
             write_pngs(clip_frames.frames, folder / "frames")
             reference.save(folder / "reference.png")
+            audio = save_audio(clip, clip_frames, folder / AUDIO) if info.audio else False
 
             vae = load_vae(source, device, dtype)
-            with progress.bar("encoding latents", config.frames + 1) as advance:
+            with progress.bar("encoding latents", count + 1) as advance:
                 latents = encode_images(vae, [*clip_frames.frames, reference], vae_batch(device), advance)
             frame_latents, reference_latents = latents[:-1].contiguous(), latents[-1:].contiguous()
             scaling = float(vae.config.scaling_factor)
             save_file(
                 {"frames": frame_latents, "reference": reference_latents},
                 folder / LATENTS,
-                metadata={"scaling_factor": repr(scaling), "size": str(config.size)},
+                metadata={"scaling_factor": repr(scaling), "size": f"{framing.width}x{framing.height}"},
             )
             record = Project.write_record(
                 folder,
@@ -155,9 +195,80 @@ def run(
                         "reference_shape": list(reference_latents.shape),
                         "scaling_factor": scaling,
                         "fps": clip_frames.fps,
+                        "source_fps": info.fps,
+                        "frame_size": [framing.width, framing.height],
+                        "source_size": [info.width, info.height],
+                        "span": {
+                            "start": round(clip_frames.first_time, 4),
+                            "end": round(clip_frames.end_time, 4),
+                            "stride": config.stride,
+                        },
+                        "audio": audio,
                     },
                     seconds=round(time.perf_counter() - started, 3),
                 ),
             )
         project.update_manifest(**manifest)
     return StageResult(STAGE, project.stage_dir(STAGE), record, skipped=False)
+
+
+def plan_framing(config: PrepareConfig, info: ClipInfo, native: int, multiple: int) -> Framing:
+    """The frames' size for this clip and model; a --size the model cannot take is an error
+    that names the nearest sizes it can."""
+    requested = config.requested_size(native)
+    sides = requested if isinstance(requested, tuple) else (requested,)
+    if any(side % multiple for side in sides):
+        nearest = [
+            sorted({max(multiple, side // multiple * multiple), side // multiple * multiple + multiple})
+            for side in sides
+        ]
+        if isinstance(requested, tuple):
+            options = " or ".join(f"{w}x{h}" for w in nearest[0] for h in nearest[1])
+            shown = f"{requested[0]}x{requested[1]}"
+        else:
+            options, shown = " or ".join(str(side) for side in nearest[0]), str(requested)
+        raise ConfigError(
+            f"--size {shown} does not suit the model: its sides must be multiples of {multiple} px",
+            hint=f"try --size {options}",
+        )
+    if config.crop == "square":
+        return Framing(requested, requested, square=True)
+    width, height = frame_size(info.width, info.height, requested, multiple)
+    return Framing(width, height)
+
+
+def expected_frames(config: PrepareConfig, info: ClipInfo, clip: Path) -> int | None:
+    """How many frames the settings take from the clip, as its container tells; a --duration
+    past the clip's end, or more than --max-frames, is an error before anything is decoded."""
+    if (
+        info.duration is not None
+        and config.duration is not None
+        and config.start + config.duration > info.duration + 1e-3
+    ):
+        raise InputError(
+            f"--duration {config.duration:g} from --start {config.start:g} runs past the end of {clip} "
+            f"({info.duration:.2f} s)",
+            hint=f"pass a --duration up to {max(info.duration - config.start, 0):.2f}, or leave it out for the rest",
+        )
+    if info.frames is None:
+        return config.frame_count
+    available = info.frames - round(config.start * info.fps)
+    if config.duration is not None:
+        available = min(available, round(config.duration * info.fps))
+    count = max(0, -(-available // config.stride))
+    if config.frame_count is not None:
+        count = min(count, config.frame_count)
+    if count > config.max_frames:
+        raise too_long(clip, f"{count}", config.max_frames)
+    return count
+
+
+def save_audio(clip: Path, sampled: SampledClip, path: Path) -> bool:
+    """The clip's sound over the sampled span into `path`; a track that cannot be decoded
+    is a warning, and the edit goes on silent."""
+    try:
+        return extract_audio(clip, sampled.first_time, sampled.end_time, path)
+    except AudioError as exc:
+        progress.say(f"prepare: warning: the audio of {clip} cannot be decoded ({exc}); the edit will be silent")
+        path.unlink(missing_ok=True)
+        return False
