@@ -10,6 +10,7 @@ source / truth / each variant) to bench/results/.
     python bench/edit_quality.py --quick                # K=2, short training: minutes
     python bench/edit_quality.py                        # K=8, the docs' table
     python bench/edit_quality.py --variants live tav    # some variants only
+    python bench/edit_quality.py --long                 # 48-frame clips in windows: live, no-latent-prompt
 
 The projects stay in --work (default bench/work/), so a run that stops can be run again
 and skips what is done.
@@ -35,6 +36,8 @@ COLUMNS = [
     ("psnr_object", "PSNR object (dB)", "{:.1f}"),
     ("psnr_background", "PSNR background (dB)", "{:.1f}"),
     ("motion_error", "motion error", "{:.4f}"),
+    ("motion_error_borders", "at window borders", "{:.4f}"),
+    ("motion_error_inside", "inside windows", "{:.4f}"),
     ("eval_background_psnr", "eval bg PSNR (dB)", "{:.1f}"),
     ("seconds", "s per case", "{:.0f}"),
 ]
@@ -84,9 +87,13 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="K=2 cases, 100 training and 20 edit steps: minutes on a CPU"
     )
+    parser.add_argument(
+        "--long", action="store_true", help="K=4 clips of 48 frames, edited in windows; live and no-latent-prompt"
+    )
+    parser.add_argument("--frames", type=int, help="frames per clip (default 8; 48 with --long)")
     parser.add_argument("--cases", type=int, help="number of clip pairs K")
     parser.add_argument("--train-steps", type=int)
-    parser.add_argument("--variants", nargs="+", choices=benchmark.VARIANT_NAMES, default=list(benchmark.VARIANT_NAMES))
+    parser.add_argument("--variants", nargs="+", choices=benchmark.VARIANT_NAMES)
     parser.add_argument("--model", help="the model to edit with (default: shapes)")
     parser.add_argument(
         "--seed", type=int, help="seed of the cases (default 0; tune on another seed than the one you report)"
@@ -107,8 +114,9 @@ def main() -> None:
     from livecli.shapes.judge import load_judge
     from livecli.shapes.model import JUDGE_FILE
 
-    settings = benchmark.QUICK if args.quick else benchmark.Settings()
+    settings = benchmark.QUICK if args.quick else benchmark.LONG if args.long else benchmark.Settings()
     overrides = {
+        "frames": args.frames,
         "cases": args.cases,
         "train_steps": args.train_steps,
         "model": args.model,
@@ -116,8 +124,9 @@ def main() -> None:
         "guidance": args.guidance,
     }
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    variants = tuple(v for v in benchmark.VARIANTS if v.name in args.variants)
-    suffix = "-quick" if args.quick else ""
+    chosen = args.variants or (benchmark.LONG_VARIANTS if args.long else benchmark.VARIANT_NAMES)
+    variants = tuple(v for v in benchmark.VARIANTS if v.name in chosen)
+    suffix = "-quick" if args.quick else f"-long{settings.frames}" if settings.frames != benchmark.FRAMES else ""
     work = args.work or HERE / "work" / f"edit_quality{suffix}-{settings.key()}"
     judge = load_judge(JUDGE_FILE)
 
@@ -153,7 +162,7 @@ def main() -> None:
     }
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     steps = f"{settings.train_steps} training steps, {settings.edit_steps} edit steps"
-    title = f"# Edit quality on drawn clips ({settings.cases} cases, {steps})\n\n"
+    title = f"# Edit quality on drawn clips ({settings.cases} cases of {settings.frames} frames, {steps})\n\n"
     stem.with_suffix(".md").write_text(title + markdown + "\n")
     # Drawn scenes need no more than 256 colours: a palette PNG is a quarter of the size.
     grid(work, cases, names).quantize(colors=256).save(stem.with_suffix(".png"), optimize=True)

@@ -1,7 +1,7 @@
 """Benchmark (not a test): invert and edit of long clips in windows, memory and time per frame.
 
-For each model and clip length, in a fresh process (its own peak memory): one DDIM step
-of inversion (one video, no guidance) and one step of an edit (source and edit with
+For each model and clip length, in a fresh process (its own peak memory): DDIM steps
+(--steps, default 1) of inversion (one video, no guidance) and of an edit (source and edit with
 guidance and full attention control: four videos a window), over F frames in windows of
 8 overlapping by 2, after one warm-up window. Reports seconds per frame of each and the
 process's peak RSS; the claim is that both stay flat as F grows (a window's memory, a
@@ -12,7 +12,7 @@ window's time per frame).
   256 px frames.
 
     python bench/long_clip.py                              # both models, 16/48/96 frames
-    python bench/long_clip.py --models shapes --frames 16 96
+    python bench/long_clip.py --models shapes --steps 10    # a small model: time several steps
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def build(model_name: str, device, dtype):
     return model, latent
 
 
-def one(model_name: str, frames: int) -> dict:
+def one(model_name: str, frames: int, steps: int) -> dict:
     import torch
 
     from livecli import ddim
@@ -94,14 +94,14 @@ def one(model_name: str, frames: int) -> dict:
     invert_latents(model, clip[:WINDOW], PROMPT, 1)  # warm-up: one window
     synchronize()
     started = time.perf_counter()
-    start = invert_latents(model, clip, PROMPT, 1, windows=windows)[0]
+    start = invert_latents(model, clip, PROMPT, steps, windows=windows)[0]
     synchronize()
     invert_seconds = time.perf_counter() - started
 
-    config = EditConfig(replace=("car=<tok>",), steps=1, cross_replace=1.0, self_replace=1.0, blend_start=0.0)
+    config = EditConfig(replace=("car=<tok>",), steps=steps, cross_replace=1.0, self_replace=1.0, blend_start=0.0)
     prompts = edit_prompts(model.tokenizer, PROMPT, [Replacement.parse("car=<tok>")], "<@#$>")
     texts, null = model.encode([prompts.source, prompts.target]), model.encode([""])
-    schedule = ddim.ddim_schedule(model.scheduler_config, 1)
+    schedule = ddim.ddim_schedule(model.scheduler_config, steps)
     control = make_control(model, prompts, config, frames, (latent, latent))
     started = time.perf_counter()
     sample_edit(model, start, schedule, texts, null, control, config.guidance, blend_from=0, windows=windows)
@@ -113,8 +113,9 @@ def one(model_name: str, frames: int) -> dict:
         "windows": len(windows),
         "device": device_name(device),
         "dtype": str(dtype).removeprefix("torch."),
-        "invert_seconds_per_frame": round(invert_seconds / frames, 3),
-        "edit_seconds_per_frame": round(edit_seconds / frames, 3),
+        "steps": steps,
+        "invert_seconds_per_frame": round(invert_seconds / frames / steps, 4),
+        "edit_seconds_per_frame": round(edit_seconds / frames / steps, 4),
         **peak_memory(device),
     }
 
@@ -124,10 +125,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=["shapes", "sd256"], default=["shapes", "sd256"])
     parser.add_argument("--frames", type=int, nargs="+", default=[16, 48, 96])
     parser.add_argument("--json", default="bench/long_clip.json", help="where to write the results")
+    parser.add_argument("--steps", type=int, default=1, help="DDIM steps timed (per step, per frame)")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(args.one[0], int(args.one[1]))))
+        print(json.dumps(one(args.one[0], int(args.one[1]), args.steps)))
         return
     columns = ("model", 7), ("frames", 6), ("windows", 7), ("invert s/frame", 15), ("edit s/frame", 13)
     print(" ".join(f"{name:>{width}}" for name, width in columns), f"{'peak RSS MB':>12}", flush=True)
@@ -135,7 +137,8 @@ def main() -> None:
     for model_name in args.models:
         rows = []
         for frames in args.frames:
-            row = {"model": model_name, "frames": frames, **run_isolated(__file__, ["--one", model_name, str(frames)])}
+            arguments = ["--one", model_name, str(frames), "--steps", str(args.steps)]
+            row = {"model": model_name, "frames": frames, **run_isolated(__file__, arguments)}
             rows.append(row)
             if "error" in row:
                 print(f"{model_name:>7} {frames:>6}  {row['error']}", flush=True)

@@ -9,6 +9,7 @@ the timed steps. Prints a table and writes JSON.
     python bench/train_step.py                              # 256 and 512 px, 2/4/8 frames
     python bench/train_step.py --sizes 256 --frames 8 --gradient-checkpointing
     python bench/train_step.py --json bench/train_step.json
+    python bench/train_step.py --sizes 256 --frames 24 96 --window 8    # long clips: a step's cost is the window's
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import time
 from isolated import device_name, peak_memory, run_isolated
 from sd_shapes import SD_SCHEDULE, SD_TEXT, SD_UNET
 
+from livecli.config import DEFAULT_WINDOW as TRAIN_WINDOW
 
-def one(size: int, frames: int, steps: int, checkpointing: bool) -> dict:
+
+def one(size: int, frames: int, steps: int, checkpointing: bool, window: int) -> dict:
     import torch
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -52,7 +55,7 @@ def one(size: int, frames: int, steps: int, checkpointing: bool) -> dict:
         "a jeep car is moving on the road",
         "a jeep <@#$> is moving on the road",
     )
-    config = TrainConfig(steps=steps, mixed_precision=precision, gradient_checkpointing=checkpointing)
+    config = TrainConfig(steps=steps, mixed_precision=precision, gradient_checkpointing=checkpointing, window=window)
     trainer = LiveTrainer(
         video_unet,
         tokenizer,
@@ -75,6 +78,7 @@ def one(size: int, frames: int, steps: int, checkpointing: bool) -> dict:
     return {
         "size": size,
         "frames": frames,
+        "window": window,
         "gradient_checkpointing": checkpointing,
         "device": device_name(device),
         "mixed_precision": precision,
@@ -90,17 +94,20 @@ def main() -> None:
     parser.add_argument("--frames", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument(
+        "--window", type=int, default=TRAIN_WINDOW, help="frames a step draws from the clip (train --window)"
+    )
     parser.add_argument("--json", default="bench/train_step.json", help="where to write the results")
     parser.add_argument("--one", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(*args.one, args.steps, args.gradient_checkpointing)))
+        print(json.dumps(one(*args.one, args.steps, args.gradient_checkpointing, args.window)))
         return
     print(f"{'size':>5} {'frames':>6} {'s/step':>8} {'peak RSS MB':>12} {'peak GPU MB':>12}", flush=True)
     results = []
     for size in args.sizes:
         for frames in args.frames:
-            arguments = ["--one", str(size), str(frames), "--steps", str(args.steps)]
+            arguments = ["--one", str(size), str(frames), "--steps", str(args.steps), "--window", str(args.window)]
             if args.gradient_checkpointing:
                 arguments.append("--gradient-checkpointing")
             row = {"size": size, "frames": frames, **run_isolated(__file__, arguments)}

@@ -149,3 +149,56 @@ def test_every_frame_of_a_real_clip_is_sampled_at_its_rate(tmp_path):
     sampled = sample_frames(clip, None, Framing(64, 64))
     assert len(sampled.frames) == info.frames == 80 and sampled.fps == pytest.approx(info.fps)
     assert sampled.end_time == pytest.approx(info.duration, abs=0.11)
+
+
+def sixteen_by_nine_with_sound(source: Path, path: Path) -> Path:
+    """`source` cropped to its centre 16:9 band, with a tone as its sound, through PyAV."""
+    import numpy as np
+
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+    height, width = frames[0].shape[:2]
+    band = width * 9 // 16 // 2 * 2
+    top = (height - band) // 2
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=rate)
+        video.width, video.height, video.pix_fmt = width, band, "yuv420p"
+        sound = container.add_stream("aac", rate=22050)
+        for array in frames:
+            for packet in video.encode(av.VideoFrame.from_ndarray(array[top : top + band].copy(), format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        samples = np.sin(np.arange(int(22050 * len(frames) / rate)) * 0.05).astype(np.float32)
+        for first in range(0, len(samples), 1024):
+            piece = av.AudioFrame.from_ndarray(samples[None, first : first + 1024], format="fltp", layout="mono")
+            piece.sample_rate, piece.pts = 22050, first
+            for packet in sound.encode(piece):
+                container.mux(packet)
+        for packet in sound.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "videos" / "car-turn.mp4").is_file(), reason="needs ../shared/data")
+def test_car_turn_whole_and_wide_with_sound(cli, tmp_path):
+    """The issue's check: all 80 frames of car-turn.mp4 (and of a 16:9 version with sound)
+    edited at the clip's frame rate, with sound where the source has it."""
+    original = SHARED_DATA / "videos" / "car-turn.mp4"
+    wide_clip = sixteen_by_nine_with_sound(original, tmp_path / "car-wide.mp4")
+    image = write_image(tmp_path / "ref.png")
+    for clip, sound in ((original, False), (wide_clip, True)):
+        result = cli(
+            "run", clip, image, *ARGS, "--frames", "all", "--train-steps", "1", "--edit-steps", "2",
+            "--replace", "car=<tok>", "--no-eval", "-p", tmp_path / f"{clip.stem}.live",
+        )  # fmt: skip
+        assert result.code == 0, result.err
+        found = streams(tmp_path / f"{clip.stem}.live" / "edits" / "car-tok" / "edit.mp4")
+        assert found["video"]["frames"] == 80 and found["video"]["duration"] == pytest.approx(8.0, abs=0.1)
+        assert ("audio" in found) is sound
+        if sound:
+            assert found["audio"]["duration"] == pytest.approx(8.0, abs=0.1)
+            width, height = found["video"]["size"]
+            assert height == 64 and abs(width - 64 * 16 / 9) <= 16

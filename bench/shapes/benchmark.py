@@ -28,11 +28,20 @@ import numpy as np
 from PIL import Image
 
 from livecli import demo
-from livecli.config import EditConfig, EvalConfig, ModelConfig, PrepareConfig, TrainConfig
+from livecli.config import (
+    DEFAULT_OVERLAP,
+    DEFAULT_WINDOW,
+    EditConfig,
+    EvalConfig,
+    ModelConfig,
+    PrepareConfig,
+    TrainConfig,
+)
 from livecli.pipeline import Job, run_job
 from livecli.shapes.judge import Judge
 from livecli.shapes.scenes import COLOUR_NAMES, SHAPES, ClipPair, clip_pair
 from livecli.video import read_pngs, write_pngs
+from livecli.windows import plan_windows
 
 FRAMES = demo.FRAMES
 SIZE = demo.SIZE
@@ -110,12 +119,20 @@ class Settings:
     blend_background: str = demo.BLEND_BACKGROUND
     """What local blend keeps outside the mask, for the variants that blend."""
     model: str = "shapes"
+    frames: int = FRAMES
+    """Frames per clip: more than the window (8) makes every stage work in windows."""
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()[:10]
+        values = dict(self.__dict__)
+        if values["frames"] == FRAMES:  # the 8-frame cases keep the key (and work folder) they had
+            del values["frames"]
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
 
 
 QUICK = Settings(cases=2, train_steps=100, edit_steps=20)
+LONG = Settings(cases=4, frames=48)
+"""Long clips: the object's path spans eight windows of 8 frames (overlapping by 2)."""
+LONG_VARIANTS = ("live", "no-latent-prompt")
 
 
 # --------------------------------------------------------------------------- cases
@@ -162,7 +179,9 @@ def variant_job(folder: Path, pair: ClipPair, variant: Variant, settings: Settin
         image=image,
         project=folder / f"{variant.training}.live",
         model=ModelConfig(model=settings.model, device="cpu"),
-        prepare=PrepareConfig(prompt=pair.source_prompt, object=pair.source_object[0], frames=FRAMES, size=SIZE),
+        prepare=PrepareConfig(
+            prompt=pair.source_prompt, object=pair.source_object[0], frames=settings.frames, size=SIZE
+        ),
         train=train_config(pair, settings, **variant.train),
         edit=edit_config(pair, settings, variant.name, **variant.edit),
         eval=EvalConfig(clip_model="tiny"),
@@ -193,15 +212,33 @@ def score_frames(frames: list[Image.Image], pair: ClipPair, judge: Judge) -> dic
     colour_right = answers["colour"] == COLOUR_NAMES.index(pair.target_object[1])
     edit, truth = _array(frames), _array(pair.truth)
     objects = (_array(pair.source_masks)[..., 0] > 127) | (_array(pair.truth_masks)[..., 0] > 127)
-    motion = np.abs(np.diff(edit, axis=0) - np.diff(truth, axis=0)).mean() / 255 if len(frames) > 1 else None
-    return {
+    # per transition f -> f+1: how far the edit's change is from the truth's
+    motions = np.abs(np.diff(edit, axis=0) - np.diff(truth, axis=0)).mean(axis=(1, 2, 3)) / 255
+    scores = {
         "object_accuracy": float((shape_right & colour_right).mean()),
         "shape_accuracy": float(shape_right.mean()),
         "colour_accuracy": float(colour_right.mean()),
         "psnr_object": masked_psnr(edit, truth, objects),
         "psnr_background": masked_psnr(edit, truth, ~objects),
-        "motion_error": None if motion is None else float(motion),
+        "motion_error": float(motions.mean()) if len(motions) else None,
     }
+    borders = window_borders(len(frames))
+    if borders:
+        inside = [t for t in range(len(motions)) if t not in borders]
+        scores["motion_error_borders"] = float(motions[sorted(borders)].mean())
+        scores["motion_error_inside"] = float(motions[inside].mean())
+    return scores
+
+
+def window_borders(frames: int) -> set[int]:
+    """The transitions f -> f+1 (by f) where invert and edit change windows: into and
+    across the frames two windows share (the default window and overlap)."""
+    windows = plan_windows(frames, DEFAULT_WINDOW, DEFAULT_OVERLAP)
+    borders = set()
+    for following in windows[1:]:
+        previous_stop = max(w.stop for w in windows if w.start < following.start)
+        borders |= set(range(following.start - 1, previous_stop))
+    return {t for t in borders if 0 <= t < frames - 1}
 
 
 def run_case(
@@ -213,7 +250,7 @@ def run_case(
     on_stage=lambda result: None,
 ) -> dict:
     """Every variant on case `index`: its scores, and the source's and truth's as baselines."""
-    pair = clip_pair(case_seed(settings, index), frames=FRAMES, side=SIZE)
+    pair = clip_pair(case_seed(settings, index), frames=settings.frames, side=SIZE)
     case = {
         "index": index,
         "source_prompt": pair.source_prompt,
