@@ -218,10 +218,7 @@ def plan_framing(config: PrepareConfig, info: ClipInfo, native: int, multiple: i
     requested = config.requested_size(native)
     sides = requested if isinstance(requested, tuple) else (requested,)
     if any(side % multiple for side in sides):
-        nearest = [
-            sorted({max(multiple, side // multiple * multiple), side // multiple * multiple + multiple})
-            for side in sides
-        ]
+        nearest = [nearest_sizes(side, multiple) for side in sides]
         if isinstance(requested, tuple):
             options = " or ".join(f"{w}x{h}" for w in nearest[0] for h in nearest[1])
             shown = f"{requested[0]}x{requested[1]}"
@@ -235,6 +232,12 @@ def plan_framing(config: PrepareConfig, info: ClipInfo, native: int, multiple: i
         return Framing(requested, requested, square=True)
     width, height = frame_size(info.width, info.height, requested, multiple)
     return Framing(width, height)
+
+
+def nearest_sizes(side: int, multiple: int) -> list[int]:
+    """The multiples of `multiple` either side of `side` (`side` alone when it is one)."""
+    below = side // multiple * multiple
+    return [side] if side == below else sorted({max(multiple, below), below + multiple})
 
 
 def expected_frames(config: PrepareConfig, info: ClipInfo, clip: Path) -> int | None:
