@@ -324,6 +324,13 @@ def check_overlap(overlap: int, window: int | None) -> None:
         )
 
 
+def check_windows(window: int | None, overlap: int) -> None:
+    """--window (None: the training's, checked when known) and --overlap of invert and edit."""
+    if window is not None:
+        check_window(window)
+    check_overlap(overlap, window)
+
+
 WINDOW_HELP = (
     "Frames per window: long clips are inverted and edited W frames at a time, each window after the latent "
     "prompt and the clip's first frame (default: the training's --window)."
@@ -499,9 +506,7 @@ class InvertConfig:
     def __post_init__(self) -> None:
         check_steps(self.steps)
         check_refine(self.refine)
-        if self.window is not None:
-            check_window(self.window)
-        check_overlap(self.overlap, self.window)
+        check_windows(self.window, self.overlap)
         if self.prompt is not None and not self.prompt.strip():
             raise ConfigError("--prompt is empty", hint="leave it out to invert with the source prompt")
 
@@ -626,9 +631,7 @@ class EditConfig:
             raise ConfigError("an edit needs at least one --replace A=B", hint="e.g. --replace 'motorcycle=<tok>'")
         check_steps(self.steps)
         check_refine(self.refine)
-        if self.window is not None:
-            check_window(self.window)
-        check_overlap(self.overlap, self.window)
+        check_windows(self.window, self.overlap)
         if not self.guidance >= 0:
             raise ConfigError(
                 f"--guidance must be 0 or more, got {self.guidance:g}", hint="the paper uses --guidance 12.5"

@@ -23,7 +23,7 @@ from livecli.control.attention import AttentionControl, Batch, controlled
 from livecli.control.blend import LocalBlend
 from livecli.models.attention import WindowLinks
 from livecli.models.trained import TrainedModel
-from livecli.windows import Window, plan_windows, windowed_noise
+from livecli.windows import Window, windowed_noise
 
 StepWatcher = Callable[[int, torch.Tensor, torch.Tensor | None], None]
 """(step index, latents [2, F, 4, h, w] of source and edit after the step, mask or None)."""
@@ -86,7 +86,6 @@ def guided_sample(
     windows: list[Window] | None = None,
 ) -> torch.Tensor:
     """Plain guided DDIM sampling of one video from x_T [F, 4, h, w] under `text` [1, 77, d]."""
-    windows = windows or plan_windows(start.shape[0], start.shape[0], 0)
 
     def predict(latents, timestep, index):
         def window_noise(batch, links):
@@ -140,7 +139,6 @@ def sample_edit(
     `windows` (windows.py; default: the whole clip as one) run in order at each step, and
     local blend records each window's maps for its frames.
     """
-    windows = windows or plan_windows(start.shape[0], start.shape[0], 0)
     blend: LocalBlend | None = control.blend
     mask: torch.Tensor | None = None
     conditional = None

@@ -93,15 +93,17 @@ def plan_windows(frames: int, window: int, overlap: int) -> list[Window]:
 def windowed_noise(
     predict: WindowPredictor,
     latents: torch.Tensor,
-    windows: list[Window],
+    windows: list[Window] | None = None,
     on_window: Callable[[Window], None] | None = None,
     after_window: Callable[[Window], None] | None = None,
 ) -> torch.Tensor:
-    """ε of a whole clip [V, F, 4, h, w], window by window, blended where runs overlap.
+    """ε of a whole clip [V, F, 4, h, w], window by window (None: the clip as one window),
+    blended where runs overlap.
 
     `on_window` is told which window runs next (local blend records its maps there) and
     `after_window` when it is done (the progress bar).
     """
+    windows = windows or plan_windows(latents.shape[1], latents.shape[1], 0)
     if len(windows) == 1 and not windows[0].anchored:
         if on_window is not None:
             on_window(windows[0])

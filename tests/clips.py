@@ -55,7 +55,7 @@ def write_clip(
             stream.codec_context.time_base = Fraction(1, 1000)
         if rotation is not None:
             stream.set_display_rotation(rotation)
-        sound = container.add_stream("aac", rate=16000) if audio else None
+        sound = container.add_stream("aac", rate=TONE_RATE) if audio else None
         for index in range(frames):
             frame = av.VideoFrame.from_ndarray(frame_array(index, width, height, marker), format="rgb24")
             if times is not None:
@@ -65,16 +65,23 @@ def write_clip(
         for packet in stream.encode():
             container.mux(packet)
         if sound is not None:
-            samples = np.sin(np.linspace(0, 400 * np.pi, 16000 * frames // fps, dtype=np.float32))
-            for first in range(0, len(samples), 1024):
-                chunk = samples[first : first + 1024][None, :]
-                piece = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-                piece.sample_rate, piece.pts = 16000, first
-                for packet in sound.encode(piece):
-                    container.mux(packet)
-            for packet in sound.encode():
-                container.mux(packet)
+            write_tone(container, sound, TONE_RATE * frames // fps)
     return path
+
+
+TONE_RATE = 16000
+
+
+def write_tone(container, sound, samples: int) -> None:
+    """`samples` of a sine tone through the mono AAC stream `sound` of `container`, muxed."""
+    tone = np.sin(np.linspace(0, 400 * np.pi, samples, dtype=np.float32))
+    for first in range(0, samples, 1024):
+        piece = av.AudioFrame.from_ndarray(tone[None, first : first + 1024], format="fltp", layout="mono")
+        piece.sample_rate, piece.pts = sound.codec_context.sample_rate, first
+        for packet in sound.encode(piece):
+            container.mux(packet)
+    for packet in sound.encode():
+        container.mux(packet)
 
 
 def write_frame_folder(folder: Path, frames: int = 10, size: int = 40) -> Path:

@@ -9,7 +9,7 @@ import av
 import pytest
 from PIL import Image
 
-from clips import write_clip, write_image
+from clips import write_clip, write_image, write_tone
 from helpers import SHARED_DATA, tree_digest
 from livecli.store import read_toml
 
@@ -153,8 +153,6 @@ def test_every_frame_of_a_real_clip_is_sampled_at_its_rate(tmp_path):
 
 def sixteen_by_nine_with_sound(source: Path, path: Path) -> Path:
     """`source` cropped to its centre 16:9 band, with a tone as its sound, through PyAV."""
-    import numpy as np
-
     with av.open(str(source)) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate
@@ -171,14 +169,7 @@ def sixteen_by_nine_with_sound(source: Path, path: Path) -> Path:
                 container.mux(packet)
         for packet in video.encode():
             container.mux(packet)
-        samples = np.sin(np.arange(int(22050 * len(frames) / rate)) * 0.05).astype(np.float32)
-        for first in range(0, len(samples), 1024):
-            piece = av.AudioFrame.from_ndarray(samples[None, first : first + 1024], format="fltp", layout="mono")
-            piece.sample_rate, piece.pts = 22050, first
-            for packet in sound.encode(piece):
-                container.mux(packet)
-        for packet in sound.encode():
-            container.mux(packet)
+        write_tone(container, sound, int(22050 * len(frames) / rate))
     return path
 
 

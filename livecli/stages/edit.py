@@ -141,7 +141,7 @@ def run(
         target = check_edit_words(manifest["prompt"], replacements, token, keep, blend)
         runtime = invert_stage.Runtime.resolve(project, model)
         count = invert_stage.frame_count(project)
-        window, overlap = invert_stage.resolve_windows(config, trained, count)
+        window, overlap = invert_stage.resolve_windows(config, trained)
         settings = {
             **config.settings(),
             **window_settings(window, overlap, count),

@@ -97,7 +97,7 @@ def folder(key: str, config: InvertConfig) -> str:
     return f"{STAGE}/ddim{config.steps}{refined}-{key[:12]}"
 
 
-def resolve_windows(config: InvertConfig | EditConfig, trained: Record, frames: int) -> tuple[int, int]:
+def resolve_windows(config: InvertConfig | EditConfig, trained: Record) -> tuple[int, int]:
     """(window, overlap): --window, else the training's; an overlap that does not fit it is an error."""
     window = config.window or trained.settings.get("window", DEFAULT_WINDOW)
     check_overlap(config.overlap, window)
@@ -118,7 +118,6 @@ def invert_latents(
     schedule = ddim.ddim_schedule(model.scheduler_config, steps)
     text = model.encode([prompt])
     latent_prompt = model.latent_prompt.unsqueeze(0) if model.latent_prompt is not None else None
-    windows = windows or plan_windows(frames.shape[0], frames.shape[0], 0)
 
     def predict(latents, timestep, index):
         def window_noise(batch, links):
@@ -136,7 +135,7 @@ def ensure(project: Project, config: InvertConfig, runtime: Runtime, force: bool
     check_model(runtime, trained)
     token = trained.facts["token"]
     count = frame_count(project)
-    window, overlap = resolve_windows(config, trained, count)
+    window, overlap = resolve_windows(config, trained)
     settings = {
         "steps": config.steps,
         "prompt": inversion_prompt(project, config, token),
