@@ -46,7 +46,7 @@ from livecli.config import (
     resolve_model_config,
     typed_table,
 )
-from livecli.errors import ConfigError, InputError, Interrupted, LiveError, reason
+from livecli.errors import ConfigError, InputError, Interrupted, LiveError, ProjectBusy, machine_fault, reason
 from livecli.pipeline import Job, JobOutcome, run_job
 from livecli.stages import StageResult
 from livecli.stages.edit import check_words
@@ -127,6 +127,13 @@ def load_jobs(path: Path) -> list[Job]:
         _job(position, _merge(_canonical(defaults), _canonical(entry)), base)
         for position, entry in enumerate(entries, 1)
     ]
+    for position, job in enumerate(jobs, 1):  # before any job runs: not after hours of the first ones
+        for what, source in (("clip", job.clip), ("image", job.image)):
+            if not source.exists():
+                raise InputError(
+                    f"job {position} ({job.name}): {what} {source} does not exist",
+                    hint="fix the path (relative paths are read from the jobs file's folder), or remove the job",
+                )
     seen: dict[Path, int] = {}
     for position, job in enumerate(jobs, 1):
         if job.project in seen:
@@ -247,7 +254,8 @@ class JobReport:
     """The job's number in the file, from 1."""
     job: Job
     status: str
-    """"done" (some stage ran), "up to date" (nothing to do) or "failed"."""
+    """"done" (some stage ran), "up to date" (nothing to do), "busy" (another live process
+    holds its project: skipped) or "failed"."""
     outcome: JobOutcome | None = None
     error: str | None = None
     hint: str | None = None
@@ -281,8 +289,10 @@ def run_batch(
 ) -> Iterator[JobReport]:
     """Run this shard's jobs in order, yielding each one's report as it ends.
 
-    A failing job is reported; without `keep_going` the batch then stops. Ctrl-C is
-    not caught: it stops the batch, and the job's project keeps its last complete state.
+    A failing job is reported; without `keep_going` the batch then stops. A job whose
+    project another process holds (another worker on the same file) is skipped as "busy".
+    Ctrl-C and SIGTERM are not caught: they stop the batch, and the job's project keeps
+    its last complete state (a training saves a checkpoint first).
     """
     for position, job in enumerate(jobs, 1):
         if not shard.takes(position):
@@ -291,6 +301,8 @@ def run_batch(
         started = time.perf_counter()
         try:
             outcome = run_job(job, on_stage)
+        except ProjectBusy as exc:
+            report = JobReport(position, job, "busy", error=f"in use by another live process (pid {exc.holder})")
         except LiveError as exc:
             report = JobReport(position, job, "failed", error=exc.message, hint=exc.hint)
         except Interrupted:  # Ctrl-C, caught by training at a safe point: the batch stops too
@@ -298,12 +310,13 @@ def run_batch(
         except Exception as exc:  # a bug or an out-of-memory in one job must not hide the others' results
             if debug:
                 traceback.print_exc()
+            fault = machine_fault(exc)
             report = JobReport(
                 position,
                 job,
                 "failed",
-                error=f"{exc.__class__.__name__}: {reason(exc)}",
-                hint="set LIVE_DEBUG=1 for the traceback",
+                error=fault.message if fault else f"{exc.__class__.__name__}: {reason(exc)}",
+                hint=fault.hint if fault else "set LIVE_DEBUG=1 for the traceback",
             )
         else:
             report = JobReport(position, job, "done" if outcome.ran else "up to date", outcome)

@@ -30,7 +30,8 @@ from livecli.config import (
     resolve_clip_model,
     resolve_model_config,
 )
-from livecli.errors import Interrupted, LiveError
+from livecli.errors import Interrupted, LiveError, machine_fault
+from livecli.interrupt import INTERRUPTED, TERMINATED, terminate_as_interrupt, terminated
 from livecli.progress import console
 from livecli.store import Project, default_project_dir, find_project
 
@@ -689,6 +690,11 @@ def batch(
             print(json.dumps(done.as_dict()), flush=True)
         if done.status == "failed":
             render.print_error(f"job {done.position} ({done.job.name}) failed: {done.error}", done.hint)
+        elif done.status == "busy":
+            console.print(
+                f"[bold]job {done.position}/{len(jobs)}[/] {escape(done.job.name)}: skipped, {escape(done.error)}",
+                soft_wrap=True,
+            )
         else:
             console.print(
                 f"[bold]job {done.position}/{len(jobs)}[/] {escape(done.job.name)}: {done.status} in "
@@ -699,6 +705,7 @@ def batch(
     left = len(mine) - len(reports)
     if not as_json:
         out.print(render.batch_table(reports))
+    console.print(f"[bold]batch[/]: {render.batch_counts(reports) or 'no jobs run'}", soft_wrap=True)
     if left:
         console.print(
             f"[yellow]stopped[/]: {left} job{'s' if left != 1 else ''} not run after a failure (pass --keep-going to "
@@ -767,11 +774,15 @@ def demo(
 
 # --------------------------------------------------------------------------- entry point
 
-INTERRUPTED = 130
-
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `live`; known errors print one line and a hint and exit 1; Ctrl-C exits 130."""
+    """Run `live`; known errors and the machine's faults print one line and a hint and exit
+    1; Ctrl-C exits 130, SIGTERM 143, each after keeping the project's last complete state."""
+    with terminate_as_interrupt():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     debug = os.environ.get("LIVE_DEBUG", "") not in ("", "0")
     try:
         code = app(args=argv, prog_name="live", standalone_mode=False)
@@ -784,19 +795,33 @@ def main(argv: list[str] | None = None) -> int:
         render.print_error(exc.message, exc.hint)
         return 1
     except Interrupted as exc:
-        console.print(f"[yellow]interrupted[/]: {escape(exc.message)}", soft_wrap=True)
-        return INTERRUPTED
+        console.print(f"[yellow]{_stopped_by(exc.exit_code)}[/]: {escape(exc.message)}", soft_wrap=True)
+        return exc.exit_code
     except (KeyboardInterrupt, typer.Abort):
         if debug:
             traceback.print_exc()
+        code = TERMINATED if terminated() else INTERRUPTED
         console.print(
-            "[yellow]interrupted[/]: the project keeps its last complete state; run the command again to finish",
+            f"[yellow]{_stopped_by(code)}[/]: the project keeps its last complete state; run the command again to "
+            "finish",
             soft_wrap=True,
         )
-        return INTERRUPTED
+        return code
     except ClickException as exc:
         exc.show()
         return exc.exit_code
+    except Exception as exc:
+        fault = machine_fault(exc)
+        if fault is None:
+            raise
+        if debug:
+            traceback.print_exc()
+        render.print_error(fault.message, fault.hint)
+        return 1
+
+
+def _stopped_by(code: int) -> str:
+    return "terminated" if code == TERMINATED else "interrupted"
 
 
 if __name__ == "__main__":

@@ -99,6 +99,14 @@ def run_job(
     """
     edit_stage.check_words(job.prepare.prompt, job.edit, job.train.token)
     project = Project(job.project)
+    project.check_writable()
+    with project.lock():  # the whole job: a second worker on the same jobs file skips it
+        return _run_stages(job, project, on_stage, redo_edit, replace_other)
+
+
+def _run_stages(
+    job: Job, project: Project, on_stage: Callable[[StageResult], None], redo_edit: bool, replace_other: bool
+) -> JobOutcome:
     outcome = JobOutcome(job, project)
 
     def timed(call: Callable[[], StageResult]) -> StageResult:

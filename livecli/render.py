@@ -221,10 +221,17 @@ def batch_table(reports) -> Table:
     for column in ("job", "name", "status", "time", "video / error"):
         table.add_column(column, no_wrap=column != "video / error")
     for r in reports:
-        colour = {"done": "green", "up to date": "dim", "failed": "red"}[r.status]
-        result = escape(r.error or "") if r.status == "failed" else escape(where(r.outcome.paths()["video"]))
+        colour = {"done": "green", "up to date": "dim", "busy": "yellow", "failed": "red"}[r.status]
+        result = escape(r.error or "") if r.outcome is None else escape(where(r.outcome.paths()["video"]))
         table.add_row(str(r.position), escape(r.job.name), f"[{colour}]{r.status}[/]", f"{r.seconds:.1f} s", result)
     return table
+
+
+def batch_counts(reports) -> str:
+    """`2 done, 1 up to date, 1 busy (another worker has it)`: what this worker did, by status."""
+    names = {"busy": "busy (another worker has it)"}
+    counts = {status: sum(r.status == status for r in reports) for status in ("done", "up to date", "busy", "failed")}
+    return ", ".join(f"{count} {names.get(status, status)}" for status, count in counts.items() if count)
 
 
 def jobs_table(jobs: list[dict]) -> Table:

@@ -17,10 +17,13 @@ means "up to date".
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -33,7 +36,8 @@ from typing import Any
 import tomli_w
 
 from livecli import __version__
-from livecli.errors import ProjectError
+from livecli.errors import ProjectBusy, ProjectError, reason
+from livecli.progress import say
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,6 +55,10 @@ CHECKPOINTS = "checkpoints"
 CHECKPOINT_STATE = "state.toml"
 """A checkpoint's last-written file: its step, its run and the state beside the tensors."""
 PROJECT_SUFFIX = ".live"
+MANIFEST_KEYS = {"prompt": str, "object": str, "model": dict, "sources": dict}
+"""What every manifest holds (`live prepare` writes them all at once), with their types."""
+LEFTOVERS = re.compile(r"^(\.lock|\..+\.incomplete|\..+\.old|\.live\.toml\..+\.tmp)$")
+"""Names a `live` process leaves in a folder when it is killed before the manifest exists."""
 
 STAGES = ("prepare", "train")
 """Stages with one folder each, in pipeline order; each later one reads the ones before it."""
@@ -62,12 +70,21 @@ MISSING_NOTES = {"invert": "`live edit` runs it", "edit": "run `live edit --repl
 # --------------------------------------------------------------------------- hashing
 
 
+_digests: dict[tuple, str] = {}
+"""SHA-256 of files this process has read, by (path, device, inode, size, mtime): checking a
+stage's outputs and then reading them hashes each file once."""
+
+
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    stat = os.stat(path)
+    known = (str(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if known not in _digests:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _digests[known] = digest.hexdigest()
+    return _digests[known]
 
 
 def sha256_path(path: Path) -> str:
@@ -90,18 +107,37 @@ def fingerprint(stage: str, settings: dict[str, Any], inputs: dict[str, str]) ->
 # --------------------------------------------------------------------------- atomic writes
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it over `path`."""
+def temporary_path(path: Path) -> Path:
+    """A fresh name beside `path` to write it under before `fsync_replace` renames it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)
+
+
+def file_mode() -> int:
+    """The mode a plain `open()` gives a new file: 0o666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def fsync_replace(tmp: Path, path: Path) -> None:
+    """Flush `tmp` to disk, give it the umask's mode (mkstemp makes it 0600) and rename it to `path`."""
+    with open(tmp, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.chmod(tmp, file_mode())
+    os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it over `path`."""
+    tmp = temporary_path(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        tmp.write_bytes(data)
+        fsync_replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -146,9 +182,43 @@ class Record:
 
     @classmethod
     def load(cls, path: Path) -> Record:
-        data = read_toml(path)
-        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
-        return cls(**known)
+        """The record at `path`; a file that cannot be read as one is a `DamagedFile` error."""
+        try:
+            data = read_toml(path)
+            known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+            record = cls(**known)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, TypeError) as exc:
+            raise DamagedFile(path, reason(exc)) from None
+        wrong = [
+            name
+            for name, kind in (("fingerprint", str), ("settings", dict), ("inputs", dict), ("outputs", dict))
+            if not isinstance(getattr(record, name), kind)
+        ]
+        if wrong:
+            raise DamagedFile(path, f"`{wrong[0]}` has the wrong type")
+        return record
+
+
+class DamagedFile(ProjectError):
+    """A project file that exists but is not what `live` wrote: truncated, edited or unreadable."""
+
+    def __init__(self, path: Path, why: str, hint: str | None = None):
+        super().__init__(f"{path} is damaged: {why}", hint=hint)
+        self.path = path
+        self.why = why
+
+
+def remake_command(stage: str) -> str:
+    """The command that writes a stage's folder (`prepare`, `train`, `invert/…`, `edits/NAME`, …) again."""
+    parent, _, name = stage.partition("/")
+    return {
+        "prepare": "`live prepare CLIP IMAGE --prompt TEXT --object WORD` (or `live train`, which prepares again "
+        "from the recorded clip and image)",
+        "train": "`live train`",
+        "invert": "`live edit` (or `live invert`), which inverts again",
+        "edits": f"`live edit --name {name} --force` with its --replace",
+        "eval": f"`live eval --edit {name} --force`",
+    }.get(parent, f"`live {parent}`")
 
 
 def hash_outputs(folder: Path) -> dict[str, str]:
@@ -205,19 +275,21 @@ class Project:
                 f"no live project at {self.root}",
                 hint="create one with: live prepare CLIP IMAGE --prompt TEXT --object WORD",
             )
+        hint = (
+            f"restore it, or write it anew with `live prepare CLIP IMAGE --prompt TEXT --object WORD -p {self.root} "
+            "--force` (or move the folder away)"
+        )
         try:
             data = read_toml(self.manifest_path)
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ProjectError(
-                f"{self.manifest_path} is damaged: {exc}",
-                hint="restore it, or run `live prepare` again with --force",
-            ) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+            raise DamagedFile(self.manifest_path, reason(exc), hint) from None
         schema = data.get("schema")
-        if not isinstance(schema, int):
-            raise ProjectError(
-                f"{self.manifest_path} has no integer `schema`",
-                hint="restore it, or run `live prepare` again with --force",
-            )
+        if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+            raise DamagedFile(self.manifest_path, f"`schema` is {schema!r}, not a version number ≥ 1", hint)
+        if schema <= SCHEMA:
+            for key, kind in MANIFEST_KEYS.items():
+                if not isinstance(data.get(key), kind):
+                    raise DamagedFile(self.manifest_path, f"`{key}` is missing or has the wrong type", hint)
         if schema > SCHEMA:
             writer = data.get("live_version", "a newer version")
             raise ProjectError(
@@ -227,21 +299,42 @@ class Project:
             )
         return data
 
-    def check_writable(self) -> None:
-        """Refuse a folder that is neither empty nor a project, and a too-new project."""
-        if self.exists():
+    def manifest_damaged(self) -> str:
+        """Why the manifest cannot be read ("" when it can, or when there is none)."""
+        if not self.exists():
+            return ""
+        try:
             self.manifest()
-        elif self.root.is_dir() and any(self.root.iterdir()):
+        except DamagedFile as exc:
+            return exc.why
+        return ""
+
+    def check_writable(self, repair: bool = False) -> None:
+        """Refuse a folder that is neither empty, a project, nor what a killed first
+        `live prepare` left (`leftovers`); and a too-new or damaged project, unless
+        `repair` (prepare --force, which writes the manifest anew)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ProjectError(f"{self.root} is a file, not a project folder", hint="pass a folder with -p")
+        if self.exists():
+            try:
+                self.manifest()
+            except DamagedFile:
+                if not repair:
+                    raise
+        elif self.root.is_dir() and not self.only_leftovers():
             raise ProjectError(
                 f"{self.root} exists and is not a live project (it has no {MANIFEST})",
                 hint="pass another folder with -p/--project",
             )
-        elif self.root.exists() and not self.root.is_dir():
-            raise ProjectError(f"{self.root} is a file, not a project folder", hint="pass a folder with -p")
 
-    def update_manifest(self, **values: Any) -> None:
-        """Merge `values` into the manifest; an unchanged manifest is not rewritten."""
-        old = self.manifest() if self.exists() else {}
+    def only_leftovers(self) -> bool:
+        """True when the folder holds nothing but what a `live` process killed before the
+        manifest was written leaves: the lock, unfinished stages, a finished `prepare/`."""
+        return all(LEFTOVERS.match(p.name) or (p.name == "prepare" and p.is_dir()) for p in self.root.iterdir())
+
+    def update_manifest(self, anew: bool = False, **values: Any) -> None:
+        """Merge `values` into the manifest (`anew`: replace it); an unchanged manifest is not rewritten."""
+        old = self.manifest() if self.exists() and not anew else {}
         new = _drop_none({**old, **values, "schema": SCHEMA, "live_version": __version__})
         if new != old:
             write_toml(self.manifest_path, new)
@@ -252,28 +345,58 @@ class Project:
         return self.root / stage
 
     def record(self, stage: str) -> Record | None:
+        """The stage's record; None when it has none; `DamagedFile` when it cannot be read."""
         path = self.stage_dir(stage) / RECORD
         if not path.is_file():
             return None
         try:
             return Record.load(path)
-        except (tomllib.TOMLDecodeError, TypeError, UnicodeDecodeError):
-            return None
+        except DamagedFile as exc:
+            raise DamagedFile(path, exc.why, hint=f"make the stage again: {remake_command(stage)}") from None
 
     def up_to_date(self, stage: str, key: str) -> Record | None:
         """The stage's record when its fingerprint is `key` and its outputs are intact."""
-        record = self.record(stage)
+        try:
+            record = self.record(stage)
+        except DamagedFile:
+            return None  # made again, like a missing one
         if record is None or record.fingerprint != key:
             return None
-        return record if self.outputs_intact(stage, record) else None
+        return record if not self.changed_output(stage, record) else None
 
-    def outputs_intact(self, stage: str, record: Record) -> bool:
+    def changed_output(self, stage: str, record: Record) -> str:
+        """The first of the stage's outputs that is missing or differs from its record ("" when none)."""
         folder = self.stage_dir(stage)
         for name, digest in record.outputs.items():
             file = folder / name
             if not file.is_file() or sha256_file(file) != digest:
-                return False
-        return True
+                return name
+        return ""
+
+    def verified(self, stage: str, name: str = "") -> Path:
+        """`stage/name` after checking it (or, for a folder, every file the record lists in
+        it) against the stage's record: a file changed, truncated or gone since the stage
+        wrote it is an error naming it and the command that makes it again."""
+        record = self.record(stage)
+        if record is None:
+            raise ProjectError(f"{self.stage_dir(stage)} has no {RECORD}", hint=f"make it: {remake_command(stage)}")
+        folder, prefix = self.stage_dir(stage), f"{name}/" if name else ""
+        listed = {n: d for n, d in record.outputs.items() if n == name or n.startswith(prefix)}
+        if not listed:
+            raise ProjectError(
+                f"{stage}/{name} is not among the outputs of its record", hint=f"make it again: {remake_command(stage)}"
+            )
+        for file_name, digest in listed.items():
+            file = folder / file_name
+            if not file.is_file():
+                problem = "is missing"
+            elif sha256_file(file) != digest:
+                problem = "differs from what its record says it wrote (changed, truncated or damaged)"
+            else:
+                continue
+            where = file.relative_to(self.root).as_posix()
+            raise ProjectError(f"{where} {problem}", hint=f"make it again: {remake_command(stage)}")
+        return folder / name
 
     @contextmanager
     def staging(self, stage: str, last: str = RECORD) -> Iterator[Path]:
@@ -332,7 +455,11 @@ class Project:
         sources = manifest.get("sources", {})
         statuses: list[StageStatus] = []
         for stage in STAGES:
-            record = self.record(stage)
+            try:
+                record = self.record(stage)
+            except DamagedFile as exc:
+                statuses.append(StageStatus(stage, "stale", f"{RECORD} is damaged ({exc.why}): {exc.hint}"))
+                continue
             if record is None:
                 statuses.append(StageStatus(stage, "missing", self._checkpoint_note(stage)))
                 continue
@@ -354,16 +481,22 @@ class Project:
             return []
         found = []
         for child in sorted(folder.iterdir()):
-            record = (
-                self.record(f"{parent}/{child.name}") if child.is_dir() and not child.name.startswith(".") else None
-            )
+            if not child.is_dir() or child.name.startswith("."):
+                continue
+            try:
+                record = self.record(f"{parent}/{child.name}")
+            except DamagedFile:
+                continue  # as if unfinished: the stage that needs it makes it again
             if record is not None:
                 found.append((child, record))
         return found
 
     def stale_reason(self, stage: str) -> str:
         """Why a finished stage (or run, e.g. `edits/car-tok`) is stale; "" when it is not."""
-        record = self.record(stage)
+        try:
+            record = self.record(stage)
+        except DamagedFile as exc:
+            return f"its {RECORD} is damaged ({exc.why})"
         if record is None:
             return f"{stage} is missing"
         return self._stale_reason(stage, record, self.manifest().get("sources", {}))
@@ -395,51 +528,110 @@ class Project:
     def _stale_reason(self, stage: str, record: Record, sources: dict[str, Any]) -> str:
         for name, digest in record.inputs.items():
             if name in STAGES or "/" in name:  # a stage, or one run of a per-run stage
-                upstream = self.record(name)
+                try:
+                    upstream = self.record(name)
+                except DamagedFile:
+                    return f"the {RECORD} of {name} is damaged"
                 if upstream is None:
                     return f"{name} is missing"
                 if upstream.fingerprint != digest:
                     return f"{name} changed since {stage} ran"
+                changed = self.changed_output(name, upstream)
+                if changed:
+                    return f"{name}/{changed} differs from its record: run {remake_command(name)}"
             elif name in sources:
                 path = Path(sources[name]["path"])
                 if path.exists() and sha256_path(path) != digest:
                     return f"{path.name} changed since {stage} ran"
-        if not self.outputs_intact(stage, record):
-            return "its outputs were changed or removed"
+        changed = self.changed_output(stage, record)
+        if changed:
+            return f"{changed} was changed or removed: run {remake_command(stage)}"
         return ""
 
     # -- lock
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the project's lock file; a second writer fails at once.
+        """Hold the project's lock file; a second writer fails at once (`ProjectBusy`).
 
-        A project folder that this call created and that stayed empty is removed, so a
-        command that failed early leaves nothing behind.
+        Re-entrant within a process (a batch job holds it across its stages). A lock left
+        by a killed process is taken over with a message; a folder that this call created,
+        or that held only a killed first prepare's leftovers, and that stayed empty is
+        removed, so a command that failed early leaves nothing behind.
         """
+        key = self.root.resolve()
+        if key in _held:
+            yield
+            return
         created = not self.root.exists()
+        leftovers = not created and not self.exists() and self.root.is_dir() and any(self.root.iterdir())
         self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / LOCK
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_lock_file(self.root / LOCK)
         try:
             if not _try_lock(fd):
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                raise ProjectError(
-                    f"{self.root} is in use by another live process (pid {holder})",
-                    hint="wait for it to finish; one project takes one writer at a time",
-                )
+                raise ProjectBusy(self.root, _lock_holder(fd) or "unknown")
+            previous = _lock_holder(fd)  # a clean release leaves the file empty
             os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            if previous:
+                say(f"{self.root}: taking over the lock of process {previous}, which ended without releasing it")
+            if leftovers:
+                say(f"{self.root}: recovering what a killed first `live prepare` left behind")
+            _held.add(key)
             try:
                 self.recover()
                 yield
             finally:
+                _held.discard(key)
                 os.ftruncate(fd, 0)
                 _unlock(fd)
         finally:
             os.close(fd)
-            if created and [p.name for p in self.root.iterdir()] == [LOCK]:
+            if (created or leftovers) and not self.exists() and [p.name for p in self.root.iterdir()] == [LOCK]:
                 shutil.rmtree(self.root, ignore_errors=True)
+
+
+_held: set[Path] = set()
+"""Projects whose lock this process holds."""
+
+LOCK_CONTENT = re.compile(rb"^\d*\n?$")
+"""What live writes in a lock file: the holder's pid, or nothing once released."""
+
+
+def open_lock_file(path: Path) -> int:
+    """Open (or create) the lock file without following a symlink; refuse anything that is
+    not a lock file of live's (a link, a folder, a file with other content or other names),
+    since taking the lock truncates it."""
+    hint = f"move it away (mv {path} {path}.moved) and run the command again"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as exc:
+        if path.is_symlink():
+            raise ProjectError(f"{path} is a symbolic link, not live's lock file", hint=hint) from None
+        if path.is_dir():
+            raise ProjectError(f"{path} is a folder, not live's lock file", hint=hint) from None
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise ProjectError(
+                f"cannot take the lock of {path.parent}: {exc.strerror.lower()}",
+                hint="copy the project to a writable folder to run stages on it; `live status` reads it as it is",
+            ) from None
+        raise
+    info = os.fstat(fd)
+    why = ""
+    if not stat.S_ISREG(info.st_mode):
+        why = "not a plain file"
+    elif info.st_nlink != 1:
+        why = f"a file with {info.st_nlink} names (a hard link)"
+    elif not LOCK_CONTENT.match(os.pread(fd, 64, 0)):
+        why = "it holds something other than a process id"
+    if why:
+        os.close(fd)
+        raise ProjectError(f"{path} is not live's lock file: {why}", hint=hint)
+    return fd
+
+
+def _lock_holder(fd: int) -> str:
+    return os.pread(fd, 64, 0).decode(errors="replace").strip()
 
 
 if os.name == "nt":

@@ -120,7 +120,7 @@ def test_eval_picks_edits_compares_them_and_prints_json(cli, ran):
 def test_eval_with_an_unreachable_clip_model_says_so_in_one_line(cli, ran):
     result = cli("eval", "--clip-model", "openai/clip-vit-large-patch14")
     assert result.code == 1 and "Traceback" not in result.err
-    assert "cannot download CLIP model 'openai/clip-vit-large-patch14'" in result.error_lines[0]
+    assert "CLIP model 'openai/clip-vit-large-patch14' is not in the Hugging Face cache" in result.error_lines[0]
     assert "--clip-model /path/to/clip-vit-large-patch14" in result.err
     folder = cli("eval", "--clip-model", "./no/such/clip")
     assert folder.code == 1 and "CLIP model ./no/such/clip not found" in folder.error_lines[0]

@@ -141,7 +141,20 @@ PACKAGE = Path(livecli.__file__).parent
 
 # DESIGN.md's layers, lowest first; a module may import its own layer or those below.
 LAYERS = [
-    {"errors", "progress", "interrupt", "words", "config", "store", "video", "ddim", "metrics", "contact_sheet"},
+    {
+        "errors",
+        "progress",
+        "interrupt",
+        "words",
+        "config",
+        "store",
+        "tensor_files",
+        "resources",
+        "video",
+        "ddim",
+        "metrics",
+        "contact_sheet",
+    },
     {"models", "control", "objectives", "sampling", "windows", "shapes"},
     {"stages"},
     {"cli", "render", "pipeline", "batch", "demo", "__main__"},

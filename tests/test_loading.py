@@ -77,12 +77,13 @@ def test_a_hub_id_in_the_cache_loads_offline_and_records_its_commit(tmp_path, ti
     assert load_vae(source, torch.device("cpu"), torch.float32).config.latent_channels == 4
 
 
-def test_hub_id_without_network_fails_in_one_line_with_the_offline_hint():
-    with pytest.raises(ModelError) as error:
+def test_hub_id_missing_from_the_cache_offline_fails_in_one_line_with_a_hint_that_works():
+    with pytest.raises(ModelError) as error:  # conftest sets HF_HUB_OFFLINE=1
         resolve_model("CompVis/stable-diffusion-v1-4")
-    assert "cannot download model 'CompVis/stable-diffusion-v1-4' from the Hugging Face Hub" in error.value.message
-    assert "\n" not in error.value.message
-    assert "--model /path/to/" in error.value.hint
+    assert "model 'CompVis/stable-diffusion-v1-4' is not in the Hugging Face cache" in error.value.message
+    assert "HF_HUB_OFFLINE forbids" in error.value.message and "\n" not in error.value.message
+    assert "unset HF_HUB_OFFLINE" in error.value.hint and "--model /path/to/" in error.value.hint
+    assert "set HF_HUB_OFFLINE=1" not in error.value.hint  # it is set already
 
 
 @pytest.mark.parametrize(
@@ -156,5 +157,5 @@ def test_paths_and_hub_ids_are_told_apart(tmp_path):
     for ref in ("./sd", "/models/sd", "models/sd/v1", "~/sd", "model.ckpt"):
         with pytest.raises(ModelError, match="not found"):
             resolve_model(ref)
-    with pytest.raises(ModelError, match="Hugging Face Hub"):
+    with pytest.raises(ModelError, match="Hugging Face"):
         resolve_model("runwayml/stable-diffusion-v1-5")

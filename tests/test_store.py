@@ -27,6 +27,9 @@ from livecli.store import (
     write_toml,
 )
 
+MANIFEST_VALUES = {"prompt": "a car on a road", "object": "car", "model": {"id": "tiny", "kind": "tiny"}, "sources": {}}
+"""What every manifest holds (`live prepare` writes them at once)."""
+
 
 def write_stage(project: Project, stage: str, content: bytes, inputs: dict[str, str] | None = None) -> Record:
     with project.staging(stage) as folder:
@@ -132,7 +135,8 @@ def test_status_marks_a_stage_stale_when_its_source_changes(tmp_path, monkeypatc
     source = tmp_path / "clip.mp4"
     source.write_bytes(b"v1")
     project = Project(tmp_path / "p.live")
-    project.update_manifest(sources={"clip": {"path": str(source), "sha256": sha256_path(source)}})
+    sources = {"clip": {"path": str(source), "sha256": sha256_path(source)}}
+    project.update_manifest(**{**MANIFEST_VALUES, "sources": sources})
     prepared = write_stage(project, "prepare", b"frames", {"clip": sha256_path(source)})
     write_stage(project, "train", b"weights", {"prepare": prepared.fingerprint})
     assert [s.state for s in project.status()] == ["done", "done"]
@@ -146,7 +150,7 @@ def test_status_marks_a_stage_stale_when_its_source_changes(tmp_path, monkeypatc
 
 def test_status_marks_downstream_stale_when_upstream_is_redone(tmp_path):
     project = Project(tmp_path / "p.live")
-    project.update_manifest()
+    project.update_manifest(**MANIFEST_VALUES)
     prepared = write_stage(project, "prepare", b"frames")
     trained = write_stage(project, "train", b"weights", {"prepare": prepared.fingerprint})
     inverted = write_stage(project, "invert/ddim5-abc", b"trajectory", {"train": trained.fingerprint})
@@ -182,7 +186,7 @@ def test_status_marks_downstream_stale_when_upstream_is_redone(tmp_path):
 
 def test_status_of_a_missing_stage(tmp_path):
     project = Project(tmp_path / "p.live")
-    project.update_manifest()
+    project.update_manifest(**MANIFEST_VALUES)
     assert [(s.stage, s.state) for s in project.status()] == [
         ("prepare", "missing"),
         ("train", "missing"),
@@ -245,9 +249,9 @@ def test_a_second_writer_fails_at_once_while_another_process_holds_the_lock(tmp_
 def test_find_project_needs_exactly_one_project_here(tmp_path):
     with pytest.raises(ProjectError, match="no live project"):
         find_project(None)
-    Project(tmp_path / "a.live").update_manifest()
+    Project(tmp_path / "a.live").update_manifest(**MANIFEST_VALUES)
     assert find_project(None).root.name == "a.live"
-    Project(tmp_path / "b.live").update_manifest()
+    Project(tmp_path / "b.live").update_manifest(**MANIFEST_VALUES)
     with pytest.raises(ProjectError, match="a.live, b.live"):
         find_project(None)
     assert find_project(Path("b.live")).root == Path("b.live")

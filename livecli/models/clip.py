@@ -65,9 +65,7 @@ def resolve_clip(ref: str) -> ClipSource:
         _HUB_WEIGHTS,
         what="CLIP model",
         offline_hint=(
-            "with no network, download it elsewhere and pass its folder: "
-            f"--clip-model /path/to/{ref.split('/')[-1]} "
-            "(or set HF_HUB_OFFLINE=1 to use what the Hugging Face cache holds)"
+            f"with no network, download it elsewhere and pass its folder: --clip-model /path/to/{ref.split('/')[-1]}"
         ),
     )
     if folder is None:

@@ -16,9 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from livecli.models.video_unet import VideoUNet
+from livecli.tensor_files import save_tensors
 
 FORMAT = "live-attention-deltas"
 VERSION = "1"
@@ -68,7 +69,7 @@ def apply_deltas(video_unet: VideoUNet, deltas: dict[str, torch.Tensor]) -> None
 
 def save_deltas(path: Path, deltas: dict[str, torch.Tensor]) -> None:
     tensors = {name: tensor.contiguous() for name, tensor in deltas.items()}
-    save_file(tensors, path, metadata={"format": FORMAT, "version": VERSION})
+    save_tensors(path, tensors, metadata={"format": FORMAT, "version": VERSION})
 
 
 def load_deltas(path: Path) -> dict[str, torch.Tensor]:

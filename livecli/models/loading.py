@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -176,8 +177,7 @@ def _download(repo_id: str, revision: str | None) -> ModelSource:
         list(_HUB_WEIGHTS.values()),
         what="model",
         offline_hint=(
-            "with no network, download the model elsewhere and pass its folder: --model /path/to/stable-diffusion-v1-4 "
-            "(or set HF_HUB_OFFLINE=1 to use what the Hugging Face cache holds)"
+            "with no network, download the model elsewhere and pass its folder: --model /path/to/stable-diffusion-v1-4"
         ),
     )
     if folder is None:
@@ -186,6 +186,11 @@ def _download(repo_id: str, revision: str | None) -> ModelSource:
             hint="pass a Stable Diffusion v1.x model in diffusers format",
         )
     return ModelSource(repo_id, "hub", folder, folder.name)
+
+
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE is set (as huggingface_hub reads it)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
 
 
 def download_snapshot(
@@ -223,8 +228,14 @@ def download_snapshot(
             hint="check the id, log in with `hf auth login` for a gated model, or pass a local folder",
         ) from None
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+        if hub_offline():
+            raise ModelError(
+                f"{what} {repo_id!r} is not in the Hugging Face cache, and HF_HUB_OFFLINE forbids downloading it",
+                hint=f"unset HF_HUB_OFFLINE to download it once; or {offline_hint}",
+            ) from None
         raise ModelError(
-            f"cannot download {what} {repo_id!r} from the Hugging Face Hub: {reason(exc)}", hint=offline_hint
+            f"cannot download {what} {repo_id!r} from the Hugging Face Hub: {reason(exc)}",
+            hint=f"{offline_hint} (or set HF_HUB_OFFLINE=1 to use what the Hugging Face cache holds)",
         ) from None
     return None
 
@@ -266,6 +277,15 @@ def size_multiple(source: ModelSource) -> int:
         return 2 ** (len(vae["block_out_channels"]) - 1) * 2 ** (len(unet["block_out_channels"]) - 1)
     except (KeyError, TypeError, ValueError):
         return 64
+
+
+def vae_width(source: ModelSource) -> int:
+    """The channels of the VAE's first block, whose full-resolution maps dominate its memory (128 for SD v1.x)."""
+    configs = _unet_and_vae_configs(source)
+    try:
+        return int(configs[1]["block_out_channels"][0])
+    except (KeyError, TypeError, ValueError, IndexError):
+        return 128
 
 
 # --------------------------------------------------------------------------- device and precision

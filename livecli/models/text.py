@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from livecli.errors import ConfigError, InputError
+from livecli.tensor_files import save_tensors
 from livecli.words import DEFAULT_TOKEN
 
 
@@ -99,8 +100,8 @@ def learned_token(text_encoder, token_id: int, vector: torch.Tensor) -> Iterator
 
 
 def save_token(path: Path, token: str, vector: torch.Tensor) -> None:
-    save_file(
-        {token: vector.detach().float().cpu().contiguous()}, path, metadata={"format": "diffusers textual inversion"}
+    save_tensors(
+        path, {token: vector.detach().float().cpu().contiguous()}, metadata={"format": "diffusers textual inversion"}
     )
 
 

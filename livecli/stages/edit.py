@@ -180,8 +180,8 @@ def run(
         trained_model = runtime.trained()
         prompts = edit_prompts(trained_model.tokenizer, manifest["prompt"], replacements, token, keep, blend)
         wants_trajectory = config.pin_source or config.blend_background == "clip"
-        trajectory = list(invert_stage.load_trajectory(inversion)) if wants_trajectory else None
-        start = invert_stage.load_start(inversion).to(runtime.device)
+        trajectory = list(invert_stage.load_trajectory(project, inversion)) if wants_trajectory else None
+        start = invert_stage.load_start(project, inversion).to(runtime.device)
         frames, _, height, width = start.shape
         control = make_control(trained_model, prompts, config, frames, (height, width))
         null, texts = trained_model.encode([""]), trained_model.encode([prompts.source, prompts.target])
@@ -211,9 +211,8 @@ def run(
 
         prepared = project.record(prepare_stage.STAGE)
         fps = float(prepared.facts["fps"])
-        audio = project.stage_dir(prepare_stage.STAGE) / prepare_stage.AUDIO
-        audio = audio if prepared.facts.get("audio") and audio.is_file() else None
-        source_frames = read_pngs(project.stage_dir(prepare_stage.STAGE) / "frames")
+        audio = project.verified(prepare_stage.STAGE, prepare_stage.AUDIO) if prepared.facts.get("audio") else None
+        source_frames = read_pngs(project.verified(prepare_stage.STAGE, "frames"))
         with project.staging(where) as staged:
             vae = load_vae(runtime.source, runtime.device, runtime.dtype)
             with progress.bar("decoding frames", frames) as advance:

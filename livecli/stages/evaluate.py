@@ -252,22 +252,24 @@ def _read_pictures(
 ) -> tuple[list[Image.Image], list[Image.Image], Image.Image, list[Image.Image] | None]:
     """The edit's frames, the prepared frames, the reference image and the edit's masks
     (None without local blend); an error when the edit's frames do not match the clip's."""
-    edit_dir, prepare_dir = project.stage_dir(edit_stage.edit_folder(name)), project.stage_dir(prepare_stage.STAGE)
-    frames, source = read_pngs(edit_dir / "frames"), read_pngs(prepare_dir / "frames")
-    if not frames:
+    where = edit_stage.edit_folder(name)
+    edit_dir = project.stage_dir(where)
+    if not (edit_dir / "frames").is_dir():
         raise ProjectError(
             f"edit {name!r} has no frames (edits/{name}/frames/ was removed)",
             hint=f"make it again: live edit --name {name} --force …",
         )
+    frames = read_pngs(project.verified(where, "frames"))
+    source = read_pngs(project.verified(prepare_stage.STAGE, "frames"))
     if len(frames) != len(source) or frames[0].size != source[0].size:
         raise ProjectError(
             f"edit {name!r} has {len(frames)} frames of {frames[0].width} px, the prepared clip {len(source)} of "
             f"{source[0].width} px",
             hint=f"it was made before the clip was prepared again: redo it with `live edit --name {name} --force …`",
         )
-    with Image.open(prepare_dir / "reference.png") as opened:
+    with Image.open(project.verified(prepare_stage.STAGE, "reference.png")) as opened:
         reference = opened.convert("RGB")
-    masks = read_pngs(edit_dir / "masks") if (edit_dir / "masks").is_dir() else None
+    masks = read_pngs(project.verified(where, "masks")) if (edit_dir / "masks").is_dir() else None
     return frames, source, reference, masks
 
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from livecli import ddim, progress
 from livecli.config import DEFAULT_WINDOW, EditConfig, InvertConfig, ModelConfig, check_overlap, window_settings
@@ -32,6 +33,7 @@ from livecli.stages import StageResult
 from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
 from livecli.store import Project, Record, fingerprint
+from livecli.tensor_files import save_tensors
 from livecli.windows import Window, plan_windows, windowed_noise
 from livecli.words import TOKEN_ALIAS
 
@@ -67,7 +69,7 @@ class Runtime:
 
     def trained(self) -> TrainedModel:
         if self._trained is None:
-            latents = load_file(self.project.stage_dir("prepare") / prepare_stage.LATENTS)
+            latents = load_file(self.project.verified(prepare_stage.STAGE, prepare_stage.LATENTS))
             files = train_stage.trained_files(self.project, self.project.record(train_stage.STAGE))
             self._trained = load_trained(files, latents["reference"], self.source, self.device, self.dtype)
         return self._trained
@@ -152,7 +154,7 @@ def ensure(project: Project, config: InvertConfig, runtime: Runtime, force: bool
 
     started = time.perf_counter()
     model = runtime.trained()
-    frames = load_file(project.stage_dir("prepare") / prepare_stage.LATENTS)["frames"]
+    frames = load_file(project.verified(prepare_stage.STAGE, prepare_stage.LATENTS))["frames"]
     windows = plan_windows(count, window, overlap)
     passes = config.steps * (config.refine + 1)
     with project.staging(where) as staged:
@@ -160,7 +162,7 @@ def ensure(project: Project, config: InvertConfig, runtime: Runtime, force: bool
             trajectory = invert_latents(
                 model, frames, settings["prompt"], config.steps, config.refine, advance, windows
             )
-        save_file({"trajectory": trajectory.contiguous()}, staged / LATENTS)
+        save_tensors(staged / LATENTS, {"trajectory": trajectory.contiguous()})
         facts = {
             "trajectory_shape": list(trajectory.shape),
             "noise_std": round(float(trajectory[0].std()), 4),
@@ -179,12 +181,17 @@ def run(project: Project, config: InvertConfig, model: ModelConfig, force: bool 
         return ensure(project, config, Runtime.resolve(project, model), force)
 
 
-def load_trajectory(result: StageResult) -> torch.Tensor:
+def trajectory_file(project: Project, result: StageResult) -> Path:
+    """The inversion's latents file, checked against its record."""
+    return project.verified(result.folder.relative_to(project.root).as_posix(), LATENTS)
+
+
+def load_trajectory(project: Project, result: StageResult) -> torch.Tensor:
     """The whole trajectory [steps + 1, F, 4, h, w]."""
-    return load_file(result.folder / LATENTS)["trajectory"]
+    return load_file(trajectory_file(project, result))["trajectory"]
 
 
-def load_start(result: StageResult) -> torch.Tensor:
+def load_start(project: Project, result: StageResult) -> torch.Tensor:
     """x_T alone [F, 4, h, w], without reading the rest of the trajectory."""
-    with safe_open(result.folder / LATENTS, framework="pt") as handle:
+    with safe_open(trajectory_file(project, result), framework="pt") as handle:
         return handle.get_slice("trajectory")[0]

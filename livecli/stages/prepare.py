@@ -22,7 +22,6 @@ from dataclasses import fields
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from livecli import progress
 from livecli.config import ModelConfig, PrepareConfig
@@ -35,10 +34,13 @@ from livecli.models.loading import (
     resolve_dtype,
     resolve_model,
     size_multiple,
+    vae_width,
 )
 from livecli.models.vae import encode_images
+from livecli.resources import MAX_SIZE_FACTOR, check_fits, prepare_bytes
 from livecli.stages import StageResult
 from livecli.store import Project, Record, fingerprint, sha256_path
+from livecli.tensor_files import save_tensors
 from livecli.video import (
     AudioError,
     ClipInfo,
@@ -123,14 +125,23 @@ def run(
     image = check_source(image, "reference image")
     if image.is_dir():
         raise InputError(f"reference image {image} is a folder", hint="pass one image file")
-    project.check_writable()
+    project.check_writable(repair=force)
     with project.lock():
+        damaged = project.manifest_damaged()
+        if damaged:
+            progress.say(f"prepare: {project.manifest_path} is damaged ({damaged}); --force writes it anew")
         source = resolve_model(model.model, config=model.model_config)
         info = probe_clip(clip)
         framing = plan_framing(config, info, native_size(source), size_multiple(source))
         expected = expected_frames(config, info, clip)
         device = resolve_device(model.device)
         dtype = resolve_dtype(model.dtype, device)
+        check_fits(
+            prepare_bytes(expected or 1, framing.width, framing.height, vae_width(source), vae_batch(device), dtype),
+            device,
+            f"preparing {expected or 'the'} frames at {framing.width}x{framing.height}",
+            hint="pass a smaller --size, or fewer frames (--frames, --duration, --stride)",
+        )
         settings = {**config.settings(), "size": f"{framing.width}x{framing.height}", "dtype": dtype_name(dtype)}
         if config.crop == "square":
             settings["size"] = framing.width
@@ -178,9 +189,9 @@ def run(
                 latents = encode_images(vae, [*clip_frames.frames, reference], vae_batch(device), advance)
             frame_latents, reference_latents = latents[:-1].contiguous(), latents[-1:].contiguous()
             scaling = float(vae.config.scaling_factor)
-            save_file(
-                {"frames": frame_latents, "reference": reference_latents},
+            save_tensors(
                 folder / LATENTS,
+                {"frames": frame_latents, "reference": reference_latents},
                 metadata={"scaling_factor": repr(scaling), "size": f"{framing.width}x{framing.height}"},
             )
             record = Project.write_record(
@@ -208,7 +219,7 @@ def run(
                     seconds=round(time.perf_counter() - started, 3),
                 ),
             )
-        project.update_manifest(**manifest)
+        project.update_manifest(anew=bool(damaged), **manifest)
     return StageResult(STAGE, project.stage_dir(STAGE), record, skipped=False)
 
 
@@ -217,6 +228,18 @@ def plan_framing(config: PrepareConfig, info: ClipInfo, native: int, multiple: i
     that names the nearest sizes it can."""
     requested = config.requested_size(native)
     sides = requested if isinstance(requested, tuple) else (requested,)
+    largest = MAX_SIZE_FACTOR * native
+    if any(side > largest for side in sides):
+        raise ConfigError(
+            f"--size {config.size} is larger than this model can take: sides up to {largest} px "
+            f"({MAX_SIZE_FACTOR}× its own {native})",
+            hint=f"pass a --size up to {largest}; the model's own size is {native}",
+        )
+    if any(side < multiple for side in sides):
+        raise ConfigError(
+            f"--size {config.size} is smaller than this model can take: sides from {multiple} px",
+            hint=f"pass a --size of at least {multiple}; the model's own size is {native}",
+        )
     if any(side % multiple for side in sides):
         nearest = [nearest_sizes(side, multiple) for side in sides]
         if isinstance(requested, tuple):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from livecli import progress
 from livecli.config import ModelConfig, TrainConfig
@@ -46,13 +46,18 @@ from livecli.stages import prepare as prepare_stage
 from livecli.store import (
     CHECKPOINT_STATE,
     CHECKPOINTS,
+    DamagedFile,
     Project,
     Record,
     atomic_write_bytes,
     fingerprint,
+    hash_outputs,
     read_toml,
+    sha256_file,
+    tomllib,
     write_toml,
 )
+from livecli.tensor_files import save_tensors
 from livecli.words import DEFAULT_TOKEN, TOKEN_ALIAS, replace_word
 
 STAGE = "train"
@@ -111,10 +116,12 @@ def artefacts(settings: dict) -> tuple[str, ...]:
 
 
 def trained_files(project: Project, record: Record) -> TrainedFiles:
-    """The artefacts of the training that `record` describes, for `load_trained`."""
-    folder = project.stage_dir(STAGE)
-    latent_prompt = None if record.settings.get("no_latent_prompt") else folder / LATENT_PROMPT
-    return TrainedFiles(deltas=folder / DELTAS, token=folder / TOKEN, latent_prompt=latent_prompt)
+    """The artefacts of the training that `record` describes, for `load_trained`, each
+    checked against the record (`Project.verified`)."""
+    latent_prompt = None if record.settings.get("no_latent_prompt") else project.verified(STAGE, LATENT_PROMPT)
+    return TrainedFiles(
+        deltas=project.verified(STAGE, DELTAS), token=project.verified(STAGE, TOKEN), latent_prompt=latent_prompt
+    )
 
 
 def require(project: Project) -> Record:
@@ -150,21 +157,42 @@ def losses_csv(rows: list[dict]) -> bytes:
 
 
 def find_checkpoint(project: Project, run_key: str, steps: int) -> Checkpoint | None:
-    """The checkpoint to continue from, if it belongs to this run and is not past `steps`."""
+    """The checkpoint to continue from, if it belongs to this run and is not past `steps`.
+
+    A checkpoint whose parts disagree (a state file that cannot be read, a tensor file
+    that differs from the digest the state recorded, fewer loss rows than steps) is
+    refused: resuming from it would silently restart or shorten the run.
+    """
     folder = project.checkpoint_dir(STAGE)
     if not (folder / STATE).is_file():
         return None
+    hint = f"run `live train --force` to train from step 0 (it replaces the checkpoint), or move {folder} away"
     try:
         state = read_toml(folder / STATE)
-    except Exception:
-        return None
-    if state.get("run") != run_key:
+        step, run, files = state["step"], state.get("run"), state.get("files", {})
+        if not isinstance(step, int) or not isinstance(files, dict) or not isinstance(state.get("before"), dict):
+            raise TypeError("`step`, `files` or `before` is missing or has the wrong type")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise DamagedFile(folder / STATE, reason(exc), hint) from None
+    if run != run_key:
         progress.say("train: the settings or inputs changed since the last checkpoint; training from step 0")
         return None
-    if state["step"] > steps:
-        progress.say(f"train: the checkpoint is at step {state['step']}, past --steps {steps}; training from step 0")
+    if step > steps:
+        progress.say(f"train: the checkpoint is at step {step}, past --steps {steps}; training from step 0")
         return None
-    return Checkpoint(state["step"], folder, read_losses(folder / LOSSES), state.get("scaler"), state.get("before"))
+    for name in {*files, DELTAS, TOKEN, OPTIMIZER, RNG, LOSSES}:
+        file = folder / name
+        if not file.is_file():
+            raise DamagedFile(file, "missing from the checkpoint", hint)
+        if name in files and sha256_file(file) != files[name]:
+            raise DamagedFile(file, f"differs from the digest in {STATE} (changed or truncated)", hint)
+    try:
+        losses = read_losses(folder / LOSSES)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DamagedFile(folder / LOSSES, reason(exc), hint) from None
+    if [row.get("step") for row in losses[:step]] != [str(number) for number in range(1, step + 1)]:
+        raise DamagedFile(folder / LOSSES, f"holds {len(losses)} steps' losses for a checkpoint at step {step}", hint)
+    return Checkpoint(step, folder, losses, state.get("scaler"), state.get("before"))
 
 
 def write_trained(folder: Path, trainer: LiveTrainer, base: dict[str, torch.Tensor], rows: list[dict]) -> None:
@@ -172,7 +200,8 @@ def write_trained(folder: Path, trainer: LiveTrainer, base: dict[str, torch.Tens
     attention_deltas.save_deltas(folder / DELTAS, attention_deltas.extract_deltas(trainer.video_unet, base))
     text_model.save_token(folder / TOKEN, trainer.placeholder.token, trainer.token_vector)
     if trainer.latent_prompt is not None:  # trained without one (--no-latent-prompt), there is no file
-        save_file({"latent_prompt": trainer.latent_prompt.detach().float().cpu().contiguous()}, folder / LATENT_PROMPT)
+        latent_prompt = trainer.latent_prompt.detach().float().cpu().contiguous()
+        save_tensors(folder / LATENT_PROMPT, {"latent_prompt": latent_prompt})
     atomic_write_bytes(folder / LOSSES, losses_csv(rows))
 
 
@@ -188,8 +217,8 @@ def save_checkpoint(
 ) -> None:
     with project.staging(f"{CHECKPOINTS}/{STAGE}", last=STATE) as folder:
         write_trained(folder, trainer, base, rows)
-        save_file(trainer.optimizer_state(), folder / OPTIMIZER)
-        save_file({"generator": trainer.generator.get_state()}, folder / RNG)
+        save_tensors(folder / OPTIMIZER, trainer.optimizer_state())
+        save_tensors(folder / RNG, {"generator": trainer.generator.get_state()})
         scaler = trainer.precision.scaler
         write_toml(
             folder / STATE,
@@ -197,6 +226,7 @@ def save_checkpoint(
                 "run": run_key,
                 "step": step,
                 "steps": steps,
+                "files": hash_outputs(folder),
                 "before": asdict(before),
                 "scaler": scaler.state_dict() if scaler is not None else None,
             },
@@ -310,7 +340,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         checkpoint = None if force else find_checkpoint(project, run_key, config.steps)
         started = time.perf_counter()
         precision = MixedPrecision(config.mixed_precision, device)
-        latents = load_file(project.stage_dir("prepare") / prepare_stage.LATENTS)
+        latents = load_file(project.verified(prepare_stage.STAGE, prepare_stage.LATENTS))
         trainer, base = build_trainer(source, config, precision, manifest, latents, checkpoint)
         if checkpoint is not None:
             rows, first, before = checkpoint.losses[: checkpoint.step], checkpoint.step, StepLosses(**checkpoint.before)
@@ -329,7 +359,8 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
                     save_checkpoint(project, trainer, base, rows, step, config.steps, run_key, before)
                 if stop.requested:
                     raise Interrupted(
-                        f"checkpoint saved at step {step} of {config.steps}; run the same command again to resume"
+                        f"checkpoint saved at step {step} of {config.steps}; run the same command again to resume",
+                        exit_code=stop.exit_code,
                     )
         after = trainer.evaluate()
 

@@ -1,0 +1,62 @@
+"""Will it fit? Memory a stage needs, estimated before any work, against what is free.
+
+A stage that runs out of memory is killed by the kernel without a word, after minutes,
+leaving a half-made stage to recover; an estimate checked first turns that into one line
+naming the flag to change. The estimates are deliberately rough (they err low, so that a
+run that fits is never refused) and are calibrated on bench/prepare_vae.py's figures.
+"""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+import torch
+
+from livecli.errors import ConfigError
+
+GB = 1024**3
+MAX_SIZE_FACTOR = 4
+"""Frames' sides up to 4× the model's own size (2048 px for SD v1.x): past that a UNet
+trained at one size makes repeated, broken pictures, and the memory grows past any GPU."""
+VAE_ACTIVATION_COPIES = 5
+"""Peak live activations of a VAE encoder pass, in full-resolution maps of its first
+block's width: bench/prepare_vae.py measures ~0.66 GB an image at 512 px for SD's 128
+channels in fp32 (512² × 128 × 4 B × 5 = 0.67 GB)."""
+SKIP = "LIVE_NO_MEMORY_CHECK"
+"""Set to 1 to skip the check (an estimate can be wrong)."""
+
+
+def free_bytes(device: torch.device) -> int:
+    """Memory free for new work on `device` (the host's available memory for the CPU)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    return int(psutil.virtual_memory().available)
+
+
+def prepare_bytes(frames: int, width: int, height: int, vae_width: int, batch: int, dtype: torch.dtype) -> dict:
+    """What `live prepare` holds at its peak: the decoded frames (host) and one VAE batch's
+    activations (on the device)."""
+    pixels = width * height
+    element = torch.finfo(dtype).bits // 8
+    return {
+        "frames": frames * pixels * 3,  # RGB, 8 bits a channel, all kept until encoded
+        "vae": batch * pixels * vae_width * element * VAE_ACTIVATION_COPIES,
+    }
+
+
+def check_fits(needed: dict[str, int], device: torch.device, what: str, hint: str) -> None:
+    """Refuse work whose estimate is over the memory free now, in one line."""
+    if os.environ.get(SKIP, "") not in ("", "0"):
+        return
+    host = needed["frames"] + (needed["vae"] if device.type == "cpu" else 0)
+    checks = [("memory", host, free_bytes(torch.device("cpu")))]
+    if device.type != "cpu":
+        checks.append((f"{device.type.upper()} memory", needed["vae"], free_bytes(device)))
+    for kind, wanted, free in checks:
+        if wanted > free:
+            raise ConfigError(
+                f"{what} needs about {wanted / GB:.1f} GB of {kind}; {free / GB:.1f} GB is free",
+                hint=f"{hint} (or set {SKIP}=1 to try anyway)",
+            )
