@@ -33,7 +33,7 @@ from livecli.config import (
 from livecli.errors import Interrupted, LiveError, machine_fault
 from livecli.interrupt import INTERRUPTED, TERMINATED, terminate_as_interrupt, terminated
 from livecli.progress import console
-from livecli.store import Project, default_project_dir, find_project
+from livecli.store import DamagedFile, Project, default_project_dir, find_project
 
 app = typer.Typer(
     name="live",
@@ -470,7 +470,10 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """Show each stage of the project: done, stale or missing, with sizes and times."""
     target = find_project(project)
     stages = target.status()
-    prepared = target.record("prepare")
+    try:
+        prepared = target.record("prepare")
+    except DamagedFile:
+        prepared = None  # the table says so
     if as_json:
         clip = render.clip_facts(prepared) if prepared is not None else None
         out.print_json(json.dumps({"project": str(target.root), "clip": clip, "stages": [s.as_dict() for s in stages]}))

@@ -266,7 +266,9 @@ class Project:
 
     def model_entry(self) -> dict[str, Any]:
         """The manifest's `model` entry, the model the project was made with; {} before the project exists."""
-        return self.manifest().get("model", {}) if self.exists() else {}
+        if not self.exists() or self.manifest_damaged():
+            return {}  # a damaged manifest: only `live prepare --force` goes on, and writes it anew
+        return self.manifest().get("model", {})
 
     def manifest(self) -> dict[str, Any]:
         """The manifest, refused when a newer `live` wrote it."""

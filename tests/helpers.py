@@ -37,8 +37,8 @@ PREPARE_ARGS = (
 """Square frames, as before aspect ratios were kept: most tests need no more (test_whole_clip.py keeps the aspect)."""
 
 
-def interrupt_after(monkeypatch, steps: int) -> None:
-    """Press Ctrl-C (a real SIGINT) right after step `steps`, once."""
+def interrupt_after(monkeypatch, steps: int, signum: int = signal.SIGINT) -> None:
+    """Press Ctrl-C (a real SIGINT; or send `signum`, e.g. SIGTERM) right after step `steps`, once."""
     from livecli.objectives import LiveTrainer
 
     original = LiveTrainer.step
@@ -49,7 +49,7 @@ def interrupt_after(monkeypatch, steps: int) -> None:
         done["steps"] += 1
         if done["steps"] == steps and not done.get("pressed"):
             done["pressed"] = True
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
         return losses
 
     monkeypatch.setattr(LiveTrainer, "step", step)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import signal
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,39 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(cli, clip, image, m
     assert_same_tensors(TRAIN, six_steps)
     assert without_seconds(loss_rows(TRAIN)) == without_seconds(loss_rows(six_steps))
     assert read_toml(TRAIN / "record.toml")["facts"]["resumed_from"] == 3
+
+
+def test_sigterm_saves_a_checkpoint_that_resumes_to_the_uninterrupted_result(cli, clip, image, monkeypatch, six_steps):
+    interrupt_after(monkeypatch, 2, signal.SIGTERM)  # what SLURM sends before its time limit
+    stopped = cli("train", clip, image, *PREPARE_ARGS, "--steps", "6", "--checkpoint-every", "100")
+    assert stopped.code == 143, stopped.err
+    assert "terminated: checkpoint saved at step 2 of 6" in stopped.err
+    assert read_toml(PROJECT / "checkpoints" / "train" / "state.toml")["step"] == 2
+    resumed = cli("train", clip, image, *PREPARE_ARGS, "--steps", "6")
+    assert resumed.code == 0, resumed.err
+    assert_same_tensors(TRAIN, six_steps)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda folder: (folder / "state.toml").write_text('run = "'), "state.toml is damaged"),
+        (
+            lambda folder: (folder / "losses.csv").write_text(
+                "\n".join((folder / "losses.csv").read_text().splitlines()[:2]) + "\n"
+            ),
+            "losses.csv is damaged",
+        ),
+        (lambda folder: (folder / "token.safetensors").write_bytes(b"\0" * 8), "token.safetensors is damaged"),
+    ],
+    ids=["state-truncated", "losses-truncated", "token-truncated"],
+)
+def test_a_checkpoint_whose_parts_disagree_is_refused_not_restarted(cli, clip, image, damage, message):
+    assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "3").code == 0
+    damage(PROJECT / "checkpoints" / "train")
+    result = cli("train", "--steps", "4")
+    assert result.code == 1 and message in result.error_lines[0], result.err
+    assert "--force" in result.err and "Traceback" not in result.err
 
 
 def test_more_steps_continue_a_finished_run(cli, clip, image, six_steps, monkeypatch):
