@@ -144,6 +144,9 @@ RefineOpt = Annotated[int, _option(EditConfig, "refine", "--refine", panel=EDITI
 PinSourceOpt = Annotated[bool, _option(EditConfig, "pin_source", "--pin-source", panel=EDITING)]
 EtaOpt = Annotated[float, _option(EditConfig, "eta", "--eta", panel=EDITING)]
 LatentPromptOpt = Annotated[str, _option(EditConfig, "latent_prompt", "--latent-prompt", panel=EDITING)]
+SourceBranchOpt = Annotated[
+    str, _option(EditConfig, "source_branch", "--source-branch", panel=EDITING, metavar="sample|inversion")
+]
 CrossReplaceOpt = Annotated[float, _option(EditConfig, "cross_replace", "--cross-replace", panel=EDIT_CONTROL)]
 SelfReplaceOpt = Annotated[float, _option(EditConfig, "self_replace", "--self-replace", panel=EDIT_CONTROL)]
 KeepOpt = Annotated[str | None, _option(EditConfig, "keep", "--keep", panel=EDIT_CONTROL)]
@@ -376,6 +379,7 @@ def edit(
     pin_source: PinSourceOpt = EditConfig.pin_source,
     eta: EtaOpt = EditConfig.eta,
     latent_prompt: LatentPromptOpt = EditConfig.latent_prompt,
+    source_branch: SourceBranchOpt = EditConfig.source_branch,
     seed: Annotated[int, _option(EditConfig, "seed", "--seed", panel=EDITING)] = EditConfig.seed,
     window: EditWindowOpt = EditConfig.window,
     overlap: OverlapOpt = EditConfig.overlap,
@@ -544,6 +548,7 @@ def run(
     pin_source: PinSourceOpt = EditConfig.pin_source,
     eta: EtaOpt = EditConfig.eta,
     latent_prompt: LatentPromptOpt = EditConfig.latent_prompt,
+    source_branch: SourceBranchOpt = EditConfig.source_branch,
     edit_seed: Annotated[int, _option(EditConfig, "seed", "--edit-seed", panel=EDITING)] = EditConfig.seed,
     overlap: OverlapOpt = EditConfig.overlap,
     output_size: OutputSizeOpt = EditConfig.output_size,

@@ -541,6 +541,7 @@ def edit_slug(replacements: tuple[str, ...]) -> str:
 LATENT_PROMPTS = ("trained", "reference")
 OUTPUT_SIZES = ("model", "source")
 BLEND_BACKGROUNDS = ("source", "clip")
+SOURCE_BRANCHES = ("sample", "inversion")
 
 
 @dataclass(frozen=True)
@@ -616,6 +617,14 @@ class EditConfig:
             "own resolution)."
         ),
     )
+    source_branch: str = field(
+        default="sample",
+        metadata=_help(
+            "Where word swap and local blend read the source's attention: 'sample' (a source branch sampled beside "
+            "the edit: Prompt-to-Prompt, the paper) or 'inversion' (stored by the inversion: the edit runs alone, "
+            "about half the work; the source's latents are then the clip's inverted ones). Not in the paper."
+        ),
+    )
     latent_prompt: str = field(
         default="trained",
         metadata=_help(
@@ -663,6 +672,14 @@ class EditConfig:
             "--latent-prompt", self.latent_prompt, LATENT_PROMPTS, hint="--latent-prompt reference, or leave it out"
         )
         check_choice("--output-size", self.output_size, OUTPUT_SIZES, hint="--output-size source, or leave it out")
+        check_choice(
+            "--source-branch", self.source_branch, SOURCE_BRANCHES, hint="--source-branch inversion, or leave it out"
+        )
+
+    @property
+    def from_inversion(self) -> bool:
+        """The source's attention comes from the inversion: the edit runs without a source branch."""
+        return self.source_branch == "inversion"
 
     @property
     def folder_name(self) -> str:
@@ -675,7 +692,12 @@ class EditConfig:
         del values["name"], values["window"], values["overlap"]  # the stage adds them where they matter
         if not self.eta:
             del values["seed"]
-        for name, paper in (("latent_prompt", "trained"), ("blend_background", "source"), ("output_size", "model")):
+        for name, paper in (
+            ("latent_prompt", "trained"),
+            ("blend_background", "source"),
+            ("output_size", "model"),
+            ("source_branch", "sample"),
+        ):
             if values[name] == paper:  # the paper's default leaves earlier edits' fingerprints as they were
                 del values[name]
         return values

@@ -91,7 +91,9 @@ def trained(result: StageResult) -> str:
 def inverted(result: StageResult) -> str:
     settings, facts = result.record.settings, result.record.facts
     refined = f", {settings['refine']} fixed-point iterations a step" if settings.get("refine") else ""
-    return f"{settings['steps']} DDIM steps{refined} under {settings['prompt']!r}, x_T std {facts['noise_std']}"
+    attention = facts.get("attention")
+    stored = f", source attention stored ({size(attention['bytes'])})" if attention else ""
+    return f"{settings['steps']} DDIM steps{refined} under {settings['prompt']!r}, x_T std {facts['noise_std']}{stored}"
 
 
 def edited(result: StageResult) -> str:

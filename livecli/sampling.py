@@ -8,7 +8,9 @@ the conditional branch with the trained latent prompt z_lp, the unconditional br
 the reference image's latents z_ref as latent prompt. An edit runs the source prompt and
 the target prompt side by side from the same x_T, under attention control
 (control/attention.py) and local blend (control/blend.py); plain guided sampling is the
-same loop with one video and no control.
+same loop with one video and no control. An edit from the inversion runs the edit alone:
+the source's attention comes from what the inversion stored, its latents are the clip's
+inverted ones (control/source_attention.py).
 """
 
 from __future__ import annotations
@@ -69,8 +71,11 @@ def guided_noise(
     return free + guidance * (conditioned - free)
 
 
-def branch_batch(guidance: float) -> Batch:
-    """Where guided_noise puts the source's and the edit's conditional videos."""
+def branch_batch(guidance: float, source_branch: bool = True) -> Batch:
+    """Where guided_noise puts the source's and the edit's conditional videos (without a
+    source branch: the edit's alone)."""
+    if not source_branch:
+        return Batch(videos=1, source=None, edit=0) if guidance == 1 else Batch(videos=2, source=None, edit=1)
     return Batch(videos=2, source=0, edit=1) if guidance == 1 else Batch(videos=4, source=2, edit=3)
 
 
@@ -138,26 +143,43 @@ def sample_edit(
     the clip under guidance: an extension (blended latent diffusion's rule), off in the paper.
     `windows` (windows.py; default: the whole clip as one) run in order at each step, and
     local blend records each window's maps for its frames.
+
+    With `control.cached` (the inversion's stored source attention) the edit runs alone:
+    the source is the clip's inverted latents, `clip_background`, which must be given.
     """
     blend: LocalBlend | None = control.blend
+    one_branch = control.cached is not None
+    if one_branch and clip_background is None:
+        raise ValueError("an edit from the inversion keeps the clip's inverted latents: pass clip_background")
     mask: torch.Tensor | None = None
     conditional = None
     if edit_latent_prompt == "reference" and model.latent_prompt is not None:
         conditional = torch.stack([model.latent_prompt, model.reference])
+    if one_branch:
+        texts = texts[1:]
+        conditional = None if conditional is None else conditional[1:]
+
+    def focus(window: Window) -> None:
+        if blend is not None:
+            blend.focus(window)
+        if control.cached is not None:
+            control.cached.focus(window)
 
     def predict(latents, timestep, index):
-        control.step = index
+        control.begin_step(index)
 
         def window_noise(batch, links):
             alpha = schedule.alphas[index]
             return guided_noise(model, batch, timestep, alpha, texts, null, guidance, conditional, links)
 
-        focus = blend.focus if blend is not None else None
         return windowed_noise(window_noise, latents, windows, focus, after_window)
 
     def after_step(index: int, latents: torch.Tensor) -> torch.Tensor:
         nonlocal mask
-        source, edit = latents[0], latents[1]
+        if one_branch:
+            source, edit = clip_background[index + 1].to(latents), latents[0]
+        else:
+            source, edit = latents[0], latents[1]
         if pinned is not None:
             exact = pinned[index + 1].to(source)
             edit, source = edit + (exact - source), exact
@@ -165,11 +187,14 @@ def sample_edit(
             mask = blend.mask()
             kept = source if clip_background is None else clip_background[index + 1].to(source)
             edit = LocalBlend.apply(kept, edit, mask)
-        latents = torch.stack([source, edit])
+        both = torch.stack([source, edit])
         if watch is not None:
-            watch(index, latents, mask if blend is not None and index >= blend_from else None)
-        return latents
+            watch(index, both, mask if blend is not None and index >= blend_from else None)
+        return edit.unsqueeze(0) if one_branch else both
 
+    videos = start.unsqueeze(0) if one_branch else torch.stack([start, start])
     with controlled(model.video_unet, control):
-        final = ddim.sample(predict, torch.stack([start, start]), schedule, after_step, eta=eta, generator=generator)
+        final = ddim.sample(predict, videos, schedule, after_step, eta=eta, generator=generator)
+    if one_branch:
+        return EditOutcome(clip_background[-1].to(final), final[0], mask, control.peak_stored_bytes)
     return EditOutcome(final[0], final[1], mask, control.peak_stored_bytes)

@@ -132,6 +132,10 @@ def test_edit_after_the_frames_changed_asks_to_train_again(cli, trained_here, cl
             ["--replace", "car=<tok>", "--blend-background", "grey"],
             "--blend-background 'grey' is not one of source, clip",
         ),
+        (
+            ["--replace", "car=<tok>", "--source-branch", "both"],
+            "--source-branch 'both' is not one of sample, inversion",
+        ),
     ],
 )
 def test_bad_edit_input_is_one_line_and_changes_nothing(cli, trained_here, args, message):
@@ -141,6 +145,43 @@ def test_bad_edit_input_is_one_line_and_changes_nothing(cli, trained_here, args,
     assert message in result.error_lines[0]
     assert "Traceback" not in result.err
     assert tree_digest(PROJECT) == before
+
+
+def test_an_edit_from_the_inversion_stores_its_attention_once(cli, trained_here):
+    """An inversion made without the source's attention (by a sampled edit) is run again
+    to store it, under the same key: the sampled edit stays up to date, and later edits
+    from the inversion reuse the store."""
+    assert cli("edit", "--replace", "car=<tok>", "--steps", "6", "--name", "sampled").code == 0
+    (inversion,) = (PROJECT / "invert").iterdir()
+    assert not (inversion / "attention").exists()
+
+    result = cli("edit", "--replace", "car=<tok>", "--steps", "6", "--source-branch", "inversion", "--name", "one")
+    assert result.code == 0, result.err
+    assert "invert: up to date" not in result.err  # inverted again (the note is hidden under LIVE_QUIET)
+    assert list((PROJECT / "invert").iterdir()) == [inversion]
+    stored = read_toml(inversion / "record.toml")["facts"]["attention"]
+    assert (stored["cross_steps"], stored["self_steps"]) == (3, 1)  # int(0.6 · 6), int(0.3 · 6)
+    files = sorted(p.name for p in (inversion / "attention").iterdir())
+    assert files == [f"{step:04d}.safetensors" for step in range(6)]  # the blend reads every step
+    assert stored["bytes"] > 0 and "source attention stored" in result.err
+    edit = read_toml(PROJECT / "edits" / "one" / "record.toml")
+    assert edit["settings"]["source_branch"] == "inversion"
+    assert "source_branch" not in read_toml(PROJECT / "edits" / "sampled" / "record.toml")["settings"]
+
+    other = cli("edit", "--replace", "car=red bus", "--steps", "6", "--source-branch", "inversion")
+    assert other.code == 0 and "invert: up to date" in other.err
+    assert cli("edit", "--replace", "car=<tok>", "--steps", "6", "--name", "sampled").err.count("up to date") == 2
+    states = {s["stage"]: s["state"] for s in json.loads(cli("status", "--json").out)["stages"]}
+    assert states["edit one"] == states["edit sampled"] == states[f"invert {inversion.name}"] == "done"
+
+    # A damaged store makes the inversion stale: the next edit from it inverts again.
+    intact = (inversion / "attention" / "0002.safetensors").read_bytes()
+    (inversion / "attention" / "0002.safetensors").write_bytes(b"damaged")
+    states = {s["stage"]: s["state"] for s in json.loads(cli("status", "--json").out)["stages"]}
+    assert states[f"invert {inversion.name}"] == "stale"
+    redone = cli("edit", "--replace", "car=<tok>", "--steps", "6", "--source-branch", "inversion", "--force")
+    assert redone.code == 0 and "invert: up to date" not in redone.err
+    assert (inversion / "attention" / "0002.safetensors").read_bytes() == intact
 
 
 def test_blend_words_may_come_from_the_target(cli, trained_here):

@@ -14,6 +14,10 @@ conditional branch (Prompt-to-Prompt leaves the unconditional one alone):
   Prompt-to-Prompt, frame attention is replaced only where the query has at most 32×32
   positions; temporal maps (frames × frames) are replaced everywhere;
 - the local blend's layers record their blend-word maps as they are produced.
+
+An edit from the inversion (`--source-branch inversion`) has no source video in the
+batch: the source's maps, queries and keys come from what the inversion stored
+(control/source_attention.py) instead, and the same replacements follow.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from diffusers.models.attention_processor import Attention
 
 from livecli.control.blend import LocalBlend
 from livecli.control.prompts import EditPrompts
+from livecli.control.source_attention import CROSS, MAX_SELF_TOKENS, TEMPORAL, CachedSource, layer_name
 from livecli.models.attention import (
     CrossAttnProcessor,
     TemporalAttnProcessor,
@@ -38,17 +43,14 @@ from livecli.models.attention import (
 )
 from livecli.models.video_unet import VideoUNet
 
-MAX_SELF_TOKENS = 32 * 32
-"""Frame-attention maps are replaced only at layers with at most this many query positions."""
-
 
 @dataclass(frozen=True)
 class Batch:
     """Where the branches sit in the UNet's batch of videos."""
 
     videos: int
-    source: int
-    """The source's conditional video."""
+    source: int | None
+    """The source's conditional video (None: the source's attention comes from the inversion)."""
     edit: int
     """The edit's conditional video."""
 
@@ -64,6 +66,7 @@ class AttentionControl:
         self_replace: float,
         batch: Batch,
         blend: LocalBlend | None = None,
+        cached: CachedSource | None = None,
     ):
         self.cross_steps = int(cross_replace * steps)
         self.self_steps = int(self_replace * steps)
@@ -71,6 +74,8 @@ class AttentionControl:
         self.alpha = prompts.alpha
         self.batch = batch
         self.blend = blend
+        self.cached = cached
+        """The inversion's stored source attention, for a batch without a source video."""
         self.step = 0
         self.peak_stored_bytes = 0
         """The most bytes of attention maps kept between UNet calls at any time."""
@@ -85,17 +90,25 @@ class AttentionControl:
     def wants_cross_maps(self, query_tokens: int) -> bool:
         return self.replaces_cross() or (self.blend is not None and self.blend.wants(query_tokens))
 
-    def take_source(self, tensor: torch.Tensor) -> torch.Tensor:
-        """A batch-first tensor of all videos, with the edit's part replaced by the source's."""
+    def begin_step(self, step: int) -> None:
+        self.step = step
+        if self.cached is not None:
+            self.cached.begin_step(step)
+
+    def take_source(self, tensor: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        """A batch-first tensor of all videos, with the edit's part replaced by the source's
+        (`source`, the source video's part, when the batch has no source video)."""
         videos = tensor.unflatten(0, (self.batch.videos, -1)).clone()
-        videos[self.batch.edit] = videos[self.batch.source]
+        videos[self.batch.edit] = videos[self.batch.source] if source is None else source
         return videos.flatten(0, 1)
 
     def cross_maps(self, source: torch.Tensor, edit: torch.Tensor, query_tokens: int) -> torch.Tensor:
         """The edit's cross-attention maps [frames, heads, queries, 77] after word swap;
         records the blend layers' maps."""
         if self.replaces_cross():
-            mapper = self.mapper.to(device=source.device, dtype=source.dtype)
+            # The inversion stores the start token's and the words' columns only: no other
+            # source token is ever mapped.
+            mapper = self.mapper[: source.shape[-1]].to(device=source.device, dtype=source.dtype)
             alpha = self.alpha.to(device=source.device, dtype=source.dtype)
             swapped = torch.einsum("fhqs,st->fhqt", source, mapper)
             edit = swapped * alpha + edit * (1 - alpha)
@@ -108,8 +121,8 @@ class AttentionControl:
 class ControlledFrameAttn:
     """Frame attention (Eq. 5) whose edit video may attend with the source's maps."""
 
-    def __init__(self, control: AttentionControl):
-        self.control = control
+    def __init__(self, control: AttentionControl, layer: str):
+        self.control, self.layer = control, layer
 
     def __call__(
         self,
@@ -121,35 +134,46 @@ class ControlledFrameAttn:
         video: VideoLayout | None = None,
     ):
         query, key, value = frame_attention_inputs(attn, hidden_states, video)
-        if self.control.replaces_self(query.shape[2]):
-            query, key = self.control.take_source(query), self.control.take_source(key)
+        control = self.control
+        if control.replaces_self(query.shape[2]):
+            if control.cached is None:
+                query, key = control.take_source(query), control.take_source(key)
+            else:
+                source_query, source_key = control.cached.frame_query_key(attn, self.layer, video)
+                query, key = control.take_source(query, source_query), control.take_source(key, source_key)
         return attention_output(attn, F.scaled_dot_product_attention(query, key, value), hidden_states)
 
 
 class ControlledTemporalAttn(TemporalAttnProcessor):
     """Temporal attention whose edit video may attend with the source's maps."""
 
-    def __init__(self, control: AttentionControl):
+    def __init__(self, control: AttentionControl, layer: str):
         super().__init__()
-        self.control = control
+        self.control, self.layer = control, layer
 
     def __call__(
         self, attn: Attention, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, video=None
     ):
-        if not self.control.replaces_self():
+        control = self.control
+        if not control.replaces_self():
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         # [videos · positions, frames, c]: the videos are the outer part of the batch.
         query, key, value = (split_heads(p(hidden_states), attn.heads) for p in (attn.to_q, attn.to_k, attn.to_v))
-        query, key = self.control.take_source(query), self.control.take_source(key)
-        return attention_output(attn, F.scaled_dot_product_attention(query, key, value), hidden_states)
+        if control.cached is None:
+            query, key = control.take_source(query), control.take_source(key)
+            return attention_output(attn, F.scaled_dot_product_attention(query, key, value), hidden_states)
+        attended = F.scaled_dot_product_attention(query, key, value).unflatten(0, (control.batch.videos, -1))
+        edit_value = value.unflatten(0, (control.batch.videos, -1))[control.batch.edit]
+        attended[control.batch.edit] = control.cached.get(self.layer, TEMPORAL) @ edit_value
+        return attention_output(attn, attended.flatten(0, 1), hidden_states)
 
 
 class ControlledCrossAttn(CrossAttnProcessor):
     """Text cross-attention whose maps are computed explicitly where word swap or the blend needs them."""
 
-    def __init__(self, control: AttentionControl):
+    def __init__(self, control: AttentionControl, layer: str):
         super().__init__()
-        self.control = control
+        self.control, self.layer = control, layer
 
     def __call__(
         self, attn: Attention, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, video=None
@@ -161,7 +185,7 @@ class ControlledCrossAttn(CrossAttnProcessor):
         query = split_heads(attn.to_q(hidden_states), attn.heads).unflatten(0, (batch.videos, -1))
         key = split_heads(attn.to_k(encoder_hidden_states), attn.heads).unflatten(0, (batch.videos, -1))
         value = split_heads(attn.to_v(encoder_hidden_states), attn.heads).unflatten(0, (batch.videos, -1))
-        pair = [batch.source, batch.edit]
+        pair = [batch.edit] if batch.source is None else [batch.source, batch.edit]
         others = [index for index in range(batch.videos) if index not in pair]
 
         attended = query.new_empty(*query.shape[:-1], value.shape[-1])
@@ -169,8 +193,12 @@ class ControlledCrossAttn(CrossAttnProcessor):
             attended[others] = F.scaled_dot_product_attention(query[others], key[others], value[others])
         scores = query[pair] @ key[pair].transpose(-1, -2) * attn.scale
         maps = scores.softmax(dim=-1, dtype=torch.float32).to(query.dtype)
-        edit_maps = self.control.cross_maps(maps[0], maps[1], query_tokens)
-        attended[pair] = torch.stack([maps[0], edit_maps]) @ value[pair]
+        if batch.source is None:
+            source_maps = self.control.cached.get(self.layer, CROSS)
+            attended[batch.edit] = self.control.cross_maps(source_maps, maps[0], query_tokens) @ value[batch.edit]
+        else:
+            edit_maps = self.control.cross_maps(maps[0], maps[1], query_tokens)
+            attended[pair] = torch.stack([maps[0], edit_maps]) @ value[pair]
         return attention_output(attn, attended.flatten(0, 1), hidden_states)
 
 
@@ -181,12 +209,13 @@ def controlled(video_unet: VideoUNet, control: AttentionControl) -> Iterator[Non
     original = unet.attn_processors
     processors = {}
     for name in original:
+        layer = layer_name(name)
         if ".temporal." in name:
-            processors[name] = ControlledTemporalAttn(control)
+            processors[name] = ControlledTemporalAttn(control, layer)
         elif name.endswith("attn1.processor"):
-            processors[name] = ControlledFrameAttn(control)
+            processors[name] = ControlledFrameAttn(control, layer)
         else:
-            processors[name] = ControlledCrossAttn(control)
+            processors[name] = ControlledCrossAttn(control, layer)
     unet.set_attn_processor(processors)
     try:
         yield

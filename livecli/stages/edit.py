@@ -31,6 +31,7 @@ from livecli.config import EditConfig, InvertConfig, ModelConfig, window_setting
 from livecli.control.attention import AttentionControl, cross_attention_factors
 from livecli.control.blend import LocalBlend, pick_factor
 from livecli.control.prompts import EditPrompts, Replacement, check_edit_words, edit_prompts, split_words
+from livecli.control.source_attention import CachedSource
 from livecli.errors import ProjectError
 from livecli.models.loading import dtype_name, load_vae
 from livecli.models.vae import decode_latents
@@ -91,9 +92,8 @@ def make_control(
             frames, latent_size, factor, prompts.source_blend, prompts.target_blend,
             config.blend_threshold, config.blur_sigma, latent_prompt=model.latent_prompt is not None,
         )  # fmt: skip
-    return AttentionControl(
-        prompts, config.steps, config.cross_replace, config.self_replace, branch_batch(config.guidance), blend
-    )
+    batch = branch_batch(config.guidance, source_branch=not config.from_inversion)
+    return AttentionControl(prompts, config.steps, config.cross_replace, config.self_replace, batch, blend)
 
 
 def mask_images(mask: torch.Tensor, size: tuple[int, int]) -> list[Image.Image]:
@@ -158,11 +158,16 @@ def run(
                 hint="pass --name to keep both, or --force to replace it",
             )
 
-        inversion = invert_stage.ensure(
-            project,
-            InvertConfig(steps=config.steps, refine=config.refine, window=window, overlap=overlap),
-            runtime,
-        )
+        invert_config = InvertConfig(steps=config.steps, refine=config.refine, window=window, overlap=overlap)
+        attention = None
+        if config.from_inversion:
+            prompt = invert_stage.inversion_prompt(project, invert_config, token)
+            latent_size = tuple(project.record(prepare_stage.STAGE).facts["frames_shape"][2:4])
+
+            def attention(model):
+                return invert_stage.attention_plan(model, prompt, config, latent_size)
+
+        inversion = invert_stage.ensure(project, invert_config, runtime, attention=attention)
         inputs = {
             train_stage.STAGE: trained.fingerprint,
             inversion.folder.relative_to(project.root).as_posix(): inversion.record.fingerprint,
@@ -179,11 +184,18 @@ def run(
             )
         trained_model = runtime.trained()
         prompts = edit_prompts(trained_model.tokenizer, manifest["prompt"], replacements, token, keep, blend)
-        wants_trajectory = config.pin_source or config.blend_background == "clip"
+        wants_trajectory = config.pin_source or config.blend_background == "clip" or config.from_inversion
         trajectory = list(invert_stage.load_trajectory(project, inversion)) if wants_trajectory else None
         start = invert_stage.load_start(project, inversion).to(runtime.device)
         frames, _, height, width = start.shape
         control = make_control(trained_model, prompts, config, frames, (height, width))
+        if config.from_inversion:
+            control.cached = CachedSource(
+                invert_stage.stored_plan(inversion.record),
+                invert_stage.attention_files(project, inversion),
+                runtime.device,
+                runtime.dtype,
+            )
         null, texts = trained_model.encode([""]), trained_model.encode([prompts.source, prompts.target])
         schedule = ddim.ddim_schedule(trained_model.scheduler_config, config.steps)
         generator = torch.Generator().manual_seed(config.seed)
@@ -202,7 +214,7 @@ def run(
                 eta=config.eta,
                 generator=generator,
                 edit_latent_prompt=config.latent_prompt,
-                clip_background=trajectory if config.blend_background == "clip" else None,
+                clip_background=trajectory if config.blend_background == "clip" or config.from_inversion else None,
                 windows=windows,
                 after_window=advance,
             )

@@ -7,6 +7,9 @@ prompt (or `--prompt`), no guidance (paper §3.1, "DDIM inversion"), and writes
       latents.safetensors   `trajectory` [steps + 1, F, 4, h, w] in sampling order:
                             element 0 is x_T, element k the latents sampling step k
                             starts from, the last the prepared latents
+      attention/0000.safetensors …   when an edit from the inversion asked for it: the
+                            source's attention of each controlled step, fp16
+                            (control/source_attention.py)
       record.toml
 
 One folder per fingerprint (the training's, the prompt, the steps, the precision), so
@@ -26,6 +29,9 @@ from safetensors.torch import load_file
 
 from livecli import ddim, progress
 from livecli.config import DEFAULT_WINDOW, EditConfig, InvertConfig, ModelConfig, check_overlap, window_settings
+from livecli.control.attention import cross_attention_factors
+from livecli.control.blend import downsampled, pick_factor
+from livecli.control.source_attention import AttentionPlan, SourceRecorder, recording
 from livecli.errors import ProjectError
 from livecli.models.loading import ModelSource, dtype_name, resolve_device, resolve_dtype, resolve_model
 from livecli.models.trained import TrainedModel, load_trained
@@ -39,6 +45,7 @@ from livecli.words import TOKEN_ALIAS
 
 STAGE = "invert"
 LATENTS = "latents.safetensors"
+ATTENTION = "attention"
 
 
 @dataclass
@@ -114,9 +121,11 @@ def invert_latents(
     refine: int = 0,
     advance: Callable[[Window], None] | None = None,
     windows: list[Window] | None = None,
+    recorder: SourceRecorder | None = None,
 ) -> torch.Tensor:
     """The DDIM trajectory [steps + 1, F, 4, h, w] of the video latents under `prompt`,
-    unguided, window by window (default: the whole clip as one); `advance` after each window."""
+    unguided, window by window (default: the whole clip as one); `advance` after each window.
+    `recorder` stores the source's attention that an edit from the inversion needs."""
     schedule = ddim.ddim_schedule(model.scheduler_config, steps)
     text = model.encode([prompt])
     latent_prompt = model.latent_prompt.unsqueeze(0) if model.latent_prompt is not None else None
@@ -125,14 +134,53 @@ def invert_latents(
         def window_noise(batch, links):
             return model.noise(batch, timestep, schedule.alphas[index], text, latent_prompt, links)
 
-        return windowed_noise(window_noise, latents, windows, after_window=advance)
+        if recorder is None:
+            return windowed_noise(window_noise, latents, windows, after_window=advance)
+        recorder.begin_step(index)
+        return windowed_noise(window_noise, latents, windows, recorder.focus, advance)
 
-    trajectory = ddim.invert(predict, frames.unsqueeze(0).to(model.device, torch.float32), schedule, refine)
+    start = frames.unsqueeze(0).to(model.device, torch.float32)
+    if recorder is None:
+        trajectory = ddim.invert(predict, start, schedule, refine)
+    else:
+        with recording(model.video_unet, recorder):
+            trajectory = ddim.invert(predict, start, schedule, refine)
+        recorder.flush()
     return torch.stack([latents[0].cpu() for latents in trajectory])
 
 
-def ensure(project: Project, config: InvertConfig, runtime: Runtime, force: bool = False) -> StageResult:
-    """The inversion for `config`, computed unless up to date (the caller holds the lock)."""
+def attention_plan(model: TrainedModel, prompt: str, config: EditConfig, latent_size: tuple[int, int]) -> AttentionPlan:
+    """What an edit with `config`'s word-swap and self-replace steps needs the inversion to store."""
+    words = len(model.tokenizer(prompt).input_ids) - 1  # the start token and the words, not the end token
+    factor = pick_factor(cross_attention_factors(model.video_unet), max(latent_size))
+    height, width = (downsampled(side, factor) for side in latent_size)
+    steps = config.steps
+    return AttentionPlan(int(config.cross_replace * steps), int(config.self_replace * steps), words, height * width)
+
+
+def stored_plan(record: Record) -> AttentionPlan | None:
+    """What an inversion stored of the source's attention (None: nothing; made before it could)."""
+    return AttentionPlan.from_facts(record.facts.get("attention"))
+
+
+def attention_files(project: Project, result: StageResult) -> dict[int, Path]:
+    """The inversion's stored attention, step -> file, each checked against its record."""
+    where = result.folder.relative_to(project.root).as_posix()
+    names = [name for name in result.record.outputs if name.startswith(f"{ATTENTION}/")]
+    return {int(Path(name).stem): project.verified(where, name) for name in names}
+
+
+def ensure(
+    project: Project,
+    config: InvertConfig,
+    runtime: Runtime,
+    force: bool = False,
+    attention: Callable[[TrainedModel], AttentionPlan] | None = None,
+) -> StageResult:
+    """The inversion for `config`, computed unless up to date (the caller holds the lock).
+
+    `attention` (given the model: what to store) asks for the source's attention too; an
+    up-to-date inversion that lacks it is run again, storing it, under the same key."""
     trained = train_stage.require(project)
     check_model(runtime, trained)
     token = trained.facts["token"]
@@ -149,6 +197,13 @@ def ensure(project: Project, config: InvertConfig, runtime: Runtime, force: bool
     key = fingerprint(STAGE, settings, inputs)
     where = folder(key, config)
     record = None if force else project.up_to_date(where, key)
+    plan = None
+    if attention is not None:
+        plan = attention(runtime.trained())
+        stored = stored_plan(record) if record is not None else None
+        if record is not None and (stored is None or not stored.covers(plan)):
+            progress.say(f"invert: {where} holds no stored source attention for this edit: inverting again to store it")
+            record = None
     if record is not None:
         return StageResult(STAGE, project.stage_dir(where), record, skipped=True)
 
@@ -158,9 +213,13 @@ def ensure(project: Project, config: InvertConfig, runtime: Runtime, force: bool
     windows = plan_windows(count, window, overlap)
     passes = config.steps * (config.refine + 1)
     with project.staging(where) as staged:
+        recorder = None
+        if plan is not None:
+            (staged / ATTENTION).mkdir()
+            recorder = SourceRecorder(plan, staged / ATTENTION)
         with progress.window_bar("inverting (DDIM)", count, passes, len(windows)) as advance:
             trajectory = invert_latents(
-                model, frames, settings["prompt"], config.steps, config.refine, advance, windows
+                model, frames, settings["prompt"], config.steps, config.refine, advance, windows, recorder
             )
         save_tensors(staged / LATENTS, {"trajectory": trajectory.contiguous()})
         facts = {
@@ -168,6 +227,8 @@ def ensure(project: Project, config: InvertConfig, runtime: Runtime, force: bool
             "noise_std": round(float(trajectory[0].std()), 4),
             "device": str(runtime.device),
         }
+        if recorder is not None:
+            facts["attention"] = {**plan.as_facts(), "bytes": recorder.bytes}
         record = Project.write_record(
             staged, Record(STAGE, key, settings, inputs, facts=facts, seconds=round(time.perf_counter() - started, 3))
         )
