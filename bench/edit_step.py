@@ -7,13 +7,18 @@ classifier-free guidance, four videos of F frames + latent prompt in one UNet ba
 - control on: every map replaced and the blend recorded and applied at every step
   (--cross-replace 1 --self-replace 1 --blend-start 0): the dearest step there is;
 - control off: --cross-replace 0 --self-replace 0 --no-blend: plain guided sampling of
-  both branches through the same code.
+  both branches through the same code;
+- source branch `sample` (Prompt-to-Prompt: four videos a step) or `inversion` (the edit
+  alone, two videos, reading the source's attention that an inversion stored: the store is
+  written first by recording passes of the inversion's one video, timed apart, and read
+  from disk at each step as `live edit --source-branch inversion` does).
 
 Each setting runs in a fresh process (its own peak memory); one warm-up step, then the
 median of the timed steps.
 
     python bench/edit_step.py                            # 256 and 512 px, 2/4/8 frames
     python bench/edit_step.py --sizes 256 --frames 8 --steps 3
+    python bench/edit_step.py --sizes 256 --frames 8 --control on --source-branch both
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ from sd_shapes import SD_SCHEDULE, SD_TEXT, SD_UNET
 PROMPT = "a jeep car is moving on the road"
 
 
-def one(size: int, frames: int, steps: int, control_on: bool) -> dict:
+def one(size: int, frames: int, steps: int, control_on: bool, from_inversion: bool = False) -> dict:
+    import tempfile
+    from pathlib import Path
+
     import torch
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -37,12 +45,14 @@ def one(size: int, frames: int, steps: int, control_on: bool) -> dict:
     from livecli import ddim
     from livecli.config import EditConfig
     from livecli.control.prompts import Replacement, edit_prompts
+    from livecli.control.source_attention import CachedSource, SourceRecorder, recording
     from livecli.models import text as text_model
     from livecli.models.tiny import build_tiny_pipeline
     from livecli.models.trained import TrainedModel
     from livecli.models.video_unet import inflate
     from livecli.sampling import sample_edit
     from livecli.stages.edit import make_control
+    from livecli.stages.invert import attention_plan
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.float16 if device.type == "cuda" else torch.float32
@@ -68,11 +78,30 @@ def one(size: int, frames: int, steps: int, control_on: bool) -> dict:
         if control_on
         else dict(cross_replace=0.0, self_replace=0.0, no_blend=True)
     )
-    config = EditConfig(replace=("car=<tok>",), steps=steps + 1, **settings)
+    branch = "inversion" if from_inversion else "sample"
+    config = EditConfig(replace=("car=<tok>",), steps=steps + 1, source_branch=branch, **settings)
     prompts = edit_prompts(tokenizer, PROMPT, [Replacement.parse("car=<tok>")], "<@#$>")
     control = make_control(model, prompts, config, frames, (latent, latent))
     schedule = ddim.ddim_schedule(model.scheduler_config, config.steps)
     start = torch.randn(frames, 4, latent, latent, device=device)
+    trajectory, record_seconds, stored = None, None, 0
+    if from_inversion:  # what the inversion stores: one recording pass of its one video per step
+        folder = Path(tempfile.mkdtemp())
+        plan = attention_plan(model, PROMPT, config, (latent, latent))
+        recorder = SourceRecorder(plan, folder)
+        text, prompt = model.encode([PROMPT]), model.latent_prompt.unsqueeze(0)
+        trajectory = [torch.randn(frames, 4, latent, latent, device=device) for _ in range(config.steps + 1)]
+        began = time.perf_counter()
+        with torch.inference_mode(), recording(model.video_unet, recorder):
+            for index, timestep in enumerate(schedule.timesteps):
+                recorder.begin_step(index)
+                recorder.focus()
+                model.noise(trajectory[index].unsqueeze(0), timestep, schedule.alphas[index], text, prompt)
+            recorder.flush()
+        record_seconds = round((time.perf_counter() - began) / config.steps, 2)
+        stored = recorder.bytes
+        files = {int(f.stem): f for f in folder.glob("*.safetensors")}
+        control.cached = CachedSource(plan, files, device, dtype)
     marks = [time.perf_counter()]
 
     def watch(index, latents, mask):
@@ -90,17 +119,21 @@ def one(size: int, frames: int, steps: int, control_on: bool) -> dict:
         config.guidance,
         blend_from=0,
         watch=watch,
+        clip_background=trajectory,
     )
     times = [b - a for a, b in zip(marks, marks[1:], strict=False)]
     return {
         "size": size,
         "frames": frames,
         "control": "on" if control_on else "off",
+        "source_branch": branch,
         "device": device_name(device),
         "dtype": str(dtype).removeprefix("torch."),
         "seconds_per_step": round(statistics.median(times[1:]), 2),
         **peak_memory(device),
         "stored_attention_bytes": outcome.peak_stored_bytes,
+        "inversion_store_bytes_per_step": round(stored / config.steps) if from_inversion else 0,
+        "recording_seconds_per_step": record_seconds,
     }
 
 
@@ -110,29 +143,46 @@ def main() -> None:
     parser.add_argument("--frames", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
     parser.add_argument("--control", choices=["on", "off", "both"], default="both")
+    parser.add_argument("--source-branch", choices=["sample", "inversion", "both"], default="both")
     parser.add_argument("--json", default="bench/edit_step.json", help="where to write the results")
-    parser.add_argument("--one", nargs=3, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=4, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        size, frames, control_on = args.one
-        print(json.dumps(one(size, frames, args.steps, bool(control_on))))
+        size, frames, control_on, from_inversion = args.one
+        print(json.dumps(one(size, frames, args.steps, bool(control_on), bool(from_inversion))))
         return
     modes = {"on": [1], "off": [0], "both": [0, 1]}[args.control]
-    print(f"{'size':>5} {'frames':>6} {'control':>7} {'s/step':>8} {'peak RSS MB':>12} {'peak GPU MB':>12}", flush=True)
+    branches = {"sample": [0], "inversion": [1], "both": [0, 1]}[args.source_branch]
+    header = f"{'size':>5} {'frames':>6} {'control':>7} {'source':>9} {'s/step':>8} {'× sample':>8} {'peak RSS MB':>12}"
+    print(f"{header} {'peak GPU MB':>12}", flush=True)
     results = []
     for size in args.sizes:
         for frames in args.frames:
             for control_on in modes:
-                label = "on" if control_on else "off"
-                arguments = ["--one", str(size), str(frames), str(control_on), "--steps", str(args.steps)]
-                row = {"size": size, "frames": frames, "control": label, **run_isolated(__file__, arguments)}
-                results.append(row)
-                if "error" in row:
-                    print(f"{size:>5} {frames:>6} {label:>7}  {row['error']}", flush=True)
-                else:
+                sampled = None
+                for from_inversion in branches:
+                    label, branch = "on" if control_on else "off", "inversion" if from_inversion else "sample"
+                    arguments = [str(size), str(frames), str(control_on), str(from_inversion)]
+                    row = {
+                        "size": size,
+                        "frames": frames,
+                        "control": label,
+                        "source_branch": branch,
+                        **run_isolated(__file__, ["--one", *arguments, "--steps", str(args.steps)]),
+                    }
+                    if "error" in row:
+                        results.append(row)
+                        print(f"{size:>5} {frames:>6} {label:>7} {branch:>9}  {row['error']}", flush=True)
+                        continue
+                    if from_inversion and sampled:
+                        row["ratio_to_sample"] = round(row["seconds_per_step"] / sampled, 3)
+                    else:
+                        sampled = row["seconds_per_step"]
+                    results.append(row)
+                    ratio, gpu = row.get("ratio_to_sample", ""), row.get("peak_gpu_mb", "")
                     print(
-                        f"{size:>5} {frames:>6} {label:>7} {row['seconds_per_step']:>8} {row['peak_rss_mb']:>12} "
-                        f"{row.get('peak_gpu_mb', ''):>12}",
+                        f"{size:>5} {frames:>6} {label:>7} {branch:>9} {row['seconds_per_step']:>8} "
+                        f"{ratio:>8} {row['peak_rss_mb']:>12} {gpu:>12}",
                         flush=True,
                     )
     with open(args.json, "w") as handle:

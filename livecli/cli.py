@@ -101,6 +101,7 @@ ModelOpt = Annotated[str | None, _option(ModelConfig, "model", "--model")]
 ModelConfigOpt = Annotated[str | None, _option(ModelConfig, "model_config", "--model-config")]
 DeviceOpt = Annotated[str | None, _option(ModelConfig, "device", "--device")]
 DtypeOpt = Annotated[str | None, _option(ModelConfig, "dtype", "--dtype")]
+CompileOpt = Annotated[bool, _option(ModelConfig, "compile", "--compile")]
 
 # prepare (`live train` takes them with CLIP IMAGE: None there means not given).
 PromptOpt = Annotated[str, _option(PrepareConfig, "prompt", "--prompt")]
@@ -200,10 +201,15 @@ def root(
 
 
 def _model(
-    target: Project, model: str | None, model_config: str | None, device: str | None, dtype: str | None
+    target: Project,
+    model: str | None,
+    model_config: str | None,
+    device: str | None,
+    dtype: str | None,
+    compile_unet: bool = False,
 ) -> ModelConfig:
     """--model, else the project's model, else the user's config.toml, else the default."""
-    return resolve_model_config(model, device, dtype, model_config, project=target.model_entry())
+    return resolve_model_config(model, device, dtype, model_config, project=target.model_entry(), compile=compile_unet)
 
 
 # --------------------------------------------------------------------------- commands
@@ -280,6 +286,7 @@ def train(
     model_config: ModelConfigOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    compile_: CompileOpt = False,
     steps: Annotated[int, _option(TrainConfig, "steps", "--steps", panel=TRAINING)] = TrainConfig.steps,
     lr: LrOpt = TrainConfig.lr,
     ti_lr: TiLrOpt = TrainConfig.ti_lr,
@@ -319,7 +326,7 @@ def train(
         "max_frames": max_frames,
         "crop": crop,
     }
-    flags = {"model": model, "model_config": model_config, "device": device, "dtype": dtype}
+    flags = {"model": model, "model_config": model_config, "device": device, "dtype": dtype, "compile": compile_}
     train_project(project, clip, image, sampling, config, flags, force=force, on_stage=render.report_stage)
 
 
@@ -341,6 +348,7 @@ def invert(
     model_config: ModelConfigOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    compile_: CompileOpt = False,
     force: ForceOpt = False,
 ) -> None:
     """DDIM-invert the prepared video through the trained video UNet (cached: edits share it)."""
@@ -348,7 +356,7 @@ def invert(
 
     config = _config(InvertConfig, locals())
     target = find_project(project)
-    result = stage.run(target, config, _model(target, model, model_config, device, dtype), force=force)
+    result = stage.run(target, config, _model(target, model, model_config, device, dtype, compile_), force=force)
     render.report_stage(result)
 
 
@@ -388,6 +396,7 @@ def edit(
     model_config: ModelConfigOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    compile_: CompileOpt = False,
     force: Annotated[bool, typer.Option("--force", help="Edit again, replacing an edit of the same name.")] = False,
 ) -> None:
     """Edit the video: swap words of the prompt (A=<tok> for the reference object) and render edits/NAME/."""
@@ -395,7 +404,7 @@ def edit(
 
     config = _config(EditConfig, locals())
     target = find_project(project)
-    result = stage.run(target, config, _model(target, model, model_config, device, dtype), force=force)
+    result = stage.run(target, config, _model(target, model, model_config, device, dtype, compile_), force=force)
     render.report_stage(result.inversion)
     render.report_stage(result.edit)
     if not result.edit.skipped:
@@ -518,6 +527,7 @@ def run(
     model_config: ModelConfigOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    compile_: CompileOpt = False,
     frames: FramesOpt = PrepareConfig.frames,
     size: SizeOpt = PrepareConfig.size,
     stride: StrideOpt = PrepareConfig.stride,
@@ -587,7 +597,7 @@ def run(
 
     parameters = dict(locals())
     target = Project(project or default_project_dir(clip))
-    models = _model(target, model, model_config, device, dtype)
+    models = _model(target, model, model_config, device, dtype, compile_)
     evaluate = (
         None if no_eval else _config(EvalConfig, parameters, clip_model=resolve_clip_model(clip_model, models.model))
     )

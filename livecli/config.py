@@ -157,6 +157,13 @@ class ModelConfig:
         default="auto",
         metadata=_help("Precision: auto (fp16 on a GPU, fp32 on the CPU), fp32, fp16 or bf16."),
     )
+    compile: bool = field(
+        default=False,
+        metadata=_help(
+            "torch.compile the UNet's ResNet and feed-forward blocks (the first steps are slow while it compiles; "
+            "outputs equal to float error)."
+        ),
+    )
 
     def __post_init__(self) -> None:
         if not self.model.strip():
@@ -303,7 +310,7 @@ def _size_value(size: int | str | None) -> int | str | None:
     return size
 
 
-MIXED_PRECISION = ("no", "fp16", "bf16")
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 DEFAULT_WINDOW = 8
 """The paper's 8 frames: a training step's window, and invert's and edit's."""
 DEFAULT_OVERLAP = 2
@@ -385,7 +392,11 @@ class TrainConfig:
         default=100, metadata=_help("Save a resumable checkpoint every N steps (and on Ctrl-C).")
     )
     mixed_precision: str = field(
-        default="no", metadata=_help("no, fp16 (GPU) or bf16: compute precision of the forward passes.")
+        default="auto",
+        metadata=_help(
+            "Compute precision of the forward passes: auto (bf16 autocast on a GPU that has it, else fp16 on a GPU; "
+            "no on the CPU), no, fp16 (GPU) or bf16. Weights and optimizer state stay fp32."
+        ),
     )
     gradient_checkpointing: bool = field(
         default=False, metadata=_help("Recompute activations in the backward pass: less memory, ~10–20 % slower.")
@@ -785,6 +796,7 @@ def resolve_model_config(
     dtype: str | None,
     model_config: str | None = None,
     project: Mapping[str, Any] | None = None,
+    compile: bool = False,
 ) -> ModelConfig:
     """Flags first, then the model a project was made with (`project`: its manifest's
     `model` entry, for --model and --model-config), then the user's config.toml, then the
@@ -795,4 +807,4 @@ def resolve_model_config(
     defaults = user_defaults()
     given = {"model": model, "model_config": model_config, "device": device, "dtype": dtype}
     values = {k: v if v is not None else defaults.get(k) for k, v in given.items()}
-    return ModelConfig(**{k: v for k, v in values.items() if v is not None})
+    return ModelConfig(**{k: v for k, v in values.items() if v is not None}, compile=compile)

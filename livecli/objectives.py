@@ -59,6 +59,16 @@ COMPUTE_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bflo
 """--mixed-precision: the dtype the forward passes compute in (the trained weights stay fp32)."""
 
 
+def resolve_mixed_precision(mode: str, device: torch.device) -> str:
+    """`auto`: bf16 autocast on a CUDA device that supports it, fp16 on another, fp32 ("no")
+    on the CPU, where autocast is slower than fp32; any other mode as given."""
+    if mode != "auto":
+        return mode
+    if device.type != "cuda":
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
 class MixedPrecision:
     """torch's automatic mixed precision for one training run: the forward passes under
     autocast in the compute dtype and, for fp16, the losses scaled so that small gradients

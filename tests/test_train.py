@@ -254,6 +254,17 @@ def test_bf16_mixed_precision_runs_on_the_cpu(cli, clip, image):
     assert all(torch.isfinite(t).all() for t in tensors(TRAIN).values())
 
 
+def test_auto_mixed_precision_is_fp32_on_the_cpu_and_half_on_a_gpu(monkeypatch):
+    from livecli.objectives import resolve_mixed_precision
+
+    assert resolve_mixed_precision("auto", torch.device("cpu")) == "no"
+    assert resolve_mixed_precision("bf16", torch.device("cpu")) == "bf16"
+    for supported, expected in ((True, "bf16"), (False, "fp16")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)
+        assert resolve_mixed_precision("auto", torch.device("cuda")) == expected
+    assert resolve_mixed_precision("no", torch.device("cuda")) == "no"
+
+
 @pytest.fixture
 def prepared(cli, clip, image) -> Path:
     assert cli("prepare", clip, image, *PREPARE_ARGS).code == 0
@@ -271,7 +282,7 @@ def prepared(cli, clip, image) -> Path:
         (("--ti-lr", "0"), "--ti-lr must be a positive number"),
         (("--lambda", "-1"), "--lambda must be 0 or more"),
         (("--checkpoint-every", "0"), "--checkpoint-every must be at least 1"),
-        (("--mixed-precision", "fp8"), "--mixed-precision 'fp8' is not one of no, fp16, bf16"),
+        (("--mixed-precision", "fp8"), "--mixed-precision 'fp8' is not one of auto, no, fp16, bf16"),
         (("--mixed-precision", "fp16"), "--mixed-precision fp16 needs a GPU"),
         (("--prompt", "a car"), "--prompt goes with CLIP IMAGE"),
         (("--size", "128", "--frames", "4"), "--frames and --size go with CLIP IMAGE"),

@@ -180,3 +180,24 @@ def test_without_a_latent_prompt_frames_stay_causal_and_frame_one_leads(unets, t
     # Frame 1 attends to itself only; a 1- and a 5-frame batch differ by float32 rounding
     # (1.3–1.5e-6 seen, depending on threads), so the fp32 tolerances of assert_close.
     torch.testing.assert_close(single[0, 0], base[0, 0], rtol=1.3e-6, atol=1e-5)
+
+
+def test_compiled_blocks_give_the_eager_output(unets, text):
+    """`--compile`: the ResNet and feed-forward blocks under torch.compile (inductor on the
+    CPU) give the eager UNet's output to float error (fusion reorders sums: ~1e-6)."""
+    import shutil
+
+    from livecli.models.video_unet import compile_blocks
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("torch.compile on the CPU needs a C compiler")
+    _, video = unets
+    compiled = copy.deepcopy(video)
+    assert compile_blocks(compiled) == sum(
+        type(m).__name__ in ("ResnetBlock2D", "FeedForward") for m in video.modules()
+    )
+    x = torch.randn(1, 5, 4, 8, 8, generator=torch.Generator().manual_seed(9))
+    with torch.inference_mode():
+        expected, out = video(x, T, text), compiled(x, T, text)
+    assert not torch.equal(expected, torch.zeros_like(expected))
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)

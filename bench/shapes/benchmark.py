@@ -80,6 +80,12 @@ VARIANTS = (
         edit={"latent_prompt": "trained", "blend_background": "source"},
     ),
     Variant(
+        "from-inversion",
+        "`live` editing from the inversion's stored attention (`--source-branch inversion`): one branch, no "
+        "sampled source",
+        edit={"source_branch": "inversion"},
+    ),
+    Variant(
         "source-background",
         "`live` with the blend keeping the source branch (the paper's blend)",
         edit={"blend_background": "source"},

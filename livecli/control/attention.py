@@ -162,9 +162,13 @@ class ControlledTemporalAttn(TemporalAttnProcessor):
         if control.cached is None:
             query, key = control.take_source(query), control.take_source(key)
             return attention_output(attn, F.scaled_dot_product_attention(query, key, value), hidden_states)
-        attended = F.scaled_dot_product_attention(query, key, value).unflatten(0, (control.batch.videos, -1))
-        edit_value = value.unflatten(0, (control.batch.videos, -1))[control.batch.edit]
-        attended[control.batch.edit] = control.cached.get(self.layer, TEMPORAL) @ edit_value
+        batch = control.batch
+        query, key, value = (t.unflatten(0, (batch.videos, -1)) for t in (query, key, value))
+        others = [index for index in range(batch.videos) if index != batch.edit]
+        attended = torch.empty_like(query)
+        if others:
+            attended[others] = F.scaled_dot_product_attention(query[others], key[others], value[others])
+        attended[batch.edit] = control.cached.get(self.layer, TEMPORAL) @ value[batch.edit]
         return attention_output(attn, attended.flatten(0, 1), hidden_states)
 
 

@@ -19,7 +19,7 @@ from livecli.models import deltas as attention_deltas
 from livecli.models import text as text_model
 from livecli.models.attention import WindowLinks
 from livecli.models.loading import ModelSource, load_denoiser
-from livecli.models.video_unet import VideoUNet, inflate
+from livecli.models.video_unet import VideoUNet, compile_blocks, inflate
 from livecli.progress import say
 
 
@@ -82,7 +82,12 @@ class TrainedModel:
 
 
 def load_trained(
-    files: TrainedFiles, reference: torch.Tensor, source: ModelSource, device: torch.device, dtype: torch.dtype
+    files: TrainedFiles,
+    reference: torch.Tensor,
+    source: ModelSource,
+    device: torch.device,
+    dtype: torch.dtype,
+    compile_unet: bool = False,
 ) -> TrainedModel:
     """The base model `source` with the training in `files` applied, on `device` in `dtype`."""
     say(f"loading {source.id} with the trained attention, token and latent prompt")
@@ -92,6 +97,8 @@ def load_trained(
     video_unet = inflate(parts.unet)
     attention_deltas.apply_deltas(video_unet, attention_deltas.load_deltas(files.deltas))
     video_unet.to(dtype).eval().requires_grad_(False)
+    if compile_unet:
+        compile_blocks(video_unet)
     latent_prompt = load_file(files.latent_prompt)["latent_prompt"] if files.latent_prompt is not None else None
     return TrainedModel(
         video_unet=video_unet,

@@ -131,6 +131,21 @@ class VideoUNet(nn.Module):
         return out.unflatten(0, (batch, frames))
 
 
+def compile_blocks(video_unet: VideoUNet) -> int:
+    """`--compile`: torch.compile the UNet's ResNet blocks and feed-forwards in place; the
+    number compiled. The attention layers stay eager: an edit swaps their processors and
+    they read its step, which a compiled graph would have to guard on and recompile for."""
+    from diffusers.models.attention import FeedForward
+    from diffusers.models.resnet import ResnetBlock2D
+
+    compiled = 0
+    for module in video_unet.unet.modules():
+        if isinstance(module, ResnetBlock2D | FeedForward):
+            module.compile()
+            compiled += 1
+    return compiled
+
+
 def transformer_blocks(unet: nn.Module) -> Iterator[tuple[nn.ModuleList, int]]:
     """(list, index) of every `BasicTransformerBlock` in the UNet's `transformer_blocks` lists."""
     for name, module in list(unet.named_modules()):

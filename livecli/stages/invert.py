@@ -60,13 +60,14 @@ class Runtime:
     source: ModelSource
     device: torch.device
     dtype: torch.dtype
+    compile_unet: bool = False
     _trained: TrainedModel | None = None
 
     @classmethod
     def resolve(cls, project: Project, model: ModelConfig) -> Runtime:
         source = resolve_model(model.model, config=model.model_config)
         device = resolve_device(model.device)
-        return cls(project, source, device, resolve_dtype(model.dtype, device))
+        return cls(project, source, device, resolve_dtype(model.dtype, device), model.compile)
 
     def release(self) -> None:
         """Drop the trained model (before decoding, so that the VAE has the memory)."""
@@ -78,7 +79,9 @@ class Runtime:
         if self._trained is None:
             latents = load_file(self.project.verified(prepare_stage.STAGE, prepare_stage.LATENTS))
             files = train_stage.trained_files(self.project, self.project.record(train_stage.STAGE))
-            self._trained = load_trained(files, latents["reference"], self.source, self.device, self.dtype)
+            self._trained = load_trained(
+                files, latents["reference"], self.source, self.device, self.dtype, self.compile_unet
+            )
         return self._trained
 
 

@@ -20,6 +20,7 @@ other change of settings or inputs trains afresh under a new fingerprint (the ol
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import time
 from collections.abc import Iterator
@@ -39,8 +40,8 @@ from livecli.models import deltas as attention_deltas
 from livecli.models import text as text_model
 from livecli.models.loading import load_denoiser, resolve_device, resolve_model
 from livecli.models.trained import TrainedFiles
-from livecli.models.video_unet import inflate, trainable_names
-from livecli.objectives import LiveTrainer, MixedPrecision, StepLosses, TrainingData
+from livecli.models.video_unet import compile_blocks, inflate, trainable_names
+from livecli.objectives import LiveTrainer, MixedPrecision, StepLosses, TrainingData, resolve_mixed_precision
 from livecli.stages import StageResult
 from livecli.stages import prepare as prepare_stage
 from livecli.store import (
@@ -272,6 +273,7 @@ def build_trainer(
     manifest: dict,
     latents: dict[str, torch.Tensor],
     checkpoint: Checkpoint | None,
+    compile_unet: bool = False,
 ) -> tuple[LiveTrainer, dict[str, torch.Tensor]]:
     """The trainer at step 0 or at the checkpoint, and the base query weights the deltas subtract."""
     prompt, object_word = manifest["prompt"], manifest["object"]
@@ -295,6 +297,8 @@ def build_trainer(
                 param.data = param.data.to(compute_dtype)
     if config.gradient_checkpointing:
         video_unet.unet.enable_gradient_checkpointing()
+    if compile_unet:
+        compile_blocks(video_unet)
     data = TrainingData(
         latents["frames"].float(), latents["reference"].float(), prompt, reference_caption(config, prompt, object_word)
     )
@@ -328,6 +332,8 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         reference_caption(config, manifest["prompt"], manifest["object"])
         source = resolve_model(model.model, config=model.model_config)
         device = resolve_device(model.device)
+        # The record keeps the precision that ran: `auto` on the CPU is "no", as before it existed.
+        config = dataclasses.replace(config, mixed_precision=resolve_mixed_precision(config.mixed_precision, device))
         check_precision(config, device)
         settings = config.settings(frames=int(prepared.facts["frames_shape"][0]))
         inputs = {"prepare": prepared.fingerprint, "model": source.key}
@@ -341,7 +347,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         started = time.perf_counter()
         precision = MixedPrecision(config.mixed_precision, device)
         latents = load_file(project.verified(prepare_stage.STAGE, prepare_stage.LATENTS))
-        trainer, base = build_trainer(source, config, precision, manifest, latents, checkpoint)
+        trainer, base = build_trainer(source, config, precision, manifest, latents, checkpoint, model.compile)
         if checkpoint is not None:
             rows, first, before = checkpoint.losses[: checkpoint.step], checkpoint.step, StepLosses(**checkpoint.before)
             progress.say(f"train: resuming at step {first} of {config.steps}")
