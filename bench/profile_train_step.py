@@ -32,7 +32,7 @@ def profile(size: int, frames: int, part: str, rows: int) -> dict:
 
     train_step.timed = capture
     try:
-        train_step.one(size, frames, 0, False, train_step.TRAIN_WINDOW, part)
+        train_step.one(size, frames, 1, "off", train_step.TRAIN_WINDOW, part)
     finally:
         train_step.timed = original
     (step,) = steps

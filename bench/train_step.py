@@ -37,7 +37,7 @@ from livecli.config import DEFAULT_WINDOW as TRAIN_WINDOW
 PARTS = ("floor", "video", "full")
 
 
-def one(size: int, frames: int, steps: int, checkpointing: bool, window: int, part: str = "full") -> dict:
+def one(size: int, frames: int, steps: int, checkpointing: str, window: int, part: str = "full") -> dict:
     import torch
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -45,7 +45,7 @@ def one(size: int, frames: int, steps: int, checkpointing: bool, window: int, pa
     from livecli.config import TrainConfig
     from livecli.models import text as text_model
     from livecli.models.tiny import build_tiny_pipeline
-    from livecli.models.video_unet import inflate
+    from livecli.models.video_unet import enable_checkpointing, inflate
     from livecli.objectives import LiveTrainer, MixedPrecision, TrainingData
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -59,8 +59,8 @@ def one(size: int, frames: int, steps: int, checkpointing: bool, window: int, pa
     if part == "floor":
         return floor(unet, size, frames, steps, checkpointing, device)
     video_unet = inflate(unet)
-    if checkpointing:
-        unet.enable_gradient_checkpointing()
+    if checkpointing != "off":
+        enable_checkpointing(video_unet, everywhere=checkpointing == "all")  # "on" and "dominant": the same
     video_unet.to(device)
     text_encoder.to(device)
     data = TrainingData(
@@ -69,7 +69,7 @@ def one(size: int, frames: int, steps: int, checkpointing: bool, window: int, pa
         "a jeep car is moving on the road",
         "a jeep <@#$> is moving on the road",
     )
-    config = TrainConfig(steps=steps, mixed_precision=precision, gradient_checkpointing=checkpointing, window=window)
+    config = TrainConfig(steps=steps, mixed_precision=precision, window=window)
     trainer = LiveTrainer(
         video_unet,
         tokenizer,
@@ -119,7 +119,7 @@ def timed(step, steps: int, device) -> list[float]:
     return times
 
 
-def floor(unet, size: int, frames: int, steps: int, checkpointing: bool, device) -> dict:
+def floor(unet, size: int, frames: int, steps: int, checkpointing: str, device) -> dict:
     """The plain 2D UNet on F frames as a batch, `to_q` of attn1/attn2 trainable, AdamW."""
     import torch
     import torch.nn.functional as F
@@ -127,7 +127,7 @@ def floor(unet, size: int, frames: int, steps: int, checkpointing: bool, device)
     from livecli.config import TrainConfig
 
     config = TrainConfig()
-    if checkpointing:
+    if checkpointing != "off":
         unet.enable_gradient_checkpointing()
     unet.to(device)
     trainable = [p for name, p in unet.named_parameters() if name.endswith(("attn1.to_q.weight", "attn2.to_q.weight"))]
@@ -167,7 +167,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--frames", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
-    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument(
+        "--gradient-checkpointing",
+        nargs="?",
+        const="all",
+        default="off",
+        choices=["off", "on", "dominant", "all"],
+        help="checkpoint no block, the blocks at the latents' resolution, or all (the bare flag)",
+    )
     parser.add_argument(
         "--window", type=int, default=TRAIN_WINDOW, help="frames a step draws from the clip (train --window)"
     )
@@ -189,8 +196,7 @@ def main() -> None:
                 for part in args.parts:
                     arguments = ["--one", str(size), str(frames), "--steps", str(args.steps)]
                     arguments += ["--window", str(args.window), "--part", part]
-                    if args.gradient_checkpointing:
-                        arguments.append("--gradient-checkpointing")
+                    arguments += ["--gradient-checkpointing", args.gradient_checkpointing]
                     row = {"size": size, "frames": frames, "part": part, "round": round_}
                     row.update(run_isolated(__file__, arguments))
                     results.append(row)

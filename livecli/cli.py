@@ -129,7 +129,10 @@ SeedOpt = Annotated[int, _option(TrainConfig, "seed", "--seed", panel=TRAINING)]
 CheckpointEveryOpt = Annotated[int, _option(TrainConfig, "checkpoint_every", "--checkpoint-every", panel=TRAINING)]
 MixedPrecisionOpt = Annotated[str, _option(TrainConfig, "mixed_precision", "--mixed-precision", panel=TRAINING)]
 GradientCheckpointingOpt = Annotated[
-    bool, _option(TrainConfig, "gradient_checkpointing", "--gradient-checkpointing", panel=TRAINING)
+    str,
+    _option(
+        TrainConfig, "gradient_checkpointing", "--gradient-checkpointing", panel=TRAINING, metavar="auto|on|all|off"
+    ),
 ]
 WeightDecayOpt = Annotated[float, _option(TrainConfig, "weight_decay", "--weight-decay", panel=TRAINING)]
 MaxGradNormOpt = Annotated[float, _option(TrainConfig, "max_grad_norm", "--max-grad-norm", panel=TRAINING)]
@@ -800,8 +803,21 @@ def main(argv: list[str] | None = None) -> int:
         return _run(argv)
 
 
+def bare_switches(argv: list[str]) -> list[str]:
+    """`--gradient-checkpointing` was a switch before it took a mode: alone, it still means
+    every block ("all"), so that earlier scripts run as they did."""
+    fixed = []
+    for index, arg in enumerate(argv):
+        fixed.append(arg)
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if arg == "--gradient-checkpointing" and (following is None or following.startswith("-")):
+            fixed.append("all")
+    return fixed
+
+
 def _run(argv: list[str] | None) -> int:
     debug = os.environ.get("LIVE_DEBUG", "") not in ("", "0")
+    argv = bare_switches(list(sys.argv[1:] if argv is None else argv))
     try:
         code = app(args=argv, prog_name="live", standalone_mode=False)
         if code == INTERRUPTED:  # Typer turns Ctrl-C inside a command into exit code 130

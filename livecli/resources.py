@@ -23,6 +23,14 @@ VAE_ACTIVATION_COPIES = 5
 """Peak live activations of a VAE encoder pass, in full-resolution maps of its first
 block's width: bench/prepare_vae.py measures ~0.66 GB an image at 512 px for SD's 128
 channels in fp32 (512² × 128 × 4 B × 5 = 0.67 GB)."""
+TRAIN_ACTIVATION_VALUES = 500
+"""Activations a training step keeps for the backward pass, in values per latent position,
+per frame and per channel of the UNet's first block: bench/train_step.py measures ~5.9 GB
+for SD (320 channels) at 256 px (32×32 latents) and 9 frames in fp32, 500 × 4 B each."""
+CHECKPOINTED_SHARE = {"off": 1.0, "on": 0.47, "all": 0.32}
+"""What gradient checkpointing leaves of those activations (bench/train_step.py, SD at 256
+px, 8 frames: 11.2 GB peak without, 8.1 GB checkpointing the two highest resolutions,
+7.2 GB every block, over ~5.3 GB of weights)."""
 SKIP = "LIVE_NO_MEMORY_CHECK"
 """Set to 1 to skip the check (an estimate can be wrong)."""
 
@@ -44,6 +52,24 @@ def prepare_bytes(frames: int, width: int, height: int, vae_width: int, batch: i
         "frames": frames * pixels * 3,  # RGB, 8 bits a channel, all kept until encoded
         "vae": batch * pixels * vae_width * element * VAE_ACTIVATION_COPIES,
     }
+
+
+def training_bytes(frames: int, positions: int, channels: int, element: int, trainable: int) -> dict[str, int]:
+    """A training step's memory beyond the loaded weights, per checkpointing mode: the kept
+    activations of `frames` (latent prompt included) at `positions` latent positions, and
+    the trained tensors' gradients and AdamW moments (fp32)."""
+    activations = frames * positions * channels * TRAIN_ACTIVATION_VALUES * element
+    return {mode: round(activations * share) + trainable * 4 * 3 for mode, share in CHECKPOINTED_SHARE.items()}
+
+
+def choose_checkpointing(needed: dict[str, int], device: torch.device) -> str:
+    """`--gradient-checkpointing auto`: none when the step fits in 90 % of the memory free
+    now, else the two highest resolutions' blocks, else every block."""
+    free = free_bytes(device)
+    for mode in ("off", "on"):
+        if needed[mode] <= 0.9 * free:
+            return mode
+    return "all"
 
 
 def check_fits(needed: dict[str, int], device: torch.device, what: str, hint: str) -> None:

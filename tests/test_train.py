@@ -221,6 +221,58 @@ def test_gradient_checkpointing_changes_nothing(cli, clip, image, six_steps, mon
     assert_same_tensors(TRAIN, six_steps)
 
 
+def test_checkpointing_the_highest_resolutions_changes_nothing(cli, clip, image, six_steps, monkeypatch):
+    checkpointed = count_checkpointed_calls(monkeypatch)
+    result = cli("train", clip, image, *PREPARE_ARGS, "--steps", "6", "--gradient-checkpointing", "on")
+    assert result.code == 0, result.err
+    assert checkpointed
+    assert read_toml(TRAIN / "record.toml")["facts"]["gradient_checkpointing"] == "on"
+    assert_same_tensors(TRAIN, six_steps)
+
+
+def test_checkpointing_on_covers_the_two_highest_resolutions(tiny_sd):
+    import copy
+
+    from livecli.models.video_unet import enable_checkpointing, inflate
+
+    video = inflate(copy.deepcopy(tiny_sd.unet))
+    enable_checkpointing(video)
+    flags = {
+        name: module.gradient_checkpointing
+        for name, module in video.unet.named_modules()
+        if name in ("mid_block", *(f"{kind}.{i}" for kind in ("down_blocks", "up_blocks") for i in range(8)))
+    }
+    ups = len(video.unet.up_blocks)
+    assert {name for name, on in flags.items() if on} == {
+        "down_blocks.0", "down_blocks.1", f"up_blocks.{ups - 2}", f"up_blocks.{ups - 1}"
+    }  # fmt: skip
+    assert flags["mid_block"] is False
+    enable_checkpointing(video, everywhere=True)
+    assert all(m.gradient_checkpointing for n, m in video.unet.named_modules() if hasattr(m, "gradient_checkpointing"))
+
+
+@pytest.mark.parametrize(("free_gb", "mode"), [(1000.0, "off"), (0.0, "all")])
+def test_auto_checkpointing_follows_the_free_memory(cli, clip, image, monkeypatch, free_gb, mode):
+    from livecli import resources
+
+    monkeypatch.setattr(resources, "free_bytes", lambda device: int(free_gb * resources.GB))
+    monkeypatch.setenv(resources.SKIP, "1")  # prepare's check would refuse the clip first
+    checkpointed = count_checkpointed_calls(monkeypatch)
+    result = cli("train", clip, image, *PREPARE_ARGS, "--steps", "2")
+    assert result.code == 0, result.err
+    assert read_toml(TRAIN / "record.toml")["facts"]["gradient_checkpointing"] == mode
+    assert bool(checkpointed) == (mode != "off")
+
+
+def test_estimated_training_memory_orders_the_modes():
+    from livecli import resources
+
+    needed = resources.training_bytes(frames=9, positions=32 * 32, channels=320, element=4, trainable=74_000_000)
+    assert needed["off"] > needed["on"] > needed["all"] > 74_000_000 * 12
+    # SD at 256 px, 8 frames + latent prompt: ~5.9 GB of activations, as measured
+    assert 5.2 < (needed["off"] - 74_000_000 * 12) / resources.GB < 6.0  # GiB
+
+
 def test_changed_settings_train_afresh_and_force_restarts(cli, clip, image, monkeypatch):
     monkeypatch.setenv("LIVE_QUIET", "0")
     assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "2").code == 0
@@ -284,6 +336,7 @@ def prepared(cli, clip, image) -> Path:
         (("--checkpoint-every", "0"), "--checkpoint-every must be at least 1"),
         (("--mixed-precision", "fp8"), "--mixed-precision 'fp8' is not one of auto, no, fp16, bf16"),
         (("--mixed-precision", "fp16"), "--mixed-precision fp16 needs a GPU"),
+        (("--gradient-checkpointing", "some"), "--gradient-checkpointing 'some' is not one of auto, on, all, off"),
         (("--prompt", "a car"), "--prompt goes with CLIP IMAGE"),
         (("--size", "128", "--frames", "4"), "--frames and --size go with CLIP IMAGE"),
         (("clip.mp4",), "CLIP needs IMAGE"),

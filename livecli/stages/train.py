@@ -32,7 +32,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from livecli import progress
+from livecli import progress, resources
 from livecli.config import ModelConfig, TrainConfig
 from livecli.errors import ConfigError, Interrupted, ProjectError, reason
 from livecli.interrupt import stop_at_safe_point
@@ -40,7 +40,7 @@ from livecli.models import deltas as attention_deltas
 from livecli.models import text as text_model
 from livecli.models.loading import load_denoiser, resolve_device, resolve_model
 from livecli.models.trained import TrainedFiles
-from livecli.models.video_unet import compile_blocks, inflate, trainable_names
+from livecli.models.video_unet import compile_blocks, enable_checkpointing, inflate, trainable_names
 from livecli.objectives import LiveTrainer, MixedPrecision, StepLosses, TrainingData, resolve_mixed_precision
 from livecli.stages import StageResult
 from livecli.stages import prepare as prepare_stage
@@ -295,8 +295,11 @@ def build_trainer(
         for name, param in video_unet.unet.named_parameters():
             if name not in trainable:
                 param.data = param.data.to(compute_dtype)
-    if config.gradient_checkpointing:
-        video_unet.unet.enable_gradient_checkpointing()
+    config = dataclasses.replace(
+        config, gradient_checkpointing=checkpointing_mode(config, video_unet, latents["frames"], precision)
+    )
+    if config.gradient_checkpointing != "off":
+        enable_checkpointing(video_unet, everywhere=config.gradient_checkpointing == "all")
     if compile_unet:
         compile_blocks(video_unet)
     data = TrainingData(
@@ -309,6 +312,30 @@ def build_trainer(
         with damaged_checkpoint(checkpoint):
             restore(trainer, checkpoint)
     return trainer, base
+
+
+def checkpointing_mode(config: TrainConfig, video_unet, frames: torch.Tensor, precision: MixedPrecision) -> str:
+    """--gradient-checkpointing, with `auto` chosen from the estimate of a step's memory
+    against the memory free now (the weights are loaded by then)."""
+    if config.gradient_checkpointing != "auto":
+        return config.gradient_checkpointing
+    count, _, height, width = frames.shape
+    window = min(count, config.window) + 1 + (1 if count > config.window else 0)  # + latent prompt, + anchor z_1
+    trainable = sum(p.numel() for name, p in video_unet.unet.named_parameters() if name in trainable_names(video_unet))
+    needed = resources.training_bytes(
+        window,
+        height * width,
+        video_unet.unet.config.block_out_channels[0],
+        torch.finfo(precision.dtype).bits // 8,
+        trainable + frames[0].numel(),
+    )
+    mode = resources.choose_checkpointing(needed, precision.device)
+    if mode != "off":
+        progress.say(
+            f"train: gradient checkpointing {mode} (a step needs about {needed['off'] / resources.GB:.1f} GB "
+            f"beyond the weights without it; {resources.free_bytes(precision.device) / resources.GB:.1f} GB is free)"
+        )
+    return mode
 
 
 def loss_row(step: int, losses: StepLosses, config: TrainConfig, seconds: float) -> dict:
@@ -387,6 +414,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
                 "text_loss_last10": _mean(tail, "text_loss"),
                 "resumed_from": first or None,
                 "device": str(device),
+                "gradient_checkpointing": trainer.config.gradient_checkpointing,
                 "train_seconds": round(sum(float(r["seconds"]) for r in rows), 3),
             }
             record = Project.write_record(
