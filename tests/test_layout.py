@@ -30,9 +30,9 @@ from livecli.errors import ConfigError
 # Which configs each command's options set, and the options named otherwise than their field.
 COMMAND_CONFIGS = {
     "prepare": ((PrepareConfig, ModelConfig), {"object_": "object"}),
-    "train": ((TrainConfig, PrepareConfig, ModelConfig), {"object_": "object"}),
-    "invert": ((InvertConfig, ModelConfig), {}),
-    "edit": ((EditConfig, ModelConfig), {}),
+    "train": ((TrainConfig, PrepareConfig, ModelConfig), {"object_": "object", "compile_": "compile"}),
+    "invert": ((InvertConfig, ModelConfig), {"compile_": "compile"}),
+    "edit": ((EditConfig, ModelConfig), {"compile_": "compile"}),
     "eval": ((EvalConfig, ModelConfig), {}),
     "run": (
         (PrepareConfig, TrainConfig, EditConfig, EvalConfig, ModelConfig),
@@ -41,6 +41,7 @@ COMMAND_CONFIGS = {
             "train_steps": (TrainConfig, "steps"),
             "edit_steps": (EditConfig, "steps"),
             "edit_seed": (EditConfig, "seed"),
+            "compile_": "compile",
         },
     ),
 }
