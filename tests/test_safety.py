@@ -117,6 +117,10 @@ with Project(Path(sys.argv[1])).lock():
 # --------------------------------------------------------------------------- verified reads
 
 
+def stages_of(cli) -> dict[str, dict]:
+    return {s["stage"]: s for s in json.loads(cli("status", "--json").out)["stages"]}
+
+
 def test_a_same_key_wrong_values_token_is_refused_by_edit_and_shown_stale(cli, edited):
     token_file = edited / "train" / "token.safetensors"
     from safetensors.torch import load_file
@@ -129,11 +133,12 @@ def test_a_same_key_wrong_values_token_is_refused_by_edit_and_shown_stale(cli, e
     assert "train/token.safetensors differs from what its record says it wrote" in result.error_lines[0]
     assert "live train" in result.err and "Traceback" not in result.err
     assert tree_digest(edited / "edits") == before
-    stages = {s["stage"]: s for s in json.loads(cli("status", "--json").out)["stages"]}
+    stages = stages_of(cli)
     assert stages["train"]["state"] == "stale" and "token.safetensors" in stages["train"]["reason"]
     assert stages["edit car-tok"]["state"] == "stale"
-    remade = cli("train")  # remade from the checkpoint: no step trained again
+    remade = cli("train", "--steps", "2")  # the training's own settings: made again, and up to date after
     assert remade.code == 0, remade.err
+    assert stages_of(cli)["train"]["state"] == "done"
     assert cli("edit", "--replace", "car=<tok>", "--steps", "3").code == 0
 
 
