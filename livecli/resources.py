@@ -72,6 +72,11 @@ def choose_checkpointing(needed: dict[str, int], device: torch.device) -> str:
     return "all"
 
 
+def amount(size: int) -> str:
+    """Bytes for a message: GB to one decimal, MB below a gigabyte."""
+    return f"{size / GB:.1f} GB" if size >= GB else f"{size / 2**20:.0f} MB"
+
+
 def check_fits(needed: dict[str, int], device: torch.device, what: str, hint: str) -> None:
     """Refuse work whose estimate is over the memory free now, in one line."""
     if os.environ.get(SKIP, "") not in ("", "0"):
@@ -83,6 +88,6 @@ def check_fits(needed: dict[str, int], device: torch.device, what: str, hint: st
     for kind, wanted, free in checks:
         if wanted > free:
             raise ConfigError(
-                f"{what} needs about {wanted / GB:.1f} GB of {kind}; {free / GB:.1f} GB is free",
+                f"{what} needs about {amount(wanted)} of {kind}; {amount(free)} is free",
                 hint=f"{hint} (or set {SKIP}=1 to try anyway)",
             )

@@ -332,8 +332,8 @@ def checkpointing_mode(config: TrainConfig, video_unet, frames: torch.Tensor, pr
     mode = resources.choose_checkpointing(needed, precision.device)
     if mode != "off":
         progress.say(
-            f"train: gradient checkpointing {mode} (a step needs about {needed['off'] / resources.GB:.1f} GB "
-            f"beyond the weights without it; {resources.free_bytes(precision.device) / resources.GB:.1f} GB is free)"
+            f"train: gradient checkpointing {mode} (a step needs about {resources.amount(needed['off'])} beyond the "
+            f"weights without it; {resources.amount(resources.free_bytes(precision.device))} is free)"
         )
     return mode
 
