@@ -419,7 +419,8 @@ class TrainConfig:
     image_temporal: bool = field(
         default=False,
         metadata=_help(
-            "Ablation: run the temporal attentions in the image objective too (the paper bypasses them there)."
+            "Ablation (the paper's Fig. 8): run the temporal attentions in the image objective too, and train them "
+            "there (the paper bypasses them)."
         ),
     )
     window: int = field(
@@ -502,6 +503,8 @@ class TrainConfig:
         ):  # unset, they leave earlier projects' fingerprints as they were
             if values[optional] is None:
                 del values[optional]
+        if self.image_temporal:  # since the image objective trains the temporal attentions: earlier runs are stale
+            values["image_objective_trains"] = "token and temporal attentions"
         return values
 
 

@@ -132,6 +132,12 @@ class LiveTrainer:
         self.video_params = [params[name] for name in self.trainable] + (
             [self.latent_prompt] if self.latent_prompt is not None else []
         )
+        # What the image objective trains: the token and, in the --image-temporal ablation
+        # (the paper's Fig. 8: temporal attention trained together with the second part),
+        # the temporal attentions it then runs through.
+        self.text_params = [self.token_vector] + (
+            [params[name] for name in self.trainable if ".temporal." in name] if config.image_temporal else []
+        )
         optimizer = torch.optim.AdamW(
             [
                 {"params": self.video_params, "lr": config.lr},
@@ -224,7 +230,7 @@ class LiveTrainer:
         video = self.video_loss()
         self.precision.backward(video, inputs=self.video_params)
         text = self.text_loss()
-        self.precision.backward(self.config.text_weight * text, inputs=[self.token_vector])
+        self.precision.backward(self.config.text_weight * text, inputs=self.text_params)
         self.precision.clip_grad_norm_(self.optimizer, self.video_params, self.config.max_grad_norm)
         self.precision.step(self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)

@@ -426,6 +426,23 @@ def test_the_ablation_switches_train_what_they_say(cli, clip, image, capture_tra
     assert with_temporal != without
 
 
+def test_image_temporal_trains_the_temporal_attentions_in_the_image_objective(cli, clip, image, capture_trainer):
+    """--image-temporal (the paper's Fig. 8 ablation): the image loss reaches the temporal
+    weights, so one step with --lambda 1 leaves them other than with --lambda 0; without
+    the ablation the image objective bypasses them, and --lambda changes nothing there."""
+
+    def temporal_after_one_step(*flags: str) -> dict[str, torch.Tensor]:
+        assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "1", "--force", *flags).code == 0
+        trainer = capture_trainer[-1]
+        return {n: p.detach().clone() for n, p in trainer.named_trainables().items() if ".temporal." in n}
+
+    ablation = [temporal_after_one_step("--image-temporal", "--lambda", weight) for weight in ("1", "0")]
+    assert ablation[0].keys() == ablation[1].keys() and ablation[0]
+    assert any(not torch.equal(ablation[0][n], ablation[1][n]) for n in ablation[0])
+    method = [temporal_after_one_step("--lambda", weight) for weight in ("1", "0")]
+    assert all(torch.equal(method[0][n], method[1][n]) for n in method[0])
+
+
 def test_the_reference_prompt_and_init_word_are_what_the_image_objective_uses(cli, clip, image, capture_trainer):
     """By default the token replaces the object word of the source prompt and starts from
     its embedding; --reference-prompt and --init-word change both, and only when given do

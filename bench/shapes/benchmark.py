@@ -97,7 +97,11 @@ VARIANTS = (
         train={"no_latent_prompt": True},
         edit={"latent_prompt": "trained"},
     ),
-    Variant("image-temporal", "temporal attention run in the image objective too", train={"image_temporal": True}),
+    Variant(
+        "image-temporal",
+        "temporal attention run, and trained, in the image objective too (the paper's Fig. 8)",
+        train={"image_temporal": True},
+    ),
     Variant("no-blend", "without local blend", edit={"no_blend": True}),
     Variant(
         "tav",
