@@ -519,6 +519,15 @@ def edit_both_ways(model, frames, tmp_path, steps: int, refine: int, windows=Non
     return outcomes, sources, plan, recorder.bytes
 
 
+def source_errors(sources: dict, words: int) -> list[float]:
+    """Relative error of each tensor the edit read from the store against the source branch's
+    (whose cross maps have all 77 columns; the store keeps the first `words`)."""
+    return [
+        relative_error(cached, sampled[..., :words] if kind == "cross" else sampled)
+        for (kind, sampled), (_, cached) in zip(sources["sample"], sources["inversion"], strict=True)
+    ]
+
+
 def test_the_inversions_attention_is_what_the_source_branch_computes(trained, tmp_path):
     """Guidance 1 and a refined inversion: sampling the source reproduces the inverted
     latents, so the source branch sees what the inversion saw. The maps, queries and keys
@@ -534,10 +543,7 @@ def test_the_inversions_attention_is_what_the_source_branch_computes(trained, tm
     assert plan.words == len(model.tokenizer(PROMPT).input_ids) - 1 < 77 and stored > 0  # start token + words
     assert [kind for kind, _ in sources["sample"]] == [kind for kind, _ in sources["inversion"]]
     assert {kind for kind, _ in sources["sample"]} == {"cross", "frame", "temporal"}
-    errors = [
-        relative_error(cached, sampled[..., : plan.words] if kind == "cross" else sampled)
-        for (kind, sampled), (_, cached) in zip(sources["sample"], sources["inversion"], strict=True)
-    ]
+    errors = source_errors(sources, plan.words)
     assert max(errors) < 1e-3, max(errors)
     assert relative_error(outcomes["inversion"].edit, outcomes["sample"].edit) < 1e-3
     # and the edit is not the clip: the comparison can fail.
@@ -554,10 +560,7 @@ def test_a_windowed_edit_reads_each_windows_attention(trained, tmp_path):
     assert len(windows) > 2
     outcomes, sources, plan, _ = edit_both_ways(model, frames, tmp_path, steps=10, refine=16, windows=windows)
     assert {kind for kind, _ in sources["sample"]} == {"cross", "frame", "temporal"}
-    errors = [
-        relative_error(cached, sampled[..., : plan.words] if kind == "cross" else sampled)
-        for (kind, sampled), (_, cached) in zip(sources["sample"], sources["inversion"], strict=True)
-    ]
+    errors = source_errors(sources, plan.words)
     assert max(errors) < 1e-3, max(errors)
     assert relative_error(outcomes["inversion"].edit, outcomes["sample"].edit) < 1e-3
 

@@ -22,8 +22,7 @@ batch: the source's maps, queries and keys come from what the inversion stored
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
@@ -32,7 +31,7 @@ from diffusers.models.attention_processor import Attention
 
 from livecli.control.blend import LocalBlend
 from livecli.control.prompts import EditPrompts
-from livecli.control.source_attention import CROSS, MAX_SELF_TOKENS, TEMPORAL, CachedSource, layer_name
+from livecli.control.source_attention import CROSS, MAX_SELF_TOKENS, TEMPORAL, CachedSource
 from livecli.models.attention import (
     CrossAttnProcessor,
     TemporalAttnProcessor,
@@ -41,7 +40,7 @@ from livecli.models.attention import (
     frame_attention_inputs,
     split_heads,
 )
-from livecli.models.video_unet import VideoUNet
+from livecli.models.video_unet import VideoUNet, attention_processors
 
 
 @dataclass(frozen=True)
@@ -206,25 +205,12 @@ class ControlledCrossAttn(CrossAttnProcessor):
         return attention_output(attn, attended.flatten(0, 1), hidden_states)
 
 
-@contextmanager
-def controlled(video_unet: VideoUNet, control: AttentionControl) -> Iterator[None]:
+CONTROLLED = {"temporal": ControlledTemporalAttn, "frame": ControlledFrameAttn, "cross": ControlledCrossAttn}
+
+
+def controlled(video_unet: VideoUNet, control: AttentionControl) -> AbstractContextManager:
     """Within the block, the video UNet's attention layers follow `control`."""
-    unet = video_unet.unet
-    original = unet.attn_processors
-    processors = {}
-    for name in original:
-        layer = layer_name(name)
-        if ".temporal." in name:
-            processors[name] = ControlledTemporalAttn(control, layer)
-        elif name.endswith("attn1.processor"):
-            processors[name] = ControlledFrameAttn(control, layer)
-        else:
-            processors[name] = ControlledCrossAttn(control, layer)
-    unet.set_attn_processor(processors)
-    try:
-        yield
-    finally:
-        unet.set_attn_processor(dict(original))
+    return attention_processors(video_unet, lambda kind, layer, _: CONTROLLED[kind](control, layer))
 
 
 def cross_attention_factors(video_unet: VideoUNet) -> set[int]:

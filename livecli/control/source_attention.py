@@ -27,8 +27,7 @@ latents the edit's source branch would start the step from.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from livecli.models.attention import (
     frame_attention_inputs,
     split_heads,
 )
-from livecli.models.video_unet import VideoUNet
+from livecli.models.video_unet import VideoUNet, attention_processors
 from livecli.tensor_files import save_tensors
 
 MAX_SELF_TOKENS = 32 * 32
@@ -89,10 +88,6 @@ class AttentionPlan:
 
 def step_file(folder: Path, step: int) -> Path:
     return folder / f"{step:04d}.safetensors"
-
-
-def layer_name(processor_name: str) -> str:
-    return processor_name.removesuffix(".processor")
 
 
 class _Steps:
@@ -231,22 +226,12 @@ class RecordingCrossAttn(CrossAttnProcessor):
         return attention_output(attn, maps @ value, hidden_states)
 
 
-@contextmanager
-def recording(video_unet: VideoUNet, recorder: SourceRecorder) -> Iterator[None]:
+def recording(video_unet: VideoUNet, recorder: SourceRecorder) -> AbstractContextManager:
     """Within the block, the video UNet's attention layers also hand `recorder` what it stores."""
-    unet = video_unet.unet
-    original = unet.attn_processors
-    processors = {}
-    for name, processor in original.items():
-        layer = layer_name(name)
-        if ".temporal." in name:
-            processors[name] = RecordingTemporalAttn(recorder, layer, processor)
-        elif name.endswith("attn1.processor"):
-            processors[name] = RecordingFrameAttn(recorder, layer)
-        else:
-            processors[name] = RecordingCrossAttn(recorder, layer)
-    unet.set_attn_processor(processors)
-    try:
-        yield
-    finally:
-        unet.set_attn_processor(dict(original))
+
+    def make(kind: str, layer: str, processor):
+        if kind == "temporal":
+            return RecordingTemporalAttn(recorder, layer, processor)
+        return (RecordingFrameAttn if kind == "frame" else RecordingCrossAttn)(recorder, layer)
+
+    return attention_processors(video_unet, make)

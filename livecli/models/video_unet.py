@@ -16,7 +16,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from diffusers import UNet2DConditionModel
@@ -173,6 +174,27 @@ def compile_blocks(video_unet: VideoUNet) -> int:
             module.compile()
             compiled += 1
     return compiled
+
+
+ProcessorMaker = Callable[[str, str, object], object]
+"""(kind: "temporal", "frame" or "cross"; the layer's name; its processor now) -> the processor to use."""
+
+
+@contextmanager
+def attention_processors(video_unet: VideoUNet, make: ProcessorMaker) -> Iterator[None]:
+    """Within the block, every attention layer of the UNet runs the processor `make` gives
+    it (edit control, the inversion's recording); the processors before come back after."""
+    unet = video_unet.unet
+    original = unet.attn_processors
+    processors = {}
+    for name, processor in original.items():
+        kind = "temporal" if ".temporal." in name else "frame" if name.endswith("attn1.processor") else "cross"
+        processors[name] = make(kind, name.removesuffix(".processor"), processor)
+    unet.set_attn_processor(processors)
+    try:
+        yield
+    finally:
+        unet.set_attn_processor(dict(original))
 
 
 def transformer_blocks(unet: nn.Module) -> Iterator[tuple[nn.ModuleList, int]]:

@@ -184,7 +184,8 @@ def run(
             )
         trained_model = runtime.trained()
         prompts = edit_prompts(trained_model.tokenizer, manifest["prompt"], replacements, token, keep, blend)
-        wants_trajectory = config.pin_source or config.blend_background == "clip" or config.from_inversion
+        keeps_clip = config.blend_background == "clip" or config.from_inversion  # the inversion is the source
+        wants_trajectory = config.pin_source or keeps_clip
         trajectory = list(invert_stage.load_trajectory(project, inversion)) if wants_trajectory else None
         start = invert_stage.load_start(project, inversion).to(runtime.device)
         frames, _, height, width = start.shape
@@ -214,7 +215,7 @@ def run(
                 eta=config.eta,
                 generator=generator,
                 edit_latent_prompt=config.latent_prompt,
-                clip_background=trajectory if config.blend_background == "clip" or config.from_inversion else None,
+                clip_background=trajectory if keeps_clip else None,
                 windows=windows,
                 after_window=advance,
             )

@@ -296,7 +296,7 @@ def build_trainer(
             if name not in trainable:
                 param.data = param.data.to(compute_dtype)
     config = dataclasses.replace(
-        config, gradient_checkpointing=checkpointing_mode(config, video_unet, latents["frames"], precision)
+        config, gradient_checkpointing=checkpointing_mode(config, video_unet, trainable, latents["frames"], precision)
     )
     if config.gradient_checkpointing != "off":
         enable_checkpointing(video_unet, everywhere=config.gradient_checkpointing == "all")
@@ -314,20 +314,22 @@ def build_trainer(
     return trainer, base
 
 
-def checkpointing_mode(config: TrainConfig, video_unet, frames: torch.Tensor, precision: MixedPrecision) -> str:
+def checkpointing_mode(
+    config: TrainConfig, video_unet, trainable: set[str], frames: torch.Tensor, precision: MixedPrecision
+) -> str:
     """--gradient-checkpointing, with `auto` chosen from the estimate of a step's memory
     against the memory free now (the weights are loaded by then)."""
     if config.gradient_checkpointing != "auto":
         return config.gradient_checkpointing
     count, _, height, width = frames.shape
     window = min(count, config.window) + 1 + (1 if count > config.window else 0)  # + latent prompt, + anchor z_1
-    trainable = sum(p.numel() for name, p in video_unet.unet.named_parameters() if name in trainable_names(video_unet))
+    trained = sum(p.numel() for name, p in video_unet.unet.named_parameters() if name in trainable)
     needed = resources.training_bytes(
         window,
         height * width,
         video_unet.unet.config.block_out_channels[0],
         torch.finfo(precision.dtype).bits // 8,
-        trainable + frames[0].numel(),
+        trained + frames[0].numel(),
     )
     mode = resources.choose_checkpointing(needed, precision.device)
     if mode != "off":
