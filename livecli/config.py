@@ -745,7 +745,11 @@ class EvalConfig:
     )
     text: str | None = field(
         default=None,
-        metadata=_help("Text of the CLIP score (default: the edit's target prompt, <tok> read as the object word)."),
+        metadata=_help(
+            "Text of the CLIP score. Default: the edit's target prompt with <tok> read as --init-word, else the "
+            "words of --reference-prompt; with neither, an edit to <tok> gets no CLIP score (never the source's "
+            "object word, which would score a failed edit as a success)."
+        ),
     )
     mask_margin: int = field(
         default=2,

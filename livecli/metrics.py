@@ -132,7 +132,8 @@ def masked_ssim(edit: torch.Tensor, source: torch.Tensor, keep: torch.Tensor) ->
 class VideoScores:
     """The metrics of one video; None where a metric does not apply (no mask, one frame)."""
 
-    clip_score: float
+    clip_score: float | None
+    """None without a text to trust (no text names the new object, or the CLIP is random)."""
     consistency_consecutive: float | None
     consistency_all_pairs: float | None
     reference_similarity: float
@@ -162,13 +163,13 @@ def score_video(
     embedder,
     frames: list[Image.Image],
     source: list[Image.Image],
-    text: torch.Tensor,
+    text: torch.Tensor | None,
     reference: torch.Tensor,
     mask: torch.Tensor | None,
     margin: int,
     whole: torch.Tensor | None = None,
 ) -> VideoScores:
-    """Every metric of `frames` against the text and reference embeddings, and against
+    """Every metric of `frames` against the text (None: no CLIP score) and reference embeddings, and against
     `source` outside the mask [F, 1, H, W] (no mask: no crop and no background scores).
     `whole`: the frames' embeddings when they are known already."""
     boxes = [mask_box(m[0]) for m in mask] if mask is not None else []
@@ -179,7 +180,7 @@ def score_video(
     else:
         cropped = embedder.images(crops) if crops else reference.new_zeros(0, len(reference))
     per_frame = {
-        "clip_score": [float(v) for v in clip_scores(text, whole)],
+        **({} if text is None else {"clip_score": [float(v) for v in clip_scores(text, whole)]}),
         "reference_similarity": [float(v) for v in whole @ reference],
     }
     crop_similarity = [float(v) for v in cropped @ reference]
@@ -191,7 +192,7 @@ def score_video(
         per_frame["background_ssim"] = masked_ssim(edited, original, keep)
         psnr, ssim = _mean(per_frame["background_psnr"]), _mean(per_frame["background_ssim"])
     return VideoScores(
-        clip_score=_mean(per_frame["clip_score"]),
+        clip_score=_mean(per_frame.get("clip_score", [])),
         consistency_consecutive=consecutive_consistency(whole),
         consistency_all_pairs=all_pairs_consistency(whole),
         reference_similarity=_mean(per_frame["reference_similarity"]),

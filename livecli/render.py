@@ -111,7 +111,10 @@ def evaluated(result: StageResult) -> str:
     else:
         psnr = f"background PSNR {facts['background_psnr']:.1f} dB over {facts['background_share']:.0%} of the pixels"
     judged = f", object match {facts['object_match']:.0%} (judge)" if facts.get("object_match") is not None else ""
-    clip = f"CLIP score {facts['clip_score']:.1f} (source {facts['source_clip_score']:.1f})"
+    if facts.get("clip_score") is None:
+        clip = f"CLIP score {facts.get('clip_score_note', 'n/a')}"
+    else:
+        clip = f"CLIP score {facts['clip_score']:.1f} (source {facts['source_clip_score']:.1f})"
     return f"{clip}, CLIP-I {facts['reference_similarity']:.3f}, {psnr}{judged}"
 
 
@@ -145,7 +148,14 @@ def metrics_table(evaluations, title: str) -> Table:
     for evaluation in evaluations:
         for video, label, style in (("edit", escape(evaluation.name), ""), ("source", "  source", "dim")):
             row = evaluation.metrics["rows"][video]
-            table.add_row(label, *(short(row.get(field)) for field in shown), style=style)
+            values = [short(row.get(field)) for field in shown]
+            if evaluation.metrics.get("clip_score_note"):  # say why there is no CLIP score, never show a random 0
+                values[shown.index("clip_score")] = "n/a"
+            table.add_row(label, *values, style=style)
+    notes = sorted({e.metrics["clip_score_note"] for e in evaluations if e.metrics.get("clip_score_note")})
+    if notes:
+        table.caption = f"CLIP {' / '.join(notes)}"
+        table.caption_justify = "left"
     return table
 
 

@@ -60,7 +60,10 @@ def test_keep_going_finishes_the_other_jobs_and_exits_non_zero(cli, jobs_file, t
     assert "error: job 2 (broken) failed" in result.err
     for report in (reports[0], reports[2]):
         assert Path(report["paths"]["video"]).is_file() and Path(report["paths"]["metrics"]).is_file()
-        assert set(report["metrics"]) == {"edit", "source"} and report["metrics"]["edit"]["clip_score"] is not None
+        assert (
+            set(report["metrics"]) == {"edit", "source"}
+            and report["metrics"]["edit"]["reference_similarity"] is not None
+        )
     assert Path(reports[0]["paths"]["project"]) == tmp_path / "first.live"
     assert not (tmp_path / "broken.live").exists()  # a failed first stage leaves no project behind
 

@@ -29,6 +29,7 @@ def ran(cli, clip, image):
 def test_run_makes_every_stage_and_again_redoes_nothing(cli, clip, image, ran):
     for stage in ("prepare", "train", "invert", "edit", "eval"):
         assert f"{stage}: " in ran.err
+    assert "CLIP score n/a (random CLIP)" in ran.err  # never a random CLIP's 0.0
     assert EVAL_OUTPUTS == {p.name for p in (PROJECT / "eval" / "car-tok").iterdir()}
     assert (PROJECT / "edits" / "car-tok" / "edit.mp4").is_file()
     for line in (
@@ -46,7 +47,7 @@ def test_run_makes_every_stage_and_again_redoes_nothing(cli, clip, image, ran):
     outcome = json.loads(again.out)
     assert outcome["status"] == "up to date" and all(s["skipped"] for s in outcome["stages"])
     assert [s["stage"] for s in outcome["stages"]] == ["prepare", "train", "invert", "edit", "eval"]
-    assert outcome["metrics"]["edit"]["clip_score"] is not None
+    assert outcome["metrics"]["edit"]["reference_similarity"] is not None
     assert tree_digest(PROJECT) == before
 
     changed = cli("run", clip, image, *RUN_ARGS, "--guidance", "5", "--name", "soft", "--json")
@@ -57,8 +58,12 @@ def test_run_makes_every_stage_and_again_redoes_nothing(cli, clip, image, ran):
 def test_metrics_json_report_and_contact_sheet(ran):
     folder = PROJECT / "eval" / "car-tok"
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["schema"] == 1 and metrics["edit"] == "car-tok" and metrics["frames"] == 4
-    assert metrics["text"] == "a jeep car is moving on the road"  # <tok> read as the object word
+    assert metrics["schema"] == 2 and metrics["edit"] == "car-tok" and metrics["frames"] == 4
+    # Nothing names the reference's object (no --init-word, no --reference-prompt), and the source's word would
+    # score a failed edit as a success: no text, and the tiny CLIP is random anyway.
+    assert metrics["text"] is None and "pass --text" in metrics["text_from"]
+    assert metrics["clip_score_note"] == "n/a (random CLIP)"
+    assert metrics["rows"]["edit"]["clip_score"] is None and metrics["rows"]["source"]["clip_score"] is None
     assert (
         metrics["settings"]["eval"]["clip_model"].startswith("tiny@")
         and metrics["settings"]["edit"]["guidance"] == 12.5
@@ -75,12 +80,13 @@ def test_metrics_json_report_and_contact_sheet(ran):
     }
     assert set(metrics["rows"]) == {"edit", "source"} and set(metrics["rows"]["edit"]) == fields
     assert metrics["rows"]["edit"]["object_match"] is None  # the judge reads only the shapes model's projects
-    assert len(metrics["per_frame"]["edit"]["clip_score"]) == 4
+    assert len(metrics["per_frame"]["edit"]["reference_similarity"]) == 4 and "clip_score" not in metrics["per_frame"]
     # The tiny model's blend mask covers every pixel at 64 px: no background to score.
     assert metrics["background_share"] == 0.0 and metrics["rows"]["edit"]["background_psnr"] is None
 
     report = (folder / "report.md").read_text()
-    assert "| CLIP score |" in report and "![contact sheet](contact_sheet.png)" in report
+    assert "| CLIP score | n/a (random CLIP) | n/a (random CLIP) |" in report
+    assert "![contact sheet](contact_sheet.png)" in report
     with Image.open(folder / "contact_sheet.png") as sheet:
         assert sheet.height == (GAP + 64 + GAP) + NUMBER_BAND + 3 * (64 + GAP)  # source, edit, mask rows
         source_frame = Image.open(PROJECT / "prepare" / "frames" / "0002.png").convert("RGB")

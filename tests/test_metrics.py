@@ -220,3 +220,20 @@ def test_contact_sheet_shrinks_large_frames():
     assert sheet.size == (MIN_WIDTH, (GAP + 160 + GAP) + NUMBER_BAND + 2 * (160 + GAP))
     x, y = LABEL_WIDTH, GAP + 160 + GAP + NUMBER_BAND + (160 + GAP)
     assert sheet.getpixel((x + 80, y + 80)) == (250, 0, 0)
+
+
+def test_default_clip_text_of_a_token_edit_names_the_reference_object_never_the_source_one():
+    from livecli.stages.evaluate import clip_text
+
+    edit = "a man riding a <@#$>"
+
+    def text(trained, given=None):
+        return clip_text(given, edit, "<@#$>", trained, "motorcycle").text
+
+    assert text({"init_word": "horse"}) == "a man riding a horse"
+    assert text({"reference_prompt": "a <tok> horse on a beach"}) == "a horse on a beach"
+    assert text({"init_word": "motorcycle", "reference_prompt": "a brown <@#$> horse"}) == "a brown horse"
+    for trained in ({}, {"init_word": "motorcycle"}, {"reference_prompt": "a <tok> motorcycle"}):
+        assert text(trained) is None and "pass --text" in clip_text(None, edit, "<@#$>", trained, "motorcycle").why
+    assert text({}, given="a man riding a zebra") == "a man riding a zebra"
+    assert clip_text(None, "a man riding a bus", "<@#$>", {}, "motorcycle").text == "a man riding a bus"  # a word edit

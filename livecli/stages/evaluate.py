@@ -36,14 +36,18 @@ from livecli.models.loading import dtype_name, resolve_device, resolve_dtype
 from livecli.stages import StageResult
 from livecli.stages import edit as edit_stage
 from livecli.stages import prepare as prepare_stage
+from livecli.stages import train as train_stage
 from livecli.store import Project, Record, atomic_write_bytes, fingerprint
 from livecli.video import read_pngs
+from livecli.words import TOKEN_ALIAS
 
 STAGE = "eval"
 EVALS = "eval"
 METRICS, REPORT, SHEET = "metrics.json", "report.md", "contact_sheet.png"
-METRICS_SCHEMA = 1
-"""Version of metrics.json; bumped when a field changes meaning or goes away."""
+METRICS_SCHEMA = 2
+"""Version of metrics.json; bumped when a field changes meaning or goes away (2: the CLIP score is
+null when it cannot be trusted, with `clip_score_note` saying why; the default text names the
+reference's object)."""
 
 METRIC_LABELS = {
     "clip_score": "CLIP score",
@@ -98,11 +102,46 @@ def pick_edits(project: Project, edit: str | None, every: bool) -> list[str]:
     return names
 
 
-def default_text(target_prompt: str, token: str, object_word: str) -> str:
-    """The target prompt with the learned token read as the object word: CLIP does not know the token."""
-    return " ".join(
-        object_word if word == token else word.replace(token, object_word) for word in target_prompt.split()
+RANDOM_CLIP = "n/a (random CLIP)"
+"""How a CLIP score of the tiny, random CLIP is shown: its number says nothing of the edit."""
+
+
+@dataclass(frozen=True)
+class ClipText:
+    """The text the CLIP score compares the frames with, or None, and why."""
+
+    text: str | None
+    why: str
+
+
+def clip_text(given: str | None, target_prompt: str, token: str, trained: dict[str, Any], object_word: str) -> ClipText:
+    """--text; else the edit's prompt, with the learned token (which CLIP does not know) read
+    as a word for the *reference's* object: --init-word, else the words of --reference-prompt.
+    The source's object word is never read there: it would score a failed edit as a success."""
+    if given:
+        return ClipText(given, "--text")
+    if token not in target_prompt:
+        return ClipText(target_prompt, "the edit's prompt")
+    source_word = object_word.lower()
+    init_word = trained.get("init_word")
+    if init_word and init_word.lower() != source_word:
+        return ClipText(
+            read_token_as(target_prompt, token, init_word), f"the edit's prompt, {token} read as --init-word"
+        )
+    reference = (trained.get("reference_prompt") or "").replace(TOKEN_ALIAS, token)
+    words = [word for word in reference.split() if token not in word]
+    if words and source_word not in {word.lower().strip(".,;:!?") for word in words}:
+        return ClipText(" ".join(words), "the words of --reference-prompt")
+    return ClipText(
+        None,
+        f"no CLIP score: the edit's prompt has {token}, and neither --init-word nor --reference-prompt names the "
+        "reference's object in words; pass --text to score it",
     )
+
+
+def read_token_as(target_prompt: str, token: str, word: str) -> str:
+    """The target prompt with the learned token read as `word`."""
+    return " ".join(word if part == token else part.replace(token, word) for part in target_prompt.split())
 
 
 class Scorer:
@@ -157,8 +196,23 @@ def _evaluate(
     stale = project.stale_reason(edit_where)
     if stale:
         progress.say(f"[yellow]note[/]: edit {name} is stale ({stale}); scoring it as it is")
-    text = config.text or default_text(edited.settings["target_prompt"], edited.facts["token"], manifest["object"])
-    settings = {**config.settings(), "text": text, "clip_model": scorer.source.key, "dtype": dtype_name(scorer.dtype)}
+    trained = project.record(train_stage.STAGE)
+    chosen = clip_text(
+        config.text,
+        edited.settings["target_prompt"],
+        edited.facts["token"],
+        trained.settings if trained is not None else {},
+        manifest["object"],
+    )
+    text = chosen.text
+    clip_note = RANDOM_CLIP if scorer.source.kind == "tiny" else None if text else "n/a (no text)"
+    settings = {
+        **config.settings(),
+        "text": text or "",
+        "clip_model": scorer.source.key,
+        "dtype": dtype_name(scorer.dtype),
+        **({"clip_score": clip_note} if clip_note else {}),
+    }
     inputs = {edit_where: edited.fingerprint, prepare_stage.STAGE: prepared.fingerprint}
     key = fingerprint(STAGE, settings, inputs)
     record = None if force else project.up_to_date(where, key)
@@ -174,7 +228,7 @@ def _evaluate(
 
     embedder = scorer.embedder
     with progress.bar(f"scoring {name} (CLIP)", 2) as advance:
-        text_embedding = embedder.texts([text])[0]
+        text_embedding = None if clip_note else embedder.texts([text])[0]
         reference_embedding = scorer.images_once(f"reference {prepared.fingerprint}", [reference])[0]
         source_embeddings = scorer.images_once(f"frames {prepared.fingerprint}", source)
         rows = {"edit": score_video(embedder, frames, source, text_embedding, reference_embedding, mask, margin)}
@@ -194,6 +248,8 @@ def _evaluate(
         "live_version": __version__,
         "edit": name,
         "text": text,
+        "text_from": chosen.why,
+        "clip_score_note": clip_note,
         "clip_model": scorer.source.id,
         "settings": {"eval": settings, "edit": edited.settings},
         "frames": len(frames),
@@ -206,6 +262,7 @@ def _evaluate(
     facts = {
         "clip_score": edit_row["clip_score"],
         "source_clip_score": source_row["clip_score"],
+        **({"clip_score_note": clip_note} if clip_note else {}),
         "reference_similarity": edit_row["reference_similarity"],
         "background_psnr": edit_row["background_psnr"],
         "background_share": share,
@@ -215,7 +272,11 @@ def _evaluate(
         facts["object_match"] = edit_row["object_match"]
     with project.staging(where) as staged:
         atomic_write_bytes(staged / METRICS, (json.dumps(metrics, indent=2) + "\n").encode())
-        title = [f"{name}: {text}", _headline(rows["edit"]), f"source: {_headline(rows['source'])}"]
+        title = [
+            f"{name}: {text or chosen.why}",
+            _headline(rows["edit"], clip_note),
+            f"source: {_headline(rows['source'], clip_note)}",
+        ]
         sheet_rows = {"source": source, "edit": frames, **({"mask": masks} if masks else {})}
         contact_sheet(reference, sheet_rows, title).save(staged / SHEET)
         atomic_write_bytes(staged / REPORT, render_report(metrics, project, name).encode())
@@ -277,10 +338,11 @@ def _load_metrics(project: Project, where: str) -> dict[str, Any]:
     return json.loads((project.stage_dir(where) / METRICS).read_text())
 
 
-def _headline(scores: VideoScores) -> str:
+def _headline(scores: VideoScores, clip_note: str | None) -> str:
     psnr = "n/a" if scores.background_psnr is None else f"{scores.background_psnr:.1f} dB"
     judged = "" if scores.object_match is None else f" · object {scores.object_match:.0%}"
-    return f"CLIP {scores.clip_score:.1f} · CLIP-I {scores.reference_similarity:.3f} · background PSNR {psnr}{judged}"
+    clip = clip_note or f"{scores.clip_score:.1f}"
+    return f"CLIP {clip} · CLIP-I {scores.reference_similarity:.3f} · background PSNR {psnr}{judged}"
 
 
 def format_value(value: float | None) -> str:
@@ -295,21 +357,30 @@ def render_report(metrics: dict[str, Any], project: Project, name: str) -> str:
     lines = [
         f"# Evaluation of edit `{name}`",
         "",
-        f"Project `{project.root.name}`, {metrics['frames']} frames, scored by CLIP `{metrics['clip_model']}` against "
-        "the text:",
+        f"Project `{project.root.name}`, {metrics['frames']} frames, scored by CLIP `{metrics['clip_model']}`"
+        + (f" against the text ({metrics['text_from']}):" if metrics["text"] else "."),
         "",
-        f"> {metrics['text']}",
+        f"> {metrics['text'] or metrics['text_from']}",
         "",
+        *(
+            [
+                "The tiny CLIP is random: its CLIP score says nothing of the edit and is not shown; its CLIP-I and "
+                "consistency only show that the scoring runs.",
+                "",
+            ]
+            if metrics["clip_score_note"] == RANDOM_CLIP
+            else []
+        ),
         "| metric | edit | source (baseline) |",
         "| --- | --- | --- |",
     ]
     for field, label in METRIC_LABELS.items():
         if field == "object_match" and metrics["rows"]["edit"].get(field) is None:
             continue
-        lines.append(
-            f"| {label} | {format_value(metrics['rows']['edit'][field])} | "
-            f"{format_value(metrics['rows']['source'][field])} |"
-        )
+        edit_value, source_value = (format_value(metrics["rows"][video][field]) for video in ("edit", "source"))
+        if field == "clip_score" and metrics["clip_score_note"]:
+            edit_value = source_value = metrics["clip_score_note"]
+        lines.append(f"| {label} | {edit_value} | {source_value} |")
     share = metrics["background_share"]
     lines += [
         "",
