@@ -74,6 +74,69 @@ def test_a_clip_and_its_true_edit_differ_only_where_the_objects_are():
     assert pair.source_prompt.split()[1] == pair.source_object[0]
 
 
+def _centres(masks):
+    return [np.argwhere(np.asarray(mask) > 0).mean(axis=0) for mask in masks]
+
+
+@pytest.mark.parametrize("kind", scenes.KINDS)
+def test_every_clip_kind_differs_from_its_true_edit_only_where_the_objects_are(kind):
+    pair = scenes.clip_pair(11, frames=8, kind=kind)
+    assert pair.kind == kind and len(pair.source) == len(pair.truth) == len(pair.truth_masks) == 8
+    kept = pair.keep_masks or [Image.new("L", pair.source[0].size)] * 8
+    for source, truth, a, b, c in zip(pair.source, pair.truth, pair.source_masks, pair.truth_masks, kept, strict=True):
+        # The object shows through the bar's soft edge: count that edge in.
+        both = Image.fromarray(np.maximum.reduce([np.asarray(a), np.asarray(b), np.asarray(c)]))
+        # Turned tips can be thin: grow by two pixels.
+        objects = np.asarray(both.filter(ImageFilter.MaxFilter(5))) > 0
+        difference = np.abs(np.asarray(source, np.int16) - np.asarray(truth, np.int16)).max(axis=2)
+        assert difference[~objects].max() == 0
+    if kind == "glide":
+        assert pair == scenes.clip_pair(11, frames=8)  # the benchmark's first kind is the clips it always had
+
+
+def test_the_clip_kinds_move_as_they_say():
+    frames = 8
+    pairs = {kind: scenes.clip_pair(5, frames=frames, kind=kind) for kind in scenes.KINDS}
+    steps = {
+        kind: np.linalg.norm(np.diff(np.array(_centres(pair.truth_masks)), axis=0), axis=1)
+        for kind, pair in pairs.items()
+    }
+    assert steps["glide"].max() < 12 and steps["fast"].min() > 0.4 * scenes.SIDE  # about half the frame a step
+
+    velocity = np.diff(np.array(_centres(pairs["bounce"].truth_masks)), axis=0)
+    assert ((np.sign(velocity[1:]) != np.sign(velocity[:-1])) & (np.abs(velocity[1:]) > 1)).any()  # it turns back
+
+    areas = [int((np.asarray(mask) > 0).sum()) for mask in pairs["growth"].truth_masks]
+    assert max(areas) > 5 * min(areas)
+
+    spun = pairs["rotation"].source_masks
+    assert pairs["rotation"].source_object[0] != "circle"
+    assert (np.asarray(spun[0]) != np.asarray(spun[1])).mean() > 0.01
+
+    hidden = pairs["occlusion"]
+    bar = [np.asarray(mask) > 0 for mask in hidden.keep_masks]
+    assert all(b.any() for b in bar) and not (bar[0] == bar[-1]).all()  # the bar sweeps
+    assert sum(((np.asarray(m) > 0) & b).any() for m, b in zip(hidden.truth_masks, bar, strict=True)) == 0
+    full = scenes.clip_pair(5, frames=frames, kind="glide").truth_masks
+    covered = [
+        int((np.asarray(a) > 0).sum()) < int((np.asarray(b) > 0).sum()) - 5
+        for a, b in zip(hidden.truth_masks, full, strict=True)
+    ]
+    assert sum(covered) >= 2  # hidden in part for several frames
+
+    panned = [np.asarray(image, np.int16) for image in pairs["pan"].backdrops]
+    assert all((a != b).any() for a, b in zip(panned, panned[1:], strict=False))  # the camera moves
+    shifts = [(dy, dx) for dy in (-3, 0, 3) for dx in (-3, 0, 3)]
+    assert any((np.roll(panned[0], shift, axis=(0, 1))[4:-4, 4:-4] == panned[1][4:-4, 4:-4]).all() for shift in shifts)
+
+    other = pairs["distractor"]
+    kept = [np.asarray(mask) > 0 for mask in other.keep_masks]
+    assert all(k.sum() > 50 for k in kept) and all((k == kept[0]).all() for k in kept)  # it stays
+    assert not any((k & (np.asarray(m) > 0)).any() for k, m in zip(kept, other.truth_masks, strict=True))
+    with pytest.raises(ValueError, match="unknown clip kind 'spin'"):
+        scenes.clip_pair(5, kind="spin")
+
+
 @shipped
 def test_the_shipped_judge_reads_fresh_drawings():
     from livecli.shapes.judge import QUESTIONS, accuracy, load_judge

@@ -5,9 +5,12 @@ caption such as "a red circle on a dotted yellow background". Everything is draw
 Pillow at 4× and reduced, so edges are antialiased and sub-pixel motion is smooth, and
 every random choice comes from a seed, so scene `i` of seed `s` is the same everywhere.
 
-A clip moves one object along a smooth path (translation and scale) over a fixed
-background. Its ground-truth edit is the same clip with another object on the same path;
-the benchmark compares edits with it, inside and outside the objects' masks.
+A clip moves one object over a background; its kind (`KINDS`) says how: a smooth glide,
+bounces off the walls, rotation, growth or shrinking through a wide range, a foreground bar
+passing over it, a camera pan (the background scrolls), a second shape that must stay, or
+fast motion (half the frame between frames). Its ground-truth edit is the same clip with
+another object in the same poses; the benchmark compares edits with it, inside and outside
+the objects' masks.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class Placed:
     x: float
     y: float
     radius: float
+    angle: float = 0.0
+    """Rotation in degrees, clockwise on screen."""
 
 
 @dataclass(frozen=True)
@@ -160,8 +165,16 @@ def draw_background(background: Background, side: int = SIDE) -> Image.Image:
     return image.resize((side, side), Image.Resampling.BOX)
 
 
-def outline(shape: str, x: float, y: float, r: float) -> list[tuple[float, float]] | None:
-    """The shape's polygon around (x, y) with half-extent r; None for the circle."""
+def outline(shape: str, x: float, y: float, r: float, angle: float = 0.0) -> list[tuple[float, float]] | None:
+    """The shape's polygon around (x, y) with half-extent r, turned by `angle` degrees; None for the circle."""
+    points = _outline(shape, x, y, r)
+    if points is None or not angle:
+        return points
+    cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    return [(x + (px - x) * cos - (py - y) * sin, y + (px - x) * sin + (py - y) * cos) for px, py in points]
+
+
+def _outline(shape: str, x: float, y: float, r: float) -> list[tuple[float, float]] | None:
     if shape == "circle":
         return None
     if shape == "square":
@@ -197,7 +210,7 @@ def object_layer(placed: Placed, side: int = SIDE) -> tuple[Image.Image, Image.I
     colour = Image.new("RGB", (big, big), edge)
     coverage = Image.new("L", (big, big), 0)
     inner = Image.new("L", (big, big), 0)
-    polygon = outline(placed.shape, x, y, r)
+    polygon = outline(placed.shape, x, y, r, placed.angle)
     border = 1.2 * scale
     for mask, grow in ((coverage, 0.0), (inner, border)):
         draw = ImageDraw.Draw(mask)
@@ -261,6 +274,28 @@ def scene_rng(seed: int, index: int) -> np.random.Generator:
 # --------------------------------------------------------------------------- clips and their true edits
 
 
+KINDS = ("glide", "bounce", "rotation", "growth", "occlusion", "pan", "distractor", "fast")
+"""What a clip's motion tests. glide: an eased sweep (what the first and previous frames
+explain well); bounce: straight runs with abrupt turns at the walls; rotation: the object
+turns 20–35° a frame; growth: its size changes about threefold; occlusion: a foreground bar
+passes over it for several frames; pan: the background scrolls (a moving camera);
+distractor: a second shape of another kind, which the edit must leave; fast: it crosses
+about half the frame between frames."""
+
+OCCLUDER_COLOUR = (60, 60, 60)
+"""The foreground bar's colour: a dark grey no object or background has."""
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Where the object is in one frame, in pixels of the 64×64 scene."""
+
+    x: float
+    y: float
+    radius: float
+    angle: float = 0.0
+
+
 @dataclass(frozen=True)
 class ClipPair:
     """A source clip, a reference image of another object, and the edit that is true."""
@@ -268,6 +303,7 @@ class ClipPair:
     source: list[Image.Image]
     truth: list[Image.Image]
     source_masks: list[Image.Image]
+    """Where the object is seen (half-coverage, less what the foreground bar hides), L 0/255."""
     truth_masks: list[Image.Image]
     reference: Image.Image
     background: Background
@@ -276,6 +312,11 @@ class ClipPair:
     """(shape, colour) of the object in the clip."""
     target_object: tuple[str, str]
     """(shape, colour) of the reference's object, which the true edit shows."""
+    kind: str = "glide"
+    backdrops: list[Image.Image] | None = None
+    """Per frame, the background alone (no object, no distractor, no bar)."""
+    keep_masks: list[Image.Image] | None = None
+    """Per frame, what is not the object but must stay as it is (the distractor, the bar)."""
 
     @property
     def source_prompt(self) -> str:
@@ -312,18 +353,138 @@ def trajectory(rng: np.random.Generator, frames: int) -> list[tuple[float, float
     return path
 
 
+def reflect(value: float, low: float, high: float) -> float:
+    """`value` folded into [low, high] as a ball bouncing between two walls."""
+    span = high - low
+    folded = (value - low) % (2 * span)
+    return low + (folded if folded <= span else 2 * span - folded)
+
+
+def straight_runs(rng: np.random.Generator, frames: int, radius: float, speed: float) -> list[Pose]:
+    """Constant speed in a straight line, turning sharply at the walls (at least once where it can)."""
+    low, high = radius + 2, SIDE - radius - 2
+    for _ in range(100):
+        start = rng.uniform(low, high, size=2)
+        heading = rng.uniform(0, 2 * math.pi)
+        velocity = speed * np.array([math.cos(heading), math.sin(heading)])
+        unfolded = [start + velocity * k for k in range(frames)]
+        if any(((point < low) | (point > high)).any() for point in unfolded):
+            break
+    return [Pose(reflect(float(x), low, high), reflect(float(y), low, high), radius) for x, y in unfolded]
+
+
+def leaps(rng: np.random.Generator, frames: int, radius: float, distance: float) -> list[Pose]:
+    """`distance` between consecutive frames, each leap in a random direction that stays inside."""
+    low, high = radius + 2, SIDE - radius - 2
+    point = rng.uniform(low, high, size=2)
+    path = [Pose(float(point[0]), float(point[1]), radius)]
+    for _ in range(frames - 1):
+        for _ in range(100):
+            heading = rng.uniform(0, 2 * math.pi)
+            landing = point + distance * np.array([math.cos(heading), math.sin(heading)])
+            if ((landing >= low) & (landing <= high)).all():
+                break
+        point = np.clip(landing, low, high)
+        path.append(Pose(float(point[0]), float(point[1]), radius))
+    return path
+
+
+def poses(kind: str, rng: np.random.Generator, glide: list[tuple[float, float, float]], frames: int) -> list[Pose]:
+    """The object's pose per frame for a clip of `kind`; `glide` is the clip's eased sweep."""
+    if kind in ("glide", "occlusion", "pan", "distractor"):
+        return [Pose(x, y, radius) for x, y, radius in glide]
+    if kind == "bounce":
+        return straight_runs(rng, frames, float(rng.uniform(10.0, 13.0)), float(rng.uniform(6.0, 9.0)))
+    if kind == "fast":
+        return leaps(rng, frames, float(rng.uniform(9.0, 11.0)), float(rng.uniform(0.42, 0.5)) * SIDE)
+    if kind == "rotation":
+        spin = float(rng.uniform(20.0, 35.0)) * (1 if rng.random() < 0.5 else -1)
+        return [Pose(x, y, radius, spin * k) for k, (x, y, radius) in enumerate(glide)]
+    if kind == "growth":
+        small, large = float(rng.uniform(6.0, 7.5)), float(rng.uniform(18.0, 20.0))
+        if rng.random() < 0.5:
+            small, large = large, small  # shrinking
+        margin = 21.0
+        start, end = rng.uniform(margin, SIDE - margin, size=2), rng.uniform(margin, SIDE - margin, size=2)
+        path = []
+        for k in range(frames):
+            t = k / max(frames - 1, 1)
+            x, y = start + (end - start) * t
+            path.append(Pose(float(x), float(y), small + (large - small) * t))
+        return path
+    raise ValueError(f"unknown clip kind {kind!r}; the kinds are {', '.join(KINDS)}")
+
+
+def pan_offsets(rng: np.random.Generator, frames: int, side: int) -> list[tuple[int, int]]:
+    """The camera's offset into a larger background per frame: whole pixels, 3 a frame at 64 px."""
+    step = max(1, round(3 * side / SIDE))
+    step = min(step, max(1, side // (2 * max(frames - 1, 1))))  # long clips scroll at most half the frame
+    dx, dy = [(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, 1), (1, -1), (-1, -1)][rng.integers(8)]
+    travel = step * (frames - 1)
+    x0, y0 = (0 if dx >= 0 else travel), (0 if dy >= 0 else travel)
+    return [(x0 + dx * step * k, y0 + dy * step * k) for k in range(frames)]
+
+
+def occluder_coverage(rng: np.random.Generator, frames: int, side: int) -> list[Image.Image]:
+    """Per frame, the coverage (L) of a foreground bar that sweeps across the whole frame once."""
+    big = side * SUPERSAMPLE
+    width = rng.uniform(8.0, 11.0) * big / SIDE
+    vertical = rng.random() < 0.5
+    forward = rng.random() < 0.5
+    layers = []
+    for k in range(frames):
+        t = (k + 0.5) / frames if forward else 1 - (k + 0.5) / frames
+        centre = -width / 2 + (big + width) * t
+        layer = Image.new("L", (big, big), 0)
+        box = (
+            [centre - width / 2, 0, centre + width / 2, big]
+            if vertical
+            else [0, centre - width / 2, big, centre + width / 2]
+        )
+        ImageDraw.Draw(layer).rectangle(box, fill=255)
+        layers.append(layer.resize((side, side), Image.Resampling.BOX))
+    return layers
+
+
+def place_distractor(
+    rng: np.random.Generator, path: list[Pose], taken: tuple[tuple[str, str], ...], background_colour: str
+) -> Placed:
+    """A shape of another kind and colour where the object never comes (as far from it as can be)."""
+    shape = SHAPES[rng.integers(len(SHAPES))]
+    while shape in {object_[0] for object_ in taken}:
+        shape = SHAPES[rng.integers(len(SHAPES))]
+    colours = [c for c in COLOUR_NAMES if c not in {background_colour, *(object_[1] for object_ in taken)}]
+    colours = [c for c in colours if (shape, c) not in HELD_OUT_OBJECTS] or colours
+    colour = colours[rng.integers(len(colours))]
+    radius = float(rng.uniform(8.0, 10.0))
+    best, best_gap = None, -math.inf
+    for _ in range(200):
+        x, y = rng.uniform(radius + 1, SIDE - radius - 1, size=2)
+        gap = min(math.hypot(x - pose.x, y - pose.y) - pose.radius - radius for pose in path)
+        if gap > best_gap:
+            best, best_gap = (float(x), float(y)), gap
+        if gap >= 3:
+            break
+    return Placed(shape, colour, *best, radius)
+
+
 def clip_pair(
     seed: int,
     frames: int = 8,
     side: int = SIDE,
     source_object: tuple[str, str] | None = None,
     target_object: tuple[str, str] | None = None,
+    kind: str = "glide",
 ) -> ClipPair:
-    """A benchmark clip: a training-combination object swapped for a held-out one by default."""
+    """A benchmark clip of `kind`: a training-combination object swapped for a held-out one by default."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown clip kind {kind!r}; the kinds are {', '.join(KINDS)}")
     rng = np.random.default_rng([seed, 7])
     target = target_object or sorted(HELD_OUT_OBJECTS)[rng.integers(len(HELD_OUT_OBJECTS))]
-    while source_object is None:
+    chosen = source_object is not None
+    while source_object is None or (kind == "rotation" and not chosen and source_object[0] == "circle"):  # looks still
         shape, colour = SHAPES[rng.integers(len(SHAPES))], COLOUR_NAMES[rng.integers(len(COLOUR_NAMES))]
+        source_object = None
         if (shape, colour) != target and (shape, colour) not in HELD_OUT_OBJECTS:
             source_object = (shape, colour)
     colours = [c for c in COLOUR_NAMES if c not in (source_object[1], target[1])]
@@ -332,13 +493,39 @@ def clip_pair(
         if (source_object[0], pattern) not in HELD_OUT_SCENES and (target[0], pattern) not in HELD_OUT_SCENES:
             break
     background = random_background(rng, pattern, background_colour)
-    backdrop = draw_background(background, side)
-    source, truth, source_masks, truth_masks = [], [], [], []
-    for x, y, radius in trajectory(rng, frames):
+    glide = trajectory(rng, frames)  # drawn for every kind, so that the glide's clips stay as they were
+    motion = np.random.default_rng([seed, 8, KINDS.index(kind)])
+    path = poses(kind, motion, glide, frames)
+
+    if kind == "pan":
+        offsets = pan_offsets(motion, frames, side)
+        reach = max(max(x, y) for x, y in offsets)
+        wide = draw_background(background, side + reach)
+        backdrops = [wide.crop((x, y, x + side, y + side)) for x, y in offsets]
+    else:
+        backdrops = [draw_background(background, side)] * frames
+    distractor = (
+        place_distractor(motion, path, (source_object, target), background_colour) if kind == "distractor" else None
+    )
+    bars = occluder_coverage(motion, frames, side) if kind == "occlusion" else None
+
+    source, truth, source_masks, truth_masks, keep_masks = [], [], [], [], []
+    for k, pose in enumerate(path):
+        backdrop, kept = backdrops[k], Image.new("L", (side, side), 0)
+        if distractor is not None:
+            backdrop = render(Scene(background, distractor), side, backdrop)
+            kept = object_mask(distractor, side)
         for placed_object, images, masks in ((source_object, source, source_masks), (target, truth, truth_masks)):
-            placed = Placed(*placed_object, x, y, radius)
-            images.append(render(Scene(background, placed), side, backdrop))
-            masks.append(object_mask(placed, side))
+            placed = Placed(*placed_object, pose.x, pose.y, pose.radius, pose.angle)
+            image, mask = render(Scene(background, placed), side, backdrop), object_mask(placed, side)
+            if bars is not None:
+                image.paste(OCCLUDER_COLOUR, mask=bars[k])
+                hidden = bars[k].point(lambda v: 255 if v == 255 else 0)  # the object shows through its edge
+                mask = Image.fromarray(np.where(np.asarray(hidden) > 0, 0, np.asarray(mask)).astype(np.uint8))
+                kept = hidden
+            images.append(image)
+            masks.append(mask)
+        keep_masks.append(kept)
     reference_colours = [c for c in COLOUR_NAMES if c not in (target[1], background_colour)]
     reference_background = random_background(
         rng,
@@ -349,5 +536,16 @@ def clip_pair(
         reference_background = replace(reference_background, pattern="plain")
     reference = render(Scene(reference_background, Placed(*target, SIDE / 2, SIDE / 2, 15.0)), side)
     return ClipPair(
-        source, truth, source_masks, truth_masks, reference, background, reference_background, source_object, target
+        source,
+        truth,
+        source_masks,
+        truth_masks,
+        reference,
+        background,
+        reference_background,
+        source_object,
+        target,
+        kind,
+        backdrops,
+        keep_masks if kind in ("occlusion", "distractor") else None,
     )
