@@ -119,6 +119,7 @@ CropOpt = Annotated[str | None, _option(PrepareConfig, "crop", "--crop", panel=P
 # train and run (the step count is --steps in one, --train-steps in the other).
 LrOpt = Annotated[float, _option(TrainConfig, "lr", "--lr", panel=TRAINING)]
 TiLrOpt = Annotated[float, _option(TrainConfig, "ti_lr", "--ti-lr", panel=TRAINING)]
+LpLrOpt = Annotated[float | None, _option(TrainConfig, "lp_lr", "--lp-lr", panel=TRAINING)]
 LambdaOpt = Annotated[float, _option(TrainConfig, "text_weight", "--lambda", panel=TRAINING)]
 TokenOpt = Annotated[str, _option(TrainConfig, "token", "--token", panel=TRAINING)]
 ReferencePromptOpt = Annotated[
@@ -293,6 +294,7 @@ def train(
     steps: Annotated[int, _option(TrainConfig, "steps", "--steps", panel=TRAINING)] = TrainConfig.steps,
     lr: LrOpt = TrainConfig.lr,
     ti_lr: TiLrOpt = TrainConfig.ti_lr,
+    lp_lr: LpLrOpt = TrainConfig.lp_lr,
     text_weight: LambdaOpt = TrainConfig.text_weight,
     token: TokenOpt = TrainConfig.token,
     reference_prompt: ReferencePromptOpt = TrainConfig.reference_prompt,
@@ -541,6 +543,7 @@ def run(
     train_steps: Annotated[int, _option(TrainConfig, "steps", "--train-steps", panel=TRAINING)] = TrainConfig.steps,
     lr: LrOpt = TrainConfig.lr,
     ti_lr: TiLrOpt = TrainConfig.ti_lr,
+    lp_lr: LpLrOpt = TrainConfig.lp_lr,
     text_weight: LambdaOpt = TrainConfig.text_weight,
     token: TokenOpt = TrainConfig.token,
     reference_prompt: ReferencePromptOpt = TrainConfig.reference_prompt,

@@ -138,13 +138,11 @@ class LiveTrainer:
         self.text_params = [self.token_vector] + (
             [params[name] for name in self.trainable if ".temporal." in name] if config.image_temporal else []
         )
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": self.video_params, "lr": config.lr},
-                {"params": [self.token_vector], "lr": config.ti_lr},
-            ],
-            weight_decay=config.weight_decay,
-        )
+        groups = [{"params": self.video_params, "lr": config.lr}, {"params": [self.token_vector], "lr": config.ti_lr}]
+        if config.lp_lr is not None and self.latent_prompt is not None:  # its own rate: out of the video group
+            groups[0]["params"] = self.video_params[:-1]
+            groups.append({"params": [self.latent_prompt], "lr": config.lp_lr})
+        optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
         self.optimizer = optimizer
 
         # The source prompt's embedding never changes: computed once. (no_grad, not
@@ -235,6 +233,13 @@ class LiveTrainer:
         self.precision.step(self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
         return StepLosses(video.item(), text.item())
+
+    def latent_prompt_moved(self) -> float | None:
+        """How far the latent prompt is from the first frame it started as: ‖p − z₁‖ / ‖z₁‖."""
+        if self.latent_prompt is None:
+            return None
+        start = self.frames[:1].float()
+        return float((self.latent_prompt.detach() - start).norm() / start.norm())
 
     # -- state, for checkpoints
 

@@ -85,6 +85,7 @@ def trained(result: StageResult) -> str:
     return (
         f"{result.record.settings['steps']} steps, token {facts['token']}; loss on fixed draws: "
         f"video {before['video']:.4f} -> {after['video']:.4f}, image {before['text']:.4f} -> {after['text']:.4f}"
+        + (f"; latent prompt moved {moved:.1%}" if (moved := facts.get("latent_prompt_moved")) is not None else "")
     )
 
 

@@ -332,6 +332,7 @@ def prepared(cli, clip, image) -> Path:
         (("--steps", "0"), "--steps must be at least 1"),
         (("--lr", "-1e-5"), "--lr must be a positive number"),
         (("--ti-lr", "0"), "--ti-lr must be a positive number"),
+        (("--lp-lr", "-1"), "--lp-lr must be a positive number"),
         (("--lambda", "-1"), "--lambda must be 0 or more"),
         (("--checkpoint-every", "0"), "--checkpoint-every must be at least 1"),
         (("--mixed-precision", "fp8"), "--mixed-precision 'fp8' is not one of auto, no, fp16, bf16"),
@@ -441,6 +442,24 @@ def test_image_temporal_trains_the_temporal_attentions_in_the_image_objective(cl
     assert any(not torch.equal(ablation[0][n], ablation[1][n]) for n in ablation[0])
     method = [temporal_after_one_step("--lambda", weight) for weight in ("1", "0")]
     assert all(torch.equal(method[0][n], method[1][n]) for n in method[0])
+
+
+def test_lp_lr_is_the_latent_prompts_own_rate_and_the_record_says_how_far_it_moved(cli, clip, image):
+    """One step: the attention weights see the same gradients either way (the latent prompt
+    starts as the first frame in both), so they move alike; the latent prompt moves about
+    --lp-lr / --lr times as far."""
+
+    def one_step(*flags: str) -> tuple[dict[str, torch.Tensor], float]:
+        assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "1", "--force", *flags).code == 0
+        record = read_toml(TRAIN / "record.toml")
+        return load_file(TRAIN / "attention_deltas.safetensors"), record["facts"]["latent_prompt_moved"]
+
+    same_deltas, slow = one_step()
+    deltas, fast = one_step("--lp-lr", "3e-2")
+    assert deltas.keys() == same_deltas.keys() and all(torch.equal(deltas[k], same_deltas[k]) for k in deltas)
+    assert 0 < slow and 300 < fast / slow < 3000  # Adam's first step: about lr per element
+    assert read_toml(TRAIN / "record.toml")["settings"]["lp_lr"] == 3e-2
+    assert "latent prompt moved" in cli("status").err + cli("train").err
 
 
 def test_the_reference_prompt_and_init_word_are_what_the_image_objective_uses(cli, clip, image, capture_trainer):

@@ -340,6 +340,10 @@ def checkpointing_mode(
     return mode
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
 def loss_row(step: int, losses: StepLosses, config: TrainConfig, seconds: float) -> dict:
     return {
         "step": step,
@@ -407,6 +411,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
                 "token_prompt": trainer.token_prompt,
                 "frames": int(latents["frames"].shape[0]),
                 "latent_prompt_shape": list(trainer.latent_prompt.shape) if trainer.latent_prompt is not None else None,
+                "latent_prompt_moved": _rounded(trainer.latent_prompt_moved()),
                 "trainable_parameters": sum(p.numel() for p in trainer.video_params) + trainer.token_vector.numel(),
                 "fixed_draw_loss_before": asdict(before),
                 "fixed_draw_loss_after": asdict(after),
