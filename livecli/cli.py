@@ -291,7 +291,9 @@ def train(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     compile_: CompileOpt = False,
-    steps: Annotated[int, _option(TrainConfig, "steps", "--steps", panel=TRAINING)] = TrainConfig.steps,
+    steps: Annotated[str, _option(TrainConfig, "steps", "--steps", panel=TRAINING, metavar="N|auto")] = str(
+        TrainConfig.steps
+    ),
     lr: LrOpt = TrainConfig.lr,
     ti_lr: TiLrOpt = TrainConfig.ti_lr,
     lp_lr: LpLrOpt = TrainConfig.lp_lr,
@@ -540,7 +542,9 @@ def run(
     duration: DurationOpt = PrepareConfig.duration,
     max_frames: MaxFramesOpt = PrepareConfig.max_frames,
     crop: CropOpt = PrepareConfig.crop,
-    train_steps: Annotated[int, _option(TrainConfig, "steps", "--train-steps", panel=TRAINING)] = TrainConfig.steps,
+    train_steps: Annotated[str, _option(TrainConfig, "steps", "--train-steps", panel=TRAINING, metavar="N|auto")] = str(
+        TrainConfig.steps
+    ),
     lr: LrOpt = TrainConfig.lr,
     ti_lr: TiLrOpt = TrainConfig.ti_lr,
     lp_lr: LpLrOpt = TrainConfig.lp_lr,

@@ -234,6 +234,15 @@ class LiveTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         return StepLosses(video.item(), text.item())
 
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """A copy of every trained tensor, on the CPU: the step `--steps auto` may keep."""
+        return {name: value.detach().float().cpu().clone() for name, value in self.named_trainables().items()}
+
+    def restore_snapshot(self, snapshot: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for name, value in self.named_trainables().items():
+                value.copy_(snapshot[name].to(value.device, value.dtype))
+
     def latent_prompt_moved(self) -> float | None:
         """How far the latent prompt is from the first frame it started as: ‖p − z₁‖ / ‖z₁‖."""
         if self.latent_prompt is None:

@@ -82,8 +82,13 @@ def prepared(result: StageResult) -> str:
 def trained(result: StageResult) -> str:
     facts = result.record.facts
     before, after = facts["fixed_draw_loss_before"], facts["fixed_draw_loss_after"]
+    steps = result.record.settings["steps"]
+    if "auto_steps" in facts:
+        steps = f"auto: {facts['auto_steps']['stopped_at']} steps, kept step {facts['auto_steps']['kept_step']},"
+    else:
+        steps = f"{steps} steps,"
     return (
-        f"{result.record.settings['steps']} steps, token {facts['token']}; loss on fixed draws: "
+        f"{steps} token {facts['token']}; loss on fixed draws: "
         f"video {before['video']:.4f} -> {after['video']:.4f}, image {before['text']:.4f} -> {after['text']:.4f}"
         + (f"; latent prompt moved {moved:.1%}" if (moved := facts.get("latent_prompt_moved")) is not None else "")
     )

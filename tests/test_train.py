@@ -462,6 +462,47 @@ def test_lp_lr_is_the_latent_prompts_own_rate_and_the_record_says_how_far_it_mov
     assert "latent prompt moved" in cli("status").err + cli("train").err
 
 
+def use_short_rule(monkeypatch) -> None:
+    """`--steps auto` observing every 2 steps, stopping after 2 observations without a 2 % gain, at most 14."""
+    import functools
+
+    from livecli.stages import train as train_stage
+    from livecli.stopping import EarlyStopping
+
+    monkeypatch.setattr(
+        train_stage, "EarlyStopping", functools.partial(EarlyStopping, every=2, patience=2, min_gain=0.02, max_steps=14)
+    )
+
+
+def test_steps_auto_stops_by_the_rule_and_keeps_the_best_step(cli, clip, image, monkeypatch, tmp_path):
+    args = (clip, image, *PREPARE_ARGS, "--lr", "1e-3")
+    use_short_rule(monkeypatch)
+    interrupt_after(monkeypatch, 3)
+    assert cli("train", *args, "--steps", "auto").code == 130
+    resumed = cli("train", *args, "--steps", "auto")
+    assert resumed.code == 0, resumed.err
+    record = read_toml(TRAIN / "record.toml")
+    auto = record["facts"]["auto_steps"]
+    assert record["settings"]["steps"] == "auto"
+    observed = dict(zip(auto["observed_steps"], auto["observed_losses"], strict=True))
+    assert auto["observed_steps"] == list(range(0, auto["stopped_at"] + 1, 2)) and auto["stopped_at"] <= 14
+    assert auto["kept_step"] == min(observed, key=observed.get)
+    assert len(loss_rows(TRAIN)) == auto["stopped_at"]
+    assert f"auto: {auto['stopped_at']} steps, kept step {auto['kept_step']}" in resumed.err
+
+    # What it kept is what a run of that many steps makes: the observations did not change the training.
+    fixed = tmp_path / "fixed.live"
+    assert cli("train", *args, "-p", fixed, "--steps", str(max(auto["kept_step"], 1))).code == 0
+    if auto["kept_step"]:
+        assert_same_tensors(TRAIN, fixed / "train")
+
+    uninterrupted = tmp_path / "whole.live"
+    assert cli("train", *args, "-p", uninterrupted, "--steps", "auto").code == 0
+    assert_same_tensors(TRAIN, uninterrupted / "train")
+    assert read_toml(uninterrupted / "train" / "record.toml")["facts"]["auto_steps"] == auto
+    assert "--steps must be a number or 'auto'" in cli("train", "--steps", "some").error_lines[0]
+
+
 def test_the_reference_prompt_and_init_word_are_what_the_image_objective_uses(cli, clip, image, capture_trainer):
     """By default the token replaces the object word of the source prompt and starts from
     its embedding; --reference-prompt and --init-word change both, and only when given do

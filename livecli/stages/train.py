@@ -44,6 +44,7 @@ from livecli.models.video_unet import compile_blocks, enable_checkpointing, infl
 from livecli.objectives import LiveTrainer, MixedPrecision, StepLosses, TrainingData, resolve_mixed_precision
 from livecli.stages import StageResult
 from livecli.stages import prepare as prepare_stage
+from livecli.stopping import AUTO, EarlyStopping
 from livecli.store import (
     CHECKPOINT_STATE,
     CHECKPOINTS,
@@ -69,6 +70,8 @@ LOSSES = "losses.csv"
 OPTIMIZER = "optimizer.safetensors"
 RNG = "rng.safetensors"
 STATE = CHECKPOINT_STATE
+BEST = "best.safetensors"
+"""`--steps auto`: the trained tensors at the best step so far, in the checkpoint."""
 LOSS_COLUMNS = ("step", "video_loss", "text_loss", "loss", "lr", "ti_lr", "seconds")
 
 
@@ -80,6 +83,8 @@ class Checkpoint:
     scaler: dict | None = None
     before: dict | None = None
     """The losses on fixed draws before the run's first step."""
+    stopping: dict | None = None
+    """`--steps auto`: the rule's observations so far (the best step's tensors are in BEST)."""
 
 
 def check_token_not_in_prompt(token: str, prompt: str) -> None:
@@ -193,7 +198,7 @@ def find_checkpoint(project: Project, run_key: str, steps: int) -> Checkpoint | 
         raise DamagedFile(folder / LOSSES, reason(exc), hint) from None
     if [row.get("step") for row in losses[:step]] != [str(number) for number in range(1, step + 1)]:
         raise DamagedFile(folder / LOSSES, f"holds {len(losses)} steps' losses for a checkpoint at step {step}", hint)
-    return Checkpoint(step, folder, losses, state.get("scaler"), state.get("before"))
+    return Checkpoint(step, folder, losses, state.get("scaler"), state.get("before"), state.get("stopping"))
 
 
 def write_trained(folder: Path, trainer: LiveTrainer, base: dict[str, torch.Tensor], rows: list[dict]) -> None:
@@ -215,23 +220,27 @@ def save_checkpoint(
     steps: int,
     run_key: str,
     before: StepLosses,
+    stopping: EarlyStopping | None = None,
+    best: dict[str, torch.Tensor] | None = None,
 ) -> None:
     with project.staging(f"{CHECKPOINTS}/{STAGE}", last=STATE) as folder:
         write_trained(folder, trainer, base, rows)
         save_tensors(folder / OPTIMIZER, trainer.optimizer_state())
         save_tensors(folder / RNG, {"generator": trainer.generator.get_state()})
+        if best is not None:
+            save_tensors(folder / BEST, best)
         scaler = trainer.precision.scaler
-        write_toml(
-            folder / STATE,
-            {
-                "run": run_key,
-                "step": step,
-                "steps": steps,
-                "files": hash_outputs(folder),
-                "before": asdict(before),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-            },
-        )
+        state = {
+            "run": run_key,
+            "step": step,
+            "steps": steps,
+            "files": hash_outputs(folder),
+            "before": asdict(before),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+        }
+        if stopping is not None:
+            state["stopping"] = stopping.state()
+        write_toml(folder / STATE, state)
 
 
 @contextmanager
@@ -260,6 +269,19 @@ def restore(trainer: LiveTrainer, checkpoint: Checkpoint) -> None:
 
 
 # --------------------------------------------------------------------------- the stage
+
+
+def start_stopping(
+    stopping: EarlyStopping, trainer: LiveTrainer, checkpoint: Checkpoint | None, before: StepLosses, first: int
+) -> dict[str, torch.Tensor]:
+    """The rule as the checkpoint left it, else observing the start; the best step's tensors."""
+    if checkpoint is not None and checkpoint.stopping:
+        with damaged_checkpoint(checkpoint):
+            stopping.resume(checkpoint.stopping)
+            return load_file(checkpoint.folder / BEST)
+    current = before if first == 0 else trainer.evaluate()  # a checkpoint of a run with a step count
+    stopping.observe(first, current.total(trainer.config.text_weight))
+    return trainer.snapshot()
 
 
 def _mean(rows: list[dict], column: str) -> float:
@@ -376,31 +398,48 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
             return StageResult(STAGE, project.stage_dir(STAGE), record, skipped=True)
 
         run_key = fingerprint(STAGE, {k: v for k, v in settings.items() if k != "steps"}, inputs)
-        checkpoint = None if force else find_checkpoint(project, run_key, config.steps)
+        stopping = EarlyStopping() if config.steps == AUTO else None
+        limit = stopping.max_steps if stopping else config.steps
+        checkpoint = None if force else find_checkpoint(project, run_key, limit)
         started = time.perf_counter()
         precision = MixedPrecision(config.mixed_precision, device)
         latents = load_file(project.verified(prepare_stage.STAGE, prepare_stage.LATENTS))
         trainer, base = build_trainer(source, config, precision, manifest, latents, checkpoint, model.compile)
         if checkpoint is not None:
             rows, first, before = checkpoint.losses[: checkpoint.step], checkpoint.step, StepLosses(**checkpoint.before)
-            progress.say(f"train: resuming at step {first} of {config.steps}")
+            progress.say(f"train: resuming at step {first} of {'at most ' if stopping else ''}{limit}")
         else:
             rows, first, before = [], 0, trainer.evaluate()
+        best, last = None, limit
+        if stopping is not None:
+            best = start_stopping(stopping, trainer, checkpoint, before, first)
+            last = first if first and stopping.done(first) else limit  # its checkpoint is where the rule stopped
 
         stopped = "train: stopping after this step to save a checkpoint (Ctrl-C again to stop at once)"
-        with stop_at_safe_point(stopped) as stop, progress.bar("training", config.steps, completed=first) as advance:
-            for step in range(first + 1, config.steps + 1):
+        with stop_at_safe_point(stopped) as stop, progress.bar("training", limit, completed=first) as advance:
+            for step in range(first + 1, last + 1):
                 tick = time.perf_counter()
                 losses = trainer.step()
                 rows.append(loss_row(step, losses, config, time.perf_counter() - tick))
+                finished = step == limit
+                if stopping is not None and stopping.due(step):
+                    if stopping.observe(step, trainer.evaluate().total(config.text_weight)):
+                        best = trainer.snapshot()
+                    finished = stopping.done(step)
                 advance(description=f"training (video {losses.video:.4f}, image {losses.text:.4f})")
-                if stop.requested or step % config.checkpoint_every == 0 or step == config.steps:
-                    save_checkpoint(project, trainer, base, rows, step, config.steps, run_key, before)
+                if stop.requested or step % config.checkpoint_every == 0 or finished:
+                    save_checkpoint(project, trainer, base, rows, step, limit, run_key, before, stopping, best)
                 if stop.requested:
                     raise Interrupted(
-                        f"checkpoint saved at step {step} of {config.steps}; run the same command again to resume",
+                        f"checkpoint saved at step {step} of {limit}; run the same command again to resume",
                         exit_code=stop.exit_code,
                     )
+                if finished:
+                    break
+        if stopping is not None:
+            trainer.restore_snapshot(best)
+            kept, at = stopping.best[0], stopping.history[-1][0]
+            progress.say(f"train: auto stopped at step {at}; keeping step {kept}, the lowest loss on fixed draws")
         after = trainer.evaluate()
 
         with project.staging(STAGE) as folder:
@@ -422,6 +461,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
                 "resumed_from": first or None,
                 "device": str(device),
                 "gradient_checkpointing": trainer.config.gradient_checkpointing,
+                **({"auto_steps": stopping.facts()} if stopping is not None else {}),
                 "train_seconds": round(sum(float(r["seconds"]) for r in rows), 3),
             }
             record = Project.write_record(
