@@ -161,6 +161,8 @@ BlendThresholdOpt = Annotated[float, _option(EditConfig, "blend_threshold", "--b
 BlurSigmaOpt = Annotated[float, _option(EditConfig, "blur_sigma", "--blur-sigma", panel=EDIT_CONTROL)]
 BlendStartOpt = Annotated[float, _option(EditConfig, "blend_start", "--blend-start", panel=EDIT_CONTROL)]
 BlendBackgroundOpt = Annotated[str, _option(EditConfig, "blend_background", "--blend-background", panel=EDIT_CONTROL)]
+BlendScaleOpt = Annotated[str, _option(EditConfig, "blend_scale", "--blend-scale", panel=EDIT_CONTROL)]
+PresetOpt = Annotated[str | None, _option(TrainConfig, "preset", "--preset", metavar="paper")]
 EditWindowOpt = Annotated[int | None, _option(EditConfig, "window", "--window", panel=EDITING)]
 OverlapOpt = Annotated[int, _option(EditConfig, "overlap", "--overlap", panel=EDITING)]
 OutputSizeOpt = Annotated[
@@ -310,6 +312,7 @@ def train(
     no_latent_prompt: NoLatentPromptOpt = TrainConfig.no_latent_prompt,
     image_temporal: ImageTemporalOpt = TrainConfig.image_temporal,
     window: TrainWindowOpt = TrainConfig.window,
+    preset: PresetOpt = None,
     force: Annotated[
         bool, typer.Option("--force", help="Train again from step 0, even when up to date or a checkpoint exists.")
     ] = False,
@@ -390,6 +393,7 @@ def edit(
     blur_sigma: BlurSigmaOpt = EditConfig.blur_sigma,
     blend_start: BlendStartOpt = EditConfig.blend_start,
     blend_background: BlendBackgroundOpt = EditConfig.blend_background,
+    blend_scale: BlendScaleOpt = EditConfig.blend_scale,
     refine: RefineOpt = EditConfig.refine,
     pin_source: PinSourceOpt = EditConfig.pin_source,
     eta: EtaOpt = EditConfig.eta,
@@ -399,6 +403,7 @@ def edit(
     window: EditWindowOpt = EditConfig.window,
     overlap: OverlapOpt = EditConfig.overlap,
     output_size: OutputSizeOpt = EditConfig.output_size,
+    preset: PresetOpt = None,
     model: ModelOpt = None,
     model_config: ModelConfigOpt = None,
     device: DeviceOpt = None,
@@ -561,6 +566,7 @@ def run(
     no_latent_prompt: NoLatentPromptOpt = TrainConfig.no_latent_prompt,
     image_temporal: ImageTemporalOpt = TrainConfig.image_temporal,
     window: TrainWindowOpt = TrainConfig.window,
+    preset: PresetOpt = None,
     name: NameOpt = EditConfig.name,
     edit_steps: Annotated[int, _option(EditConfig, "steps", "--edit-steps", panel=EDITING)] = EditConfig.steps,
     guidance: GuidanceOpt = EditConfig.guidance,
@@ -581,6 +587,7 @@ def run(
     blur_sigma: BlurSigmaOpt = EditConfig.blur_sigma,
     blend_start: BlendStartOpt = EditConfig.blend_start,
     blend_background: BlendBackgroundOpt = EditConfig.blend_background,
+    blend_scale: BlendScaleOpt = EditConfig.blend_scale,
     clip_model: ClipModelOpt = None,
     text: TextOpt = EvalConfig.text,
     mask_margin: MaskMarginOpt = EvalConfig.mask_margin,
@@ -770,11 +777,15 @@ def demo(
         ),
     ] = "shapes",
     train_steps: Annotated[
-        int,
+        str | None,
         typer.Option(
-            "--train-steps", help=escape(f"Training steps. [default: {sample.TRAIN_STEPS}]"), min=1, show_default=False
+            "--train-steps",
+            help=escape(f"Training steps, or auto. [default: {sample.TRAIN_STEPS}; the paper's 500 with --preset]"),
+            metavar="N|auto",
+            show_default=False,
         ),
-    ] = sample.TRAIN_STEPS,
+    ] = None,
+    preset: PresetOpt = None,
 ) -> None:
     """Edit a drawn clip with the shipped `shapes` model: every stage, on the CPU, in minutes.
 
@@ -789,7 +800,7 @@ def demo(
         f"with the reference {escape(render.where(image))} ({' '.join(pair.target_object[::-1])})",
         soft_wrap=True,
     )
-    outcome = sample.run(out_dir, render.report_stage, model, train_steps)
+    outcome = sample.run(out_dir, render.report_stage, model, train_steps, preset)
     render.job_summary(outcome)
     if model == "tiny":
         console.print("The tiny model is random, so edit.mp4 shows the pipeline, not a real edit.", soft_wrap=True)

@@ -41,6 +41,62 @@ def check_choice(flag: str, value: str, choices: tuple[str, ...], hint: str) -> 
         raise ConfigError(f"{flag} {value!r} is not one of {', '.join(choices)}", hint=hint)
 
 
+PRESETS = ("paper",)
+PAPER = {
+    "TrainConfig": {
+        "steps": 500,
+        "lr": 3e-5,
+        "ti_lr": 5e-3,
+        "lp_lr": None,
+        "text_weight": 1.0,
+        "reference_prompt": None,
+        "init_word": None,
+        "no_latent_prompt": False,
+        "image_temporal": False,
+    },
+    "EditConfig": {
+        "steps": 50,
+        "guidance": 12.5,
+        "cross_replace": 0.6,
+        "self_replace": 0.3,
+        "no_blend": False,
+        "blend_threshold": 0.3,
+        "blend_start": 0.2,
+        "blend_background": "source",
+        "blend_scale": "max",
+        "latent_prompt": "trained",
+        "source_branch": "sample",
+        "pin_source": False,
+        "eta": 0.0,
+        "refine": 0,
+    },
+}
+"""`--preset paper`: the paper's method and settings (its §3–4; DESIGN.md "The method"): the
+latent prompt learns at --lr, the token starts from the object word under the source prompt,
+and the edit uses the trained latent prompt, the source branch's background and
+Prompt-to-Prompt's mask scaling."""
+FLAG_NAMES = {"text_weight": "--lambda"}
+
+
+def apply_preset(config: Any) -> None:
+    """Set the preset's values on `config` (a frozen TrainConfig or EditConfig); a value
+    that is neither the field's default nor the preset's contradicts it."""
+    if config.preset is None:
+        return
+    check_choice("--preset", config.preset, PRESETS, hint="--preset paper, or leave it out")
+    for name, wanted in PAPER[type(config).__name__].items():
+        value = getattr(config, name)
+        if value != wanted and value != config_field(type(config), name).default:
+            flag = FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+            given = flag if isinstance(value, bool) else f"{flag} {value}"
+            paper = "off" if wanted in (False, None) else wanted
+            raise ConfigError(
+                f"{given} contradicts --preset {config.preset} (the paper's: {paper})",
+                hint=f"leave out {flag} or --preset",
+            )
+        object.__setattr__(config, name, wanted)
+
+
 def config_field(config: type, name: str):
     """The dataclass field `name` of `config`."""
     for item in fields(config):
@@ -460,6 +516,14 @@ class TrainConfig:
         ),
     )
 
+    preset: str | None = field(
+        default=None,
+        metadata=_help(
+            "'paper': exactly the paper's method and settings (no extension of this tool's), recorded in the "
+            "project; a flag that contradicts it is an error."
+        ),
+    )
+
     def __post_init__(self) -> None:
         check_window(self.window)
         if isinstance(self.gradient_checkpointing, bool):  # jobs files and earlier versions: a switch
@@ -513,6 +577,7 @@ class TrainConfig:
             raise ConfigError(
                 "--init-word is empty", hint="name the reference object, e.g. --init-word dog, or leave it out"
             )
+        apply_preset(self)
 
     def settings(self, frames: int | None = None) -> dict[str, Any]:
         """What the trained result depends on (how often to checkpoint, or whether to
@@ -526,6 +591,7 @@ class TrainConfig:
             "reference_prompt",
             "init_word",
             "lp_lr",
+            "preset",
         ):  # unset, they leave earlier projects' fingerprints as they were
             if values[optional] is None:
                 del values[optional]
@@ -595,6 +661,7 @@ def edit_slug(replacements: tuple[str, ...]) -> str:
 LATENT_PROMPTS = ("trained", "reference")
 OUTPUT_SIZES = ("model", "source")
 BLEND_BACKGROUNDS = ("source", "clip")
+BLEND_SCALES = ("range", "max")
 SOURCE_BRANCHES = ("sample", "inversion")
 
 
@@ -650,6 +717,14 @@ class EditConfig:
             "'clip' is not in the paper."
         ),
     )
+    blend_scale: str = field(
+        default="range",
+        metadata=_help(
+            "Local blend: how the summed attention is scaled before the threshold: 'range' (minimum to 0, maximum "
+            "to 1: a model that spreads a floor of attention everywhere still gets a mask) or 'max' (divided by the "
+            "maximum: Prompt-to-Prompt, the paper). In SD, where the floor is near 0, the two agree."
+        ),
+    )
     refine: int = field(default=0, metadata=_help(REFINE_HELP))
     pin_source: bool = field(
         default=False,
@@ -686,6 +761,14 @@ class EditConfig:
             "carries "
             "the source object's look) or 'reference' (the reference image's latents: the new object's look). Not in "
             "the paper."
+        ),
+    )
+
+    preset: str | None = field(
+        default=None,
+        metadata=_help(
+            "'paper': exactly the paper's method and settings (no extension of this tool's), recorded in the "
+            "project; a flag that contradicts it is an error."
         ),
     )
 
@@ -729,6 +812,8 @@ class EditConfig:
         check_choice(
             "--source-branch", self.source_branch, SOURCE_BRANCHES, hint="--source-branch inversion, or leave it out"
         )
+        check_choice("--blend-scale", self.blend_scale, BLEND_SCALES, hint="--blend-scale max, or leave it out")
+        apply_preset(self)
 
     @property
     def from_inversion(self) -> bool:
@@ -751,8 +836,10 @@ class EditConfig:
             ("blend_background", "source"),
             ("output_size", "model"),
             ("source_branch", "sample"),
+            ("blend_scale", "range"),
+            ("preset", None),
         ):
-            if values[name] == paper:  # the paper's default leaves earlier edits' fingerprints as they were
+            if values[name] == paper:  # the default leaves earlier edits' fingerprints as they were
                 del values[name]
         return values
 

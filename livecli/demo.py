@@ -74,24 +74,34 @@ def make_samples(folder: Path) -> tuple[Path, Path]:
 
 def train_config(pair: ClipPair, **changes: Any) -> TrainConfig:
     """The training of a drawn clip: the reference's caption, and its object's shape word to
-    start the token from (what a user knows of an image)."""
+    start the token from (what a user knows of an image). With `preset`, the preset's alone."""
     settings = {
         "steps": TRAIN_STEPS,
         "lr": TRAIN_LR,
         "reference_prompt": pair.reference_prompt(TOKEN_ALIAS),
         "init_word": pair.target_object[0],
     }
-    return TrainConfig(**{**settings, **changes})
+    return TrainConfig(**{**({} if changes.get("preset") else settings), **changes})
 
 
 def edit_config(pair: ClipPair, **changes: Any) -> EditConfig:
     """The edit of a drawn clip: its object word becomes the learnt token."""
     settings = {"guidance": GUIDANCE, "latent_prompt": LATENT_PROMPT, "blend_background": BLEND_BACKGROUND}
+    if changes.get("preset"):
+        settings = {}
     return EditConfig(replace=(f"{pair.source_object[0]}={TOKEN_ALIAS}",), **{**settings, **changes})
 
 
-def demo_job(folder: Path, clip: Path, image: Path, model: str = "shapes", train_steps: int = TRAIN_STEPS) -> Job:
-    """Every stage at 64 px, 8 frames: a few minutes on a laptop CPU."""
+def demo_job(
+    folder: Path,
+    clip: Path,
+    image: Path,
+    model: str = "shapes",
+    train_steps: int | str | None = None,
+    preset: str | None = None,
+) -> Job:
+    """Every stage at 64 px, 8 frames: a few minutes on a laptop CPU. `train_steps` None: the
+    demo's (or the preset's)."""
     from livecli.pipeline import Job
 
     pair = demo_pair()
@@ -102,8 +112,8 @@ def demo_job(folder: Path, clip: Path, image: Path, model: str = "shapes", train
         project=folder / "demo.live",
         model=ModelConfig(model=model, device="cpu"),
         prepare=PrepareConfig(prompt=pair.source_prompt, object=pair.source_object[0], frames=FRAMES, size=SIZE),
-        train=train_config(pair, steps=train_steps),
-        edit=edit_config(pair),
+        train=train_config(pair, **({"steps": train_steps} if train_steps else {}), preset=preset),
+        edit=edit_config(pair, preset=preset),
         eval=EvalConfig(clip_model="tiny"),
     )
 
@@ -112,9 +122,10 @@ def run(
     folder: Path,
     on_stage: Callable[[StageResult], None] = lambda result: None,
     model: str = "shapes",
-    train_steps: int = TRAIN_STEPS,
+    train_steps: int | str | None = None,
+    preset: str | None = None,
 ) -> JobOutcome:
     from livecli.pipeline import run_job
 
     clip, image = make_samples(folder)
-    return run_job(demo_job(folder, clip, image, model, train_steps), on_stage, replace_other=True)
+    return run_job(demo_job(folder, clip, image, model, train_steps, preset), on_stage, replace_other=True)

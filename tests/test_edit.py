@@ -328,6 +328,8 @@ def test_blend_mask_ignores_a_floor_of_attention():
     expected = torch.zeros(8, 8)
     expected[:4, :4] = 1
     assert torch.equal(mask, expected)
+    blend.scale = "max"  # Prompt-to-Prompt's (--blend-scale max, --preset paper): the floor passes 0.3
+    assert torch.equal(blend.mask()[0, 0], torch.ones(8, 8))
 
 
 def test_blend_mask_follows_the_recipe():

@@ -136,6 +136,16 @@ def test_edit_after_the_frames_changed_asks_to_train_again(cli, trained_here, cl
             ["--replace", "car=<tok>", "--source-branch", "both"],
             "--source-branch 'both' is not one of sample, inversion",
         ),
+        (["--replace", "car=<tok>", "--blend-scale", "min"], "--blend-scale 'min' is not one of range, max"),
+        (["--replace", "car=<tok>", "--preset", "ours"], "--preset 'ours' is not one of paper"),
+        (
+            ["--replace", "car=<tok>", "--preset", "paper", "--latent-prompt", "reference"],
+            "--latent-prompt reference contradicts --preset paper (the paper's: trained)",
+        ),
+        (
+            ["--replace", "car=<tok>", "--preset", "paper", "--guidance", "5"],
+            "--guidance 5.0 contradicts --preset paper (the paper's: 12.5)",
+        ),
     ],
 )
 def test_bad_edit_input_is_one_line_and_changes_nothing(cli, trained_here, args, message):
@@ -145,6 +155,18 @@ def test_bad_edit_input_is_one_line_and_changes_nothing(cli, trained_here, args,
     assert message in result.error_lines[0]
     assert "Traceback" not in result.err
     assert tree_digest(PROJECT) == before
+
+
+def test_preset_paper_edits_with_the_papers_settings_and_records_them(cli, trained_here):
+    from livecli.config import PAPER
+
+    result = cli("edit", "--replace", "car=<tok>", "--preset", "paper", "--steps", "50", "--name", "paper")
+    assert result.code == 0, result.err
+    settings = read_toml(PROJECT / "edits" / "paper" / "record.toml")["settings"]
+    assert settings["preset"] == "paper" and settings["blend_scale"] == "max"
+    for name, value in PAPER["EditConfig"].items():  # the defaults a record leaves out are the paper's
+        assert settings.get(name, value) == value, name
+    assert settings.get("latent_prompt", "trained") == "trained" and settings.get("blend_background") is None
 
 
 def test_an_edit_from_the_inversion_stores_its_attention_once(cli, trained_here):

@@ -333,6 +333,16 @@ def prepared(cli, clip, image) -> Path:
         (("--lr", "-1e-5"), "--lr must be a positive number"),
         (("--ti-lr", "0"), "--ti-lr must be a positive number"),
         (("--lp-lr", "-1"), "--lp-lr must be a positive number"),
+        (
+            ("--preset", "paper", "--steps", "500", "--lr", "1e-4"),
+            "--lr 0.0001 contradicts --preset paper (the paper's: 3e-05)",
+        ),
+        (
+            ("--preset", "paper", "--steps", "500", "--image-temporal"),
+            "--image-temporal contradicts --preset paper (the paper's: off)",
+        ),
+        (("--preset", "paper", "--steps", "500", "--init-word", "dog"), "--init-word dog contradicts --preset paper"),
+        (("--steps", "many"), "--steps must be a number or 'auto', got 'many'"),
         (("--lambda", "-1"), "--lambda must be 0 or more"),
         (("--checkpoint-every", "0"), "--checkpoint-every must be at least 1"),
         (("--mixed-precision", "fp8"), "--mixed-precision 'fp8' is not one of auto, no, fp16, bf16"),
@@ -442,6 +452,24 @@ def test_image_temporal_trains_the_temporal_attentions_in_the_image_objective(cl
     assert any(not torch.equal(ablation[0][n], ablation[1][n]) for n in ablation[0])
     method = [temporal_after_one_step("--lambda", weight) for weight in ("1", "0")]
     assert all(torch.equal(method[0][n], method[1][n]) for n in method[0])
+
+
+def test_preset_paper_trains_with_the_papers_settings_and_records_them(cli, clip, image, monkeypatch, capture_trainer):
+    """The paper's 500 steps, cut short after step 2; the settings its record keeps are the
+    paper's, whatever the defaults become; a flag repeating the paper's value is no contradiction."""
+    from livecli.config import PAPER, TrainConfig
+
+    settings = TrainConfig(preset="paper").settings()
+    assert settings["preset"] == "paper"
+    for name, value in PAPER["TrainConfig"].items():  # unset optional ones are left out of records
+        assert settings.get(name) == value, name
+    interrupt_after(monkeypatch, 2)
+    stopped = cli("train", clip, image, *PREPARE_ARGS, "--preset", "paper", "--lr", "3e-5")
+    assert stopped.code == 130 and "checkpoint saved at step 2 of 500" in stopped.err
+    trainer = capture_trainer[-1]
+    assert trainer.config.settings() == {**settings, "mixed_precision": "no"}
+    assert trainer.token_prompt == "a jeep <@#$> is moving on the road"  # the source prompt, the object's place
+    assert [group["lr"] for group in trainer.optimizer.param_groups] == [3e-5, 5e-3]  # the latent prompt at --lr
 
 
 def test_lp_lr_is_the_latent_prompts_own_rate_and_the_record_says_how_far_it_moved(cli, clip, image):

@@ -67,6 +67,7 @@ class LocalBlend:
         threshold: float,
         sigma: float,
         latent_prompt: bool = True,
+        scale: str = "range",
     ):
         self.frames = frames
         self.first = 1 if latent_prompt else 0
@@ -78,6 +79,8 @@ class LocalBlend:
         self.target_tokens = list(target_tokens)
         self.threshold = threshold
         self.sigma = sigma
+        self.scale = scale
+        """'range' (minimum to 0, maximum to 1) or 'max' (divided by the maximum: Prompt-to-Prompt)."""
         self.sums: torch.Tensor | None = None
         """[2, frames, tokens]: source's and edit's blend-word attention, summed so far."""
         self.window: Window | None = None
@@ -123,7 +126,7 @@ class LocalBlend:
         # Prompt-to-Prompt divides by the maximum alone: in SD the object word's attention
         # off the object is near 0, so that is the same as this. A smaller model spreads a
         # floor of attention everywhere (half the peak in `shapes`), which this removes.
-        floor = maps.amin(dim=(2, 3), keepdim=True)
+        floor = maps.amin(dim=(2, 3), keepdim=True) if self.scale == "range" else torch.zeros_like(maps[..., :1, :1])
         maps = (maps - floor) / (maps.amax(dim=(2, 3), keepdim=True) - floor).clamp_min(torch.finfo(maps.dtype).tiny)
         chosen = maps > self.threshold
         mask = (chosen[: self.frames] | chosen[self.frames :]).float()

@@ -91,6 +91,7 @@ def make_control(
         blend = LocalBlend(
             frames, latent_size, factor, prompts.source_blend, prompts.target_blend,
             config.blend_threshold, config.blur_sigma, latent_prompt=model.latent_prompt is not None,
+            scale=config.blend_scale,
         )  # fmt: skip
     batch = branch_batch(config.guidance, source_branch=not config.from_inversion)
     return AttentionControl(prompts, config.steps, config.cross_replace, config.self_replace, batch, blend)
