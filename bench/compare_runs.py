@@ -18,7 +18,16 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
-SCORES = ("object_accuracy", "psnr_object", "psnr_background", "motion_error", "flicker", "latent_prompt_moved")
+SCORES = (
+    "object_accuracy",
+    "psnr_object",
+    "psnr_background",
+    "motion_error",
+    "flicker",
+    "latent_prompt_moved",
+    "train_steps_run",
+    "kept_step",
+)
 
 
 def order(value) -> tuple:

@@ -47,6 +47,8 @@ COLUMNS = [
     ("motion_error_inside", "inside windows", "{:.4f}"),
     ("eval_background_psnr", "eval bg PSNR (dB)", "{:.1f}"),
     ("latent_prompt_moved", "latent prompt moved", "{:.1%}"),
+    ("train_steps_run", "steps trained", "{:.0f}"),
+    ("kept_step", "step kept", "{:.0f}"),
     ("seconds", "s per case", "{:.0f}"),
 ]
 KIND_COLUMNS = ("object_accuracy", "psnr_object", "psnr_background", "motion_error", "flicker")
@@ -182,7 +184,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, help="frames per clip (default 8; 48 with --long)")
     parser.add_argument("--cases", type=int, help="number of clip pairs K (default 24: three of each kind)")
     parser.add_argument("--kinds", nargs="+", choices=KINDS, help="the kinds of clip the cases cycle through")
-    parser.add_argument("--train-steps", type=int)
+    parser.add_argument(
+        "--train-steps", type=lambda text: text if text == "auto" else int(text), help="a number, or auto"
+    )
     parser.add_argument("--lp-lr", type=float, help="the latent prompt's learning rate (default: --lr's)")
     parser.add_argument(
         "--variants",
@@ -225,6 +229,7 @@ def main() -> None:
     suffix = "-quick" if args.quick else f"-long{settings.frames}" if settings.frames != benchmark.FRAMES else ""
     suffix += "-tuning" if settings.seed == benchmark.TUNING_SEED else ""
     suffix += f"-lplr{settings.lp_lr:g}" if settings.lp_lr is not None else ""
+    suffix += f"-steps{settings.train_steps}" if settings.train_steps != benchmark.Settings.train_steps else ""
     work = args.work or HERE / "work" / f"edit_quality{suffix}-{settings.key()}"
     judge = load_judge(JUDGE_FILE)
 

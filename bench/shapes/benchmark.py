@@ -132,7 +132,8 @@ class Settings:
     cases: int = 24
     """Case i is of kind KINDS[i % len(kinds)]: 24 cases are 3 of each."""
     seed: int = REPORTED_SEED
-    train_steps: int = demo.TRAIN_STEPS
+    train_steps: int | str = demo.TRAIN_STEPS
+    """A number, or 'auto'."""
     lr: float = demo.TRAIN_LR
     ti_lr: float = TrainConfig.ti_lr
     edit_steps: int = EditConfig.steps
@@ -334,6 +335,10 @@ def run_case(
         scores["eval_background_psnr"] = edit_row.get("background_psnr")
         trained = next(stage.result.record for stage in outcome.stages if stage.result.stage == "train")
         scores["latent_prompt_moved"] = trained.facts.get("latent_prompt_moved")
+        auto = trained.facts.get("auto_steps")  # --train-steps auto: where it stopped and what it kept
+        scores["train_steps_run"] = auto["stopped_at"] if auto else trained.settings["steps"]
+        if auto:
+            scores["kept_step"] = auto["kept_step"]
         scores["seconds"] = round(
             sum(stage.result.record.seconds for stage in outcome.stages if stage.result.record), 1
         )
