@@ -181,7 +181,7 @@ def _config(config: type, parameters: dict[str, Any], **renamed: Any) -> Any:
     TrainConfig's `steps`)."""
     names = {item.name for item in fields(config)} - renamed.keys()
     given = {name: value for name, value in parameters.items() if name in names and value is not None}
-    return from_table(config, {**given, **renamed})
+    return from_table(config, {**given, **{name: value for name, value in renamed.items() if value is not None}})
 
 
 def _version(value: bool) -> None:
@@ -293,9 +293,7 @@ def train(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     compile_: CompileOpt = False,
-    steps: Annotated[str, _option(TrainConfig, "steps", "--steps", panel=TRAINING, metavar="N|auto")] = str(
-        TrainConfig.steps
-    ),
+    steps: Annotated[str | None, _option(TrainConfig, "steps", "--steps", panel=TRAINING, metavar="N|auto")] = None,
     lr: LrOpt = TrainConfig.lr,
     ti_lr: TiLrOpt = TrainConfig.ti_lr,
     lp_lr: LpLrOpt = TrainConfig.lp_lr,
@@ -547,9 +545,9 @@ def run(
     duration: DurationOpt = PrepareConfig.duration,
     max_frames: MaxFramesOpt = PrepareConfig.max_frames,
     crop: CropOpt = PrepareConfig.crop,
-    train_steps: Annotated[str, _option(TrainConfig, "steps", "--train-steps", panel=TRAINING, metavar="N|auto")] = str(
-        TrainConfig.steps
-    ),
+    train_steps: Annotated[
+        str | None, _option(TrainConfig, "steps", "--train-steps", panel=TRAINING, metavar="N|auto")
+    ] = None,
     lr: LrOpt = TrainConfig.lr,
     ti_lr: TiLrOpt = TrainConfig.ti_lr,
     lp_lr: LpLrOpt = TrainConfig.lp_lr,

@@ -87,6 +87,7 @@ def test_run_covers_every_field_of_the_stages_it_runs():
         if p.name not in NOT_CONFIG | {"clip", "image"}
     }
     covered.add((EditConfig, "window"))  # `live run --window` is the training's, which the edit follows
+    covered.add((EditConfig, "preset"))  # `live run --preset` is both stages'
     for config in configs:
         for name in config.__dataclass_fields__:
             assert (config, name) in covered, f"live run has no option for {config.__name__}.{name}"
@@ -101,9 +102,13 @@ def test_from_table_types_values_and_names_what_is_wrong():
     assert from_table(EditConfig, {"replace": ["car=<tok>"]}).replace == ("car=<tok>",)
 
     with pytest.raises(ConfigError) as wrong_type:
-        from_table(TrainConfig, {"steps": "20"}, section="train")
-    assert wrong_type.value.message == "`train.steps` has the wrong type ('20')"
+        from_table(TrainConfig, {"seed": "20"}, section="train")
+    assert wrong_type.value.message == "`train.seed` has the wrong type ('20')"
     assert wrong_type.value.hint == "it is a whole number"
+    assert (
+        from_table(TrainConfig, {"steps": "auto"}).steps == "auto" == from_table(TrainConfig, {"steps": "AUTO"}).steps
+    )
+    assert from_table(TrainConfig, {"steps": 20}).steps == 20
 
     with pytest.raises(ConfigError) as whole:
         from_table(PrepareConfig, {"prompt": "a car", "object": "car", "size": 64.5})
@@ -156,7 +161,7 @@ LAYERS = [
         "metrics",
         "contact_sheet",
     },
-    {"models", "control", "objectives", "sampling", "windows", "shapes"},
+    {"models", "control", "objectives", "stopping", "sampling", "windows", "shapes"},
     {"stages"},
     {"cli", "render", "pipeline", "batch", "demo", "__main__"},
 ]
@@ -252,5 +257,8 @@ def test_the_demo_keeps_its_own_settings():
 
     group = typer.main.get_command(app)
     steps = next(p for p in group.commands["demo"].params if p.name == "train_steps")
-    assert steps.default == demo.TRAIN_STEPS and steps.help.endswith(f"\\[default: {demo.TRAIN_STEPS}]")
+    # None: the demo's own count, or the preset's
+    assert steps.default is None and f"\\[default: {demo.TRAIN_STEPS};" in steps.help
+    paper = demo.demo_job(Path("out"), Path("clip"), Path("ref.png"), preset="paper")
+    assert paper.train.steps == 500 and paper.train.init_word is None and paper.edit.guidance == 12.5
     assert demo.demo_job(Path("out"), Path("clip"), Path("ref.png")).train.steps == demo.TRAIN_STEPS
