@@ -130,7 +130,8 @@ def test_a_missing_field_is_reported_before_any_job_runs(cli, jobs_file, tmp_pat
     ("extra", "message"),
     [
         ("train = { stepz = 3 }", "job 1 (first): `train` has no setting `stepz`"),
-        ('train = { steps = "3" }', "job 1 (first): `train.steps` has the wrong type ('3')"),
+        ('train = { lr = "3" }', "job 1 (first): `train.lr` has the wrong type ('3')"),
+        ('train = { steps = "many" }', "job 1 (first): --steps must be a number or 'auto', got 'many'"),
         ("edit = { guidance = -1.0 }", "job 1 (first): --guidance must be 0 or more"),
         ('colour = "red"', "job 1 (first): unknown key `colour`"),
         ('prepare = { prompt = "x" }', "job 1 (first): `prepare.prompt` belongs at the job's top level"),
