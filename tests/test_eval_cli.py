@@ -107,7 +107,9 @@ def test_eval_picks_edits_compares_them_and_prints_json(cli, ran):
     assert "eval: up to date" in both.err  # car-tok was scored by `live run`
     lines = both.out.splitlines()
     body = lines[next(i for i, line in enumerate(lines) if "──" in line) + 1 :]  # under the header's rule
-    assert [line.split()[0] for line in body if line.strip()] == ["car-tok", "source", "plain", "source"]
+    *rows, caption = [line for line in body if line.strip()]
+    assert [line.split()[0] for line in rows] == ["car-tok", "source", "plain", "source"]
+    assert caption.strip() == "CLIP n/a (random CLIP)" and all(line.split()[1] == "n/a" for line in rows)
 
     data = json.loads(cli("eval", "--edit", "plain", "--json").out)
     (plain,) = data["evaluations"]
