@@ -297,10 +297,10 @@ def main() -> None:
         "by_kind": kinds,
         "cases": cases,
     }
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown + "\n")
+    stem.with_name(stem.name + ".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_name(stem.name + ".md").write_text(markdown + "\n")
     # Drawn scenes need no more than 256 colours: a palette PNG is a quarter of the size.
-    grid(work, cases, names).quantize(colors=256).save(stem.with_suffix(".png"), optimize=True)
+    grid(work, cases, names).quantize(colors=256).save(stem.with_name(stem.name + ".png"), optimize=True)
     print(f"wrote {stem}.md, .json and .png in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
 
