@@ -187,7 +187,9 @@ def main() -> None:
     parser.add_argument(
         "--train-steps", type=lambda text: text if text == "auto" else int(text), help="a number, or auto"
     )
-    parser.add_argument("--lp-lr", type=float, help="the latent prompt's learning rate (default: --lr's)")
+    parser.add_argument(
+        "--lp-lr", type=float, help="the latent prompt's learning rate (default: the demo's 0.1; 1e-4 is --lr's)"
+    )
     parser.add_argument(
         "--variants",
         nargs="+",
@@ -228,7 +230,7 @@ def main() -> None:
     variants = tuple(v for v in benchmark.VARIANTS if v.name in chosen)
     suffix = "-quick" if args.quick else f"-long{settings.frames}" if settings.frames != benchmark.FRAMES else ""
     suffix += "-tuning" if settings.seed == benchmark.TUNING_SEED else ""
-    suffix += f"-lplr{settings.lp_lr:g}" if settings.lp_lr is not None else ""
+    suffix += f"-lplr{settings.lp_lr:g}" if settings.lp_lr != benchmark.Settings.lp_lr else ""
     suffix += f"-steps{settings.train_steps}" if settings.train_steps != benchmark.Settings.train_steps else ""
     work = args.work or HERE / "work" / f"edit_quality{suffix}-{settings.key()}"
     judge = load_judge(JUDGE_FILE)
@@ -265,7 +267,7 @@ def main() -> None:
     }
     steps = f"{settings.train_steps} training steps, {settings.edit_steps} edit steps"
     which = "tuning" if settings.seed == benchmark.TUNING_SEED else f"seed {settings.seed}"
-    lp = f", --lp-lr {settings.lp_lr:g}" if settings.lp_lr is not None else ""
+    lp = f", --lp-lr {settings.lp_lr:g}" if settings.lp_lr is not None else ", --lp-lr = --lr"
     markdown = "\n\n".join(
         [
             f"# Edit quality on drawn clips ({settings.cases} cases, {which}, of {settings.frames} frames, "
