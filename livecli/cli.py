@@ -791,6 +791,7 @@ def demo(
     shape, in a colour the model never saw it in. The true edit is written to truth/ beside it.
     """
     sample.check_model(model)
+    sample.check_settings(train_steps, preset)  # a contradicting flag writes nothing
     clip, image = sample.make_samples(out_dir)
     pair = sample.demo_pair()
     console.print(

@@ -96,6 +96,11 @@ def edit_config(pair: ClipPair, **changes: Any) -> EditConfig:
     return EditConfig(replace=(f"{pair.source_object[0]}={TOKEN_ALIAS}",), **{**settings, **changes})
 
 
+def check_settings(train_steps: int | str | None = None, preset: str | None = None) -> None:
+    """The demo's settings with these flags, checked before anything is written."""
+    demo_job(Path("."), Path("clip"), Path("reference.png"), "shapes", train_steps, preset)
+
+
 def demo_job(
     folder: Path,
     clip: Path,

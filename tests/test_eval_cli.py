@@ -200,6 +200,9 @@ def test_demo_runs_every_stage_and_a_second_run_redoes_nothing(cli, tmp_path):
         assert f"{stage}: up to date" in again.err
     assert tree_digest(project) == before
     assert cli("demo", "--model", "sd").error_lines == ["error: --model 'sd': the demo runs on tiny or shapes"]
+    contradicted = cli("demo", "--model", "tiny", "--preset", "paper", "--train-steps", "5", "--out", tmp_path / "p")
+    assert contradicted.error_lines == ["error: --steps 5 contradicts --preset paper (the paper's: 500)"]
+    assert not (tmp_path / "p").exists()  # checked before anything is written
 
 
 def test_shell_completion_offers_commands_and_the_projects_edits(ran, tmp_path):
