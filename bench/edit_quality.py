@@ -137,13 +137,19 @@ def grid(work: Path, cases: list[dict], names: tuple[str, ...]):
             f"reference: {case['target_object']}",
         ]
         sheets.append(contact_sheet(Image.open(folder / "reference.png").convert("RGB"), rows, title))
-    width = max(sheet.width for sheet in sheets)
-    stacked = Image.new("RGB", (width, sum(sheet.height for sheet in sheets)), "white")
+    return stacked(sheets)
+
+
+def stacked(sheets: list):
+    """Images one under another, left-aligned on white, as wide as the widest."""
+    from PIL import Image
+
+    picture = Image.new("RGB", (max(sheet.width for sheet in sheets), sum(sheet.height for sheet in sheets)), "white")
     top = 0
     for sheet in sheets:
-        stacked.paste(sheet, (0, top))
+        picture.paste(sheet, (0, top))
         top += sheet.height
-    return stacked
+    return picture
 
 
 def shard(text: str) -> tuple[int, int]:

@@ -81,6 +81,7 @@ def main() -> None:
     os.environ.setdefault("LIVE_QUIET", "1")
     from PIL import Image
 
+    from bench.edit_quality import stacked
     from livecli.contact_sheet import contact_sheet
 
     sheets = []
@@ -101,14 +102,8 @@ def main() -> None:
             rows = {"start, LP": [first, latent_prompt] + [blank] * (count - 2), **found["videos"]}
             sheets.append(contact_sheet(reference, rows, title))
             print(f"case {case}, lp-lr {found['lp_lr']:g}: moved {found['moved']:.1%}", file=sys.stderr)
-    width = max(sheet.width for sheet in sheets)
-    stacked = Image.new("RGB", (width, sum(sheet.height for sheet in sheets)), "white")
-    top = 0
-    for sheet in sheets:
-        stacked.paste(sheet, (0, top))
-        top += sheet.height
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    stacked.quantize(colors=256).save(args.out, optimize=True)
+    stacked(sheets).quantize(colors=256).save(args.out, optimize=True)
     print(f"wrote {args.out}", file=sys.stderr)
 
 

@@ -328,33 +328,29 @@ class PrepareConfig:
         return values
 
 
+def _number_or_word(value: int | str, word: str, flag: str, hint: str) -> int | str:
+    """`value` as a whole number or `word`, from an int or text ('8', 'ALL'); other text is an error."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, str):
+        if value.strip().lower() != word:
+            raise ConfigError(f"{flag} must be a number or '{word}', got {value!r}", hint=hint)
+        return word
+    return value
+
+
 def _train_steps_value(steps: int | str) -> int | str:
-    """--steps as a number or 'auto', from an int or text ('300', 'AUTO')."""
-    if isinstance(steps, str) and steps.strip().isdigit():
-        steps = int(steps)
-    if isinstance(steps, str):
-        if steps.strip().lower() != "auto":
-            raise ConfigError(
-                f"--steps must be a number or 'auto', got {steps!r}",
-                hint="e.g. --steps 500 (the paper), or --steps auto",
-            )
-        return "auto"
-    if steps < 1:
+    """--steps as a number or 'auto'."""
+    steps = _number_or_word(steps, "auto", "--steps", hint="e.g. --steps 500 (the paper), or --steps auto")
+    if steps != "auto" and steps < 1:
         raise ConfigError(f"--steps must be at least 1, got {steps}", hint="the paper trains 500 steps (the default)")
     return steps
 
 
 def _frames_value(frames: int | str) -> int | str:
-    """--frames as a number or 'all', from an int or text ('8', 'ALL')."""
-    if isinstance(frames, str) and frames.strip().isdigit():
-        frames = int(frames)
-    if isinstance(frames, str):
-        if frames.strip().lower() != "all":
-            raise ConfigError(
-                f"--frames must be a number or 'all', got {frames!r}", hint="e.g. --frames 8, or --frames all"
-            )
-        return "all"
-    if frames < 1:
+    """--frames as a number or 'all'."""
+    frames = _number_or_word(frames, "all", "--frames", hint="e.g. --frames 8, or --frames all")
+    if frames != "all" and frames < 1:
         raise ConfigError(
             f"--frames must be at least 1, got {frames}", hint="--frames all takes the whole clip; the paper uses 8"
         )
