@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,7 +33,7 @@ from livecli.config import (
     resolve_clip_model,
     resolve_model_config,
 )
-from livecli.errors import Interrupted, LiveError, machine_fault
+from livecli.errors import ConfigError, Interrupted, LiveError, machine_fault
 from livecli.interrupt import INTERRUPTED, TERMINATED, terminate_as_interrupt, terminated
 from livecli.progress import console
 from livecli.store import DamagedFile, Project, default_project_dir, find_project
@@ -117,6 +120,7 @@ MaxFramesOpt = Annotated[int | None, _option(PrepareConfig, "max_frames", "--max
 CropOpt = Annotated[str | None, _option(PrepareConfig, "crop", "--crop", panel=PREPARING, metavar="none|square")]
 
 # train and run (the step count is --steps in one, --train-steps in the other).
+TRAIN_FLAGS = {"--steps": "--train-steps"}
 LrOpt = Annotated[float, _option(TrainConfig, "lr", "--lr", panel=TRAINING)]
 TiLrOpt = Annotated[float, _option(TrainConfig, "ti_lr", "--ti-lr", panel=TRAINING)]
 LpLrOpt = Annotated[float | None, _option(TrainConfig, "lp_lr", "--lp-lr", panel=TRAINING)]
@@ -142,6 +146,7 @@ ImageTemporalOpt = Annotated[bool, _option(TrainConfig, "image_temporal", "--ima
 TrainWindowOpt = Annotated[int, _option(TrainConfig, "window", "--window", panel=TRAINING)]
 
 # edit and run (the step count and seed are --steps and --seed in one, --edit-steps and --edit-seed in the other).
+EDIT_FLAGS = {"--steps": "--edit-steps", "--seed": "--edit-seed"}
 ReplaceOpt = Annotated[list[str], _option(EditConfig, "replace", "--replace", metavar="A=B")]
 NameOpt = Annotated[str | None, _option(EditConfig, "name", "--name", panel=EDITING)]
 GuidanceOpt = Annotated[float, _option(EditConfig, "guidance", "--guidance", panel=EDITING)]
@@ -175,13 +180,29 @@ TextOpt = Annotated[str | None, _option(EvalConfig, "text", "--text", panel=EVAL
 MaskMarginOpt = Annotated[int, _option(EvalConfig, "mask_margin", "--mask-margin", panel=EVALUATING)]
 
 
-def _config(config: type, parameters: dict[str, Any], **renamed: Any) -> Any:
+def _config(config: type, parameters: dict[str, Any], flags: dict[str, str] | None = None, **renamed: Any) -> Any:
     """A stage's config from a command's parameters: those named like its fields (None: not
     given, the field's default), and `renamed` for the others (`--train-steps` is
-    TrainConfig's `steps`)."""
+    TrainConfig's `steps`). `flags` gives the command's name of a renamed field's flag, so
+    that its errors name the flag the user typed."""
     names = {item.name for item in fields(config)} - renamed.keys()
     given = {name: value for name, value in parameters.items() if name in names and value is not None}
-    return from_table(config, {**given, **{name: value for name, value in renamed.items() if value is not None}})
+    with _named_as(flags or {}):
+        return from_table(config, {**given, **{name: value for name, value in renamed.items() if value is not None}})
+
+
+@contextmanager
+def _named_as(flags: dict[str, str]) -> Iterator[None]:
+    """Config errors inside name the command's flags: {"--steps": "--train-steps"}."""
+    try:
+        yield
+    except ConfigError as error:
+        for stage_flag, command_flag in flags.items():
+            pattern = re.compile(re.escape(stage_flag) + r"(?![\w-])")
+            error.message = pattern.sub(command_flag, error.message)
+            error.hint = error.hint and pattern.sub(command_flag, error.hint)
+            error.args = (error.message,)
+        raise
 
 
 def _version(value: bool) -> None:
@@ -623,8 +644,9 @@ def run(
         project=target.root,
         model=models,
         prepare=_config(PrepareConfig, parameters, object=object_),
-        train=_config(TrainConfig, parameters, steps=train_steps),
-        edit=_config(EditConfig, parameters, steps=edit_steps, seed=edit_seed, window=None),  # the training's window
+        train=_config(TrainConfig, parameters, TRAIN_FLAGS, steps=train_steps),
+        # window None: the edit takes the training's window
+        edit=_config(EditConfig, parameters, EDIT_FLAGS, steps=edit_steps, seed=edit_seed, window=None),
         eval=evaluate,
     )
     outcome = run_job(job, render.report_stage, redo_edit=force)
@@ -791,7 +813,8 @@ def demo(
     shape, in a colour the model never saw it in. The true edit is written to truth/ beside it.
     """
     sample.check_model(model)
-    sample.check_settings(train_steps, preset)  # a contradicting flag writes nothing
+    with _named_as(TRAIN_FLAGS):
+        sample.check_settings(train_steps, preset)  # a contradicting flag writes nothing
     clip, image = sample.make_samples(out_dir)
     pair = sample.demo_pair()
     console.print(

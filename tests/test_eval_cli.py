@@ -151,6 +151,15 @@ def test_run_checks_the_replacement_before_training(cli, clip, image):
     assert not PROJECT.exists()
 
 
+def test_run_errors_name_its_own_flags(cli, clip, image):
+    """`run` spells the train and edit step counts --train-steps and --edit-steps: its errors too."""
+    train = cli("run", clip, image, *RUN_ARGS, "--train-steps", "0")
+    assert train.error_lines[0] == "error: --train-steps must be at least 1, got 0"
+    edit = cli("run", clip, image, *RUN_ARGS, "--edit-steps", "5000")
+    assert edit.error_lines[0].startswith("error: --edit-steps must be between 1 and 1000")
+    assert not PROJECT.exists()
+
+
 def test_run_and_eval_help(cli):
     run = cli("run", "--help").out
     for flag in (
@@ -201,7 +210,7 @@ def test_demo_runs_every_stage_and_a_second_run_redoes_nothing(cli, tmp_path):
     assert tree_digest(project) == before
     assert cli("demo", "--model", "sd").error_lines == ["error: --model 'sd': the demo runs on tiny or shapes"]
     contradicted = cli("demo", "--model", "tiny", "--preset", "paper", "--train-steps", "5", "--out", tmp_path / "p")
-    assert contradicted.error_lines == ["error: --steps 5 contradicts --preset paper (the paper's: 500)"]
+    assert contradicted.error_lines == ["error: --train-steps 5 contradicts --preset paper (the paper's: 500)"]
     assert not (tmp_path / "p").exists()  # checked before anything is written
 
 
