@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="2 cases (glide, bounce), 100 training and 20 edit steps; live, paper, no-latent-prompt, tav",
+        help="2 cases (glide, bounce), 100 training and 12 edit steps; live, paper, no-latent-prompt, tav",
     )
     parser.add_argument(
         "--long", action="store_true", help="4 glide clips of 48 frames, edited in windows; live and no-latent-prompt"
@@ -218,7 +218,7 @@ def main() -> None:
     from livecli.shapes.judge import load_judge
     from livecli.shapes.model import JUDGE_FILE
 
-    settings = benchmark.QUICK if args.quick else benchmark.LONG if args.long else benchmark.Settings()
+    base = benchmark.QUICK if args.quick else benchmark.LONG if args.long else benchmark.Settings()
     seed = args.seed if args.seed is not None else benchmark.TUNING_SEED if args.set == "tuning" else None
     overrides = {
         "frames": args.frames,
@@ -230,14 +230,14 @@ def main() -> None:
         "seed": seed,
         "guidance": args.guidance,
     }
-    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    settings = replace(base, **{k: v for k, v in overrides.items() if v is not None})
     defaults = benchmark.QUICK_VARIANTS if args.quick else benchmark.LONG_VARIANTS if args.long else None
     chosen = args.variants or defaults or benchmark.DEFAULT_VARIANTS
     variants = tuple(v for v in benchmark.VARIANTS if v.name in chosen)
     suffix = "-quick" if args.quick else f"-long{settings.frames}" if settings.frames != benchmark.FRAMES else ""
     suffix += "-tuning" if settings.seed == benchmark.TUNING_SEED else ""
-    suffix += f"-lplr{settings.lp_lr:g}" if settings.lp_lr != benchmark.Settings.lp_lr else ""
-    suffix += f"-steps{settings.train_steps}" if settings.train_steps != benchmark.Settings.train_steps else ""
+    suffix += f"-lplr{settings.lp_lr:g}" if settings.lp_lr != base.lp_lr else ""
+    suffix += f"-steps{settings.train_steps}" if settings.train_steps != base.train_steps else ""
     work = args.work or HERE / "work" / f"edit_quality{suffix}-{settings.key()}"
     judge = load_judge(JUDGE_FILE)
 
