@@ -196,13 +196,13 @@ def _named_as(flags: dict[str, str]) -> Iterator[None]:
     """Config errors inside name the command's flags: {"--steps": "--train-steps"}."""
     try:
         yield
-    except ConfigError as error:
+    except ConfigError as exc:
+        message, hint = exc.message, exc.hint
         for stage_flag, command_flag in flags.items():
             pattern = re.compile(re.escape(stage_flag) + r"(?![\w-])")
-            error.message = pattern.sub(command_flag, error.message)
-            error.hint = error.hint and pattern.sub(command_flag, error.hint)
-            error.args = (error.message,)
-        raise
+            message = pattern.sub(command_flag, message)
+            hint = hint and pattern.sub(command_flag, hint)
+        raise ConfigError(message, hint=hint) from None
 
 
 def _version(value: bool) -> None:
