@@ -170,7 +170,7 @@ class Settings:
 
 
 QUICK = Settings(cases=2, train_steps=100, edit_steps=12, kinds=("glide", "bounce"))
-"""`--quick`: 12 edit steps, not 20, keep it under 3 minutes on 2 cores (194 s with 20)."""
+"""`--quick`: 12 edit steps keep it under 3 minutes on 2 cores (146 s; 194 s with 20)."""
 LONG = Settings(cases=4, frames=48, kinds=("glide",))
 """Long clips: the object's path spans eight windows of 8 frames (overlapping by 2)."""
 LONG_VARIANTS = ("live", "no-latent-prompt")
