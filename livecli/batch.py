@@ -25,7 +25,6 @@ lets N processes share one file.
 from __future__ import annotations
 
 import re
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -40,22 +39,15 @@ from livecli.config import (
     EvalConfig,
     PrepareConfig,
     TrainConfig,
-    field_types,
-    from_table,
     resolve_clip_model,
     resolve_model_config,
-    typed_table,
 )
 from livecli.errors import ConfigError, InputError, Interrupted, LiveError, ProjectBusy, machine_fault, reason
+from livecli.fields import field_types, from_table, typed_table
 from livecli.pipeline import Job, JobOutcome, run_job
 from livecli.stages import StageResult
 from livecli.stages.edit import check_words
-from livecli.store import PROJECT_SUFFIX, read_toml
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
+from livecli.store import PROJECT_SUFFIX, UNREADABLE_TOML, read_toml
 
 REQUIRED = ("clip", "image", "prompt", "object", "replace")
 MODEL_KEYS = ("model", "model_config", "device", "dtype")
@@ -107,7 +99,7 @@ def load_jobs(path: Path) -> list[Job]:
         raise InputError(f"jobs file {path} does not exist", hint="see `live batch --help` for its format")
     try:
         data = read_toml(path)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except UNREADABLE_TOML as exc:
         raise ConfigError(f"{path} is not valid TOML: {reason(exc)}", hint="fix the line it names") from None
     unknown = set(data) - {"defaults", "jobs"}
     if unknown:

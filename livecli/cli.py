@@ -5,8 +5,6 @@ Argument rules live in the configs and the stages; defaults and help texts in th
 from __future__ import annotations
 
 import json
-import os
-import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -18,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from livecli import __version__, render
+from livecli import __version__, environment, render
 from livecli import demo as sample
 from livecli.config import (
     EditConfig,
@@ -27,13 +25,11 @@ from livecli.config import (
     ModelConfig,
     PrepareConfig,
     TrainConfig,
-    default_of,
-    from_table,
-    help_for,
     resolve_clip_model,
     resolve_model_config,
 )
-from livecli.errors import ConfigError, Interrupted, LiveError, machine_fault
+from livecli.errors import Interrupted, LiveError, machine_fault
+from livecli.fields import SettingError, default_of, flags, from_table, help_for
 from livecli.interrupt import INTERRUPTED, TERMINATED, terminate_as_interrupt, terminated
 from livecli.progress import console
 from livecli.store import DamagedFile, Project, default_project_dir, find_project
@@ -120,7 +116,7 @@ MaxFramesOpt = Annotated[int | None, _option(PrepareConfig, "max_frames", "--max
 CropOpt = Annotated[str | None, _option(PrepareConfig, "crop", "--crop", panel=PREPARING, metavar="none|square")]
 
 # train and run (the step count is --steps in one, --train-steps in the other).
-TRAIN_FLAGS = {"--steps": "--train-steps"}
+TRAIN_FLAGS = {(TrainConfig, "steps"): "--train-steps"}
 LrOpt = Annotated[float, _option(TrainConfig, "lr", "--lr", panel=TRAINING)]
 TiLrOpt = Annotated[float, _option(TrainConfig, "ti_lr", "--ti-lr", panel=TRAINING)]
 LpLrOpt = Annotated[float | None, _option(TrainConfig, "lp_lr", "--lp-lr", panel=TRAINING)]
@@ -146,7 +142,7 @@ ImageTemporalOpt = Annotated[bool, _option(TrainConfig, "image_temporal", "--ima
 TrainWindowOpt = Annotated[int, _option(TrainConfig, "window", "--window", panel=TRAINING)]
 
 # edit and run (the step count and seed are --steps and --seed in one, --edit-steps and --edit-seed in the other).
-EDIT_FLAGS = {"--steps": "--edit-steps", "--seed": "--edit-seed"}
+EDIT_FLAGS = {(EditConfig, "steps"): "--edit-steps", (EditConfig, "seed"): "--edit-seed"}
 ReplaceOpt = Annotated[list[str], _option(EditConfig, "replace", "--replace", metavar="A=B")]
 NameOpt = Annotated[str | None, _option(EditConfig, "name", "--name", panel=EDITING)]
 GuidanceOpt = Annotated[float, _option(EditConfig, "guidance", "--guidance", panel=EDITING)]
@@ -180,29 +176,24 @@ TextOpt = Annotated[str | None, _option(EvalConfig, "text", "--text", panel=EVAL
 MaskMarginOpt = Annotated[int, _option(EvalConfig, "mask_margin", "--mask-margin", panel=EVALUATING)]
 
 
-def _config(config: type, parameters: dict[str, Any], flags: dict[str, str] | None = None, **renamed: Any) -> Any:
+def _config(config: type, parameters: dict[str, Any], renames: dict | None = None, **renamed: Any) -> Any:
     """A stage's config from a command's parameters: those named like its fields (None: not
     given, the field's default), and `renamed` for the others (`--train-steps` is
     TrainConfig's `steps`). `flags` gives the command's name of a renamed field's flag, so
     that its errors name the flag the user typed."""
     names = {item.name for item in fields(config)} - renamed.keys()
     given = {name: value for name, value in parameters.items() if name in names and value is not None}
-    with _named_as(flags or {}):
+    with _named_as(renames or {}):
         return from_table(config, {**given, **{name: value for name, value in renamed.items() if value is not None}})
 
 
 @contextmanager
-def _named_as(flags: dict[str, str]) -> Iterator[None]:
-    """Config errors inside name the command's flags: {"--steps": "--train-steps"}."""
+def _named_as(renames: dict) -> Iterator[None]:
+    """Config errors inside name the command's flags: {(TrainConfig, "steps"): "--train-steps"}."""
     try:
         yield
-    except ConfigError as exc:
-        message, hint = exc.message, exc.hint
-        for stage_flag, command_flag in flags.items():
-            pattern = re.compile(re.escape(stage_flag) + r"(?![\w-])")
-            message = pattern.sub(command_flag, message)
-            hint = hint and pattern.sub(command_flag, hint)
-        raise ConfigError(message, hint=hint) from None
+    except SettingError as exc:
+        raise exc.worded(flags(renames)) from None
 
 
 def _version(value: bool) -> None:
@@ -730,7 +721,7 @@ def batch(
         else:
             out.print(render.jobs_table(listed))
         return
-    debug = os.environ.get("LIVE_DEBUG", "") not in ("", "0")
+    debug = environment.flag(environment.DEBUG)
 
     def started(position: int, job) -> None:
         console.print(
@@ -856,7 +847,7 @@ def bare_switches(argv: list[str]) -> list[str]:
 
 
 def _run(argv: list[str] | None) -> int:
-    debug = os.environ.get("LIVE_DEBUG", "") not in ("", "0")
+    debug = environment.flag(environment.DEBUG)
     argv = bare_switches(list(sys.argv[1:] if argv is None else argv))
     try:
         code = app(args=argv, prog_name="live", standalone_mode=False)

@@ -19,10 +19,10 @@ from livecli.config import (
     ModelConfig,
     PrepareConfig,
     TrainConfig,
-    from_table,
     resolve_model_config,
 )
 from livecli.errors import ConfigError
+from livecli.fields import from_table
 from livecli.stages import StageResult
 from livecli.stages import edit as edit_stage
 from livecli.stages import evaluate as eval_stage

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,12 +16,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from livecli import environment
+
 console = Console(stderr=True, highlight=False)
 """Where stages talk to the user: stderr (stdout is for results)."""
 
 
 def quiet() -> bool:
-    return os.environ.get("LIVE_QUIET", "") not in ("", "0")
+    return environment.flag(environment.QUIET)
 
 
 def say(message: str) -> None:
@@ -32,7 +33,7 @@ def say(message: str) -> None:
 
 @contextmanager
 def bar(description: str, total: int, completed: int = 0) -> Iterator[Callable[..., None]]:
-    """A progress bar; yields `advance(n=1, description=None)`. Hidden when LIVE_QUIET is set."""
+    """A progress bar; yields `advance(n=1, description=None)`. Hidden when LIVE_QUIET is on."""
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

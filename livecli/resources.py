@@ -8,11 +8,10 @@ run that fits is never refused) and are calibrated on bench/prepare_vae.py's fig
 
 from __future__ import annotations
 
-import os
-
 import psutil
 import torch
 
+from livecli import environment
 from livecli.errors import ConfigError
 
 GB = 1024**3
@@ -31,7 +30,7 @@ CHECKPOINTED_SHARE = {"off": 1.0, "on": 0.47, "all": 0.32}
 """What gradient checkpointing leaves of those activations (bench/train_step.py, SD at 256
 px, 8 frames: 11.2 GB peak without, 8.1 GB checkpointing the two highest resolutions,
 7.2 GB every block, over ~5.3 GB of weights)."""
-SKIP = "LIVE_NO_MEMORY_CHECK"
+SKIP = environment.NO_MEMORY_CHECK
 """Set to 1 to skip the check (an estimate can be wrong)."""
 
 
@@ -79,7 +78,7 @@ def amount(size: int) -> str:
 
 def check_fits(needed: dict[str, int], device: torch.device, what: str, hint: str) -> None:
     """Refuse work whose estimate is over the memory free now, in one line."""
-    if os.environ.get(SKIP, "") not in ("", "0"):
+    if environment.flag(SKIP):
         return
     host = needed["frames"] + (needed["vae"] if device.type == "cpu" else 0)
     checks = [("memory", host, free_bytes(torch.device("cpu")))]

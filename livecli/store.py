@@ -141,6 +141,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+UNREADABLE_TOML = (tomllib.TOMLDecodeError, UnicodeDecodeError)
+"""What reading a TOML file that is not valid TOML raises."""
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     with open(path, "rb") as handle:
         return tomllib.load(handle)
@@ -187,7 +191,7 @@ class Record:
             data = read_toml(path)
             known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
             record = cls(**known)
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, TypeError) as exc:
+        except (*UNREADABLE_TOML, TypeError) as exc:
             raise DamagedFile(path, reason(exc)) from None
         wrong = [
             name
@@ -283,7 +287,7 @@ class Project:
         )
         try:
             data = read_toml(self.manifest_path)
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        except (*UNREADABLE_TOML, OSError) as exc:
             raise DamagedFile(self.manifest_path, reason(exc), hint) from None
         schema = data.get("schema")
         if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
@@ -524,7 +528,7 @@ class Project:
         try:
             data = read_toml(state)
             return f"stopped at step {data['step']} of {data['steps']}: run `live {stage}` again to resume"
-        except (tomllib.TOMLDecodeError, KeyError, UnicodeDecodeError):
+        except (*UNREADABLE_TOML, KeyError):
             return ""
 
     def _stale_reason(self, stage: str, record: Record, sources: dict[str, Any]) -> str:

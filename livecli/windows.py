@@ -63,11 +63,25 @@ class Window:
         return WindowLinks(restart=restart, keep=keep, chain=chain)
 
 
+def fits(frames: int, window: int) -> bool:
+    """Whether a clip of `frames` frames runs as one window of `window`: then the window is
+    the whole clip, and its size and overlap change nothing."""
+    return frames <= window
+
+
+def window_settings(frames: int, window: int, overlap: int | None = None) -> dict[str, int]:
+    """The window's settings (and the overlap's, where there is one) as a stage's record
+    keeps them: only when the clip needs more than one window."""
+    if fits(frames, window):
+        return {}
+    return {"window": window} if overlap is None else {"window": window, "overlap": overlap}
+
+
 def plan_windows(frames: int, window: int, overlap: int) -> list[Window]:
     """The windows of a clip of `frames` frames: runs of `window` frames from the first to
     the last frame, as few as share at least `overlap` frames with their neighbours, spread
     evenly. A frame's weights across its windows sum to 1."""
-    if frames <= window:
+    if fits(frames, window):
         return [Window(0, frames, weights=(1.0,) * frames)]
     count = math.ceil((frames - overlap) / (window - overlap))
     starts = [round(k * (frames - window) / (count - 1)) for k in range(count)]
@@ -126,13 +140,19 @@ def windowed_noise(
     return total
 
 
+def training_batch(frames: int, window: int) -> int:
+    """The clip frames a training step runs at most: its W frames, and z_1 in front as
+    anchor when the clip is longer than one window."""
+    return min(frames, window) + (0 if fits(frames, window) else 1)
+
+
 def draw_training_window(frames: int, window: int, generator: torch.Generator) -> Window:
     """The window one training step runs the video objective on: W consecutive frames
     drawn uniformly from the clip, z_1 in front of them as anchor (and context: not in
     the loss); the whole clip, drawing nothing, when it has at most W frames. A run
     beginning after z_2 has no previous frame in the batch: its first frame attends to
     itself as previous, as z_1 does."""
-    if frames <= window:
+    if fits(frames, window):
         return Window(0, frames, weights=(1.0,) * frames)
     start = int(torch.randint(0, frames - window + 1, (1,), generator=generator))
     return Window(start, start + window, weights=(1.0,) * window)

@@ -1,4 +1,5 @@
-"""The words of a prompt: how `live` splits, matches and replaces them, and the token's strings.
+"""The words of a prompt: how `live` splits, matches and replaces them, the token's strings,
+and the byte-level characters CLIP's tokenizers spell words with.
 
 Below the configs (which check that --object is a word of --prompt), the prompt
 alignment of an edit and the text model (which put the learned token in a word's place).
@@ -26,3 +27,18 @@ def prompt_has_word(prompt: str, word: str) -> bool:
 def replace_word(prompt: str, word: str, replacement: str) -> str:
     """`prompt` with every whole-word occurrence of `word` (any case) replaced."""
     return re.sub(rf"(?<![\w]){re.escape(word)}(?![\w])", replacement, prompt, flags=re.IGNORECASE)
+
+
+def byte_characters() -> dict[int, str]:
+    """CLIP's reversible map from bytes to printable characters (GPT-2's byte-level BPE)."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    chars = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars), strict=False))

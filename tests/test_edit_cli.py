@@ -158,13 +158,14 @@ def test_bad_edit_input_is_one_line_and_changes_nothing(cli, trained_here, args,
 
 
 def test_preset_paper_edits_with_the_papers_settings_and_records_them(cli, trained_here):
-    from livecli.config import PAPER
+    from livecli.config import EditConfig
+    from livecli.fields import paper_settings
 
     result = cli("edit", "--replace", "car=<tok>", "--preset", "paper", "--steps", "50", "--name", "paper")
     assert result.code == 0, result.err
     settings = read_toml(PROJECT / "edits" / "paper" / "record.toml")["settings"]
     assert settings["preset"] == "paper" and settings["blend_scale"] == "max"
-    for name, value in PAPER["EditConfig"].items():  # the defaults a record leaves out are the paper's
+    for name, value in paper_settings(EditConfig).items():  # the defaults a record leaves out are the paper's
         assert settings.get(name, value) == value, name
     assert settings.get("latent_prompt", "trained") == "trained" and settings.get("blend_background") is None
 

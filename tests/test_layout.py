@@ -4,6 +4,7 @@ through one typed path, and imports only go down the layers of DESIGN.md."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,15 @@ from livecli.config import (
     ModelConfig,
     PrepareConfig,
     TrainConfig,
-    default_of,
-    from_table,
-    help_for,
     user_defaults,
 )
 from livecli.errors import ConfigError
+from livecli.fields import default_of, from_table, help_for
+
+
+def fields_of(config: type) -> list[str]:
+    return [item.name for item in dataclasses.fields(config)]
+
 
 # --------------------------------------------------------------------------- each default once
 
@@ -52,7 +56,7 @@ def _field_of(parameter: str, configs: tuple[type, ...], renamed: dict) -> tuple
     target = renamed.get(parameter, parameter)
     if isinstance(target, tuple):
         return target
-    owner = next((config for config in configs if target in {f for f in config.__dataclass_fields__}), None)
+    owner = next((config for config in configs if target in fields_of(config)), None)
     assert owner is not None, f"option {parameter} sets no field of {[c.__name__ for c in configs]}"
     return owner, target
 
@@ -89,7 +93,7 @@ def test_run_covers_every_field_of_the_stages_it_runs():
     covered.add((EditConfig, "window"))  # `live run --window` is the training's, which the edit follows
     covered.add((EditConfig, "preset"))  # `live run --preset` is both stages'
     for config in configs:
-        for name in config.__dataclass_fields__:
+        for name in fields_of(config):
             assert (config, name) in covered, f"live run has no option for {config.__name__}.{name}"
 
 
@@ -149,9 +153,11 @@ PACKAGE = Path(livecli.__file__).parent
 LAYERS = [
     {
         "errors",
+        "environment",
         "progress",
         "interrupt",
         "words",
+        "fields",
         "config",
         "store",
         "tensor_files",

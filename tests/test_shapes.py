@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
+from bench.shapes.parts import build_tokenizer
 from livecli.shapes import scenes
-from livecli.shapes.model import JUDGE_FILE, MODEL_DIR, build_tokenizer
+from livecli.shapes.model import JUDGE_FILE, MODEL_DIR
 
 CAPTION_FLOORS = {"shape": 0.9, "colour": 0.95, "pattern": 0.95, "background": 0.95}
 """Measured: 100 % on each (48 captions, 25 steps); the floors leave room for 2–5 misread samples."""

@@ -457,11 +457,12 @@ def test_image_temporal_trains_the_temporal_attentions_in_the_image_objective(cl
 def test_preset_paper_trains_with_the_papers_settings_and_records_them(cli, clip, image, monkeypatch, capture_trainer):
     """The paper's 500 steps, cut short after step 2; the settings its record keeps are the
     paper's, whatever the defaults become; a flag repeating the paper's value is no contradiction."""
-    from livecli.config import PAPER, TrainConfig
+    from livecli.config import TrainConfig
+    from livecli.fields import paper_settings
 
     settings = TrainConfig(preset="paper").settings()
     assert settings["preset"] == "paper"
-    for name, value in PAPER["TrainConfig"].items():  # unset optional ones are left out of records
+    for name, value in paper_settings(TrainConfig).items():  # unset optional ones are left out of records
         assert settings.get(name) == value, name
     interrupt_after(monkeypatch, 2)
     stopped = cli("train", clip, image, *PREPARE_ARGS, "--preset", "paper", "--lr", "3e-5")

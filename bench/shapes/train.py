@@ -35,10 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.shapes import parts
 from livecli.models.loading import quiet_libraries
 from livecli.progress import bar, console, say
-from livecli.shapes import model as parts
 from livecli.shapes.judge import QUESTIONS, Judge, accuracy, load_judge, roughen
+from livecli.shapes.model import PACKAGE_DIR
 from livecli.shapes.scenes import SHAPES, caption, is_held_out, random_scene, render, scene_rng
 
 TARGET_PSNR = 30.0
@@ -463,7 +464,7 @@ def record(out: Path, **figures) -> None:
 
 def install(out: Path) -> None:
     """Copy the trained model and judge into the package, where `--model shapes` finds them."""
-    target = parts.PACKAGE_DIR
+    target = PACKAGE_DIR
     shutil.rmtree(target / "model", ignore_errors=True)
     shutil.copytree(out / "model", target / "model")
     shutil.copy2(out / "judge.safetensors", target / "judge.safetensors")

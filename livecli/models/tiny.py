@@ -23,6 +23,9 @@ from pathlib import Path
 import platformdirs
 import torch
 
+from livecli import environment
+from livecli.words import byte_characters
+
 TINY_VERSION = "tiny-v1"
 """Bumped whenever the builder below changes, so cached folders and fingerprints follow."""
 
@@ -35,22 +38,7 @@ TEXT_WIDTH = 32
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("LIVE_CACHE_DIR") or platformdirs.user_cache_dir("live"))
-
-
-def byte_characters() -> dict[int, str]:
-    """CLIP's reversible map from bytes to printable characters (GPT-2's byte-level BPE)."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    chars = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, map(chr, chars), strict=False))
+    return Path(environment.folder(environment.CACHE_DIR) or platformdirs.user_cache_dir("live"))
 
 
 def tiny_vocabulary() -> dict[str, int]:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from livecli import ddim, progress
-from livecli.config import EditConfig, InvertConfig, ModelConfig, window_settings
+from livecli.config import EditConfig, InvertConfig, ModelConfig
 from livecli.control.attention import AttentionControl, cross_attention_factors
 from livecli.control.blend import LocalBlend, pick_factor
 from livecli.control.prompts import EditPrompts, Replacement, check_edit_words, edit_prompts, split_words
@@ -42,7 +42,7 @@ from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
 from livecli.store import Project, Record, fingerprint
 from livecli.video import GIF_MAX_FRAMES, read_pngs, write_gif, write_mp4, write_pngs
-from livecli.windows import plan_windows
+from livecli.windows import plan_windows, window_settings
 
 STAGE = "edit"
 EDITS = "edits"
@@ -93,7 +93,7 @@ def make_control(
             config.blend_threshold, config.blur_sigma, latent_prompt=model.latent_prompt is not None,
             scale=config.blend_scale,
         )  # fmt: skip
-    batch = branch_batch(config.guidance, source_branch=not config.from_inversion)
+    batch = branch_batch(config.guidance, source_branch=config.source_branch == "sample")
     return AttentionControl(prompts, config.steps, config.cross_replace, config.self_replace, batch, blend)
 
 
@@ -145,7 +145,7 @@ def run(
         window, overlap = invert_stage.resolve_windows(config, trained)
         settings = {
             **config.settings(),
-            **window_settings(window, overlap, count),
+            **window_settings(count, window, overlap),
             "dtype": dtype_name(runtime.dtype),
             "source_prompt": manifest["prompt"],
             "target_prompt": target,
@@ -161,7 +161,7 @@ def run(
 
         invert_config = InvertConfig(steps=config.steps, refine=config.refine, window=window, overlap=overlap)
         attention = None
-        if config.from_inversion:
+        if config.source_branch == "inversion":
             prompt = invert_stage.inversion_prompt(project, invert_config, token)
             latent_size = tuple(project.record(prepare_stage.STAGE).facts["frames_shape"][2:4])
 
@@ -185,13 +185,15 @@ def run(
             )
         trained_model = runtime.trained()
         prompts = edit_prompts(trained_model.tokenizer, manifest["prompt"], replacements, token, keep, blend)
-        keeps_clip = config.blend_background == "clip" or config.from_inversion  # the inversion is the source
+        keeps_clip = (
+            config.blend_background == "clip" or config.source_branch == "inversion"
+        )  # the inversion is the source
         wants_trajectory = config.pin_source or keeps_clip
         trajectory = list(invert_stage.load_trajectory(project, inversion)) if wants_trajectory else None
         start = invert_stage.load_start(project, inversion).to(runtime.device)
         frames, _, height, width = start.shape
         control = make_control(trained_model, prompts, config, frames, (height, width))
-        if config.from_inversion:
+        if config.source_branch == "inversion":
             control.cached = CachedSource(
                 invert_stage.stored_plan(inversion.record),
                 invert_stage.attention_files(project, inversion),

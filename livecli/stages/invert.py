@@ -28,7 +28,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from livecli import ddim, progress
-from livecli.config import DEFAULT_WINDOW, EditConfig, InvertConfig, ModelConfig, check_overlap, window_settings
+from livecli.config import DEFAULT_WINDOW, EditConfig, InvertConfig, ModelConfig, check_overlap
 from livecli.control.attention import cross_attention_factors
 from livecli.control.blend import downsampled, pick_factor
 from livecli.control.source_attention import AttentionPlan, SourceRecorder, recording
@@ -40,7 +40,7 @@ from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
 from livecli.store import Project, Record, fingerprint
 from livecli.tensor_files import save_tensors
-from livecli.windows import Window, plan_windows, windowed_noise
+from livecli.windows import Window, plan_windows, window_settings, windowed_noise
 from livecli.words import TOKEN_ALIAS
 
 STAGE = "invert"
@@ -112,7 +112,7 @@ def folder(key: str, config: InvertConfig) -> str:
 def resolve_windows(config: InvertConfig | EditConfig, trained: Record) -> tuple[int, int]:
     """(window, overlap): --window, else the training's; an overlap that does not fit it is an error."""
     window = config.window or trained.settings.get("window", DEFAULT_WINDOW)
-    check_overlap(config.overlap, window)
+    check_overlap(type(config), config.overlap, window)
     return window, config.overlap
 
 
@@ -194,7 +194,7 @@ def ensure(
         "prompt": inversion_prompt(project, config, token),
         "refine": config.refine,
         "dtype": dtype_name(runtime.dtype),
-        **window_settings(window, overlap, count),
+        **window_settings(count, window, overlap),
     }
     inputs = {train_stage.STAGE: trained.fingerprint}
     key = fingerprint(STAGE, settings, inputs)

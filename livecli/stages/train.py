@@ -48,6 +48,7 @@ from livecli.stopping import AUTO, EarlyStopping
 from livecli.store import (
     CHECKPOINT_STATE,
     CHECKPOINTS,
+    UNREADABLE_TOML,
     DamagedFile,
     Project,
     Record,
@@ -56,10 +57,10 @@ from livecli.store import (
     hash_outputs,
     read_toml,
     sha256_file,
-    tomllib,
     write_toml,
 )
 from livecli.tensor_files import save_tensors
+from livecli.windows import fits, training_batch
 from livecli.words import DEFAULT_TOKEN, TOKEN_ALIAS, replace_word
 
 STAGE = "train"
@@ -178,7 +179,7 @@ def find_checkpoint(project: Project, run_key: str, steps: int) -> Checkpoint | 
         step, run, files = state["step"], state.get("run"), state.get("files", {})
         if not isinstance(step, int) or not isinstance(files, dict) or not isinstance(state.get("before"), dict):
             raise TypeError("`step`, `files` or `before` is missing or has the wrong type")
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+    except (*UNREADABLE_TOML, KeyError, TypeError) as exc:
         raise DamagedFile(folder / STATE, reason(exc), hint) from None
     if run != run_key:
         progress.say("train: the settings or inputs changed since the last checkpoint; training from step 0")
@@ -344,7 +345,7 @@ def checkpointing_mode(
     if config.gradient_checkpointing != "auto":
         return config.gradient_checkpointing
     count, _, height, width = frames.shape
-    window = min(count, config.window) + 1 + (1 if count > config.window else 0)  # + latent prompt, + anchor z_1
+    window = training_batch(count, config.window) + 1  # + the latent prompt
     trained = sum(p.numel() for name, p in video_unet.unet.named_parameters() if name in trainable)
     needed = resources.training_bytes(
         window,
@@ -390,7 +391,9 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         # The record keeps the precision that ran: `auto` on the CPU is "no", as before it existed.
         config = dataclasses.replace(config, mixed_precision=resolve_mixed_precision(config.mixed_precision, device))
         check_precision(config, device)
-        settings = config.settings(frames=int(prepared.facts["frames_shape"][0]))
+        settings = config.settings()
+        if fits(int(prepared.facts["frames_shape"][0]), config.window):  # one window: its size changes nothing
+            del settings["window"]
         inputs = {"prepare": prepared.fingerprint, "model": source.key}
         key = fingerprint(STAGE, settings, inputs)
         record = None if force else project.up_to_date(STAGE, key)

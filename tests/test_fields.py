@@ -1,0 +1,85 @@
+"""fields.py: what a config field says of itself, the one typed reader, and errors that
+each front end words its own way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from livecli.config import EditConfig, PrepareConfig, TrainConfig
+from livecli.errors import ConfigError
+from livecli.fields import (
+    SettingError,
+    check_fields,
+    flags,
+    paper_settings,
+    setting,
+    settings_of,
+    typed,
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    size: int = field(default=8, metadata=setting("The size."))
+    shape: Literal["round", "square"] = field(default="round", metadata=setting("The shape."))
+    colour: str | None = field(default=None, metadata=setting("The colour.", omit_default=True))
+    note: str = field(default="", metadata=setting("A note.", inert=True))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+def test_a_setting_error_names_fields_in_the_words_it_is_given():
+    error = SettingError(
+        Sample, "{size} must be at least 1, got {value}", "e.g. {size:4}; the default is {size.default}", value=0
+    )
+    assert (error.message, error.hint) == ("--size must be at least 1, got 0", "e.g. --size 4; the default is 8")
+    keys = error.worded(lambda config, name, value=None: f"`{name}`" if value is None else f"{name} = {value}")
+    assert (keys.message, keys.hint) == ("`size` must be at least 1, got 0", "e.g. size = 4; the default is 8")
+    renamed = error.worded(flags({(Sample, "size"): "--sample-size"}))
+    assert renamed.message == "--sample-size must be at least 1, got 0"
+    # values are text, never read as fields, whatever their names
+    quoted = SettingError(Sample, "{size} {words} {in_words} {config}", words="{shape}", in_words="x", config="y")
+    assert quoted.message == "--size {shape} x y"
+
+
+def test_choices_are_checked_with_a_hint_from_the_default():
+    assert Sample(shape="square").shape == "square"
+    with pytest.raises(SettingError) as wrong:
+        Sample(shape="oval")
+    assert wrong.value.message == "--shape 'oval' is not one of round, square"
+    assert wrong.value.hint == "--shape square, or leave it out"
+    with pytest.raises(ConfigError, match="--crop 'round' is not one of none, square"):
+        PrepareConfig(prompt="a car", object="car", crop="round")
+
+
+def test_typed_reads_choices_as_text_and_numbers_as_their_kind():
+    assert typed("oval", Literal["round", "square"]) == "oval"  # check_fields says whether it is a choice
+    assert typed(1, float) == 1.0 and isinstance(typed(1, float), float)
+    with pytest.raises(TypeError):
+        typed(True, int)
+    with pytest.raises(TypeError):
+        typed(3, Literal["round", "square"])
+
+
+def test_records_leave_out_inert_fields_and_new_ones_at_their_default():
+    assert settings_of(Sample()) == {"size": 8, "shape": "round"}
+    assert settings_of(Sample(colour="red", note="n")) == {"size": 8, "shape": "round", "colour": "red"}
+    edit = EditConfig(replace=("car=<tok>",))
+    assert "name" not in edit.settings() and "source_branch" not in edit.settings()
+    assert EditConfig(replace=("car=<tok>",), source_branch="inversion").settings()["source_branch"] == "inversion"
+
+
+def test_the_paper_preset_sets_each_method_setting_and_only_those():
+    paper = paper_settings(EditConfig)
+    assert paper["blend_scale"] == "max" and paper["guidance"] == 12.5  # differs from the default; the default
+    assert "keep" not in paper and "seed" not in paper  # the user's, not the method's
+    assert EditConfig(replace=("car=<tok>",), preset="paper").blend_scale == "max"
+    assert paper_settings(TrainConfig)["steps"] == 500
+    with pytest.raises(SettingError) as contradiction:
+        TrainConfig(preset="paper", lr=1e-4)
+    assert contradiction.value.message == "--lr 0.0001 contradicts --preset paper (the paper's: 3e-05)"
+    assert contradiction.value.hint == "leave out --lr or --preset"
