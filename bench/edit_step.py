@@ -44,15 +44,12 @@ def one(size: int, frames: int, steps: int, control_on: bool, from_inversion: bo
 
     from livecli import ddim
     from livecli.config import EditConfig
-    from livecli.control.prompts import Replacement, edit_prompts
     from livecli.control.source_attention import CachedSource, SourceRecorder, recording
     from livecli.models import text as text_model
     from livecli.models.tiny import build_tiny_pipeline
     from livecli.models.trained import TrainedModel
     from livecli.models.video_unet import inflate
-    from livecli.sampling import sample_edit
-    from livecli.stages.edit import make_control
-    from livecli.stages.invert import attention_plan
+    from livecli.sampling import plan_edit, sample_edit, source_attention_plan
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.float16 if device.type == "cuda" else torch.float32
@@ -80,14 +77,12 @@ def one(size: int, frames: int, steps: int, control_on: bool, from_inversion: bo
     )
     branch = "inversion" if from_inversion else "sample"
     config = EditConfig(replace=("car=<tok>",), steps=steps + 1, source_branch=branch, **settings)
-    prompts = edit_prompts(tokenizer, PROMPT, [Replacement.parse("car=<tok>")], "<@#$>")
-    control = make_control(model, prompts, config, frames, (latent, latent))
     schedule = ddim.ddim_schedule(model.scheduler_config, config.steps)
     start = torch.randn(frames, 4, latent, latent, device=device)
-    trajectory, record_seconds, stored = None, None, 0
+    trajectory, record_seconds, stored, cached = None, None, 0, None
     if from_inversion:  # what the inversion stores: one recording pass of its one video per step
         folder = Path(tempfile.mkdtemp())
-        plan = attention_plan(model, PROMPT, config, (latent, latent))
+        plan = source_attention_plan(model, PROMPT, config, (latent, latent))
         recorder = SourceRecorder(plan, folder)
         text, prompt = model.encode([PROMPT]), model.latent_prompt.unsqueeze(0)
         trajectory = [torch.randn(frames, 4, latent, latent, device=device) for _ in range(config.steps + 1)]
@@ -101,7 +96,8 @@ def one(size: int, frames: int, steps: int, control_on: bool, from_inversion: bo
         record_seconds = round((time.perf_counter() - began) / config.steps, 2)
         stored = recorder.bytes
         files = {int(f.stem): f for f in folder.glob("*.safetensors")}
-        control.cached = CachedSource(plan, files, device, dtype)
+        cached = CachedSource(plan, files, device, dtype)
+    edit = plan_edit(model, config, PROMPT, frames, (latent, latent), stored=cached)
     marks = [time.perf_counter()]
 
     def watch(index, latents, mask):
@@ -109,18 +105,7 @@ def one(size: int, frames: int, steps: int, control_on: bool, from_inversion: bo
             torch.cuda.synchronize()
         marks.append(time.perf_counter())
 
-    outcome = sample_edit(
-        model,
-        start,
-        schedule,
-        model.encode([prompts.source, prompts.target]),
-        model.encode([""]),
-        control,
-        config.guidance,
-        blend_from=0,
-        watch=watch,
-        clip_background=trajectory,
-    )
+    outcome = sample_edit(model, edit, start, trajectory, watch=watch)
     times = [b - a for a, b in zip(marks, marks[1:], strict=False)]
     return {
         "size": size,

@@ -34,19 +34,18 @@ def sample_rows(project_dir: Path, seed: int = 0, steps: int = 25, guidance: flo
     from livecli.models.loading import load_vae
     from livecli.models.vae import decode_latents
     from livecli.sampling import guided_sample
-    from livecli.stages import invert as invert_stage
-    from livecli.stages import prepare as prepare_stage
-    from livecli.stages import train as train_stage
+    from livecli.stages import PREPARE, TRAIN
+    from livecli.stages.runtime import Runtime, frame_count
     from livecli.store import Project
 
     project = Project(project_dir)
-    runtime = invert_stage.Runtime.resolve(project, ModelConfig(model="shapes", device="cpu"))
+    runtime = Runtime.resolve(project, ModelConfig(model="shapes", device="cpu"))
     model = runtime.trained()
-    trained = project.record(train_stage.STAGE)
-    frames = project.stage_dir(prepare_stage.STAGE) / "frames"
+    trained = project.record(TRAIN)
+    frames = project.stage_dir(PREPARE) / "frames"
     first = Image.open(sorted(frames.iterdir())[0]).convert("RGB")
-    reference = Image.open(project.stage_dir(prepare_stage.STAGE) / "reference.png").convert("RGB")
-    count = invert_stage.frame_count(project)
+    reference = Image.open(project.stage_dir(PREPARE) / "reference.png").convert("RGB")
+    count = frame_count(project)
     schedule = ddim.ddim_schedule(model.scheduler_config, steps)
     prompt = project.manifest()["prompt"]
     with torch.inference_mode():

@@ -73,11 +73,8 @@ def build(model_name: str, device, dtype):
 def one(model_name: str, frames: int, steps: int) -> dict:
     import torch
 
-    from livecli import ddim
     from livecli.config import EditConfig
-    from livecli.control.prompts import Replacement, edit_prompts
-    from livecli.sampling import sample_edit
-    from livecli.stages.edit import make_control
+    from livecli.sampling import plan_edit, sample_edit
     from livecli.stages.invert import invert_latents
     from livecli.windows import plan_windows
 
@@ -99,12 +96,9 @@ def one(model_name: str, frames: int, steps: int) -> dict:
     invert_seconds = time.perf_counter() - started
 
     config = EditConfig(replace=("car=<tok>",), steps=steps, cross_replace=1.0, self_replace=1.0, blend_start=0.0)
-    prompts = edit_prompts(model.tokenizer, PROMPT, [Replacement.parse("car=<tok>")], "<@#$>")
-    texts, null = model.encode([prompts.source, prompts.target]), model.encode([""])
-    schedule = ddim.ddim_schedule(model.scheduler_config, steps)
-    control = make_control(model, prompts, config, frames, (latent, latent))
+    plan = plan_edit(model, config, PROMPT, frames, (latent, latent), windows)
     started = time.perf_counter()
-    sample_edit(model, start, schedule, texts, null, control, config.guidance, blend_from=0, windows=windows)
+    sample_edit(model, plan, start)
     synchronize()
     edit_seconds = time.perf_counter() - started
     return {

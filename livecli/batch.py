@@ -43,17 +43,17 @@ from livecli.config import (
     resolve_model_config,
 )
 from livecli.errors import ConfigError, InputError, Interrupted, LiveError, ProjectBusy, machine_fault, reason
-from livecli.fields import field_types, from_table, typed_table
+from livecli.fields import SettingError, field_types, from_table, typed_table
 from livecli.pipeline import Job, JobOutcome, run_job
-from livecli.stages import StageResult
 from livecli.stages.edit import check_words
-from livecli.store import PROJECT_SUFFIX, UNREADABLE_TOML, read_toml
+from livecli.store import PROJECT_SUFFIX, UNREADABLE_TOML, StageResult, read_toml
 
 REQUIRED = ("clip", "image", "prompt", "object", "replace")
 MODEL_KEYS = ("model", "model_config", "device", "dtype")
 STAGE_TABLES: dict[str, type] = {"prepare": PrepareConfig, "train": TrainConfig, "edit": EditConfig, "eval": EvalConfig}
 SET_ELSEWHERE = {"prompt": "the job's `prompt`", "object": "the job's `object`", "replace": "the job's `replace`"}
 """Stage fields that a job sets at its top level, not in the stage's table."""
+TABLE_OF = {config: table for table, config in STAGE_TABLES.items()}
 KEY_ALIASES = {"replacements": "replace", "lambda": "text_weight"}
 """Other names a key may go by: the plural a user may write, and the flag's name (`--lambda`)."""
 SHARD = re.compile(r"^(\d+)/(\d+)$")
@@ -203,8 +203,27 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
             clip_model = resolve_clip_model(_local(settings.pop("clip_model", None), base), model.model)
             evaluate = EvalConfig(clip_model=clip_model, **settings)
     except LiveError as exc:
-        raise ConfigError(f"{label}: {exc.message}", hint=exc.hint) from None
+        worded = exc.worded(job_keys) if isinstance(exc, SettingError) else exc
+        raise ConfigError(f"{label}: {worded.message}", hint=worded.hint) from None
     return Job(name, clip, image, project.resolve(), model, prepare, train, edit, evaluate)
+
+
+def job_keys(config: type, name: str, value: str | None = None) -> str:
+    """A setting in a jobs file's words: `train.steps`, and `train.steps = 500` with a value."""
+    table = TABLE_OF.get(config)
+    key = name if table is None or name in SET_ELSEWHERE else f"{table}.{name}"
+    return f"`{key}`" if value is None else f"`{key} = {_toml_value(value)}`"
+
+
+def _toml_value(text: str) -> str:
+    """A value as a jobs file writes it: a number or a quoted string."""
+    if text[:1] in "'\"" and text[-1:] == text[:1] and len(text) > 1:
+        return text
+    try:
+        float(text)
+    except ValueError:
+        return f'"{text}"'
+    return text
 
 
 def _local(reference: str | None, base: Path) -> str | None:
@@ -252,23 +271,6 @@ class JobReport:
     error: str | None = None
     hint: str | None = None
     seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        paths = (
-            {key: str(path) for key, path in self.outcome.paths().items()}
-            if self.outcome
-            else {"project": str(self.job.project)}
-        )
-        return {
-            "job": self.position,
-            "name": self.job.name,
-            "status": self.status,
-            "seconds": round(self.seconds, 3),
-            "paths": paths,
-            "metrics": self.outcome.metrics() if self.outcome else None,
-            "error": self.error,
-            "hint": self.hint,
-        }
 
 
 def run_batch(

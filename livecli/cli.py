@@ -1,17 +1,15 @@
 """The `live` command line: parse flags, call a stage, show its result (`render.py`).
 
-Argument rules live in the configs and the stages; defaults and help texts in the configs."""
+Argument rules live in the configs and the stages; each option that sets a setting is
+made from its config field (`options.py`), so its default and help text are the field's."""
 
 from __future__ import annotations
 
 import json
 import sys
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -19,6 +17,8 @@ from rich.markup import escape
 from livecli import __version__, environment, render
 from livecli import demo as sample
 from livecli.config import (
+    EVALUATING,
+    PREPARING,
     EditConfig,
     EvalConfig,
     InvertConfig,
@@ -29,8 +29,9 @@ from livecli.config import (
     resolve_model_config,
 )
 from livecli.errors import Interrupted, LiveError, machine_fault
-from livecli.fields import SettingError, default_of, flags, from_table, help_for
+from livecli.fields import SettingError
 from livecli.interrupt import INTERRUPTED, TERMINATED, terminate_as_interrupt, terminated
+from livecli.options import Given, Section, flags_of, options
 from livecli.progress import console
 from livecli.store import DamagedFile, Project, default_project_dir, find_project
 
@@ -50,27 +51,7 @@ out = render.out
 # Typer vendors click in recent releases; reach its base exception through a public class.
 ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
-# --------------------------------------------------------------------------- shared options
-#
-# Every option that sets a config field is declared once here: its help is the field's
-# and the default it shows is the field's (`_option`); a command's parameter default is
-# the field's class attribute (`TrainConfig.lr`), or None where the config decides.
-
-PREPARING = "Preparing"
-TRAINING = "Training"
-EDITING = "Editing"
-ABLATIONS = "Ablations (not the paper's method)"
-EDIT_CONTROL = "Attention control and local blend"
-EVALUATING = "Evaluating"
-
-
-def _option(config: type, name: str, *flags: str, panel: str | None = None, **extra: Any) -> Any:
-    """A typer.Option whose help is the config field's, ending in the field's default
-    (none for a default of None or False: the help says what leaving it out does)."""
-    default = default_of(config, name)
-    shown = "" if default is None or isinstance(default, bool) else escape(f" [default: {default}]")
-    return typer.Option(*flags, help=help_for(config, name) + shown, rich_help_panel=panel, show_default=False, **extra)
-
+# --------------------------------------------------------------------------- options of the commands themselves
 
 ProjectOpt = Annotated[
     Path | None,
@@ -95,105 +76,19 @@ ImageArg = Annotated[
     Path, typer.Argument(metavar="IMAGE", help="The reference image showing the new object.", show_default=False)
 ]
 
-# The model: None until resolved (the project's model, then config.toml, then the default).
-ModelOpt = Annotated[str | None, _option(ModelConfig, "model", "--model")]
-ModelConfigOpt = Annotated[str | None, _option(ModelConfig, "model_config", "--model-config")]
-DeviceOpt = Annotated[str | None, _option(ModelConfig, "device", "--device")]
-DtypeOpt = Annotated[str | None, _option(ModelConfig, "dtype", "--dtype")]
-CompileOpt = Annotated[bool, _option(ModelConfig, "compile", "--compile")]
+# --------------------------------------------------------------------------- the settings each command takes
 
-# prepare (`live train` takes them with CLIP IMAGE: None there means not given).
-PromptOpt = Annotated[str, _option(PrepareConfig, "prompt", "--prompt")]
-ObjectOpt = Annotated[str, _option(PrepareConfig, "object", "--object")]
-FramesOpt = Annotated[str | None, _option(PrepareConfig, "frames", "--frames", panel=PREPARING, metavar="N|all")]
-SizeOpt = Annotated[str | None, _option(PrepareConfig, "size", "--size", panel=PREPARING, metavar="SIZE|WxH")]
-StrideOpt = Annotated[int | None, _option(PrepareConfig, "stride", "--stride", panel=PREPARING)]
-StartOpt = Annotated[float | None, _option(PrepareConfig, "start", "--start", panel=PREPARING)]
-DurationOpt = Annotated[
-    float | None, _option(PrepareConfig, "duration", "--duration", panel=PREPARING, metavar="SECONDS")
-]
-MaxFramesOpt = Annotated[int | None, _option(PrepareConfig, "max_frames", "--max-frames", panel=PREPARING)]
-CropOpt = Annotated[str | None, _option(PrepareConfig, "crop", "--crop", panel=PREPARING, metavar="none|square")]
-
-# train and run (the step count is --steps in one, --train-steps in the other).
-TRAIN_FLAGS = {(TrainConfig, "steps"): "--train-steps"}
-LrOpt = Annotated[float, _option(TrainConfig, "lr", "--lr", panel=TRAINING)]
-TiLrOpt = Annotated[float, _option(TrainConfig, "ti_lr", "--ti-lr", panel=TRAINING)]
-LpLrOpt = Annotated[float | None, _option(TrainConfig, "lp_lr", "--lp-lr", panel=TRAINING)]
-LambdaOpt = Annotated[float, _option(TrainConfig, "text_weight", "--lambda", panel=TRAINING)]
-TokenOpt = Annotated[str, _option(TrainConfig, "token", "--token", panel=TRAINING)]
-ReferencePromptOpt = Annotated[
-    str | None, _option(TrainConfig, "reference_prompt", "--reference-prompt", panel=TRAINING, metavar="TEXT")
-]
-InitWordOpt = Annotated[str | None, _option(TrainConfig, "init_word", "--init-word", panel=TRAINING, metavar="WORD")]
-SeedOpt = Annotated[int, _option(TrainConfig, "seed", "--seed", panel=TRAINING)]
-CheckpointEveryOpt = Annotated[int, _option(TrainConfig, "checkpoint_every", "--checkpoint-every", panel=TRAINING)]
-MixedPrecisionOpt = Annotated[str, _option(TrainConfig, "mixed_precision", "--mixed-precision", panel=TRAINING)]
-GradientCheckpointingOpt = Annotated[
-    str,
-    _option(
-        TrainConfig, "gradient_checkpointing", "--gradient-checkpointing", panel=TRAINING, metavar="auto|on|all|off"
-    ),
-]
-WeightDecayOpt = Annotated[float, _option(TrainConfig, "weight_decay", "--weight-decay", panel=TRAINING)]
-MaxGradNormOpt = Annotated[float, _option(TrainConfig, "max_grad_norm", "--max-grad-norm", panel=TRAINING)]
-NoLatentPromptOpt = Annotated[bool, _option(TrainConfig, "no_latent_prompt", "--no-latent-prompt", panel=ABLATIONS)]
-ImageTemporalOpt = Annotated[bool, _option(TrainConfig, "image_temporal", "--image-temporal", panel=ABLATIONS)]
-TrainWindowOpt = Annotated[int, _option(TrainConfig, "window", "--window", panel=TRAINING)]
-
-# edit and run (the step count and seed are --steps and --seed in one, --edit-steps and --edit-seed in the other).
-EDIT_FLAGS = {(EditConfig, "steps"): "--edit-steps", (EditConfig, "seed"): "--edit-seed"}
-ReplaceOpt = Annotated[list[str], _option(EditConfig, "replace", "--replace", metavar="A=B")]
-NameOpt = Annotated[str | None, _option(EditConfig, "name", "--name", panel=EDITING)]
-GuidanceOpt = Annotated[float, _option(EditConfig, "guidance", "--guidance", panel=EDITING)]
-RefineOpt = Annotated[int, _option(EditConfig, "refine", "--refine", panel=EDITING)]
-PinSourceOpt = Annotated[bool, _option(EditConfig, "pin_source", "--pin-source", panel=EDITING)]
-EtaOpt = Annotated[float, _option(EditConfig, "eta", "--eta", panel=EDITING)]
-LatentPromptOpt = Annotated[str, _option(EditConfig, "latent_prompt", "--latent-prompt", panel=EDITING)]
-SourceBranchOpt = Annotated[
-    str, _option(EditConfig, "source_branch", "--source-branch", panel=EDITING, metavar="sample|inversion")
-]
-CrossReplaceOpt = Annotated[float, _option(EditConfig, "cross_replace", "--cross-replace", panel=EDIT_CONTROL)]
-SelfReplaceOpt = Annotated[float, _option(EditConfig, "self_replace", "--self-replace", panel=EDIT_CONTROL)]
-KeepOpt = Annotated[str | None, _option(EditConfig, "keep", "--keep", panel=EDIT_CONTROL)]
-BlendOpt = Annotated[str | None, _option(EditConfig, "blend", "--blend", panel=EDIT_CONTROL)]
-NoBlendOpt = Annotated[bool, _option(EditConfig, "no_blend", "--no-blend", panel=EDIT_CONTROL)]
-BlendThresholdOpt = Annotated[float, _option(EditConfig, "blend_threshold", "--blend-threshold", panel=EDIT_CONTROL)]
-BlurSigmaOpt = Annotated[float, _option(EditConfig, "blur_sigma", "--blur-sigma", panel=EDIT_CONTROL)]
-BlendStartOpt = Annotated[float, _option(EditConfig, "blend_start", "--blend-start", panel=EDIT_CONTROL)]
-BlendBackgroundOpt = Annotated[str, _option(EditConfig, "blend_background", "--blend-background", panel=EDIT_CONTROL)]
-BlendScaleOpt = Annotated[str, _option(EditConfig, "blend_scale", "--blend-scale", panel=EDIT_CONTROL)]
-PresetOpt = Annotated[str | None, _option(TrainConfig, "preset", "--preset", metavar="paper")]
-EditWindowOpt = Annotated[int | None, _option(EditConfig, "window", "--window", panel=EDITING)]
-OverlapOpt = Annotated[int, _option(EditConfig, "overlap", "--overlap", panel=EDITING)]
-OutputSizeOpt = Annotated[
-    str, _option(EditConfig, "output_size", "--output-size", panel=EDITING, metavar="model|source")
-]
-
-# eval and run (--clip-model: None until resolved, like --model).
-ClipModelOpt = Annotated[str | None, _option(EvalConfig, "clip_model", "--clip-model", panel=EVALUATING)]
-TextOpt = Annotated[str | None, _option(EvalConfig, "text", "--text", panel=EVALUATING)]
-MaskMarginOpt = Annotated[int, _option(EvalConfig, "mask_margin", "--mask-margin", panel=EVALUATING)]
+MODEL = Section(ModelConfig)
+"""--model, --model-config, --device, --dtype, --compile: None until resolved (the
+project's model, then config.toml, then the default)."""
+TRAIN_IN_RUN = {"steps": "--train-steps"}
+EDIT_IN_RUN = {"steps": "--edit-steps", "seed": "--edit-seed"}
+"""`live run` names the training's and the edit's step counts and seeds apart."""
 
 
-def _config(config: type, parameters: dict[str, Any], renames: dict | None = None, **renamed: Any) -> Any:
-    """A stage's config from a command's parameters: those named like its fields (None: not
-    given, the field's default), and `renamed` for the others (`--train-steps` is
-    TrainConfig's `steps`). `flags` gives the command's name of a renamed field's flag, so
-    that its errors name the flag the user typed."""
-    names = {item.name for item in fields(config)} - renamed.keys()
-    given = {name: value for name, value in parameters.items() if name in names and value is not None}
-    with _named_as(renames or {}):
-        return from_table(config, {**given, **{name: value for name, value in renamed.items() if value is not None}})
-
-
-@contextmanager
-def _named_as(renames: dict) -> Iterator[None]:
-    """Config errors inside name the command's flags: {(TrainConfig, "steps"): "--train-steps"}."""
-    try:
-        yield
-    except SettingError as exc:
-        raise exc.worded(flags(renames)) from None
+def _model(target: Project, given: Given) -> ModelConfig:
+    """--model, else the project's model, else the user's config.toml, else the default."""
+    return resolve_model_config(**given.values(ModelConfig), project=target.model_entry())
 
 
 def _version(value: bool) -> None:
@@ -215,21 +110,6 @@ def root(
     """
 
 
-# --------------------------------------------------------------------------- rendering
-
-
-def _model(
-    target: Project,
-    model: str | None,
-    model_config: str | None,
-    device: str | None,
-    dtype: str | None,
-    compile_unet: bool = False,
-) -> ModelConfig:
-    """--model, else the project's model, else the user's config.toml, else the default."""
-    return resolve_model_config(model, device, dtype, model_config, project=target.model_entry(), compile=compile_unet)
-
-
 # --------------------------------------------------------------------------- commands
 
 
@@ -242,31 +122,16 @@ def _model(
     "--frames 8 --size 512 --crop square      (the paper's 8 square frames)\n\n"
     '  live prepare clip.mp4 ref.png --prompt "a jeep car is moving on the road" --object car --model tiny --size 64',
 )
+@options(Section(PrepareConfig), Section(ModelConfig, only=("model", "model_config", "device", "dtype")))
 def prepare(
-    clip: ClipArg,
-    image: ImageArg,
-    prompt: PromptOpt,
-    object_: ObjectOpt,
-    project: ProjectOpt = None,
-    model: ModelOpt = None,
-    model_config: ModelConfigOpt = None,
-    frames: FramesOpt = PrepareConfig.frames,
-    size: SizeOpt = PrepareConfig.size,
-    stride: StrideOpt = PrepareConfig.stride,
-    start: StartOpt = PrepareConfig.start,
-    duration: DurationOpt = PrepareConfig.duration,
-    max_frames: MaxFramesOpt = PrepareConfig.max_frames,
-    crop: CropOpt = PrepareConfig.crop,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    force: ForceOpt = False,
+    clip: ClipArg, image: ImageArg, *, project: ProjectOpt = None, given: Given, force: ForceOpt = False
 ) -> None:
     """Sample the clip's frames and encode them and the reference image with the VAE."""
     from livecli.stages import prepare as stage
 
-    config = _config(PrepareConfig, locals(), object=object_)
+    config = given.config(PrepareConfig)
     target = Project(project or default_project_dir(clip))
-    result = stage.run(target, config, clip, image, _model(target, model, model_config, device, dtype), force=force)
+    result = stage.run(target, config, clip, image, _model(target, given), force=force)
     render.report_stage(result)
 
 
@@ -278,6 +143,7 @@ def prepare(
     "--model tiny --size 64 --steps 60\n\n"
     "Ctrl-C saves a checkpoint after the current step; the same command resumes from it.",
 )
+@options(Section(PrepareConfig, panel=PREPARING, optional=True), MODEL, Section(TrainConfig))
 def train(
     clip: Annotated[
         Path | None,
@@ -290,39 +156,9 @@ def train(
     image: Annotated[
         Path | None, typer.Argument(metavar="IMAGE", help="The reference image, with CLIP.", show_default=False)
     ] = None,
-    prompt: Annotated[str | None, _option(PrepareConfig, "prompt", "--prompt", panel=PREPARING)] = None,
-    object_: Annotated[str | None, _option(PrepareConfig, "object", "--object", panel=PREPARING)] = None,
-    frames: FramesOpt = None,
-    size: SizeOpt = None,
-    stride: StrideOpt = None,
-    start: StartOpt = None,
-    duration: DurationOpt = None,
-    max_frames: MaxFramesOpt = None,
-    crop: CropOpt = None,
+    *,
     project: ProjectOpt = None,
-    model: ModelOpt = None,
-    model_config: ModelConfigOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    compile_: CompileOpt = False,
-    steps: Annotated[str | None, _option(TrainConfig, "steps", "--steps", panel=TRAINING, metavar="N|auto")] = None,
-    lr: LrOpt = TrainConfig.lr,
-    ti_lr: TiLrOpt = TrainConfig.ti_lr,
-    lp_lr: LpLrOpt = TrainConfig.lp_lr,
-    text_weight: LambdaOpt = TrainConfig.text_weight,
-    token: TokenOpt = TrainConfig.token,
-    reference_prompt: ReferencePromptOpt = TrainConfig.reference_prompt,
-    init_word: InitWordOpt = TrainConfig.init_word,
-    seed: SeedOpt = TrainConfig.seed,
-    checkpoint_every: CheckpointEveryOpt = TrainConfig.checkpoint_every,
-    mixed_precision: MixedPrecisionOpt = TrainConfig.mixed_precision,
-    gradient_checkpointing: GradientCheckpointingOpt = TrainConfig.gradient_checkpointing,
-    weight_decay: WeightDecayOpt = TrainConfig.weight_decay,
-    max_grad_norm: MaxGradNormOpt = TrainConfig.max_grad_norm,
-    no_latent_prompt: NoLatentPromptOpt = TrainConfig.no_latent_prompt,
-    image_temporal: ImageTemporalOpt = TrainConfig.image_temporal,
-    window: TrainWindowOpt = TrainConfig.window,
-    preset: PresetOpt = None,
+    given: Given,
     force: Annotated[
         bool, typer.Option("--force", help="Train again from step 0, even when up to date or a checkpoint exists.")
     ] = False,
@@ -332,22 +168,13 @@ def train(
     Given CLIP and IMAGE, prepares them first when missing or stale.
     A run with the same settings resumes from its last checkpoint.
     """
-    from livecli.pipeline import train_project
+    from livecli.pipeline import check_train_inputs, train_project
 
-    config = _config(TrainConfig, locals())
-    sampling = {
-        "prompt": prompt,
-        "object": object_,
-        "frames": frames,
-        "size": size,
-        "stride": stride,
-        "start": start,
-        "duration": duration,
-        "max_frames": max_frames,
-        "crop": crop,
-    }
-    flags = {"model": model, "model_config": model_config, "device": device, "dtype": dtype, "compile": compile_}
-    train_project(project, clip, image, sampling, config, flags, force=force, on_stage=render.report_stage)
+    config = given.config(TrainConfig)
+    check_train_inputs(clip, image, given.values(PrepareConfig))
+    target = find_project(project) if clip is None else Project(project or default_project_dir(clip))
+    prepared = given.config(PrepareConfig) if clip is not None else None
+    train_project(target, _model(target, given), config, prepared, clip, image, force, render.report_stage)
 
 
 @app.command(
@@ -357,26 +184,14 @@ def train(
     "  live invert --refine 4      (sampling then reproduces the clip almost exactly)\n\n"
     "`live edit` runs the inversion it needs by itself; this command is for inspecting or precomputing it.",
 )
-def invert(
-    project: ProjectOpt = None,
-    steps: Annotated[int, _option(InvertConfig, "steps", "--steps")] = InvertConfig.steps,
-    prompt: Annotated[str | None, _option(InvertConfig, "prompt", "--prompt")] = InvertConfig.prompt,
-    refine: Annotated[int, _option(InvertConfig, "refine", "--refine")] = InvertConfig.refine,
-    window: Annotated[int | None, _option(InvertConfig, "window", "--window")] = InvertConfig.window,
-    overlap: Annotated[int, _option(InvertConfig, "overlap", "--overlap")] = InvertConfig.overlap,
-    model: ModelOpt = None,
-    model_config: ModelConfigOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    compile_: CompileOpt = False,
-    force: ForceOpt = False,
-) -> None:
+@options(Section(InvertConfig), MODEL)
+def invert(*, project: ProjectOpt = None, given: Given, force: ForceOpt = False) -> None:
     """DDIM-invert the prepared video through the trained video UNet (cached: edits share it)."""
     from livecli.stages import invert as stage
 
-    config = _config(InvertConfig, locals())
+    config = given.config(InvertConfig)
     target = find_project(project)
-    result = stage.run(target, config, _model(target, model, model_config, device, dtype, compile_), force=force)
+    result = stage.run(target, config, _model(target, given), force=force)
     render.report_stage(result)
 
 
@@ -388,45 +203,19 @@ def invert(
     "<tok> is the object learned from the reference image. The first edit inverts the video; "
     "later edits with the same --steps reuse that inversion.",
 )
+@options(Section(EditConfig), MODEL)
 def edit(
-    replace: ReplaceOpt,
+    *,
     project: ProjectOpt = None,
-    name: NameOpt = EditConfig.name,
-    steps: Annotated[int, _option(EditConfig, "steps", "--steps", panel=EDITING)] = EditConfig.steps,
-    guidance: GuidanceOpt = EditConfig.guidance,
-    cross_replace: CrossReplaceOpt = EditConfig.cross_replace,
-    self_replace: SelfReplaceOpt = EditConfig.self_replace,
-    keep: KeepOpt = EditConfig.keep,
-    blend: BlendOpt = EditConfig.blend,
-    no_blend: NoBlendOpt = EditConfig.no_blend,
-    blend_threshold: BlendThresholdOpt = EditConfig.blend_threshold,
-    blur_sigma: BlurSigmaOpt = EditConfig.blur_sigma,
-    blend_start: BlendStartOpt = EditConfig.blend_start,
-    blend_background: BlendBackgroundOpt = EditConfig.blend_background,
-    blend_scale: BlendScaleOpt = EditConfig.blend_scale,
-    refine: RefineOpt = EditConfig.refine,
-    pin_source: PinSourceOpt = EditConfig.pin_source,
-    eta: EtaOpt = EditConfig.eta,
-    latent_prompt: LatentPromptOpt = EditConfig.latent_prompt,
-    source_branch: SourceBranchOpt = EditConfig.source_branch,
-    seed: Annotated[int, _option(EditConfig, "seed", "--seed", panel=EDITING)] = EditConfig.seed,
-    window: EditWindowOpt = EditConfig.window,
-    overlap: OverlapOpt = EditConfig.overlap,
-    output_size: OutputSizeOpt = EditConfig.output_size,
-    preset: PresetOpt = None,
-    model: ModelOpt = None,
-    model_config: ModelConfigOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    compile_: CompileOpt = False,
+    given: Given,
     force: Annotated[bool, typer.Option("--force", help="Edit again, replacing an edit of the same name.")] = False,
 ) -> None:
     """Edit the video: swap words of the prompt (A=<tok> for the reference object) and render edits/NAME/."""
     from livecli.stages import edit as stage
 
-    config = _config(EditConfig, locals())
+    config = given.config(EditConfig)
     target = find_project(project)
-    result = stage.run(target, config, _model(target, model, model_config, device, dtype, compile_), force=force)
+    result = stage.run(target, config, _model(target, given), force=force)
     render.report_stage(result.inversion)
     render.report_stage(result.edit)
     if not result.edit.skipped:
@@ -443,7 +232,9 @@ def edit(
     "  live eval --clip-model /models/clip-vit-large-patch14      (offline: a local folder)\n\n"
     "Writes eval/NAME/metrics.json, report.md and contact_sheet.png. The source video is scored too, as the baseline.",
 )
+@options(Section(EvalConfig), Section(ModelConfig, only=("device", "dtype")))
 def eval_(
+    *,
     project: ProjectOpt = None,
     edit_name: Annotated[
         str | None,
@@ -457,11 +248,7 @@ def eval_(
     every: Annotated[
         bool, typer.Option("--all", help="Score every edit of the project and compare them in one table.")
     ] = False,
-    clip_model: ClipModelOpt = None,
-    text: TextOpt = EvalConfig.text,
-    mask_margin: MaskMarginOpt = EvalConfig.mask_margin,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
+    given: Given,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the metrics as JSON on stdout instead of a table.")
     ] = False,
@@ -471,19 +258,16 @@ def eval_(
     from livecli.stages import evaluate as stage
 
     target = find_project(project)
-    models = _model(target, None, None, device, dtype)
-    config = _config(EvalConfig, locals(), clip_model=resolve_clip_model(clip_model, models.model))
+    models = _model(target, given)
+    clip_model = resolve_clip_model(given.values(EvalConfig).get("clip_model"), models.model)
+    config = given.config(EvalConfig, clip_model=clip_model)
     names = stage.pick_edits(target, edit_name, every)
     scorer = stage.Scorer.resolve(config.clip_model, models.device, models.dtype)
     evaluations = stage.run(target, config, names, scorer, force=force)
     for evaluation in evaluations:
         render.report_stage(evaluation.result)
     if as_json:
-        items = [
-            {"edit": e.name, "folder": str(e.result.folder), "skipped": e.result.skipped, "metrics": e.metrics}
-            for e in evaluations
-        ]
-        out.print_json(json.dumps({"project": str(target.root), "evaluations": items}))
+        out.print_json(json.dumps(render.evaluations_json(target.root, evaluations)))
         return
     title = target.root.resolve().name if target.root.resolve() == Path.cwd() else render.where(target.root)
     out.print(
@@ -503,15 +287,16 @@ def eval_(
 @app.command(epilog="Examples:\n\n  live status\n\n  live status -p clip.live --json")
 def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """Show each stage of the project: done, stale or missing, with sizes and times."""
+    from livecli.stages import PREPARE, STAGES
+
     target = find_project(project)
-    stages = target.status()
+    stages = target.status(STAGES)
     try:
-        prepared = target.record("prepare")
+        prepared = target.record(PREPARE)
     except DamagedFile:
         prepared = None  # the table says so
     if as_json:
-        clip = render.clip_facts(prepared) if prepared is not None else None
-        out.print_json(json.dumps({"project": str(target.root), "clip": clip, "stages": [s.as_dict() for s in stages]}))
+        out.print_json(json.dumps(render.status_json(target.root, prepared, stages)))
         return
     out.print(render.status_table(target.root, stages))
     if prepared is not None:
@@ -538,69 +323,19 @@ def _edit_names() -> list[str]:
     "Each stage is skipped when up to date, so the same command again costs only the checks; "
     "a changed flag re-runs its stage and the ones after it.",
 )
+@options(
+    Section(PrepareConfig),
+    MODEL,
+    Section(TrainConfig, flags=TRAIN_IN_RUN),
+    Section(EditConfig, flags=EDIT_IN_RUN, skip=("window",)),  # the edit's window is the training's
+    Section(EvalConfig),
+)
 def run(
     clip: ClipArg,
     image: ImageArg,
-    prompt: PromptOpt,
-    object_: ObjectOpt,
-    replace: ReplaceOpt,
+    *,
     project: ProjectOpt = None,
-    model: ModelOpt = None,
-    model_config: ModelConfigOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    compile_: CompileOpt = False,
-    frames: FramesOpt = PrepareConfig.frames,
-    size: SizeOpt = PrepareConfig.size,
-    stride: StrideOpt = PrepareConfig.stride,
-    start: StartOpt = PrepareConfig.start,
-    duration: DurationOpt = PrepareConfig.duration,
-    max_frames: MaxFramesOpt = PrepareConfig.max_frames,
-    crop: CropOpt = PrepareConfig.crop,
-    train_steps: Annotated[
-        str | None, _option(TrainConfig, "steps", "--train-steps", panel=TRAINING, metavar="N|auto")
-    ] = None,
-    lr: LrOpt = TrainConfig.lr,
-    ti_lr: TiLrOpt = TrainConfig.ti_lr,
-    lp_lr: LpLrOpt = TrainConfig.lp_lr,
-    text_weight: LambdaOpt = TrainConfig.text_weight,
-    token: TokenOpt = TrainConfig.token,
-    reference_prompt: ReferencePromptOpt = TrainConfig.reference_prompt,
-    init_word: InitWordOpt = TrainConfig.init_word,
-    seed: SeedOpt = TrainConfig.seed,
-    checkpoint_every: CheckpointEveryOpt = TrainConfig.checkpoint_every,
-    mixed_precision: MixedPrecisionOpt = TrainConfig.mixed_precision,
-    gradient_checkpointing: GradientCheckpointingOpt = TrainConfig.gradient_checkpointing,
-    weight_decay: WeightDecayOpt = TrainConfig.weight_decay,
-    max_grad_norm: MaxGradNormOpt = TrainConfig.max_grad_norm,
-    no_latent_prompt: NoLatentPromptOpt = TrainConfig.no_latent_prompt,
-    image_temporal: ImageTemporalOpt = TrainConfig.image_temporal,
-    window: TrainWindowOpt = TrainConfig.window,
-    preset: PresetOpt = None,
-    name: NameOpt = EditConfig.name,
-    edit_steps: Annotated[int, _option(EditConfig, "steps", "--edit-steps", panel=EDITING)] = EditConfig.steps,
-    guidance: GuidanceOpt = EditConfig.guidance,
-    refine: RefineOpt = EditConfig.refine,
-    pin_source: PinSourceOpt = EditConfig.pin_source,
-    eta: EtaOpt = EditConfig.eta,
-    latent_prompt: LatentPromptOpt = EditConfig.latent_prompt,
-    source_branch: SourceBranchOpt = EditConfig.source_branch,
-    edit_seed: Annotated[int, _option(EditConfig, "seed", "--edit-seed", panel=EDITING)] = EditConfig.seed,
-    overlap: OverlapOpt = EditConfig.overlap,
-    output_size: OutputSizeOpt = EditConfig.output_size,
-    cross_replace: CrossReplaceOpt = EditConfig.cross_replace,
-    self_replace: SelfReplaceOpt = EditConfig.self_replace,
-    keep: KeepOpt = EditConfig.keep,
-    blend: BlendOpt = EditConfig.blend,
-    no_blend: NoBlendOpt = EditConfig.no_blend,
-    blend_threshold: BlendThresholdOpt = EditConfig.blend_threshold,
-    blur_sigma: BlurSigmaOpt = EditConfig.blur_sigma,
-    blend_start: BlendStartOpt = EditConfig.blend_start,
-    blend_background: BlendBackgroundOpt = EditConfig.blend_background,
-    blend_scale: BlendScaleOpt = EditConfig.blend_scale,
-    clip_model: ClipModelOpt = None,
-    text: TextOpt = EvalConfig.text,
-    mask_margin: MaskMarginOpt = EvalConfig.mask_margin,
+    given: Given,
     no_eval: Annotated[
         bool,
         typer.Option("--no-eval", help="Stop after the edit (no CLIP model is loaded).", rich_help_panel=EVALUATING),
@@ -622,27 +357,26 @@ def run(
     """Run every stage in order: prepare, train, invert, edit, eval; each skipped when up to date."""
     from livecli.pipeline import Job, run_job
 
-    parameters = dict(locals())
     target = Project(project or default_project_dir(clip))
-    models = _model(target, model, model_config, device, dtype, compile_)
-    evaluate = (
-        None if no_eval else _config(EvalConfig, parameters, clip_model=resolve_clip_model(clip_model, models.model))
-    )
+    models = _model(target, given)
+    evaluate = None
+    if not no_eval:
+        clip_model = resolve_clip_model(given.values(EvalConfig).get("clip_model"), models.model)
+        evaluate = given.config(EvalConfig, clip_model=clip_model)
     job = Job(
         name=target.root.name,
         clip=clip,
         image=image,
         project=target.root,
         model=models,
-        prepare=_config(PrepareConfig, parameters, object=object_),
-        train=_config(TrainConfig, parameters, TRAIN_FLAGS, steps=train_steps),
-        # window None: the edit takes the training's window
-        edit=_config(EditConfig, parameters, EDIT_FLAGS, steps=edit_steps, seed=edit_seed, window=None),
+        prepare=given.config(PrepareConfig),
+        train=given.config(TrainConfig),
+        edit=given.config(EditConfig),
         eval=evaluate,
     )
     outcome = run_job(job, render.report_stage, redo_edit=force)
     if as_json:
-        out.print_json(json.dumps(render.outcome_dict(outcome)))
+        out.print_json(json.dumps(render.outcome_json(outcome)))
     else:
         render.job_summary(outcome)
 
@@ -711,10 +445,7 @@ def batch(
         soft_wrap=True,
     )
     if dry_run:
-        listed = [
-            {"job": position, "name": jobs[position - 1].name, "project": str(jobs[position - 1].project)}
-            for position in mine
-        ]
+        listed = [render.planned_job_json(position, jobs[position - 1]) for position in mine]
         if as_json:
             for line in listed:
                 print(json.dumps(line), flush=True)
@@ -733,7 +464,7 @@ def batch(
     for done in batches.run_batch(jobs, picked, keep_going, started, render.report_stage, debug):
         reports.append(done)
         if as_json:
-            print(json.dumps(done.as_dict()), flush=True)
+            print(json.dumps(render.job_report_json(done)), flush=True)
         if done.status == "failed":
             render.print_error(f"job {done.position} ({done.job.name}) failed: {done.error}", done.hint)
         elif done.status == "busy":
@@ -768,7 +499,9 @@ def batch(
         "# seconds: the random model, to check an install"
     )
 )
+@options(Section(TrainConfig, only=("preset",)))
 def demo(
+    *,
     out_dir: Annotated[
         Path,
         typer.Option(
@@ -796,16 +529,19 @@ def demo(
             show_default=False,
         ),
     ] = None,
-    preset: PresetOpt = None,
+    given: Given,
 ) -> None:
     """Edit a drawn clip with the shipped `shapes` model: every stage, on the CPU, in minutes.
 
     The clip is a shape gliding over a patterned background; the reference image shows another
     shape, in a colour the model never saw it in. The true edit is written to truth/ beside it.
     """
+    preset = given.values(TrainConfig).get("preset")
     sample.check_model(model)
-    with _named_as(TRAIN_FLAGS):
+    try:
         sample.check_settings(train_steps, preset)  # a contradicting flag writes nothing
+    except SettingError as exc:
+        raise exc.worded(flags_of(Section(TrainConfig, flags=TRAIN_IN_RUN))) from None
     clip, image = sample.make_samples(out_dir)
     pair = sample.demo_pair()
     console.print(

@@ -21,6 +21,7 @@ import platformdirs
 from livecli import environment
 from livecli.errors import ConfigError
 from livecli.fields import (
+    CHOICES,
     MAIN,
     SettingError,
     apply_preset,
@@ -50,10 +51,14 @@ EVALUATING = "Evaluating"
 """The `--help` panels of the stages' options."""
 
 Preset = Literal["paper"]
-PRESET_HELP = (
+PRESET = setting(
     "'paper': exactly the paper's method and settings (no extension of this tool's), recorded in the project; a "
-    "flag that contradicts it is an error."
+    "flag that contradicts it is an error.",
+    panel=MAIN,
+    metavar=CHOICES,
+    omit_default=True,
 )
+"""`--preset` of train and edit (and `live run`'s one for both)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,7 @@ class PrepareConfig:
         metadata=setting(
             "'none' keeps the clip's aspect ratio (cropping only the few pixels that rounding to the model's multiple "
             "needs); 'square' centre-crops SIZE×SIZE frames.",
+            metavar=CHOICES,
             choice_hint="{crop:square} gives square frames; leave it out to keep the aspect",
         ),
     )
@@ -207,7 +213,7 @@ class PrepareConfig:
         check_fields(self)
         if self.crop == "square" and isinstance(self.size, str):
             raise error(
-                "{crop:square} and {size} {value} contradict each other",
+                "{crop:square} and {size:{value}} contradict each other",
                 "pass one side with {crop:square}, e.g. {size:512}",
                 value=self.size,
             )
@@ -243,7 +249,7 @@ class PrepareConfig:
                 width, height = (int(side) for side in match.groups())
                 if min(width, height) < 8:
                     raise SettingError(
-                        PrepareConfig, "{size} {value} is too small", "e.g. {size:768x448}", value=f"{width}x{height}"
+                        PrepareConfig, "{size:{value}} is too small", "e.g. {size:768x448}", value=f"{width}x{height}"
                     )
                 return f"{width}x{height}"
         if size is not None and size < 8:
@@ -299,11 +305,11 @@ def check_window(config: type, window: int) -> None:
 def check_overlap(config: type, overlap: int, window: int | None) -> None:
     """--overlap against --window (None: the training's, checked when known)."""
     if overlap < 0 or (window is not None and overlap >= window):
-        limit = " and less than {window} {window_value}" if window is not None else ""
+        limit = " and less than {window:{window_value}}" if window is not None else ""
         raise SettingError(
             config,
             "{overlap} must be 0 or more" + limit + ", got {value}",
-            "the default is {overlap} {overlap.default}",
+            "the default is {overlap:{overlap.default}}",
             value=overlap,
             window_value=window,
         )
@@ -415,6 +421,7 @@ class TrainConfig:
             "Recompute activations in the backward pass: 'on' for the blocks at the two highest resolutions (where "
             "activations dominate: ~29 % less peak memory, ~8 % slower), 'all' for every block (~34 % less, ~15 % "
             "slower), 'off', or 'auto' (off when the step fits in the memory free now, else on, else all).",
+            metavar=CHOICES,
             choice_hint="{gradient_checkpointing} auto, on, all or off",
             inert=True,
         ),
@@ -447,7 +454,7 @@ class TrainConfig:
             "Invert and edit run windows of the same size."
         ),
     )
-    preset: Preset | None = field(default=None, metadata=setting(PRESET_HELP, panel=MAIN, omit_default=True))
+    preset: Preset | None = field(default=None, metadata=PRESET)
 
     def __post_init__(self) -> None:
         def error(message: str, hint: str, **values: Any) -> SettingError:
@@ -462,7 +469,7 @@ class TrainConfig:
             if not value > 0:
                 raise error(
                     f"{{{name}}} must be a positive number, got {{value:g}}",
-                    "the defaults are {lr} {lr.default:g} {ti_lr} {ti_lr.default:g}",
+                    "the defaults are {lr:{lr.default}} {ti_lr:{ti_lr.default}}",
                     value=value,
                 )
         if not self.text_weight >= 0:
@@ -492,7 +499,7 @@ class TrainConfig:
         if not self.token or any(c.isspace() for c in self.token):
             raise error(
                 "{token} must be one string without spaces, got {value!r}",
-                "e.g. {token} '{token.default}'",
+                "e.g. {token:'{token.default}'}",
                 value=self.token,
             )
         if self.reference_prompt is not None and not self.reference_prompt.strip():
@@ -572,7 +579,9 @@ class EditConfig:
     """Where the paper's setting differs from the default."""
 
     replace: tuple[str, ...] = field(
-        metadata=setting("A=B: swap the prompt's word A for B; <tok> is the learned token. Repeatable.", metavar="A=B")
+        metadata=setting(
+            "A=B: swap the prompt's word A for B; <tok> is the learned token. Repeatable.", panel=MAIN, metavar="A=B"
+        )
     )
     name: str | None = field(
         default=None,
@@ -686,6 +695,7 @@ class EditConfig:
             "Where word swap and local blend read the source's attention: 'sample' (a source branch sampled beside "
             "the edit: Prompt-to-Prompt, the paper) or 'inversion' (stored by the inversion: the edit runs alone, "
             "about half the work; the source's latents are then the clip's inverted ones). Not in the paper.",
+            metavar=CHOICES,
             paper=True,
             omit_default=True,
         ),
@@ -698,10 +708,11 @@ class EditConfig:
         metadata=setting(
             "Size of edit.mp4 and compare.mp4: 'model' (the frames as edited) or 'source' (upscaled to the clip's "
             "own resolution).",
+            metavar=CHOICES,
             omit_default=True,
         ),
     )
-    preset: Preset | None = field(default=None, metadata=setting(PRESET_HELP, panel=MAIN, omit_default=True))
+    preset: Preset | None = field(default=None, metadata=PRESET)
 
     def __post_init__(self) -> None:
         def error(message: str, hint: str, **values: Any) -> SettingError:
@@ -715,7 +726,7 @@ class EditConfig:
         if not self.guidance >= 0:
             raise error(
                 "{guidance} must be 0 or more, got {value:g}",
-                "the paper uses {guidance} {guidance.default}",
+                "the paper uses {guidance:{guidance.default}}",
                 value=self.guidance,
             )
         for name in ("cross_replace", "self_replace", "blend_threshold", "blend_start", "eta"):
@@ -730,7 +741,7 @@ class EditConfig:
             raise error("{blur_sigma} must be 0 or more, got {value:g}", "0 turns the blur off", value=self.blur_sigma)
         if self.name is not None and not EDIT_NAME.match(self.name):
             raise error(
-                "{name} {value!r} is not a plain folder name",
+                "{name:{value!r}} is not a plain folder name",
                 "use letters, digits, '.', '-', '_' or '+', e.g. {name:dog}",
                 value=self.name,
             )
@@ -837,9 +848,9 @@ def resolve_clip_model(clip_model: str | None, model: str | None = None) -> str:
 
 
 def resolve_model_config(
-    model: str | None,
-    device: str | None,
-    dtype: str | None,
+    model: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
     model_config: str | None = None,
     project: Mapping[str, Any] | None = None,
     compile: bool = False,

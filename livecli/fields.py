@@ -30,6 +30,8 @@ from livecli.errors import ConfigError
 
 MAIN = ""
 """The panel of `--help` that holds a command's own options (Typer's "Options")."""
+CHOICES = "|"
+"""A metavar that shows a field's choices: `sample|inversion`."""
 
 
 def setting(
@@ -47,7 +49,7 @@ def setting(
     - `help`: its `--help` text (the default is added to it where there is one);
     - `panel`: the `--help` panel of its option (default: its config's `PANEL`; `MAIN` for
       the command's own);
-    - `metavar`: what `--help` shows for its value (default: its choices, else its type);
+    - `metavar`: what `--help` shows for its value (default: its type; `CHOICES`: its choices);
     - `choice_hint`: the hint of an error for a value not among its choices (default:
       the first choice that is not the default, or leaving it out);
     - `paper`: part of the paper's method: `--preset paper` sets it to the paper's value
@@ -262,7 +264,7 @@ def check_fields(config: Any) -> None:
         if choices and value is not None and value not in choices:
             raise SettingError(
                 type(config),
-                f"{{{item.name}}} {{value!r}} is not one of {{choices}}",
+                f"{{{item.name}:{{value!r}}}} is not one of {{choices}}",
                 item.metadata.get("choice_hint") or _choice_hint(item, choices),
                 value=value,
                 choices=", ".join(choices),
@@ -304,10 +306,10 @@ def apply_preset(config: Any) -> None:
     for name, wanted in paper_settings(type(config)).items():
         value = getattr(config, name)
         if value != wanted and value != default_of(type(config), name):
-            given = f"{{{name}}}" if isinstance(value, bool) else f"{{{name}}} {{value}}"
+            given = f"{{{name}}}" if isinstance(value, bool) else f"{{{name}:{{value}}}}"
             raise SettingError(
                 type(config),
-                given + " contradicts {preset} {preset_value} (the paper's: {paper})",
+                given + " contradicts {preset:{preset_value}} (the paper's: {paper})",
                 f"leave out {{{name}}} or {{preset}}",
                 value=value,
                 preset_value=config.preset,

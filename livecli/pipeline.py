@@ -19,16 +19,15 @@ from livecli.config import (
     ModelConfig,
     PrepareConfig,
     TrainConfig,
-    resolve_model_config,
 )
 from livecli.errors import ConfigError
-from livecli.fields import from_table
-from livecli.stages import StageResult
+from livecli.fields import SettingError
+from livecli.stages import EDIT
 from livecli.stages import edit as edit_stage
 from livecli.stages import evaluate as eval_stage
 from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
-from livecli.store import Project, default_project_dir, find_project
+from livecli.store import Project, StageResult
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ class JobOutcome:
         return sum(s.seconds for s in self.stages)
 
     def paths(self) -> dict[str, Path]:
-        edit_dir = self.project.stage_dir(edit_stage.edit_folder(self.job.edit.folder_name))
+        edit_dir = self.project.stage_dir(EDIT.run(self.job.edit.folder_name))
         paths = {
             "project": self.project.root,
             "video": edit_dir / edit_stage.VIDEO,
@@ -135,46 +134,43 @@ def _run_stages(
     return outcome
 
 
-def train_project(
-    project: Path | None,
-    clip: Path | None,
-    image: Path | None,
-    prepare: dict[str, Any],
-    train: TrainConfig,
-    model_flags: dict[str, str | None],
-    force: bool = False,
-    on_stage: Callable[[StageResult], None] = lambda result: None,
-) -> None:
-    """`live train`: with CLIP and IMAGE, prepare them first (when missing or stale) with the
-    `prepare` settings given (None: not given); without, bring the project's prepared frames
-    up to date from their recorded sources. Then train. `model_flags`: --model,
-    --model-config, --device and --dtype as given."""
+def check_train_inputs(clip: Path | None, image: Path | None, prepare: dict[str, Any]) -> None:
+    """`live train`'s arguments: CLIP and IMAGE together, with --prompt and --object, or
+    neither and no preparing flag (`prepare`: the preparing settings given)."""
     if clip is not None and image is None:
         raise ConfigError(
             "CLIP needs IMAGE: pass both, or neither to train on the project's prepared frames",
             hint="live train CLIP IMAGE --prompt TEXT --object WORD",
         )
-    given = {name: value for name, value in prepare.items() if value is not None}
-    if clip is None:
-        if given:
-            flags = [f"--{name.replace('_', '-')}" for name in given]
-            raise ConfigError(
-                f"{' and '.join(flags)} go{'es' if len(flags) == 1 else ''} with CLIP IMAGE",
-                hint=(
-                    "pass CLIP IMAGE too, or leave them out to train the project as prepared (`live prepare` changes "
-                    "it)"
-                ),
-            )
-        target = find_project(project)
-        model = resolve_model_config(**model_flags, project=target.model_entry())
-        on_stage(prepare_stage.refresh(target, model))
+    if clip is None and prepare:
+        verb = "goes" if len(prepare) == 1 else "go"
+        raise SettingError(
+            PrepareConfig,
+            " and ".join(f"{{{name}}}" for name in prepare) + f" {verb} with CLIP IMAGE",
+            "pass CLIP IMAGE too, or leave them out to train the project as prepared (`live prepare` changes it)",
+        )
+    if clip is not None and ("prompt" not in prepare or "object" not in prepare):
+        raise ConfigError(
+            "CLIP IMAGE need --prompt and --object",
+            hint='e.g. --prompt "a man riding a motorcycle" --object motorcycle',
+        )
+
+
+def train_project(
+    project: Project,
+    model: ModelConfig,
+    train: TrainConfig,
+    prepare: PrepareConfig | None = None,
+    clip: Path | None = None,
+    image: Path | None = None,
+    force: bool = False,
+    on_stage: Callable[[StageResult], None] = lambda result: None,
+) -> None:
+    """`live train`: with `prepare` (and CLIP and IMAGE), prepare them first when missing or
+    stale; without, bring the project's prepared frames up to date from their recorded
+    sources. Then train."""
+    if prepare is None:
+        on_stage(prepare_stage.refresh(project, model))
     else:
-        if "prompt" not in given or "object" not in given:
-            raise ConfigError(
-                "CLIP IMAGE need --prompt and --object",
-                hint='e.g. --prompt "a man riding a motorcycle" --object motorcycle',
-            )
-        target = Project(project or default_project_dir(clip))
-        model = resolve_model_config(**model_flags, project=target.model_entry())
-        on_stage(prepare_stage.run(target, from_table(PrepareConfig, given), clip, image, model))
-    on_stage(train_stage.run(target, train, model, force=force))
+        on_stage(prepare_stage.run(project, prepare, clip, image, model))
+    on_stage(train_stage.run(project, train, model, force=force))

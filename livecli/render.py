@@ -6,6 +6,7 @@ to stdout (`out`).
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from rich import box
@@ -14,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from livecli.progress import console
-from livecli.stages import StageResult
+from livecli.store import StageResult
 
 out = Console(highlight=False, soft_wrap=True)
 """stdout: results and --json."""
@@ -188,25 +189,6 @@ def job_summary(outcome) -> None:
         out.print(f"{label}: {escape(where(path))}", soft_wrap=True)
 
 
-def outcome_dict(outcome) -> dict:
-    return {
-        "name": outcome.job.name,
-        "status": "done" if outcome.ran else "up to date",
-        "seconds": round(outcome.seconds, 3),
-        "stages": [
-            {
-                "stage": s.result.stage,
-                "skipped": s.result.skipped,
-                "seconds": round(s.seconds, 3),
-                "folder": str(s.result.folder),
-            }
-            for s in outcome.stages
-        ],
-        "paths": {key: str(path) for key, path in outcome.paths().items()},
-        "metrics": outcome.metrics(),
-    }
-
-
 def print_error(message: str, hint: str | None) -> None:
     console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     if hint:
@@ -260,3 +242,64 @@ def jobs_table(jobs: list[dict]) -> Table:
     for job in jobs:
         table.add_row(str(job["job"]), escape(job["name"]), escape(where(Path(job["project"]))))
     return table
+
+
+# --------------------------------------------------------------------------- JSON: the shapes of results on stdout
+
+
+def status_json(root: Path, prepared, stages) -> dict:
+    """`live status --json`."""
+    clip = clip_facts(prepared) if prepared is not None else None
+    return {"project": str(root), "clip": clip, "stages": [asdict(stage) for stage in stages]}
+
+
+def evaluations_json(root: Path, evaluations) -> dict:
+    """`live eval --json`."""
+    items = [
+        {"edit": e.name, "folder": str(e.result.folder), "skipped": e.result.skipped, "metrics": e.metrics}
+        for e in evaluations
+    ]
+    return {"project": str(root), "evaluations": items}
+
+
+def outcome_json(outcome) -> dict:
+    """`live run --json`: a job's stages, paths and metrics."""
+    return {
+        "name": outcome.job.name,
+        "status": "done" if outcome.ran else "up to date",
+        "seconds": round(outcome.seconds, 3),
+        "stages": [
+            {
+                "stage": s.result.stage,
+                "skipped": s.result.skipped,
+                "seconds": round(s.seconds, 3),
+                "folder": str(s.result.folder),
+            }
+            for s in outcome.stages
+        ],
+        "paths": {key: str(path) for key, path in outcome.paths().items()},
+        "metrics": outcome.metrics(),
+    }
+
+
+def planned_job_json(position: int, job) -> dict:
+    """`live batch --dry-run --json`: a job this shard would run."""
+    return {"job": position, "name": job.name, "project": str(job.project)}
+
+
+def job_report_json(report) -> dict:
+    """`live batch --json`: a job as it ends."""
+    outcome = report.outcome
+    paths = (
+        {key: str(path) for key, path in outcome.paths().items()} if outcome else {"project": str(report.job.project)}
+    )
+    return {
+        "job": report.position,
+        "name": report.job.name,
+        "status": report.status,
+        "seconds": round(report.seconds, 3),
+        "paths": {key: str(path) for key, path in paths.items()},
+        "metrics": outcome.metrics() if outcome else None,
+        "error": report.error,
+        "hint": report.hint,
+    }

@@ -11,6 +11,11 @@ the target prompt side by side from the same x_T, under attention control
 same loop with one video and no control. An edit from the inversion runs the edit alone:
 the source's attention comes from what the inversion stored, its latents are the clip's
 inverted ones (control/source_attention.py).
+
+An edit is planned, then sampled: `plan_edit` turns an EditConfig into everything the
+sampling needs (prompts, their embeddings, the schedule, the attention control, where the
+source comes from), and `sample_edit` runs the plan from x_T. The edit stage, the tests
+and the benchmarks call the same two.
 """
 
 from __future__ import annotations
@@ -21,8 +26,12 @@ from dataclasses import dataclass
 import torch
 
 from livecli import ddim
-from livecli.control.attention import AttentionControl, Batch, controlled
-from livecli.control.blend import LocalBlend
+from livecli.config import BlendBackground, EditConfig, EditLatentPrompt, SourceBranch
+from livecli.control.attention import AttentionControl, Batch, controlled, cross_attention_factors
+from livecli.control.blend import LocalBlend, downsampled, pick_factor
+from livecli.control.prompts import EditPrompts, edit_prompts, edit_words
+from livecli.control.source_attention import AttentionPlan, CachedSource
+from livecli.errors import ProjectError
 from livecli.models.attention import WindowLinks
 from livecli.models.trained import TrainedModel
 from livecli.windows import Window, windowed_noise
@@ -71,10 +80,10 @@ def guided_noise(
     return free + guidance * (conditioned - free)
 
 
-def branch_batch(guidance: float, source_branch: bool = True) -> Batch:
-    """Where guided_noise puts the source's and the edit's conditional videos (without a
-    source branch: the edit's alone)."""
-    if not source_branch:
+def branch_batch(guidance: float, source_branch: SourceBranch = "sample") -> Batch:
+    """Where guided_noise puts the source's and the edit's conditional videos (with the
+    source from the inversion: the edit's alone)."""
+    if source_branch == "inversion":
         return Batch(videos=1, source=None, edit=0) if guidance == 1 else Batch(videos=2, source=None, edit=1)
     return Batch(videos=2, source=0, edit=1) if guidance == 1 else Batch(videos=4, source=2, edit=3)
 
@@ -102,6 +111,107 @@ def guided_sample(
 
 
 @dataclass
+class EditPlan:
+    """Everything an edit samples with, decided before its first step (`plan_edit`)."""
+
+    prompts: EditPrompts
+    texts: torch.Tensor
+    """The source and target prompts' embeddings [2, 77, d]."""
+    null: torch.Tensor
+    """The empty prompt's [1, 77, d], for guidance."""
+    schedule: ddim.DdimSchedule
+    control: AttentionControl
+    guidance: float
+    blend_from: int
+    """Local blend keeps the background after each step from this one on."""
+    eta: float
+    seed: int
+    latent_prompt: EditLatentPrompt
+    source_branch: SourceBranch
+    blend_background: BlendBackground
+    pin_source: bool
+    windows: list[Window] | None = None
+
+    @property
+    def keeps_clip(self) -> bool:
+        """The background comes from the clip's inverted latents: asked for, or the inversion is the source."""
+        return self.blend_background == "clip" or self.source_branch == "inversion"
+
+    @property
+    def needs_trajectory(self) -> bool:
+        """Sampling reads the inversion's trajectory (`sample_edit`'s `trajectory`)."""
+        return self.pin_source or self.keeps_clip
+
+
+def plan_edit(
+    model: TrainedModel,
+    config: EditConfig,
+    source_prompt: str,
+    frames: int,
+    latent_size: tuple[int, int],
+    windows: list[Window] | None = None,
+    stored: CachedSource | None = None,
+) -> EditPlan:
+    """The edit `config` asks for, of a clip of `frames` latents of `latent_size` under
+    `source_prompt`, in `windows` (default: the whole clip as one); `stored`, the source's
+    attention an inversion stored, for an edit from the inversion."""
+    if (config.source_branch == "inversion") != (stored is not None):
+        raise ValueError("an edit from the inversion reads the attention it stored: pass `stored`, and only then")
+    replacements, keep, blend = edit_words(config)
+    prompts = edit_prompts(model.tokenizer, source_prompt, replacements, model.token, keep, blend)
+    control = make_control(model, prompts, config, frames, latent_size)
+    control.cached = stored
+    return EditPlan(
+        prompts=prompts,
+        texts=model.encode([prompts.source, prompts.target]),
+        null=model.encode([""]),
+        schedule=ddim.ddim_schedule(model.scheduler_config, config.steps),
+        control=control,
+        guidance=config.guidance,
+        blend_from=int(config.blend_start * config.steps),
+        eta=config.eta,
+        seed=config.seed,
+        latent_prompt=config.latent_prompt,
+        source_branch=config.source_branch,
+        blend_background=config.blend_background,
+        pin_source=config.pin_source,
+        windows=windows,
+    )
+
+
+def make_control(
+    model: TrainedModel, prompts: EditPrompts, config: EditConfig, frames: int, latent_size: tuple[int, int]
+) -> AttentionControl:
+    """Word swap and local blend as `config` sets them (paper §3.4)."""
+    blend = None
+    if not config.no_blend:
+        if not prompts.source_blend and not prompts.target_blend:
+            raise ProjectError(
+                "local blend has no word to make its mask from", hint="name words with --blend, or pass --no-blend"
+            )
+        factor = pick_factor(cross_attention_factors(model.video_unet), max(latent_size))
+        blend = LocalBlend(
+            frames, latent_size, factor, prompts.source_blend, prompts.target_blend,
+            config.blend_threshold, config.blur_sigma, latent_prompt=model.latent_prompt is not None,
+            scale=config.blend_scale,
+        )  # fmt: skip
+    batch = branch_batch(config.guidance, config.source_branch)
+    return AttentionControl(prompts, config.steps, config.cross_replace, config.self_replace, batch, blend)
+
+
+def source_attention_plan(
+    model: TrainedModel, prompt: str, config: EditConfig, latent_size: tuple[int, int]
+) -> AttentionPlan:
+    """What an edit with `config`'s word-swap and self-replace steps needs an inversion under
+    `prompt` to store of the source's attention."""
+    words = len(model.tokenizer(prompt).input_ids) - 1  # the start token and the words, not the end token
+    factor = pick_factor(cross_attention_factors(model.video_unet), max(latent_size))
+    height, width = (downsampled(side, factor) for side in latent_size)
+    steps = config.steps
+    return AttentionPlan(int(config.cross_replace * steps), int(config.self_replace * steps), words, height * width)
+
+
+@dataclass
 class EditOutcome:
     source: torch.Tensor
     """The source branch's final latents [F, 4, h, w]."""
@@ -114,46 +224,45 @@ class EditOutcome:
 
 def sample_edit(
     model: TrainedModel,
+    plan: EditPlan,
     start: torch.Tensor,
-    schedule: ddim.DdimSchedule,
-    texts: torch.Tensor,
-    null: torch.Tensor,
-    control: AttentionControl,
-    guidance: float,
-    blend_from: int,
-    pinned: list[torch.Tensor] | None = None,
-    eta: float = 0.0,
-    generator: torch.Generator | None = None,
+    trajectory: list[torch.Tensor] | None = None,
     watch: StepWatcher | None = None,
-    edit_latent_prompt: str = "trained",
-    clip_background: list[torch.Tensor] | None = None,
-    windows: list[Window] | None = None,
     after_window: Callable[[Window], None] | None = None,
 ) -> EditOutcome:
-    """Source and edit from x_T [F, 4, h, w] side by side; `texts` [2, 77, d] their prompts.
+    """Source and edit from x_T [F, 4, h, w] side by side, as `plan` says.
 
-    After each step from `blend_from` on, local blend keeps the source's latents outside
-    the mask. `pinned` (the inversion's trajectory) keeps the source branch on the
-    inverted latents and moves the edit by the same correction (Direct Inversion,
-    Ju et al. 2023): an extension, off in the paper's method. `edit_latent_prompt`
-    "reference" gives the edit's conditional branch the reference's latents as latent
-    prompt instead of the trained one (the source keeps the trained one): an extension too.
-    `clip_background` (the inversion's trajectory) makes local blend keep the clip's own
-    inverted latents outside the mask instead of the source branch's, which drift from
-    the clip under guidance: an extension (blended latent diffusion's rule), off in the paper.
-    `windows` (windows.py; default: the whole clip as one) run in order at each step, and
-    local blend records each window's maps for its frames.
+    After each step from `plan.blend_from` on, local blend keeps the source's latents
+    outside the mask. `trajectory` is the inversion's, which the plan may read
+    (`plan.needs_trajectory`):
 
-    With `control.cached` (the inversion's stored source attention) the edit runs alone:
-    the source is the clip's inverted latents, `clip_background`, which must be given.
+    - `pin_source` keeps the source branch on the inverted latents and moves the edit by
+      the same correction (Direct Inversion, Ju et al. 2023): an extension, off in the
+      paper's method;
+    - `latent_prompt` "reference" gives the edit's conditional branch the reference's
+      latents as latent prompt instead of the trained one (the source keeps the trained
+      one): an extension too;
+    - `keeps_clip` makes local blend keep the clip's own inverted latents outside the mask
+      instead of the source branch's, which drift from the clip under guidance: an
+      extension (blended latent diffusion's rule), off in the paper;
+    - with the source from the inversion (`source_branch` "inversion") the edit runs alone:
+      the source's attention is what the inversion stored (`plan.control.cached`), and
+      its latents are the clip's inverted ones.
+
+    The plan's windows (windows.py; default: the whole clip as one) run in order at each
+    step, and local blend records each window's maps for its frames.
     """
+    control = plan.control
     blend: LocalBlend | None = control.blend
-    one_branch = control.cached is not None
-    if one_branch and clip_background is None:
-        raise ValueError("an edit from the inversion keeps the clip's inverted latents: pass clip_background")
+    one_branch = plan.source_branch == "inversion"
+    if plan.needs_trajectory and trajectory is None:
+        raise ValueError("this edit reads the inversion's trajectory: pass `trajectory`")
+    clip_background = trajectory if plan.keeps_clip else None
+    pinned = trajectory if plan.pin_source else None
+    texts, null, schedule = plan.texts, plan.null, plan.schedule
     mask: torch.Tensor | None = None
     conditional = None
-    if edit_latent_prompt == "reference" and model.latent_prompt is not None:
+    if plan.latent_prompt == "reference" and model.latent_prompt is not None:
         conditional = torch.stack([model.latent_prompt, model.reference])
     if one_branch:
         texts = texts[1:]
@@ -170,9 +279,9 @@ def sample_edit(
 
         def window_noise(batch, links):
             alpha = schedule.alphas[index]
-            return guided_noise(model, batch, timestep, alpha, texts, null, guidance, conditional, links)
+            return guided_noise(model, batch, timestep, alpha, texts, null, plan.guidance, conditional, links)
 
-        return windowed_noise(window_noise, latents, windows, focus, after_window)
+        return windowed_noise(window_noise, latents, plan.windows, focus, after_window)
 
     def after_step(index: int, latents: torch.Tensor) -> torch.Tensor:
         nonlocal mask
@@ -183,18 +292,19 @@ def sample_edit(
         if pinned is not None:
             exact = pinned[index + 1].to(source)
             edit, source = edit + (exact - source), exact
-        if blend is not None and index >= blend_from:
+        if blend is not None and index >= plan.blend_from:
             mask = blend.mask()
             kept = source if clip_background is None else clip_background[index + 1].to(source)
             edit = LocalBlend.apply(kept, edit, mask)
         both = torch.stack([source, edit])
         if watch is not None:
-            watch(index, both, mask if blend is not None and index >= blend_from else None)
+            watch(index, both, mask if blend is not None and index >= plan.blend_from else None)
         return edit.unsqueeze(0) if one_branch else both
 
     videos = start.unsqueeze(0) if one_branch else torch.stack([start, start])
+    generator = torch.Generator().manual_seed(plan.seed)
     with controlled(model.video_unet, control):
-        final = ddim.sample(predict, videos, schedule, after_step, eta=eta, generator=generator)
+        final = ddim.sample(predict, videos, schedule, after_step, eta=plan.eta, generator=generator)
     if one_branch:
         return EditOutcome(clip_background[-1].to(final), final[0], mask, control.peak_stored_bytes)
     return EditOutcome(final[0], final[1], mask, control.peak_stored_bytes)

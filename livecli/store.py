@@ -1,18 +1,20 @@
-"""The project directory: manifest, stage records, fingerprints, atomic writes, lock.
+"""The project directory: manifest, stage records, fingerprints, atomic writes, lock, and
+the protocol every stage runs by (`Project.run_stage`).
 
 Layout (see docs/project-format.md):
 
     clip.live/
       live.toml            the manifest: schema, live version, model, sources, prompt, object
       .lock                held by the one process writing the project
-      prepare/             one folder a stage, `record.toml` written last
-        record.toml
+      <stage>/             a stage's output, `record.toml` written last
+      <stage>/<run>/       or one folder a run, for a stage with runs (an edit per name)
 
-A stage is written into a hidden `.<stage>.incomplete/` folder and swapped in whole
-with `os.replace` once its record is written, so a crash or Ctrl-C at any point leaves
-the last complete state. A stage's fingerprint is the SHA-256 of its settings and the
-digests of what it read; a record whose fingerprint matches and whose outputs are intact
-means "up to date".
+A stage's fingerprint is the SHA-256 of its settings and the digests of what it read; a
+record whose fingerprint matches and whose outputs are intact means "up to date". A stage
+is written into a hidden `.<folder>.incomplete/` folder and swapped in whole with
+`os.replace` once its record is written, so a crash or Ctrl-C at any point leaves the
+last complete state. Which stages there are, their folders and the commands that make
+them, the stages say (`Stage`, declared in livecli/stages/); the store knows none of them.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -60,11 +63,43 @@ MANIFEST_KEYS = {"prompt": str, "object": str, "model": dict, "sources": dict}
 LEFTOVERS = re.compile(r"^(\.lock|\..+\.incomplete|\..+\.old|\.live\.toml\..+\.tmp)$")
 """Names a `live` process leaves in a folder when it is killed before the manifest exists."""
 
-STAGES = ("prepare", "train")
-"""Stages with one folder each, in pipeline order; each later one reads the ones before it."""
-RUN_FOLDERS = {"invert": "invert", "edit": "edits", "eval": "eval"}
-"""Stages with one subfolder per run (an inversion per fingerprint, an edit or its evaluation per name)."""
-MISSING_NOTES = {"invert": "`live edit` runs it", "edit": "run `live edit --replace A=B`", "eval": "run `live eval`"}
+
+@dataclass(frozen=True)
+class Stage:
+    """What the store needs to know of a stage, as the stage's module declares it: the name
+    its records carry, the folder its output goes to, and the command that makes that
+    output again. A stage with runs keeps one folder a run under its own (an edit per
+    name); `stage.run(name)` is the stage at one run's folder."""
+
+    name: str
+    folder: str
+    remake: str
+    """The command that makes the output again, `{run}` standing for the run's name."""
+    runs: bool = False
+    missing: str = ""
+    """What `live status` says of a stage with runs before its first, once the stage before it has run."""
+    run_name: str = ""
+
+    def run(self, name: str) -> Stage:
+        return replace(self, folder=f"{self.folder}/{name}", runs=False, run_name=name)
+
+    @property
+    def remake_command(self) -> str:
+        return self.remake.format(run=self.run_name)
+
+    @property
+    def label(self) -> str:
+        """How `live status` names it: `train`, `edit dog`."""
+        return f"{self.name} {self.run_name}" if self.run_name else self.name
+
+
+@dataclass
+class StageResult:
+    stage: str
+    folder: Path
+    record: Record
+    skipped: bool
+    """True when the stage was up to date and nothing was redone."""
 
 
 # --------------------------------------------------------------------------- hashing
@@ -212,19 +247,6 @@ class DamagedFile(ProjectError):
         self.why = why
 
 
-def remake_command(stage: str) -> str:
-    """The command that writes a stage's folder (`prepare`, `train`, `invert/…`, `edits/NAME`, …) again."""
-    parent, _, name = stage.partition("/")
-    return {
-        "prepare": "`live prepare CLIP IMAGE --prompt TEXT --object WORD` (or `live train`, which prepares again "
-        "from the recorded clip and image)",
-        "train": "`live train`",
-        "invert": "`live edit` (or `live invert`), which inverts again",
-        "edits": f"`live edit --name {name} --force` with its --replace",
-        "eval": f"`live eval --edit {name} --force`",
-    }.get(parent, f"`live {parent}`")
-
-
 def hash_outputs(folder: Path) -> dict[str, str]:
     return {
         file.relative_to(folder).as_posix(): sha256_file(file)
@@ -245,9 +267,6 @@ class StageStatus:
     bytes: int = 0
     seconds: float | None = None
     finished: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # --------------------------------------------------------------------------- the project
@@ -347,10 +366,10 @@ class Project:
 
     # -- stages
 
-    def stage_dir(self, stage: str) -> Path:
-        return self.root / stage
+    def stage_dir(self, stage: Stage) -> Path:
+        return self.root / stage.folder
 
-    def record(self, stage: str) -> Record | None:
+    def record(self, stage: Stage) -> Record | None:
         """The stage's record; None when it has none; `DamagedFile` when it cannot be read."""
         path = self.stage_dir(stage) / RECORD
         if not path.is_file():
@@ -358,9 +377,9 @@ class Project:
         try:
             return Record.load(path)
         except DamagedFile as exc:
-            raise DamagedFile(path, exc.why, hint=f"make the stage again: {remake_command(stage)}") from None
+            raise DamagedFile(path, exc.why, hint=f"make the stage again: {stage.remake_command}") from None
 
-    def up_to_date(self, stage: str, key: str) -> Record | None:
+    def up_to_date(self, stage: Stage, key: str) -> Record | None:
         """The stage's record when its fingerprint is `key` and its outputs are intact."""
         try:
             record = self.record(stage)
@@ -370,7 +389,7 @@ class Project:
             return None
         return record if not self.changed_output(stage, record) else None
 
-    def changed_output(self, stage: str, record: Record) -> str:
+    def changed_output(self, stage: Stage, record: Record) -> str:
         """The first of the stage's outputs that is missing or differs from its record ("" when none)."""
         folder = self.stage_dir(stage)
         for name, digest in record.outputs.items():
@@ -379,18 +398,19 @@ class Project:
                 return name
         return ""
 
-    def verified(self, stage: str, name: str = "") -> Path:
+    def verified(self, stage: Stage, name: str = "") -> Path:
         """`stage/name` after checking it (or, for a folder, every file the record lists in
         it) against the stage's record: a file changed, truncated or gone since the stage
         wrote it is an error naming it and the command that makes it again."""
         record = self.record(stage)
         if record is None:
-            raise ProjectError(f"{self.stage_dir(stage)} has no {RECORD}", hint=f"make it: {remake_command(stage)}")
+            raise ProjectError(f"{self.stage_dir(stage)} has no {RECORD}", hint=f"make it: {stage.remake_command}")
         folder, prefix = self.stage_dir(stage), f"{name}/" if name else ""
         listed = {n: d for n, d in record.outputs.items() if n == name or n.startswith(prefix)}
         if not listed:
             raise ProjectError(
-                f"{stage}/{name} is not among the outputs of its record", hint=f"make it again: {remake_command(stage)}"
+                f"{stage.folder}/{name} is not among the outputs of its record",
+                hint=f"make it again: {stage.remake_command}",
             )
         for file_name, digest in listed.items():
             file = folder / file_name
@@ -401,26 +421,40 @@ class Project:
             else:
                 continue
             where = file.relative_to(self.root).as_posix()
-            raise ProjectError(f"{where} {problem}", hint=f"make it again: {remake_command(stage)}")
+            raise ProjectError(f"{where} {problem}", hint=f"make it again: {stage.remake_command}")
         return folder / name
 
+    def run_stage(
+        self,
+        stage: Stage,
+        settings: dict[str, Any],
+        inputs: dict[str, str],
+        force: bool = False,
+        reusable: Callable[[Record], bool] | None = None,
+    ) -> StageRun:
+        """One run of `stage` with these settings and inputs (the caller holds the lock):
+        up to date, or to be made (`StageRun`). `reusable` may refuse an up-to-date record
+        that lacks something this run needs; `force` refuses every one."""
+        return StageRun(self, stage, settings, inputs, force, reusable)
+
     @contextmanager
-    def staging(self, stage: str, last: str = RECORD) -> Iterator[Path]:
-        """A fresh folder to write a stage into; swapped in whole when the block succeeds.
+    def staging(self, folder: str, last: str = RECORD) -> Iterator[Path]:
+        """A fresh folder to write the folder `folder` (relative to the project) into;
+        swapped in whole when the block succeeds.
 
         The caller writes the outputs and then the record (`write_record`), last; `last`
         names that final file (a checkpoint ends with its own state file).
         On any exception, Ctrl-C included, the folder is removed and the stage's
         previous complete state is left as it was.
         """
-        final = self.stage_dir(stage)
+        final = self.root / folder
         tmp = final.with_name(f".{final.name}.incomplete")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
             yield tmp
             if not (tmp / last).is_file():
-                raise RuntimeError(f"stage {stage} wrote no {last}")
+                raise RuntimeError(f"stage {folder} wrote no {last}")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -455,62 +489,67 @@ class Project:
 
     # -- status
 
-    def status(self) -> list[StageStatus]:
-        """Each stage done, stale (an input changed since it ran) or missing."""
-        manifest = self.manifest()
-        sources = manifest.get("sources", {})
+    def status(self, stages: Sequence[Stage]) -> list[StageStatus]:
+        """Each of `stages` (in pipeline order) done, stale (an input changed since it ran) or
+        missing; a stage with runs, each of its runs."""
+        sources = self.manifest().get("sources", {})
         statuses: list[StageStatus] = []
-        for stage in STAGES:
+        before = ""  # the state of the last stage without runs
+        for stage in stages:
+            if stage.runs:
+                runs = self.runs(stage)
+                if not runs:
+                    statuses.append(StageStatus(stage.name, "missing", stage.missing if before != "missing" else ""))
+                for run, record in runs:
+                    statuses.append(self._done_or_stale(run, record, sources, stages))
+                continue
             try:
                 record = self.record(stage)
             except DamagedFile as exc:
-                statuses.append(StageStatus(stage, "stale", f"{RECORD} is damaged ({exc.why}): {exc.hint}"))
-                continue
-            if record is None:
-                statuses.append(StageStatus(stage, "missing", self._checkpoint_note(stage)))
-                continue
-            statuses.append(self._done_or_stale(stage, stage, record, sources))
-        for stage, parent in RUN_FOLDERS.items():
-            runs = self.runs(parent)
-            if not runs:
-                trained = "train" in {s.stage for s in statuses if s.state != "missing"}
-                statuses.append(StageStatus(stage, "missing", MISSING_NOTES[stage] if trained else ""))
-            for folder, record in runs:
-                where = folder.relative_to(self.root).as_posix()
-                statuses.append(self._done_or_stale(f"{stage} {folder.name}", where, record, sources))
+                statuses.append(StageStatus(stage.name, "stale", f"{RECORD} is damaged ({exc.why}): {exc.hint}"))
+            else:
+                if record is None:
+                    statuses.append(StageStatus(stage.name, "missing", self._checkpoint_note(stage)))
+                else:
+                    statuses.append(self._done_or_stale(stage, record, sources, stages))
+            before = statuses[-1].state
         return statuses
 
-    def runs(self, parent: str) -> list[tuple[Path, Record]]:
-        """The complete runs under a per-run stage folder (`invert`, `edits`), by name."""
-        folder = self.root / parent
+    def runs(self, stage: Stage) -> list[tuple[Stage, Record]]:
+        """The complete runs of a stage with runs (`invert`, `edits`), by name."""
+        folder = self.stage_dir(stage)
         if not folder.is_dir():
             return []
         found = []
         for child in sorted(folder.iterdir()):
             if not child.is_dir() or child.name.startswith("."):
                 continue
+            run = stage.run(child.name)
             try:
-                record = self.record(f"{parent}/{child.name}")
+                record = self.record(run)
             except DamagedFile:
                 continue  # as if unfinished: the stage that needs it makes it again
             if record is not None:
-                found.append((child, record))
+                found.append((run, record))
         return found
 
-    def stale_reason(self, stage: str) -> str:
-        """Why a finished stage (or run, e.g. `edits/car-tok`) is stale; "" when it is not."""
+    def stale_reason(self, stage: Stage, stages: Sequence[Stage]) -> str:
+        """Why a finished stage (or run, e.g. an edit) is stale; "" when it is not. `stages`
+        are every stage, to find the ones it read."""
         try:
             record = self.record(stage)
         except DamagedFile as exc:
             return f"its {RECORD} is damaged ({exc.why})"
         if record is None:
-            return f"{stage} is missing"
-        return self._stale_reason(stage, record, self.manifest().get("sources", {}))
+            return f"{stage.folder} is missing"
+        return self._stale_reason(stage, record, self.manifest().get("sources", {}), stages)
 
-    def _done_or_stale(self, label: str, stage: str, record: Record, sources: dict[str, Any]) -> StageStatus:
-        reason = self._stale_reason(stage, record, sources)
+    def _done_or_stale(
+        self, stage: Stage, record: Record, sources: dict[str, Any], stages: Sequence[Stage]
+    ) -> StageStatus:
+        reason = self._stale_reason(stage, record, sources, stages)
         return StageStatus(
-            label,
+            stage.label,
             "stale" if reason else "done",
             reason,
             bytes=folder_bytes(self.stage_dir(stage)),
@@ -521,37 +560,38 @@ class Project:
     def checkpoint_dir(self, stage: str) -> Path:
         return self.root / CHECKPOINTS / stage
 
-    def _checkpoint_note(self, stage: str) -> str:
-        state = self.checkpoint_dir(stage) / CHECKPOINT_STATE
+    def _checkpoint_note(self, stage: Stage) -> str:
+        state = self.checkpoint_dir(stage.name) / CHECKPOINT_STATE
         if not state.is_file():
             return ""
         try:
             data = read_toml(state)
-            return f"stopped at step {data['step']} of {data['steps']}: run `live {stage}` again to resume"
+            return f"stopped at step {data['step']} of {data['steps']}: run `live {stage.name}` again to resume"
         except (*UNREADABLE_TOML, KeyError):
             return ""
 
-    def _stale_reason(self, stage: str, record: Record, sources: dict[str, Any]) -> str:
+    def _stale_reason(self, stage: Stage, record: Record, sources: dict[str, Any], stages: Sequence[Stage]) -> str:
         for name, digest in record.inputs.items():
-            if name in STAGES or "/" in name:  # a stage, or one run of a per-run stage
+            upstream = stage_at(name, stages)
+            if upstream is not None:  # a stage, or one run of a stage with runs
                 try:
-                    upstream = self.record(name)
+                    read = self.record(upstream)
                 except DamagedFile:
                     return f"the {RECORD} of {name} is damaged"
-                if upstream is None:
+                if read is None:
                     return f"{name} is missing"
-                if upstream.fingerprint != digest:
-                    return f"{name} changed since {stage} ran"
-                changed = self.changed_output(name, upstream)
+                if read.fingerprint != digest:
+                    return f"{name} changed since {stage.folder} ran"
+                changed = self.changed_output(upstream, read)
                 if changed:
-                    return f"{name}/{changed} differs from its record: run {remake_command(name)}"
+                    return f"{name}/{changed} differs from its record: run {upstream.remake_command}"
             elif name in sources:
                 path = Path(sources[name]["path"])
                 if path.exists() and sha256_path(path) != digest:
-                    return f"{path.name} changed since {stage} ran"
+                    return f"{path.name} changed since {stage.folder} ran"
         changed = self.changed_output(stage, record)
         if changed:
-            return f"{changed} was changed or removed: run {remake_command(stage)}"
+            return f"{changed} was changed or removed: run {stage.remake_command}"
         return ""
 
     # -- lock
@@ -599,6 +639,66 @@ class Project:
 
 _held: set[Path] = set()
 """Projects whose lock this process holds."""
+
+
+def stage_at(folder: str, stages: Sequence[Stage]) -> Stage | None:
+    """The stage (or run of a stage) whose output is `folder` (`train`, `edits/dog`); None for another name."""
+    parent, _, run = folder.partition("/")
+    for stage in stages:
+        if stage.folder == parent and bool(run) == stage.runs:
+            return stage.run(run) if run else stage
+    return None
+
+
+class StageRun:
+    """One run of a stage, from its fingerprint to its record: the protocol every stage
+    runs by (`Project.run_stage`).
+
+        work = project.run_stage(TRAIN, settings, inputs, force)
+        if work.skipped:
+            return work.result                 # up to date: nothing to do
+        ...                                   # the work
+        with work.staging() as folder:         # a fresh folder, swapped in whole at the end
+            ...                               # write the outputs
+            work.facts = {...}                 # what later stages and `live status` read
+        return work.result                     # the record is written last, with the time taken
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        stage: Stage,
+        settings: dict[str, Any],
+        inputs: dict[str, str],
+        force: bool = False,
+        reusable: Callable[[Record], bool] | None = None,
+    ):
+        self.project, self.stage, self.settings, self.inputs = project, stage, settings, inputs
+        self.key = fingerprint(stage.name, settings, inputs)
+        record = None if force else project.up_to_date(stage, self.key)
+        if record is not None and reusable is not None and not reusable(record):
+            record = None
+        self.record: Record | None = record
+        self.skipped = record is not None
+        """Up to date: the stage's record is this run's."""
+        self.facts: dict[str, Any] = {}
+        self._started = time.perf_counter()
+
+    @property
+    def result(self) -> StageResult:
+        return StageResult(self.stage.name, self.project.stage_dir(self.stage), self.record, self.skipped)
+
+    @contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A fresh folder for the stage's outputs; when the block ends, the record (settings,
+        inputs, `facts`, the time since the run began, the outputs' hashes) is written last
+        and the folder swapped in whole."""
+        with self.project.staging(self.stage.folder) as folder:
+            yield folder
+            seconds = round(time.perf_counter() - self._started, 3)
+            record = Record(self.stage.name, self.key, self.settings, self.inputs, facts=self.facts, seconds=seconds)
+            self.record = Project.write_record(folder, record)
+
 
 LOCK_CONTENT = re.compile(rb"^\d*\n?$")
 """What live writes in a lock file: the holder's pid, or nothing once released."""

@@ -131,14 +131,16 @@ def test_a_missing_field_is_reported_before_any_job_runs(cli, jobs_file, tmp_pat
     [
         ("train = { stepz = 3 }", "job 1 (first): `train` has no setting `stepz`"),
         ('train = { lr = "3" }', "job 1 (first): `train.lr` has the wrong type ('3')"),
-        ('train = { steps = "many" }', "job 1 (first): --steps must be a number or 'auto', got 'many'"),
-        ("edit = { guidance = -1.0 }", "job 1 (first): --guidance must be 0 or more"),
+        ('train = { steps = "many" }', "job 1 (first): `train.steps` must be a number or 'auto', got 'many'"),
+        ("edit = { guidance = -1.0 }", "job 1 (first): `edit.guidance` must be 0 or more"),
+        ('prepare = { crop = "round" }', "job 1 (first): `prepare.crop = 'round'` is not one of none, square"),
+        ('device = "tpu"', "job 1 (first): `device = 'tpu'` is not one of auto, cpu, cuda, mps"),
         ('colour = "red"', "job 1 (first): unknown key `colour`"),
         ('prepare = { prompt = "x" }', "job 1 (first): `prepare.prompt` belongs at the job's top level"),
-        ('edit = { keep = "bus" }', "job 1 (first): --keep: 'bus' not in the source prompt"),
+        ('edit = { keep = "bus" }', "job 1 (first): `edit.keep`: 'bus' not in the source prompt"),
     ],
 )
-def test_bad_settings_name_the_job(tmp_path, clip, image, extra, message):
+def test_bad_settings_name_the_job_and_the_setting_in_the_files_words(tmp_path, clip, image, extra, message):
     path = tmp_path / "jobs.toml"
     path.write_text(JOB.format(name="first", clip="clip.mp4", replace="car=<tok>") + extra + "\n")
     with pytest.raises(ConfigError) as caught:
@@ -176,8 +178,8 @@ def test_a_replacement_of_a_word_not_in_the_prompt_is_refused_before_any_job_run
     )
     result = cli("batch", path)
     assert result.code == 1 and result.error_lines == [
-        "error: job 2 (second): --replace dog=<tok>: 'dog' is not a word of the prompt 'a jeep car is moving on the "
-        "road'"
+        "error: job 2 (second): `replace = \"dog=<tok>\"`: 'dog' is not a word of the prompt 'a jeep car is moving on "
+        "the road'"
     ]
     assert not (tmp_path / "first.live").exists()
 

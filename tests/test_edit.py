@@ -18,9 +18,11 @@ from livecli.control.attention import AttentionControl
 from livecli.control.blend import LocalBlend, gaussian_blur, pick_factor
 from livecli.control.prompts import Replacement, edit_prompts
 from livecli.models.loading import load_denoiser, resolve_model
-from livecli.sampling import branch_batch, guided_noise, guided_sample, sample_edit
+from livecli.sampling import branch_batch, guided_noise, guided_sample, plan_edit, sample_edit, source_attention_plan
+from livecli.stages import PREPARE
 from livecli.stages import invert as invert_stage
-from livecli.stages.edit import make_control
+from livecli.stages.invert import invert_latents
+from livecli.stages.runtime import Runtime
 from livecli.store import Project
 
 PROMPT = "a jeep car is moving on the road"
@@ -41,8 +43,8 @@ def trained(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("edit")
     project = train_project(root, 64, lambda *a: _Result(main([str(x) for x in a])))
-    model = invert_stage.Runtime.resolve(project, ModelConfig(model="tiny", device="cpu")).trained()
-    frames = load_file(project.stage_dir("prepare") / "latents.safetensors")["frames"]
+    model = Runtime.resolve(project, ModelConfig(model="tiny", device="cpu")).trained()
+    frames = load_file(project.stage_dir(PREPARE) / "latents.safetensors")["frames"]
     return project, model, frames
 
 
@@ -94,7 +96,7 @@ def test_inversion_then_sampling_reconstructs_the_prepared_latents(trained):
     text, null = model.encode([PROMPT]), model.encode([""])
     errors = {}
     for steps in (25, 50):
-        trajectory = invert_stage.invert_latents(model, frames, PROMPT, steps, refine=6)
+        trajectory = invert_latents(model, frames, PROMPT, steps, refine=6)
         schedule = ddim.ddim_schedule(model.scheduler_config, steps)
         errors[steps] = relative_error(guided_sample(model, trajectory[0], schedule, text, null, guidance=1.0), frames)
     assert errors[50] < 0.06
@@ -103,7 +105,7 @@ def test_inversion_then_sampling_reconstructs_the_prepared_latents(trained):
         steps: relative_error(
             guided_sample(
                 model,
-                invert_stage.invert_latents(model, frames, PROMPT, steps)[0],
+                invert_latents(model, frames, PROMPT, steps)[0],
                 ddim.ddim_schedule(model.scheduler_config, steps),
                 text,
                 null,
@@ -118,7 +120,7 @@ def test_inversion_then_sampling_reconstructs_the_prepared_latents(trained):
 
 def test_the_trajectory_runs_from_noise_to_the_prepared_latents(trained):
     project, model, frames = trained
-    trajectory = invert_stage.invert_latents(model, frames, PROMPT, 10)
+    trajectory = invert_latents(model, frames, PROMPT, 10)
     assert trajectory.shape == (11, *frames.shape)
     assert torch.equal(trajectory[-1], frames)
     assert trajectory[0].std() > 3 * frames.std()
@@ -127,54 +129,27 @@ def test_the_trajectory_runs_from_noise_to_the_prepared_latents(trained):
 # --------------------------------------------------------------------------- properties 2–4: editing
 
 
-def run_edit(
-    model,
-    start,
-    config: EditConfig,
-    target_watch=None,
-    pinned=None,
-    blend_factor=None,
-    clip_background=None,
-    windows=None,
-):
-    replacements = [Replacement.parse(text) for text in config.replace]
-    keep = config.keep.split() if config.keep else None
-    prompts = edit_prompts(model.tokenizer, PROMPT, replacements, model.token, keep)
+def run_edit(model, start, config: EditConfig, target_watch=None, trajectory=None, blend_factor=None, windows=None):
+    """The edit `config` plans, sampled from x_T `start` as the edit stage samples it."""
     frames, _, height, width = start.shape
-    control = make_control(model, prompts, config, frames, (height, width))
+    plan = plan_edit(model, config, PROMPT, frames, (height, width), windows)
     if blend_factor is not None:
-        control.blend = LocalBlend(
+        plan.control.blend = LocalBlend(
             frames,
             (height, width),
             blend_factor,
-            prompts.source_blend,
-            prompts.target_blend,
+            plan.prompts.source_blend,
+            plan.prompts.target_blend,
             config.blend_threshold,
             config.blur_sigma,
         )
-    schedule = ddim.ddim_schedule(model.scheduler_config, config.steps)
-    outcome = sample_edit(
-        model,
-        start,
-        schedule,
-        model.encode([prompts.source, prompts.target]),
-        model.encode([""]),
-        control,
-        config.guidance,
-        blend_from=int(config.blend_start * config.steps),
-        pinned=pinned,
-        watch=target_watch,
-        edit_latent_prompt=config.latent_prompt,
-        clip_background=clip_background,
-        windows=windows,
-    )
-    return outcome, prompts
+    return sample_edit(model, plan, start, trajectory, watch=target_watch), plan.prompts
 
 
 def test_an_edit_of_the_source_into_itself_reproduces_the_source_branch(trained):
     """Target = source, every map replaced at every step: the edit is the source branch, bit for bit."""
     project, model, frames = trained
-    start = invert_stage.invert_latents(model, frames, PROMPT, 10)[0]
+    start = invert_latents(model, frames, PROMPT, 10)[0]
     everything = " ".join(PROMPT.split())
     same = EditConfig(
         replace=("car=car",), steps=10, cross_replace=1.0, self_replace=1.0, keep=everything, blend_start=0.0
@@ -191,7 +166,7 @@ def test_an_edit_of_the_source_into_itself_reproduces_the_source_branch(trained)
 
 def test_without_control_or_blend_the_edit_is_plain_guided_sampling(trained):
     project, model, frames = trained
-    start = invert_stage.invert_latents(model, frames, PROMPT, 10)[0]
+    start = invert_latents(model, frames, PROMPT, 10)[0]
     config = EditConfig(replace=("car=<tok>",), steps=10, cross_replace=0.0, self_replace=0.0, no_blend=True)
     outcome, prompts = run_edit(model, start, config)
     schedule = ddim.ddim_schedule(model.scheduler_config, 10)
@@ -206,7 +181,7 @@ def test_local_blend_keeps_the_source_outside_the_mask(trained):
     """The tiny model's attention is nearly uniform, so the test blends at its finest
     cross-attention layers (8×8) with a threshold near 1 to get a mask with an outside."""
     project, model, frames = trained
-    start = invert_stage.invert_latents(model, frames, PROMPT, 10)[0]
+    start = invert_latents(model, frames, PROMPT, 10)[0]
     config = EditConfig(replace=("car=<tok>",), steps=10, blend_threshold=0.999, blur_sigma=0.3, blend_start=0.3)
     seen = []
 
@@ -231,7 +206,7 @@ def test_blend_can_keep_the_clip_outside_the_mask(trained):
     """--blend-background clip: outside the mask the edit is the clip's inverted latents at
     each step (not the source branch's, which differs from them under guidance)."""
     project, model, frames = trained
-    trajectory = invert_stage.invert_latents(model, frames, PROMPT, 10)
+    trajectory = invert_latents(model, frames, PROMPT, 10)
     config = EditConfig(
         replace=("car=<tok>",),
         steps=10,
@@ -245,7 +220,7 @@ def test_blend_can_keep_the_clip_outside_the_mask(trained):
     def watch(index, latents, mask):
         seen.append((index, latents.clone(), None if mask is None else mask.clone()))
 
-    outcome, _ = run_edit(model, trajectory[0], config, watch, blend_factor=1, clip_background=list(trajectory))
+    outcome, _ = run_edit(model, trajectory[0], config, watch, trajectory=list(trajectory), blend_factor=1)
     blended = [(index, latents, mask) for index, latents, mask in seen if mask is not None]
     assert blended
     for index, (source, edit), mask in blended:
@@ -286,7 +261,7 @@ def test_blend_maps_do_not_grow_with_the_steps(trained):
 
 def test_pinned_source_follows_the_inversion(trained):
     project, model, frames = trained
-    trajectory = invert_stage.invert_latents(model, frames, PROMPT, 10)
+    trajectory = invert_latents(model, frames, PROMPT, 10)
     sources = []
     config = EditConfig(replace=("car=<tok>",), steps=10, pin_source=True)
     outcome, _ = run_edit(
@@ -294,7 +269,7 @@ def test_pinned_source_follows_the_inversion(trained):
         trajectory[0],
         config,
         lambda i, latents, mask: sources.append(latents[0].clone()),
-        pinned=list(trajectory),
+        trajectory=list(trajectory),
     )
     for index, source in enumerate(sources):
         assert torch.equal(source, trajectory[index + 1])
@@ -428,7 +403,7 @@ def test_shared_copy_of_project_is_untouched(trained, tmp_path):
     assert first.folder.name.startswith("ddim5-") and other.folder.name.startswith("ddim6-")
     trajectory = load_file(first.folder / invert_stage.LATENTS)["trajectory"]
     assert trajectory.shape == (6, *frames.shape)
-    assert torch.equal(trajectory, invert_stage.invert_latents(model, frames, PROMPT, 5))
+    assert torch.equal(trajectory, invert_latents(model, frames, PROMPT, 5))
 
 
 @pytest.mark.parametrize(
@@ -498,26 +473,21 @@ def edit_both_ways(model, frames, tmp_path, steps: int, refine: int, windows=Non
         replace=("car=<tok>",), steps=steps, guidance=1.0, cross_replace=0.6, self_replace=0.6, no_blend=True,
         keep=" ".join(PROMPT.split()[:2] + PROMPT.split()[3:]),
     )  # fmt: skip
-    prompts = edit_prompts(model.tokenizer, PROMPT, [Replacement.parse("car=<tok>")], model.token)
     frame_count, _, height, width = frames.shape
-    plan = invert_stage.attention_plan(model, PROMPT, config, (height, width))
+    plan = source_attention_plan(model, PROMPT, config, (height, width))
     recorder = SourceRecorder(plan, tmp_path)
-    trajectory = invert_stage.invert_latents(model, frames, PROMPT, steps, refine, windows=windows, recorder=recorder)
-    schedule = ddim.ddim_schedule(model.scheduler_config, steps)
-    texts, null = model.encode([prompts.source, prompts.target]), model.encode([""])
+    trajectory = invert_latents(model, frames, PROMPT, steps, refine, windows=windows, recorder=recorder)
     outcomes, sources = {}, {}
     for branch in ("sample", "inversion"):
         branch_config = EditConfig(**{**config.__dict__, "source_branch": branch})
-        control = make_control(model, prompts, branch_config, frame_count, (height, width))
+        stored = None
         if branch == "inversion":
             files = {int(f.stem): f for f in tmp_path.glob("*.safetensors")}
-            control.cached = CachedSource(plan, files, model.device, model.dtype)
+            stored = CachedSource(plan, files, model.device, model.dtype)
+        edit = plan_edit(model, branch_config, PROMPT, frame_count, (height, width), windows, stored)
         batch_frames = {len(w.frames) + 1 for w in windows} if windows else {frame_count + 1}
-        sources[branch] = spy_on_sources(control, batch_frames)
-        outcomes[branch] = sample_edit(
-            model, trajectory[0], schedule, texts, null, control, 1.0, blend_from=steps,
-            clip_background=list(trajectory) if branch == "inversion" else None, windows=windows,
-        )  # fmt: skip
+        sources[branch] = spy_on_sources(edit.control, batch_frames)
+        outcomes[branch] = sample_edit(model, edit, trajectory[0], list(trajectory))
     return outcomes, sources, plan, recorder.bytes
 
 
@@ -568,9 +538,9 @@ def test_a_windowed_edit_reads_each_windows_attention(trained, tmp_path):
 
 
 def test_an_edit_from_the_inversion_runs_the_edit_alone(trained):
-    one = branch_batch(12.5, source_branch=False)
+    one = branch_batch(12.5, "inversion")
     assert (one.videos, one.source, one.edit) == (2, None, 1)
-    assert (branch_batch(1.0, source_branch=False).videos, branch_batch(1.0, source_branch=False).edit) == (1, 0)
+    assert (branch_batch(1.0, "inversion").videos, branch_batch(1.0, "inversion").edit) == (1, 0)
     project, model, frames = trained
     calls = []
     original = model.noise
@@ -581,19 +551,13 @@ def test_an_edit_from_the_inversion_runs_the_edit_alone(trained):
 
     model.noise = counted
     try:
-        prompts = edit_prompts(model.tokenizer, PROMPT, [Replacement.parse("car=<tok>")], model.token)
         config = EditConfig(
             replace=("car=<tok>",), steps=4, source_branch="inversion", no_blend=True, cross_replace=0, self_replace=0
         )
-        control = make_control(model, prompts, config, frames.shape[0], tuple(frames.shape[2:]))
-        control.cached = _EmptyCache()
-        trajectory = list(invert_stage.invert_latents(model, frames, PROMPT, 4))
+        plan = plan_edit(model, config, PROMPT, frames.shape[0], tuple(frames.shape[2:]), stored=_EmptyCache())
+        trajectory = list(invert_latents(model, frames, PROMPT, 4))
         calls.clear()
-        sample_edit(
-            model, trajectory[0], ddim.ddim_schedule(model.scheduler_config, 4),
-            model.encode([prompts.source, prompts.target]), model.encode([""]), control, 12.5, blend_from=4,
-            clip_background=trajectory,
-        )  # fmt: skip
+        sample_edit(model, plan, trajectory[0], trajectory)
     finally:
         model.noise = original
     assert calls == [2, 2, 2, 2]  # unconditional and conditional edit: no source videos

@@ -33,19 +33,19 @@ def fields_of(config: type) -> list[str]:
 
 # Which configs each command's options set, and the options named otherwise than their field.
 COMMAND_CONFIGS = {
-    "prepare": ((PrepareConfig, ModelConfig), {"object_": "object"}),
-    "train": ((TrainConfig, PrepareConfig, ModelConfig), {"object_": "object", "compile_": "compile"}),
-    "invert": ((InvertConfig, ModelConfig), {"compile_": "compile"}),
-    "edit": ((EditConfig, ModelConfig), {"compile_": "compile"}),
+    "prepare": ((PrepareConfig, ModelConfig), {"object": "object"}),
+    "train": ((TrainConfig, PrepareConfig, ModelConfig), {"object": "object", "compile": "compile"}),
+    "invert": ((InvertConfig, ModelConfig), {"compile": "compile"}),
+    "edit": ((EditConfig, ModelConfig), {"compile": "compile"}),
     "eval": ((EvalConfig, ModelConfig), {}),
     "run": (
         (PrepareConfig, TrainConfig, EditConfig, EvalConfig, ModelConfig),
         {
-            "object_": "object",
+            "object": "object",
             "train_steps": (TrainConfig, "steps"),
             "edit_steps": (EditConfig, "steps"),
             "edit_seed": (EditConfig, "seed"),
-            "compile_": "compile",
+            "compile": "compile",
         },
     ),
 }
@@ -169,7 +169,7 @@ LAYERS = [
     },
     {"models", "control", "objectives", "stopping", "sampling", "windows", "shapes"},
     {"stages"},
-    {"cli", "render", "pipeline", "batch", "demo", "__main__"},
+    {"cli", "options", "render", "pipeline", "batch", "demo", "__main__"},
 ]
 
 

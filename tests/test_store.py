@@ -13,12 +13,14 @@ import pytest
 
 from livecli import __version__
 from livecli.errors import ProjectError
+from livecli.stages import EDIT, EVAL, INVERT, PREPARE, STAGES, TRAIN
 from livecli.store import (
     MANIFEST,
     RECORD,
     SCHEMA,
     Project,
     Record,
+    Stage,
     atomic_write_bytes,
     find_project,
     fingerprint,
@@ -31,11 +33,11 @@ MANIFEST_VALUES = {"prompt": "a car on a road", "object": "car", "model": {"id":
 """What every manifest holds (`live prepare` writes them at once)."""
 
 
-def write_stage(project: Project, stage: str, content: bytes, inputs: dict[str, str] | None = None) -> Record:
-    with project.staging(stage) as folder:
+def write_stage(project: Project, stage: Stage, content: bytes, inputs: dict[str, str] | None = None) -> Record:
+    with project.staging(stage.folder) as folder:
         (folder / "out.bin").write_bytes(content)
         return Project.write_record(
-            folder, Record(stage, fingerprint(stage, {"x": 1}, inputs or {}), {"x": 1}, inputs or {})
+            folder, Record(stage.name, fingerprint(stage.name, {"x": 1}, inputs or {}), {"x": 1}, inputs or {})
         )
 
 
@@ -80,70 +82,69 @@ def test_toml_round_trip_drops_none(tmp_path):
 
 def test_staging_swaps_in_a_whole_stage_and_records_output_hashes(tmp_path):
     project = Project(tmp_path / "p.live")
-    write_stage(project, "prepare", b"first")
-    record = write_stage(project, "prepare", b"second")
-    assert (project.stage_dir("prepare") / "out.bin").read_bytes() == b"second"
+    write_stage(project, PREPARE, b"first")
+    record = write_stage(project, PREPARE, b"second")
+    assert (project.stage_dir(PREPARE) / "out.bin").read_bytes() == b"second"
     assert set(record.outputs) == {"out.bin"}
-    assert project.record("prepare").outputs == record.outputs
+    assert project.record(PREPARE).outputs == record.outputs
     assert sorted(p.name for p in project.root.iterdir()) == ["prepare"]
 
 
 def test_an_exception_inside_staging_leaves_the_last_complete_state(tmp_path):
     project = Project(tmp_path / "p.live")
-    write_stage(project, "prepare", b"good")
-    before = project.record("prepare")
+    write_stage(project, PREPARE, b"good")
+    before = project.record(PREPARE)
     with pytest.raises(KeyboardInterrupt):
-        with project.staging("prepare") as folder:
+        with project.staging(PREPARE.folder) as folder:
             (folder / "out.bin").write_bytes(b"half")
             raise KeyboardInterrupt
-    assert (project.stage_dir("prepare") / "out.bin").read_bytes() == b"good"
-    assert project.record("prepare") == before
+    assert (project.stage_dir(PREPARE) / "out.bin").read_bytes() == b"good"
+    assert project.record(PREPARE) == before
     assert not list(project.root.glob(".*"))
 
 
 def test_staging_refuses_a_stage_that_wrote_no_record(tmp_path):
     project = Project(tmp_path / "p.live")
     with pytest.raises(RuntimeError, match=RECORD):
-        with project.staging("prepare") as folder:
+        with project.staging(PREPARE.folder) as folder:
             (folder / "out.bin").write_bytes(b"no record")
-    assert not project.stage_dir("prepare").exists()
+    assert not project.stage_dir(PREPARE).exists()
 
 
 def test_a_crash_between_the_two_renames_is_undone_on_the_next_lock(tmp_path):
     project = Project(tmp_path / "p.live")
-    write_stage(project, "prepare", b"good")
+    write_stage(project, PREPARE, b"good")
     # The state a crash leaves after `prepare` moved aside and before the new one moved in.
-    os.replace(project.stage_dir("prepare"), project.root / ".prepare.old")
+    os.replace(project.stage_dir(PREPARE), project.root / ".prepare.old")
     (project.root / ".prepare.incomplete").mkdir()
     with project.lock():
         pass
-    assert (project.stage_dir("prepare") / "out.bin").read_bytes() == b"good"
+    assert (project.stage_dir(PREPARE) / "out.bin").read_bytes() == b"good"
     assert not list(project.root.glob(".prepare.*"))
 
 
 def test_up_to_date_needs_the_same_key_and_intact_outputs(tmp_path):
     project = Project(tmp_path / "p.live")
-    record = write_stage(project, "prepare", b"data")
-    assert project.up_to_date("prepare", record.fingerprint) == record
-    assert project.up_to_date("prepare", "another key") is None
-    (project.stage_dir("prepare") / "out.bin").write_bytes(b"tampered")
-    assert project.up_to_date("prepare", record.fingerprint) is None
+    record = write_stage(project, PREPARE, b"data")
+    assert project.up_to_date(PREPARE, record.fingerprint) == record
+    assert project.up_to_date(PREPARE, "another key") is None
+    (project.stage_dir(PREPARE) / "out.bin").write_bytes(b"tampered")
+    assert project.up_to_date(PREPARE, record.fingerprint) is None
 
 
-def test_status_marks_a_stage_stale_when_its_source_changes(tmp_path, monkeypatch):
-    monkeypatch.setattr("livecli.store.RUN_FOLDERS", {})
+def test_status_marks_a_stage_stale_when_its_source_changes(tmp_path):
     source = tmp_path / "clip.mp4"
     source.write_bytes(b"v1")
     project = Project(tmp_path / "p.live")
     sources = {"clip": {"path": str(source), "sha256": sha256_path(source)}}
     project.update_manifest(**{**MANIFEST_VALUES, "sources": sources})
-    prepared = write_stage(project, "prepare", b"frames", {"clip": sha256_path(source)})
-    write_stage(project, "train", b"weights", {"prepare": prepared.fingerprint})
-    assert [s.state for s in project.status()] == ["done", "done"]
-    assert project.status()[0].bytes > 0
+    prepared = write_stage(project, PREPARE, b"frames", {"clip": sha256_path(source)})
+    write_stage(project, TRAIN, b"weights", {"prepare": prepared.fingerprint})
+    assert [s.state for s in project.status((PREPARE, TRAIN))] == ["done", "done"]
+    assert project.status((PREPARE, TRAIN))[0].bytes > 0
 
     source.write_bytes(b"v2")
-    first, second = project.status()
+    first, second = project.status((PREPARE, TRAIN))
     assert (first.state, second.state) == ("stale", "done")
     assert "clip.mp4 changed" in first.reason
 
@@ -151,14 +152,15 @@ def test_status_marks_a_stage_stale_when_its_source_changes(tmp_path, monkeypatc
 def test_status_marks_downstream_stale_when_upstream_is_redone(tmp_path):
     project = Project(tmp_path / "p.live")
     project.update_manifest(**MANIFEST_VALUES)
-    prepared = write_stage(project, "prepare", b"frames")
-    trained = write_stage(project, "train", b"weights", {"prepare": prepared.fingerprint})
-    inverted = write_stage(project, "invert/ddim5-abc", b"trajectory", {"train": trained.fingerprint})
+    prepared = write_stage(project, PREPARE, b"frames")
+    trained = write_stage(project, TRAIN, b"weights", {"prepare": prepared.fingerprint})
+    inverted = write_stage(project, INVERT.run("ddim5-abc"), b"trajectory", {"train": trained.fingerprint})
     edited = write_stage(
-        project, "edits/dog", b"video", {"train": trained.fingerprint, "invert/ddim5-abc": inverted.fingerprint}
+        project, EDIT.run("dog"), b"video", {"train": trained.fingerprint, "invert/ddim5-abc": inverted.fingerprint}
     )
-    write_stage(project, "eval/dog", b"metrics", {"edits/dog": edited.fingerprint, "prepare": prepared.fingerprint})
-    states = {s.stage: s.state for s in project.status()}
+    evaluated = {"edits/dog": edited.fingerprint, "prepare": prepared.fingerprint}
+    write_stage(project, EVAL.run("dog"), b"metrics", evaluated)
+    states = {s.stage: s.state for s in project.status(STAGES)}
     assert states == {
         "prepare": "done",
         "train": "done",
@@ -167,27 +169,27 @@ def test_status_marks_downstream_stale_when_upstream_is_redone(tmp_path):
         "eval dog": "done",
     }
 
-    with project.staging("prepare") as folder:
+    with project.staging(PREPARE.folder) as folder:
         (folder / "out.bin").write_bytes(b"other frames")
         Project.write_record(folder, Record("prepare", "a new key", {"x": 2}, {}))
-    states = {s.stage: (s.state, s.reason) for s in project.status()}
+    states = {s.stage: (s.state, s.reason) for s in project.status(STAGES)}
     assert states["prepare"] == ("done", "") and states["train"] == ("stale", "prepare changed since train ran")
-    with project.staging("invert/ddim5-abc") as folder:
+    with project.staging(INVERT.run("ddim5-abc").folder) as folder:
         (folder / "out.bin").write_bytes(b"another trajectory")
         Project.write_record(folder, Record("invert", "a new key", {"x": 2}, {"train": trained.fingerprint}))
-    states = {s.stage: (s.state, s.reason) for s in project.status()}
+    states = {s.stage: (s.state, s.reason) for s in project.status(STAGES)}
     assert states["edit dog"] == ("stale", "invert/ddim5-abc changed since edits/dog ran")
     assert states["eval dog"] == ("stale", "prepare changed since eval/dog ran")
-    with project.staging("edits/dog") as folder:
+    with project.staging(EDIT.run("dog").folder) as folder:
         (folder / "out.bin").write_bytes(b"another video")
         Project.write_record(folder, Record("edit", "a new key", {"x": 2}, {}))
-    assert project.stale_reason("eval/dog") == "edits/dog changed since eval/dog ran"
+    assert project.stale_reason(EVAL.run("dog"), STAGES) == "edits/dog changed since eval/dog ran"
 
 
 def test_status_of_a_missing_stage(tmp_path):
     project = Project(tmp_path / "p.live")
     project.update_manifest(**MANIFEST_VALUES)
-    assert [(s.stage, s.state) for s in project.status()] == [
+    assert [(s.stage, s.state) for s in project.status(STAGES)] == [
         ("prepare", "missing"),
         ("train", "missing"),
         ("invert", "missing"),
@@ -255,3 +257,39 @@ def test_find_project_needs_exactly_one_project_here(tmp_path):
     with pytest.raises(ProjectError, match="a.live, b.live"):
         find_project(None)
     assert find_project(Path("b.live")).root == Path("b.live")
+
+
+def test_the_store_runs_any_stage_it_is_told_of(tmp_path):
+    """The store knows no stage: a stage it is told of gets the protocol (up to date, a
+    staged folder, the record written last), its status and its remake command in hints."""
+    shoot = Stage("shoot", "takes", remake="`live shoot --take {run}`", runs=True, missing="run `live shoot`")
+    project = Project(tmp_path / "p.live")
+    project.update_manifest(**MANIFEST_VALUES)
+    assert [(s.stage, s.state, s.reason) for s in project.status([shoot])] == [("shoot", "missing", "run `live shoot`")]
+    take = shoot.run("one")
+    with project.lock():
+        work = project.run_stage(take, {"light": 1}, {})
+        assert not work.skipped
+        with work.staging() as folder:
+            (folder / "take.bin").write_bytes(b"action")
+            work.facts = {"frames": 3}
+        assert work.record.facts == {"frames": 3} and work.record.outputs.keys() == {"take.bin"}
+        assert project.run_stage(take, {"light": 1}, {}).skipped
+        assert not project.run_stage(take, {"light": 2}, {}).skipped
+        assert not project.run_stage(take, {"light": 1}, {}, force=True).skipped
+        assert not project.run_stage(take, {"light": 1}, {}, reusable=lambda record: False).skipped
+    assert work.result.folder == project.root / "takes" / "one" and work.result.stage == "shoot"
+    assert [(s.stage, s.state) for s in project.status([shoot])] == [("shoot one", "done")]
+    (project.root / "takes" / "one" / "take.bin").write_bytes(b"cut")
+    with pytest.raises(ProjectError) as changed:
+        project.verified(take, "take.bin")
+    assert changed.value.hint == "make it again: `live shoot --take one`"
+
+
+def test_a_stage_that_fails_leaves_the_last_complete_state_and_no_record(tmp_path):
+    project = Project(tmp_path / "p.live")
+    work = project.run_stage(PREPARE, {"x": 1}, {})
+    with pytest.raises(KeyboardInterrupt), work.staging() as folder:
+        (folder / "out.bin").write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert work.record is None and not project.stage_dir(PREPARE).exists()

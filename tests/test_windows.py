@@ -14,7 +14,9 @@ from livecli.config import EditConfig, ModelConfig
 from livecli.models.loading import load_denoiser, resolve_model
 from livecli.models.video_unet import inflate
 from livecli.objectives import LiveTrainer
-from livecli.stages import invert as invert_stage
+from livecli.stages import PREPARE
+from livecli.stages.invert import invert_latents
+from livecli.stages.runtime import Runtime
 from livecli.windows import draw_training_window, plan_windows, windowed_noise
 
 
@@ -105,8 +107,8 @@ def trained(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("windows")
     project = train_project(root, 64, lambda *a: type("R", (), {"code": main([str(x) for x in a]), "err": ""})())
-    model = invert_stage.Runtime.resolve(project, ModelConfig(model="tiny", device="cpu")).trained()
-    frames = load_file(project.stage_dir("prepare") / "latents.safetensors")["frames"]
+    model = Runtime.resolve(project, ModelConfig(model="tiny", device="cpu")).trained()
+    frames = load_file(project.stage_dir(PREPARE) / "latents.safetensors")["frames"]
     return project, model, frames
 
 
@@ -124,7 +126,7 @@ def test_one_window_over_the_clip_is_the_whole_clip_computation(trained):
 
     reference = torch.stack(ddim.invert(whole, frames.unsqueeze(0), schedule))[:, 0]
     for window in (count, count + 4):
-        inverted = invert_stage.invert_latents(model, frames, PROMPT, 5, windows=plan_windows(count, window, 2))
+        inverted = invert_latents(model, frames, PROMPT, 5, windows=plan_windows(count, window, 2))
         assert torch.equal(inverted, reference)
 
     config = EditConfig(replace=("car=<tok>",), steps=5, blend_threshold=0.9, blend_start=0.2)
@@ -139,11 +141,11 @@ def test_the_windowed_edit_equals_the_whole_clip_edit_with_temporal_attention_of
     whole clip: with the temporal attentions zeroed, an edit of 8 frames in windows of 3
     overlapping by 1 equals the edit of the whole clip at once."""
     project, _, frames = trained
-    model = invert_stage.Runtime.resolve(project, ModelConfig(model="tiny", device="cpu")).trained()
+    model = Runtime.resolve(project, ModelConfig(model="tiny", device="cpu")).trained()
     for name, param in model.video_unet.unet.named_parameters():
         if ".temporal.attn.to_out" in name:
             param.data.zero_()
-    start = invert_stage.invert_latents(model, frames, PROMPT, 5)[0]
+    start = invert_latents(model, frames, PROMPT, 5)[0]
     config = EditConfig(replace=("car=<tok>",), steps=5, self_replace=0.6, blend_threshold=0.5, blend_start=0.2)
     whole, _ = run_edit(model, start, config)
     windows = plan_windows(frames.shape[0], 3, 1)
@@ -197,7 +199,7 @@ def build_trainer(project, window: int) -> LiveTrainer:
     from livecli.objectives import MixedPrecision
     from livecli.stages import train as train_stage
 
-    latents = load_file(project.stage_dir("prepare") / "latents.safetensors")
+    latents = load_file(project.stage_dir(PREPARE) / "latents.safetensors")
     config = TrainConfig(window=window, lr=1e-3)
     precision = MixedPrecision("no", torch.device("cpu"))
     trainer, _ = train_stage.build_trainer(

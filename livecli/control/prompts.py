@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
-from livecli.errors import ConfigError, InputError
+from livecli.config import EditConfig
+from livecli.errors import InputError
+from livecli.fields import SettingError
 from livecli.words import TOKEN_ALIAS, prompt_words, replace_word
 
 
@@ -40,13 +42,19 @@ class Replacement:
         old, sep, new = text.partition("=")
         old, new = old.strip(), new.strip()
         if not sep or not old or not new:
-            raise ConfigError(
-                f"--replace {text!r} is not A=B",
-                hint="e.g. --replace motorcycle=<tok> or --replace car='red sports car'",
+            raise SettingError(
+                EditConfig,
+                "{replace:{text!r}} is not A=B",
+                "e.g. {replace:motorcycle=<tok>} or {replace:car='red sports car'}",
+                text=text,
             )
         if len(old.split()) != 1:
-            raise ConfigError(
-                f"--replace {text!r}: A must be one word of the prompt, got {old!r}", hint="replace one word at a time"
+            raise SettingError(
+                EditConfig,
+                "{replace:{text!r}}: A must be one word of the prompt, got {old!r}",
+                "replace one word at a time",
+                text=text,
+                old=old,
             )
         return cls(old.lower(), new)
 
@@ -54,6 +62,13 @@ class Replacement:
 def split_words(text: str) -> list[str]:
     """WORDS of --keep and --blend: separated by spaces or commas."""
     return [word for word in re.split(r"[\s,]+", text.strip()) if word]
+
+
+def edit_words(config: EditConfig) -> tuple[list[Replacement], list[str] | None, list[str] | None]:
+    """--replace, --keep and --blend, parsed."""
+    keep = split_words(config.keep) if config.keep is not None else None
+    blend = split_words(config.blend) if config.blend is not None else None
+    return [Replacement.parse(text) for text in config.replace], keep, blend
 
 
 @dataclass(frozen=True)
@@ -106,12 +121,17 @@ class EditPrompts:
     """Token positions of the blend words in each prompt."""
 
 
-def _check_words(flag: str, words: list[str], allowed: set[str], prompt_list: str) -> None:
+def _check_words(name: str, words: list[str], allowed: set[str], prompt_list: str) -> None:
+    """The words of --keep or --blend (`name`, the field) are among `allowed`."""
     missing = [word for word in words if word not in allowed]
     if missing:
-        raise ConfigError(
-            f"{flag}: {', '.join(repr(w) for w in missing)} not in {prompt_list}",
-            hint=f"the words are: {', '.join(sorted(allowed))}",
+        raise SettingError(
+            EditConfig,
+            f"{{{name}}}: {{missing}} not in {{prompts}}",
+            "the words are: {allowed}",
+            missing=", ".join(repr(w) for w in missing),
+            prompts=prompt_list,
+            allowed=", ".join(sorted(allowed)),
         )
 
 
@@ -121,13 +141,19 @@ def target_prompt(source: str, replacements: list[Replacement], token: str) -> s
     olds = [r.old for r in replacements]
     twice = sorted({old for old in olds if olds.count(old) > 1})
     if twice:
-        raise ConfigError(f"--replace names {twice[0]!r} more than once", hint="give each word one replacement")
+        raise SettingError(
+            EditConfig, "{replace} names {word!r} more than once", "give each word one replacement", word=twice[0]
+        )
     for replacement in replacements:
         if replacement.old not in words:
-            raise ConfigError(
-                f"--replace {replacement.old}={replacement.new}: {replacement.old!r} is not a word of the prompt "
-                f"{source!r}",
-                hint=f"the prompt's words are: {', '.join(prompt_words(source))}",
+            raise SettingError(
+                EditConfig,
+                "{replace:{pair}}: {old!r} is not a word of the prompt {source!r}",
+                "the prompt's words are: {words}",
+                pair=f"{replacement.old}={replacement.new}",
+                old=replacement.old,
+                source=source,
+                words=", ".join(prompt_words(source)),
             )
     return apply_replacements(source, replacements, token)
 
@@ -146,11 +172,11 @@ def check_edit_words(
     target = target_prompt(source, replacements, token)
     source_words, target_words = set(prompt_words(source)), set(prompt_words(target))
     if keep:
-        _check_words("--keep", [w.lower() for w in keep], source_words, f"the source prompt {source!r}")
+        _check_words("keep", [w.lower() for w in keep], source_words, f"the source prompt {source!r}")
     if blend:
         named = [w.replace(TOKEN_ALIAS, token).lower() for w in blend]
         _check_words(
-            "--blend", named, source_words | target_words, f"the source prompt {source!r} nor the target {target!r}"
+            "blend", named, source_words | target_words, f"the source prompt {source!r} nor the target {target!r}"
         )
     return target
 

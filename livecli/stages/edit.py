@@ -19,33 +19,28 @@ is refused unless `--force`, the same settings are "up to date".
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from livecli import ddim, progress
+from livecli import progress
 from livecli.config import EditConfig, InvertConfig, ModelConfig
-from livecli.control.attention import AttentionControl, cross_attention_factors
-from livecli.control.blend import LocalBlend, pick_factor
-from livecli.control.prompts import EditPrompts, Replacement, check_edit_words, edit_prompts, split_words
-from livecli.control.source_attention import CachedSource
+from livecli.control.prompts import EditPrompts, check_edit_words, edit_words
 from livecli.errors import ProjectError
 from livecli.models.loading import dtype_name, load_vae
 from livecli.models.vae import decode_latents
-from livecli.sampling import branch_batch, sample_edit
-from livecli.stages import StageResult
+from livecli.sampling import EditOutcome, plan_edit, sample_edit, source_attention_plan
+from livecli.stages import EDIT, PREPARE, TRAIN
 from livecli.stages import invert as invert_stage
 from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
-from livecli.store import Project, Record, fingerprint
+from livecli.stages.runtime import Runtime, frame_count, resolve_windows
+from livecli.store import Project, Record, StageResult
 from livecli.video import GIF_MAX_FRAMES, read_pngs, write_gif, write_mp4, write_pngs
 from livecli.windows import plan_windows, window_settings
 
-STAGE = "edit"
-EDITS = "edits"
 VIDEO, GIF, COMPARE = "edit.mp4", "edit.gif", "compare.mp4"
 
 
@@ -55,20 +50,9 @@ class EditResult:
     edit: StageResult
 
 
-def edit_folder(name: str) -> str:
-    return f"{EDITS}/{name}"
-
-
 def _changed(old: dict, new: dict) -> str:
     names = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in names[:3])
-
-
-def edit_words(config: EditConfig) -> tuple[list[Replacement], list[str] | None, list[str] | None]:
-    """--replace, --keep and --blend, parsed."""
-    keep = split_words(config.keep) if config.keep is not None else None
-    blend = split_words(config.blend) if config.blend is not None else None
-    return [Replacement.parse(text) for text in config.replace], keep, blend
 
 
 def check_words(prompt: str, config: EditConfig, token: str) -> str:
@@ -76,25 +60,6 @@ def check_words(prompt: str, config: EditConfig, token: str) -> str:
     stage runs, so that `live run` and `live batch` do not train for an edit they refuse."""
     replacements, keep, blend = edit_words(config)
     return check_edit_words(prompt, replacements, token, keep, blend)
-
-
-def make_control(
-    model, prompts: EditPrompts, config: EditConfig, frames: int, latent_size: tuple[int, int]
-) -> AttentionControl:
-    blend = None
-    if not config.no_blend:
-        if not prompts.source_blend and not prompts.target_blend:
-            raise ProjectError(
-                "local blend has no word to make its mask from", hint="name words with --blend, or pass --no-blend"
-            )
-        factor = pick_factor(cross_attention_factors(model.video_unet), max(latent_size))
-        blend = LocalBlend(
-            frames, latent_size, factor, prompts.source_blend, prompts.target_blend,
-            config.blend_threshold, config.blur_sigma, latent_prompt=model.latent_prompt is not None,
-            scale=config.blend_scale,
-        )  # fmt: skip
-    batch = branch_batch(config.guidance, source_branch=config.source_branch == "sample")
-    return AttentionControl(prompts, config.steps, config.cross_replace, config.self_replace, batch, blend)
 
 
 def mask_images(mask: torch.Tensor, size: tuple[int, int]) -> list[Image.Image]:
@@ -137,12 +102,10 @@ def run(
     manifest = project.manifest()
     with project.lock():
         trained = train_stage.require(project)
-        token = trained.facts["token"]
-        replacements, keep, blend = edit_words(config)
-        target = check_edit_words(manifest["prompt"], replacements, token, keep, blend)
-        runtime = invert_stage.Runtime.resolve(project, model)
-        count = invert_stage.frame_count(project)
-        window, overlap = invert_stage.resolve_windows(config, trained)
+        target = check_words(manifest["prompt"], config, trained.facts["token"])
+        runtime = Runtime.resolve(project, model)
+        count = frame_count(project)
+        window, overlap = resolve_windows(config, trained)
         settings = {
             **config.settings(),
             **window_settings(count, window, overlap),
@@ -151,87 +114,34 @@ def run(
             "target_prompt": target,
         }
         settings = {name: value for name, value in settings.items() if value is not None}  # as record.toml keeps them
-        where = edit_folder(config.folder_name)
-        existing = project.record(where)
+        stage = EDIT.run(config.folder_name)
+        existing = project.record(stage)
         if existing is not None and existing.settings != settings and not (force or replace_other):
             raise ProjectError(
                 f"edit {config.folder_name!r} exists with other settings ({_changed(existing.settings, settings)})",
                 hint="pass --name to keep both, or --force to replace it",
             )
 
-        invert_config = InvertConfig(steps=config.steps, refine=config.refine, window=window, overlap=overlap)
-        attention = None
-        if config.source_branch == "inversion":
-            prompt = invert_stage.inversion_prompt(project, invert_config, token)
-            latent_size = tuple(project.record(prepare_stage.STAGE).facts["frames_shape"][2:4])
+        inversion = _inversion(project, config, runtime, window, overlap, trained.facts["token"])
+        inputs = {TRAIN.folder: trained.fingerprint, inversion.stage.folder: inversion.result.record.fingerprint}
+        work = project.run_stage(stage, settings, inputs, force=force)
+        if work.skipped:
+            return EditResult(inversion.result, work.result)
 
-            def attention(model):
-                return invert_stage.attention_plan(model, prompt, config, latent_size)
-
-        inversion = invert_stage.ensure(project, invert_config, runtime, attention=attention)
-        inputs = {
-            train_stage.STAGE: trained.fingerprint,
-            inversion.folder.relative_to(project.root).as_posix(): inversion.record.fingerprint,
-        }
-        key = fingerprint(STAGE, settings, inputs)
-        record = None if force else project.up_to_date(where, key)
-        if record is not None:
-            return EditResult(inversion, StageResult(STAGE, project.stage_dir(where), record, skipped=True))
-
-        started = time.perf_counter()
         if config.latent_prompt == "reference" and trained.settings.get("no_latent_prompt"):
             progress.say(
                 "edit: the model was trained without a latent prompt, so --latent-prompt reference changes nothing"
             )
-        trained_model = runtime.trained()
-        prompts = edit_prompts(trained_model.tokenizer, manifest["prompt"], replacements, token, keep, blend)
-        keeps_clip = (
-            config.blend_background == "clip" or config.source_branch == "inversion"
-        )  # the inversion is the source
-        wants_trajectory = config.pin_source or keeps_clip
-        trajectory = list(invert_stage.load_trajectory(project, inversion)) if wants_trajectory else None
-        start = invert_stage.load_start(project, inversion).to(runtime.device)
-        frames, _, height, width = start.shape
-        control = make_control(trained_model, prompts, config, frames, (height, width))
-        if config.source_branch == "inversion":
-            control.cached = CachedSource(
-                invert_stage.stored_plan(inversion.record),
-                invert_stage.attention_files(project, inversion),
-                runtime.device,
-                runtime.dtype,
-            )
-        null, texts = trained_model.encode([""]), trained_model.encode([prompts.source, prompts.target])
-        schedule = ddim.ddim_schedule(trained_model.scheduler_config, config.steps)
-        generator = torch.Generator().manual_seed(config.seed)
-        windows = plan_windows(frames, window, overlap)
-        with progress.window_bar("editing (DDIM)", frames, config.steps, len(windows)) as advance:
-            outcome = sample_edit(
-                trained_model,
-                start,
-                schedule,
-                texts,
-                null,
-                control,
-                config.guidance,
-                blend_from=int(config.blend_start * config.steps),
-                pinned=trajectory if config.pin_source else None,
-                eta=config.eta,
-                generator=generator,
-                edit_latent_prompt=config.latent_prompt,
-                clip_background=trajectory if keeps_clip else None,
-                windows=windows,
-                after_window=advance,
-            )
-        del trajectory, control, trained_model
+        prompts, outcome = _sample(config, runtime, inversion, manifest["prompt"], window, overlap)
         runtime.release()
 
-        prepared = project.record(prepare_stage.STAGE)
+        prepared = project.record(PREPARE)
         fps = float(prepared.facts["fps"])
-        audio = project.verified(prepare_stage.STAGE, prepare_stage.AUDIO) if prepared.facts.get("audio") else None
-        source_frames = read_pngs(project.verified(prepare_stage.STAGE, "frames"))
-        with project.staging(where) as staged:
+        audio = project.verified(PREPARE, prepare_stage.AUDIO) if prepared.facts.get("audio") else None
+        source_frames = read_pngs(project.verified(PREPARE, "frames"))
+        with work.staging() as staged:
             vae = load_vae(runtime.source, runtime.device, runtime.dtype)
-            with progress.bar("decoding frames", frames) as advance:
+            with progress.bar("decoding frames", len(source_frames)) as advance:
                 edited = decode_latents(vae, outcome.edit, advance)
             write_pngs(edited, staged / "frames")
             if outcome.mask is not None:
@@ -244,9 +154,9 @@ def run(
             if len(edited) <= GIF_MAX_FRAMES:
                 write_gif(edited, staged / GIF, fps)
             write_mp4(side_by_side(shown_source, shown), staged / COMPARE, fps, audio)
-            facts = {
-                "token": token,
-                "inversion": inversion.folder.relative_to(project.root).as_posix(),
+            work.facts = {
+                "token": trained.facts["token"],
+                "inversion": inversion.stage.folder,
                 "kept_words": list(prompts.keep),
                 "blend_tokens": {"source": list(prompts.source_blend), "target": list(prompts.target_blend)},
                 "mask_coverage": round(float(outcome.mask.mean()), 4) if outcome.mask is not None else None,
@@ -256,8 +166,40 @@ def run(
                 "video_size": list(shown[0].size),
                 "device": str(runtime.device),
             }
-            record = Project.write_record(
-                staged,
-                Record(STAGE, key, settings, inputs, facts=facts, seconds=round(time.perf_counter() - started, 3)),
-            )
-    return EditResult(inversion, StageResult(STAGE, project.stage_dir(where), record, skipped=False))
+    return EditResult(inversion.result, work.result)
+
+
+def _inversion(
+    project: Project, config: EditConfig, runtime: Runtime, window: int, overlap: int, token: str
+) -> invert_stage.Inversion:
+    """The inversion the edit starts from, with the source's attention stored when the edit reads it from there."""
+    invert_config = InvertConfig(steps=config.steps, refine=config.refine, window=window, overlap=overlap)
+    attention = None
+    if config.source_branch == "inversion":
+        prompt = invert_stage.inversion_prompt(project, invert_config, token)
+        latent_size = tuple(project.record(PREPARE).facts["frames_shape"][2:4])
+
+        def attention(model):
+            return source_attention_plan(model, prompt, config, latent_size)
+
+    return invert_stage.ensure(project, invert_config, runtime, attention=attention)
+
+
+def _sample(
+    config: EditConfig,
+    runtime: Runtime,
+    inversion: invert_stage.Inversion,
+    source_prompt: str,
+    window: int,
+    overlap: int,
+) -> tuple[EditPrompts, EditOutcome]:
+    """The edit's prompts and latents, sampled from the inversion as `config` plans them."""
+    model = runtime.trained()
+    start = inversion.start().to(runtime.device)
+    frames, _, height, width = start.shape
+    stored = inversion.stored_attention(runtime.device, runtime.dtype) if config.source_branch == "inversion" else None
+    windows = plan_windows(frames, window, overlap)
+    plan = plan_edit(model, config, source_prompt, frames, (height, width), windows, stored)
+    trajectory = list(inversion.trajectory()) if plan.needs_trajectory else None
+    with progress.window_bar("editing (DDIM)", frames, config.steps, len(windows)) as advance:
+        return plan.prompts, sample_edit(model, plan, start, trajectory, after_window=advance)

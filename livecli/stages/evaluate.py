@@ -18,7 +18,6 @@ and the text, so `live eval` again costs nothing and a re-done edit is scored ag
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,16 +32,13 @@ from livecli.errors import ConfigError, ProjectError
 from livecli.metrics import PSNR_CAP_DB, VideoScores, background, mask_tensor, score_video
 from livecli.models.clip import ClipEmbedder, ClipSource, load_clip, resolve_clip
 from livecli.models.loading import dtype_name, resolve_device, resolve_dtype
-from livecli.stages import StageResult
+from livecli.stages import EDIT, EVAL, PREPARE, STAGES, TRAIN
 from livecli.stages import edit as edit_stage
 from livecli.stages import prepare as prepare_stage
-from livecli.stages import train as train_stage
-from livecli.store import Project, Record, atomic_write_bytes, fingerprint
+from livecli.store import Project, Record, Stage, StageResult, atomic_write_bytes
 from livecli.video import read_pngs
 from livecli.words import TOKEN_ALIAS
 
-STAGE = "eval"
-EVALS = "eval"
 METRICS, REPORT, SHEET = "metrics.json", "report.md", "contact_sheet.png"
 METRICS_SCHEMA = 2
 """Version of metrics.json; bumped when a field changes meaning or goes away (2: the CLIP score is
@@ -69,12 +65,8 @@ class Evaluation:
     """metrics.json, parsed."""
 
 
-def eval_folder(name: str) -> str:
-    return f"{EVALS}/{name}"
-
-
 def edit_names(project: Project) -> list[str]:
-    return [folder.name for folder, _ in project.runs(edit_stage.EDITS)]
+    return [stage.run_name for stage, _ in project.runs(EDIT)]
 
 
 def pick_edits(project: Project, edit: str | None, every: bool) -> list[str]:
@@ -186,17 +178,17 @@ def run(
 def _evaluate(
     project: Project, manifest: dict, prepared: Record, name: str, config: EvalConfig, scorer: Scorer, force: bool
 ) -> Evaluation:
-    where, edit_where = eval_folder(name), edit_stage.edit_folder(name)
-    edited = project.record(edit_where)
+    stage, edit = EVAL.run(name), EDIT.run(name)
+    edited = project.record(edit)
     if edited is None:
         raise ProjectError(
             f"no edit named {name!r}; the project has: {', '.join(edit_names(project)) or 'none'}",
             hint="run `live edit` first",
         )
-    stale = project.stale_reason(edit_where)
+    stale = project.stale_reason(edit, STAGES)
     if stale:
         progress.say(f"[yellow]note[/]: edit {name} is stale ({stale}); scoring it as it is")
-    trained = project.record(train_stage.STAGE)
+    trained = project.record(TRAIN)
     chosen = clip_text(
         config.text,
         edited.settings["target_prompt"],
@@ -213,15 +205,11 @@ def _evaluate(
         "dtype": dtype_name(scorer.dtype),
         **({"clip_score": clip_note} if clip_note else {}),
     }
-    inputs = {edit_where: edited.fingerprint, prepare_stage.STAGE: prepared.fingerprint}
-    key = fingerprint(STAGE, settings, inputs)
-    record = None if force else project.up_to_date(where, key)
-    if record is not None:
-        return Evaluation(
-            name, StageResult(STAGE, project.stage_dir(where), record, skipped=True), _load_metrics(project, where)
-        )
+    inputs = {edit.folder: edited.fingerprint, PREPARE.folder: prepared.fingerprint}
+    work = project.run_stage(stage, settings, inputs, force=force)
+    if work.skipped:
+        return Evaluation(name, work.result, _load_metrics(project, stage))
 
-    started = time.perf_counter()
     frames, source, reference, masks = _read_pictures(project, name)
     mask = mask_tensor(masks) if masks else None
     margin = config.mask_margin * latent_cell(prepared)
@@ -270,7 +258,7 @@ def _evaluate(
     }
     if edit_row.get("object_match") is not None:
         facts["object_match"] = edit_row["object_match"]
-    with project.staging(where) as staged:
+    with work.staging() as staged:
         atomic_write_bytes(staged / METRICS, (json.dumps(metrics, indent=2) + "\n").encode())
         title = [
             f"{name}: {text or chosen.why}",
@@ -280,10 +268,8 @@ def _evaluate(
         sheet_rows = {"source": source, "edit": frames, **({"mask": masks} if masks else {})}
         contact_sheet(reference, sheet_rows, title).save(staged / SHEET)
         atomic_write_bytes(staged / REPORT, render_report(metrics, project, name).encode())
-        record = Project.write_record(
-            staged, Record(STAGE, key, settings, inputs, facts=facts, seconds=round(time.perf_counter() - started, 3))
-        )
-    return Evaluation(name, StageResult(STAGE, project.stage_dir(where), record, skipped=False), metrics)
+        work.facts = facts
+    return Evaluation(name, work.result, metrics)
 
 
 def latent_cell(prepared: Record) -> int:
@@ -313,29 +299,29 @@ def _read_pictures(
 ) -> tuple[list[Image.Image], list[Image.Image], Image.Image, list[Image.Image] | None]:
     """The edit's frames, the prepared frames, the reference image and the edit's masks
     (None without local blend); an error when the edit's frames do not match the clip's."""
-    where = edit_stage.edit_folder(name)
-    edit_dir = project.stage_dir(where)
+    edit = EDIT.run(name)
+    edit_dir = project.stage_dir(edit)
     if not (edit_dir / "frames").is_dir():
         raise ProjectError(
             f"edit {name!r} has no frames (edits/{name}/frames/ was removed)",
             hint=f"make it again: live edit --name {name} --force …",
         )
-    frames = read_pngs(project.verified(where, "frames"))
-    source = read_pngs(project.verified(prepare_stage.STAGE, "frames"))
+    frames = read_pngs(project.verified(edit, "frames"))
+    source = read_pngs(project.verified(PREPARE, "frames"))
     if len(frames) != len(source) or frames[0].size != source[0].size:
         raise ProjectError(
             f"edit {name!r} has {len(frames)} frames of {frames[0].width} px, the prepared clip {len(source)} of "
             f"{source[0].width} px",
             hint=f"it was made before the clip was prepared again: redo it with `live edit --name {name} --force …`",
         )
-    with Image.open(project.verified(prepare_stage.STAGE, "reference.png")) as opened:
+    with Image.open(project.verified(PREPARE, "reference.png")) as opened:
         reference = opened.convert("RGB")
-    masks = read_pngs(project.verified(where, "masks")) if (edit_dir / "masks").is_dir() else None
+    masks = read_pngs(project.verified(edit, "masks")) if (edit_dir / "masks").is_dir() else None
     return frames, source, reference, masks
 
 
-def _load_metrics(project: Project, where: str) -> dict[str, Any]:
-    return json.loads((project.stage_dir(where) / METRICS).read_text())
+def _load_metrics(project: Project, stage: Stage) -> dict[str, Any]:
+    return json.loads((project.stage_dir(stage) / METRICS).read_text())
 
 
 def _headline(scores: VideoScores, clip_note: str | None) -> str:
@@ -353,7 +339,7 @@ def format_value(value: float | None) -> str:
 
 def render_report(metrics: dict[str, Any], project: Project, name: str) -> str:
     """report.md: the table, what each number means, the settings and the files."""
-    edit_link = f"../../{edit_stage.edit_folder(name)}"
+    edit_link = f"../../{EDIT.run(name).folder}"
     lines = [
         f"# Evaluation of edit `{name}`",
         "",
@@ -416,5 +402,5 @@ def render_report(metrics: dict[str, Any], project: Project, name: str) -> str:
 
 
 def outputs(project: Project, name: str) -> dict[str, Path]:
-    folder = project.stage_dir(eval_folder(name))
+    folder = project.stage_dir(EVAL.run(name))
     return {"metrics": folder / METRICS, "report": folder / REPORT, "contact_sheet": folder / SHEET}

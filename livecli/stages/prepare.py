@@ -17,7 +17,6 @@ and the manifest `live.toml` (model, sources with SHA-256, prompt, object).
 
 from __future__ import annotations
 
-import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -38,8 +37,8 @@ from livecli.models.loading import (
 )
 from livecli.models.vae import encode_images
 from livecli.resources import MAX_SIZE_FACTOR, check_fits, prepare_bytes
-from livecli.stages import StageResult
-from livecli.store import Project, Record, fingerprint, sha256_path
+from livecli.stages import PREPARE
+from livecli.store import Project, Record, StageResult, sha256_path
 from livecli.tensor_files import save_tensors
 from livecli.video import (
     AudioError,
@@ -55,7 +54,6 @@ from livecli.video import (
     write_pngs,
 )
 
-STAGE = "prepare"
 LATENTS = "latents.safetensors"
 AUDIO = "audio.m4a"
 
@@ -78,8 +76,8 @@ def check_source(path: Path, what: str) -> Path:
 
 def require(project: Project) -> Record:
     """The prepare record, or the error that says how to make it."""
-    record = project.record(STAGE) if project.exists() else None
-    if record is None or not (project.stage_dir(STAGE) / LATENTS).is_file():
+    record = project.record(PREPARE) if project.exists() else None
+    if record is None or not (project.stage_dir(PREPARE) / LATENTS).is_file():
         raise ProjectError(
             f"{project.root} has no prepared frames",
             hint=(
@@ -109,7 +107,7 @@ def refresh(project: Project, model: ModelConfig) -> StageResult:
             f"the project's clip or image is gone ({clip}, {image}) and the frames were prepared with another model",
             hint="pass CLIP IMAGE --prompt --object again to prepare with this model",
         )
-    return StageResult(STAGE, project.stage_dir(STAGE), record, skipped=True)
+    return StageResult(PREPARE.name, project.stage_dir(PREPARE), record, skipped=True)
 
 
 def run(
@@ -150,7 +148,6 @@ def run(
             "image": sha256_path(image),
             "model": source.key,
         }
-        key = fingerprint(STAGE, settings, inputs)
         manifest = {
             "prompt": config.prompt,
             "object": config.object,
@@ -160,14 +157,13 @@ def run(
                 "image": {"path": str(image), "sha256": inputs["image"]},
             },
         }
-        record = None if force else project.up_to_date(STAGE, key)
-        if record is not None:
+        work = project.run_stage(PREPARE, settings, inputs, force=force)
+        if work.skipped:
             project.update_manifest(**manifest)  # a crash may have cut it off after the swap
-            return StageResult(STAGE, project.stage_dir(STAGE), record, skipped=True)
+            return work.result
 
-        started = time.perf_counter()
         reference = load_image(image, framing)  # cheap: a bad image fails before any decoding
-        with project.staging(STAGE) as folder:
+        with work.staging() as folder:
             with progress.bar("decoding frames", expected or 0) as advance:
                 clip_frames = sample_frames(
                     clip,
@@ -194,33 +190,23 @@ def run(
                 {"frames": frame_latents, "reference": reference_latents},
                 metadata={"scaling_factor": repr(scaling), "size": f"{framing.width}x{framing.height}"},
             )
-            record = Project.write_record(
-                folder,
-                Record(
-                    stage=STAGE,
-                    fingerprint=key,
-                    settings=settings,
-                    inputs=inputs,
-                    facts={
-                        "frames_shape": list(frame_latents.shape),
-                        "reference_shape": list(reference_latents.shape),
-                        "scaling_factor": scaling,
-                        "fps": clip_frames.fps,
-                        "source_fps": info.fps,
-                        "frame_size": [framing.width, framing.height],
-                        "source_size": [info.width, info.height],
-                        "span": {
-                            "start": round(clip_frames.first_time, 4),
-                            "end": round(clip_frames.end_time, 4),
-                            "stride": config.stride,
-                        },
-                        "audio": audio,
-                    },
-                    seconds=round(time.perf_counter() - started, 3),
-                ),
-            )
+            work.facts = {
+                "frames_shape": list(frame_latents.shape),
+                "reference_shape": list(reference_latents.shape),
+                "scaling_factor": scaling,
+                "fps": clip_frames.fps,
+                "source_fps": info.fps,
+                "frame_size": [framing.width, framing.height],
+                "source_size": [info.width, info.height],
+                "span": {
+                    "start": round(clip_frames.first_time, 4),
+                    "end": round(clip_frames.end_time, 4),
+                    "stride": config.stride,
+                },
+                "audio": audio,
+            }
         project.update_manifest(anew=bool(damaged), **manifest)
-    return StageResult(STAGE, project.stage_dir(STAGE), record, skipped=False)
+    return work.result
 
 
 def plan_framing(config: PrepareConfig, info: ClipInfo, native: int, multiple: int) -> Framing:

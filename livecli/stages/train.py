@@ -42,7 +42,7 @@ from livecli.models.loading import load_denoiser, resolve_device, resolve_model
 from livecli.models.trained import TrainedFiles
 from livecli.models.video_unet import compile_blocks, enable_checkpointing, inflate, trainable_names
 from livecli.objectives import LiveTrainer, MixedPrecision, StepLosses, TrainingData, resolve_mixed_precision
-from livecli.stages import StageResult
+from livecli.stages import PREPARE, TRAIN
 from livecli.stages import prepare as prepare_stage
 from livecli.stopping import AUTO, EarlyStopping
 from livecli.store import (
@@ -52,6 +52,7 @@ from livecli.store import (
     DamagedFile,
     Project,
     Record,
+    StageResult,
     atomic_write_bytes,
     fingerprint,
     hash_outputs,
@@ -63,7 +64,6 @@ from livecli.tensor_files import save_tensors
 from livecli.windows import fits, training_batch
 from livecli.words import DEFAULT_TOKEN, TOKEN_ALIAS, replace_word
 
-STAGE = "train"
 DELTAS = "attention_deltas.safetensors"
 TOKEN = "token.safetensors"
 LATENT_PROMPT = "latent_prompt.safetensors"
@@ -125,23 +125,23 @@ def artefacts(settings: dict) -> tuple[str, ...]:
 def trained_files(project: Project, record: Record) -> TrainedFiles:
     """The artefacts of the training that `record` describes, for `load_trained`, each
     checked against the record (`Project.verified`)."""
-    latent_prompt = None if record.settings.get("no_latent_prompt") else project.verified(STAGE, LATENT_PROMPT)
+    latent_prompt = None if record.settings.get("no_latent_prompt") else project.verified(TRAIN, LATENT_PROMPT)
     return TrainedFiles(
-        deltas=project.verified(STAGE, DELTAS), token=project.verified(STAGE, TOKEN), latent_prompt=latent_prompt
+        deltas=project.verified(TRAIN, DELTAS), token=project.verified(TRAIN, TOKEN), latent_prompt=latent_prompt
     )
 
 
 def require(project: Project) -> Record:
     """The train record of a project whose training matches its prepared frames, or the error that says what to run."""
     prepared = prepare_stage.require(project)
-    record = project.record(STAGE)
-    if record is None or not all((project.stage_dir(STAGE) / name).is_file() for name in artefacts(record.settings)):
+    record = project.record(TRAIN)
+    if record is None or not all((project.stage_dir(TRAIN) / name).is_file() for name in artefacts(record.settings)):
         raise ProjectError(
             f"{project.root} is not trained yet", hint="run `live train` first (see `live train --help`)"
         )
     if record.inputs.get("prepare") != prepared.fingerprint:
         raise ProjectError(
-            f"the training in {project.stage_dir(STAGE)} is stale: the frames were prepared again since",
+            f"the training in {project.stage_dir(TRAIN)} is stale: the frames were prepared again since",
             hint="run `live train` again",
         )
     return record
@@ -170,7 +170,7 @@ def find_checkpoint(project: Project, run_key: str, steps: int) -> Checkpoint | 
     that differs from the digest the state recorded, fewer loss rows than steps) is
     refused: resuming from it would silently restart or shorten the run.
     """
-    folder = project.checkpoint_dir(STAGE)
+    folder = project.checkpoint_dir(TRAIN.name)
     if not (folder / STATE).is_file():
         return None
     hint = f"run `live train --force` to train from step 0 (it replaces the checkpoint), or move {folder} away"
@@ -224,7 +224,7 @@ def save_checkpoint(
     stopping: EarlyStopping | None = None,
     best: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    with project.staging(f"{CHECKPOINTS}/{STAGE}", last=STATE) as folder:
+    with project.staging(f"{CHECKPOINTS}/{TRAIN.name}", last=STATE) as folder:
         write_trained(folder, trainer, base, rows)
         save_tensors(folder / OPTIMIZER, trainer.optimizer_state())
         save_tensors(folder / RNG, {"generator": trainer.generator.get_state()})
@@ -394,19 +394,17 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         settings = config.settings()
         if fits(int(prepared.facts["frames_shape"][0]), config.window):  # one window: its size changes nothing
             del settings["window"]
-        inputs = {"prepare": prepared.fingerprint, "model": source.key}
-        key = fingerprint(STAGE, settings, inputs)
-        record = None if force else project.up_to_date(STAGE, key)
-        if record is not None:
-            return StageResult(STAGE, project.stage_dir(STAGE), record, skipped=True)
+        inputs = {PREPARE.folder: prepared.fingerprint, "model": source.key}
+        work = project.run_stage(TRAIN, settings, inputs, force=force)
+        if work.skipped:
+            return work.result
 
-        run_key = fingerprint(STAGE, {k: v for k, v in settings.items() if k != "steps"}, inputs)
+        run_key = fingerprint(TRAIN.name, {k: v for k, v in settings.items() if k != "steps"}, inputs)
         stopping = EarlyStopping() if config.steps == AUTO else None
         limit = stopping.max_steps if stopping else config.steps
         checkpoint = None if force else find_checkpoint(project, run_key, limit)
-        started = time.perf_counter()
         precision = MixedPrecision(config.mixed_precision, device)
-        latents = load_file(project.verified(prepare_stage.STAGE, prepare_stage.LATENTS))
+        latents = load_file(project.verified(PREPARE, prepare_stage.LATENTS))
         trainer, base = build_trainer(source, config, precision, manifest, latents, checkpoint, model.compile)
         if checkpoint is not None:
             rows, first, before = checkpoint.losses[: checkpoint.step], checkpoint.step, StepLosses(**checkpoint.before)
@@ -445,10 +443,10 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
             progress.say(f"train: auto stopped at step {at}; keeping step {kept}, the lowest loss on fixed draws")
         after = trainer.evaluate()
 
-        with project.staging(STAGE) as folder:
+        with work.staging() as folder:
             write_trained(folder, trainer, base, rows)
             head, tail = rows[:10], rows[-10:]
-            facts = {
+            work.facts = {
                 "token": config.token,
                 "token_prompt": trainer.token_prompt,
                 "frames": int(latents["frames"].shape[0]),
@@ -467,9 +465,5 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
                 **({"auto_steps": stopping.facts()} if stopping is not None else {}),
                 "train_seconds": round(sum(float(r["seconds"]) for r in rows), 3),
             }
-            record = Project.write_record(
-                folder,
-                Record(STAGE, key, settings, inputs, facts=facts, seconds=round(time.perf_counter() - started, 3)),
-            )
         project.update_manifest(token=config.token)
-    return StageResult(STAGE, project.stage_dir(STAGE), record, skipped=False)
+    return work.result

@@ -1,0 +1,75 @@
+"""What invert and edit share: the trained model they run on (`Runtime`), loaded once and
+only when needed, and the windows a clip runs in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load_file
+
+from livecli.config import DEFAULT_WINDOW, EditConfig, InvertConfig, ModelConfig, check_overlap
+from livecli.errors import ProjectError
+from livecli.models.loading import ModelSource, resolve_device, resolve_dtype, resolve_model
+from livecli.models.trained import TrainedModel, load_trained
+from livecli.stages import PREPARE, TRAIN
+from livecli.stages import prepare as prepare_stage
+from livecli.stages import train as train_stage
+from livecli.store import Project, Record
+
+
+@dataclass
+class Runtime:
+    """The model, device and precision that a run of invert (and edit) works with.
+
+    The trained model is loaded on first use only: an up-to-date stage never loads it,
+    and edit hands its copy to the inversion it needs.
+    """
+
+    project: Project
+    source: ModelSource
+    device: torch.device
+    dtype: torch.dtype
+    compile_unet: bool = False
+    _trained: TrainedModel | None = None
+
+    @classmethod
+    def resolve(cls, project: Project, model: ModelConfig) -> Runtime:
+        source = resolve_model(model.model, config=model.model_config)
+        device = resolve_device(model.device)
+        return cls(project, source, device, resolve_dtype(model.dtype, device), model.compile)
+
+    def check_model(self, trained: Record) -> None:
+        """The project's training was made on this model."""
+        if trained.inputs.get("model") != self.source.key:
+            raise ProjectError(
+                f"the project was trained on another model than {self.source.id} (or the model's files changed)",
+                hint="pass the model it was trained on with --model, or run `live train` again",
+            )
+
+    def release(self) -> None:
+        """Drop the trained model (before decoding, so that the VAE has the memory)."""
+        self._trained = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def trained(self) -> TrainedModel:
+        if self._trained is None:
+            latents = load_file(self.project.verified(PREPARE, prepare_stage.LATENTS))
+            files = train_stage.trained_files(self.project, self.project.record(TRAIN))
+            self._trained = load_trained(
+                files, latents["reference"], self.source, self.device, self.dtype, self.compile_unet
+            )
+        return self._trained
+
+
+def frame_count(project: Project) -> int:
+    """The number of prepared frames, from the prepare record."""
+    return int(project.record(PREPARE).facts["frames_shape"][0])
+
+
+def resolve_windows(config: InvertConfig | EditConfig, trained: Record) -> tuple[int, int]:
+    """(window, overlap): --window, else the training's; an overlap that does not fit it is an error."""
+    window = config.window or trained.settings.get("window", DEFAULT_WINDOW)
+    check_overlap(type(config), config.overlap, window)
+    return window, config.overlap
