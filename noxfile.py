@@ -1,4 +1,4 @@
-"""Set-up and checks in fresh virtual environments: `nox -s lint`, `nox -s tests`, `nox -s demo`.
+"""Set-up and checks in fresh virtual environments: `nox -s lint`, `nox -s tests`, `nox -s slow`, `nox -s demo`.
 
 Each session installs torch first, pinned: on a machine without torch, a bare `torch`
 requirement would pull a multi-GB CUDA build. Here `torch==2.13.0` is the CPU build
@@ -23,10 +23,21 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Install live with its test extras and run the test suite."""
+    """Install live with its test extras and run the test suite: a file a worker, one worker
+    a CPU, each torch on one thread (the tiny model's steps are too small to share cores)."""
     session.install(TORCH)
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    workers = ["-n", "logical", "--dist", "loadfile", "--no-loadscope-reorder"]
+    session.run("pytest", "-m", "not slow", *workers, *session.posargs, env={"OMP_NUM_THREADS": "1"})
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """The shipped `shapes` model's quality (minutes on a CPU): the demo swaps the object and
+    keeps the background, and samples follow their captions. CI runs it after the tests."""
+    session.install(TORCH)
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "slow", *session.posargs)
 
 
 @nox.session

@@ -9,6 +9,15 @@ import pytest
 
 from clips import write_clip, write_image
 
+SLOWEST_FIRST = ("test_invert.py", "test_sampling.py", "test_video_unet.py", "test_demo.py", "test_safety.py")
+"""The files whose tests take longest, first: `nox -s tests` runs files on two workers (or
+more), and the others take the many short ones meanwhile."""
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: place for place, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_environment(tmp_path_factory):
@@ -35,6 +44,62 @@ def tiny_sd():
     from livecli.models.tiny import build_tiny_pipeline
 
     return build_tiny_pipeline()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A trained 64 px project, its rebuilt model and its prepared latents, shared by the
+    tests of inversion, editing and windows (which leave them as they found them)."""
+    from edits import trained_project
+
+    return trained_project(tmp_path_factory.mktemp("edit"))
+
+
+@pytest.fixture(scope="session")
+def made(tmp_path_factory):
+    """`made(*args)`: a folder where `live ARGS…` ran once this session on the clip and image
+    of the `clip` and `image` fixtures (`clip.mp4` and `ref.png` stand for them in ARGS),
+    making `clip.live`; `copied_here` puts a copy in a test's folder. A project made once
+    and copied is what each test would make itself, in a fraction of the time."""
+    from livecli.cli import main
+
+    folders: dict[tuple[str, ...], Path] = {}
+
+    def make(*args: str) -> Path:
+        if args not in folders:
+            folder = tmp_path_factory.mktemp("made")
+            write_clip(folder / "clip.mp4", frames=12)
+            write_image(folder / "ref.png")
+            resolved = [str(folder / arg) if arg in ("clip.mp4", "ref.png") else arg for arg in args]
+            assert main([*resolved, "-p", str(folder / "clip.live")]) == 0, args
+            folders[args] = folder
+        return folders[args]
+
+    return make
+
+
+@pytest.fixture
+def ran(made, clip, image):
+    """Every stage run by `live run` on the tiny model (`helpers.RUN_ARGS`): `clip.live` here."""
+    from helpers import RUN_ARGS, copied_here
+
+    return copied_here(made("run", "clip.mp4", "ref.png", *RUN_ARGS))
+
+
+@pytest.fixture
+def capture_trainer(monkeypatch):
+    """The LiveTrainer a run builds, kept for inspection."""
+    from livecli.objectives import LiveTrainer
+
+    built: list[LiveTrainer] = []
+    original = LiveTrainer.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        built.append(self)
+
+    monkeypatch.setattr(LiveTrainer, "__init__", init)
+    return built
 
 
 @pytest.fixture

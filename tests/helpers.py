@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -88,3 +89,26 @@ def table_rows(text: str) -> list[list[str]]:
         if line.startswith("│")
     ]
     return [row for row in rows if row[0]]
+
+
+RUN_ARGS = (
+    "--prompt", "a jeep car is moving on the road", "--object", "car", "--replace", "car=<tok>",
+    "--model", "tiny", "--frames", "4", "--size", "64", "--crop", "square", "--train-steps", "2", "--edit-steps", "4",
+)  # fmt: skip
+"""`live run` on the tiny model, in seconds: the `ran` fixture's."""
+
+
+def copied_here(folder: Path) -> Path:
+    """The project `made` left in `folder`, with its clip and image, copied into the current
+    folder, its sources where they are now: `clip.live`."""
+    from livecli.store import read_toml, write_toml
+
+    here = Path.cwd()
+    for name in ("clip.mp4", "ref.png"):
+        shutil.copyfile(folder / name, here / name)
+    project = Path(shutil.copytree(folder / "clip.live", here / "clip.live"))
+    manifest = read_toml(project / "live.toml")
+    for name, file in (("clip", "clip.mp4"), ("image", "ref.png")):
+        manifest["sources"][name]["path"] = str(here / file)
+    write_toml(project / "live.toml", manifest)
+    return project

@@ -161,3 +161,57 @@ def test_user_config_supplies_the_default_model(cli, clip, image, monkeypatch, t
     (config / "config.toml").write_text("model = [broken")
     result = cli("prepare", clip, image, *args)
     assert result.code == 1 and "config.toml cannot be read" in result.error_lines[0]
+
+
+def test_run_and_eval_help(cli):
+    run = cli("run", "--help").out
+    for flag in (
+        "--replace",
+        "--train-steps",
+        "--edit-steps",
+        "--lr",
+        "--guidance",
+        "--keep",
+        "--blend",
+        "--clip-model",
+        "--no-eval",
+        "--json",
+        "Examples:",
+    ):
+        assert flag in run, flag
+    evaluation = cli("eval", "--help").out
+    for flag in (
+        "--edit",
+        "--all",
+        "--clip-model",
+        "--text",
+        "--mask-margin",
+        "--json",
+        "openai/clip-vit-large-patch14",
+        "Examples:",
+    ):
+        assert flag in evaluation, flag
+
+
+def test_shell_completion_offers_commands_and_the_projects_edits(ran, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    live = str(Path(sys.executable).with_name("live"))
+    script = subprocess.run(
+        [live, "--show-completion", "bash"], capture_output=True, text=True, env={**os.environ, "SHELL": "/bin/bash"}
+    )
+    assert script.returncode == 0 and "_live_completion" in script.stdout
+
+    def complete(words: str) -> list[str]:
+        env = {
+            **os.environ,
+            "_LIVE_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+        }
+        return subprocess.run([live], capture_output=True, text=True, env=env, cwd=tmp_path).stdout.split()
+
+    assert complete("live ba") == ["batch"]
+    assert complete("live eval --edit ") == ["car-tok"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import PREPARE_ARGS, tree_digest
+from helpers import PREPARE_ARGS, copied_here, tree_digest
 from livecli.store import write_toml
 from livecli.tensor_files import save_tensors
 
@@ -24,11 +24,10 @@ SMALL = (*PREPARE_ARGS[:-6], "--frames", "4", "--size", "64", "--crop", "square"
 
 
 @pytest.fixture
-def edited(cli, clip, image) -> Path:
-    """A project prepared, trained, inverted and edited (car=<tok>)."""
-    result = cli("run", clip, image, *SMALL, "--replace", "car=<tok>", "--train-steps", "2", "--edit-steps", "3")
-    assert result.code == 0, result.err
-    return PROJECT
+def edited(made, clip, image) -> Path:
+    """A project prepared, trained, inverted and edited (car=<tok>): `clip.live` here."""
+    run = ("run", "clip.mp4", "ref.png", *SMALL, "--replace", "car=<tok>", "--train-steps", "2", "--edit-steps", "3")
+    return copied_here(made(*run))
 
 
 # --------------------------------------------------------------------------- the lock

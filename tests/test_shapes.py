@@ -184,6 +184,7 @@ def test_model_shapes_loads_offline_through_the_model_folder_code():
 
 
 @shipped
+@pytest.mark.slow
 def test_the_shipped_model_follows_captions():
     """Judge accuracy of samples for a fixed seeded set of captions seen in training, as
     bench/shapes_model.py measures it; thresholds are the measured figures less a margin."""
@@ -204,20 +205,3 @@ def test_the_shipped_tokenizer_is_the_one_the_training_script_builds():
 
     shipped_tokenizer = CLIPTokenizer.from_pretrained(MODEL_DIR, subfolder="tokenizer")
     assert shipped_tokenizer.get_vocab() == build_tokenizer().get_vocab()
-
-
-@shipped
-def test_the_demo_swaps_the_object_and_keeps_the_background(cli, tmp_path):
-    """`live demo` on the shipped model (about a minute on 2 cores): the cross becomes the
-    reference's green star, which the model never saw, and the background stays the clip's.
-    Measured: object match 75 % (6 of 8 frames), background PSNR 33.4 dB."""
-    import json
-
-    result = cli("demo", "--out", tmp_path / "demo")
-    assert result.code == 0, result.err
-    metrics = json.loads((tmp_path / "demo" / "demo.live" / "eval" / "cross-tok" / "metrics.json").read_text())
-    edit, source = metrics["rows"]["edit"], metrics["rows"]["source"]
-    assert source["object_match"] == 0.0
-    assert edit["object_match"] >= 0.5, edit
-    assert edit["background_psnr"] >= 30.0, edit
-    assert "object match" in result.err

@@ -182,16 +182,34 @@ def test_without_a_latent_prompt_frames_stay_causal_and_frame_one_leads(unets, t
     torch.testing.assert_close(single[0, 0], base[0, 0], rtol=1.3e-6, atol=1e-5)
 
 
-def test_compiled_blocks_give_the_eager_output(unets, text):
+def test_compiled_blocks_give_the_eager_output(text):
     """`--compile`: the ResNet and feed-forward blocks under torch.compile (inductor on the
-    CPU) give the eager UNet's output to float error (fusion reorders sums: ~1e-6)."""
+    CPU) give the eager UNet's output to float error (fusion reorders sums: ~1e-6). On a
+    UNet of one level, whose blocks share few shapes, so that inductor compiles a few
+    graphs (seconds) instead of one for each shape of the tiny UNet's three levels (a minute)."""
     import shutil
+
+    from diffusers import UNet2DConditionModel
 
     from livecli.models.video_unet import compile_blocks
 
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("torch.compile on the CPU needs a C compiler")
-    _, video = unets
+    torch.manual_seed(0)
+    video = inflate(
+        UNet2DConditionModel(
+            sample_size=8,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("CrossAttnDownBlock2D",),
+            up_block_types=("CrossAttnUpBlock2D",),
+            block_out_channels=(32,),
+            layers_per_block=1,
+            norm_num_groups=8,
+            cross_attention_dim=text.shape[-1],
+            attention_head_dim=8,
+        )
+    ).eval()
     compiled = copy.deepcopy(video)
     assert compile_blocks(compiled) == sum(
         type(m).__name__ in ("ResnetBlock2D", "FeedForward") for m in video.modules()
@@ -201,3 +219,24 @@ def test_compiled_blocks_give_the_eager_output(unets, text):
         expected, out = video(x, T, text), compiled(x, T, text)
     assert not torch.equal(expected, torch.zeros_like(expected))
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_checkpointing_on_covers_the_two_highest_resolutions(tiny_sd):
+    import copy
+
+    from livecli.models.video_unet import enable_checkpointing, inflate
+
+    video = inflate(copy.deepcopy(tiny_sd.unet))
+    enable_checkpointing(video)
+    flags = {
+        name: module.gradient_checkpointing
+        for name, module in video.unet.named_modules()
+        if name in ("mid_block", *(f"{kind}.{i}" for kind in ("down_blocks", "up_blocks") for i in range(8)))
+    }
+    ups = len(video.unet.up_blocks)
+    assert {name for name, on in flags.items() if on} == {
+        "down_blocks.0", "down_blocks.1", f"up_blocks.{ups - 2}", f"up_blocks.{ups - 1}"
+    }  # fmt: skip
+    assert flags["mid_block"] is False
+    enable_checkpointing(video, everywhere=True)
+    assert all(m.gradient_checkpointing for n, m in video.unet.named_modules() if hasattr(m, "gradient_checkpointing"))

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from test_edit import PROMPT, run_edit, train_project
 
+from edits import PROMPT, run_edit
 from livecli import ddim
 from livecli.config import EditConfig, ModelConfig
 from livecli.models.loading import load_denoiser, resolve_model
@@ -98,18 +98,6 @@ def test_windowed_inversion_equals_the_whole_clip_with_temporal_attention_off(fr
         )
 
     assert (torch.stack(ddim.invert(unchained, frames, schedule)) - whole).abs().max() > 1e-3
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A trained 8-frame project and its rebuilt model (temporal attentions trained, on)."""
-    from livecli.cli import main
-
-    root = tmp_path_factory.mktemp("windows")
-    project = train_project(root, 64, lambda *a: type("R", (), {"code": main([str(x) for x in a]), "err": ""})())
-    model = Runtime.resolve(project, ModelConfig(model="tiny", device="cpu")).trained()
-    frames = load_file(project.stage_dir(PREPARE) / "latents.safetensors")["frames"]
-    return project, model, frames
 
 
 def test_one_window_over_the_clip_is_the_whole_clip_computation(trained):
