@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
 import sys
 import tempfile
@@ -600,10 +601,14 @@ class Project:
     def lock(self) -> Iterator[None]:
         """Hold the project's lock file; a second writer fails at once (`ProjectBusy`).
 
-        Re-entrant within a process (a batch job holds it across its stages). A lock left
-        by a killed process is taken over with a message; a folder that this call created,
-        or that held only a killed first prepare's leftovers, and that stayed empty is
-        removed, so a command that failed early leaves nothing behind.
+        Re-entrant within a process (a batch job holds it across its stages). The lock is
+        the kernel's (`flock`), so it ends with its holder, however that ends; a lock file
+        naming a process that ended is taken over with a message. Only the holder removes
+        anything: a folder made for a command that failed before writing the manifest (or
+        that held only a killed first prepare's leftovers) is removed by that command,
+        lock file last, while it still holds the lock; a command refused as busy leaves
+        everything as it was. A project holding a symbolic link is refused before anything
+        is written (`check_contained`).
         """
         key = self.root.resolve()
         if key in _held:
@@ -611,16 +616,14 @@ class Project:
             return
         created = not self.root.exists()
         leftovers = not created and not self.exists() and self.root.is_dir() and any(self.root.iterdir())
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = open_lock_file(self.root / LOCK)
+        fd = _acquire(self.root)
         try:
-            if not _try_lock(fd):
-                raise ProjectBusy(self.root, _lock_holder(fd) or "unknown")
             previous = _lock_holder(fd)  # a clean release leaves the file empty
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.pwrite(fd, f"{os.getpid()} {_HOST}\n".encode(), 0)
             if previous:
                 say(f"{self.root}: taking over the lock of process {previous}, which ended without releasing it")
+            self.check_contained()
             if leftovers:
                 say(f"{self.root}: recovering what a killed first `live prepare` left behind")
             _held.add(key)
@@ -629,12 +632,28 @@ class Project:
                 yield
             finally:
                 _held.discard(key)
-                os.ftruncate(fd, 0)
-                _unlock(fd)
         finally:
-            os.close(fd)
-            if (created or leftovers) and not self.exists() and [p.name for p in self.root.iterdir()] == [LOCK]:
-                shutil.rmtree(self.root, ignore_errors=True)
+            try:
+                if (created or leftovers) and not self.exists() and [p.name for p in self.root.iterdir()] == [LOCK]:
+                    (self.root / LOCK).unlink()  # a waiter that opened it retries on a new one (`_acquire`)
+                    self.root.rmdir()
+                else:
+                    os.ftruncate(fd, 0)
+            finally:
+                _unlock(fd)
+                os.close(fd)
+
+    def check_contained(self) -> None:
+        """Refuse a project holding a symbolic link (to a folder or a file): stages write,
+        replace and clean up inside the project alone, and a link would take them elsewhere."""
+        for path in _entries(self.root):
+            if path.is_symlink():
+                where = path.relative_to(self.root).as_posix()
+                raise ProjectError(
+                    f"{self.root}: {where} is a symbolic link, and live writes only inside the project folder",
+                    hint="put the folder or file itself in its place, or give the whole project another home "
+                    "with -p DIR; no stage was run",
+                )
 
 
 _held: set[Path] = set()
@@ -700,8 +719,8 @@ class StageRun:
             self.record = Project.write_record(folder, record)
 
 
-LOCK_CONTENT = re.compile(rb"^\d*\n?$")
-"""What live writes in a lock file: the holder's pid, or nothing once released."""
+LOCK_CONTENT = re.compile(rb"^(\d+( [^\s]+)?)?\n?$")
+"""What live writes in a lock file: the holder's pid and host, or nothing once released."""
 
 
 def open_lock_file(path: Path) -> int:
@@ -736,8 +755,48 @@ def open_lock_file(path: Path) -> int:
     return fd
 
 
+def _acquire(root: Path) -> int:
+    """The project's lock, held: an open lock file that is still the one at `root/.lock`.
+
+    The holder of a lock removes the lock file when it removes the folder it made; a
+    process that opened the file before then holds a lock on a file nobody else sees, so
+    it lets it go and takes the new one."""
+    for _ in range(100):
+        root.mkdir(parents=True, exist_ok=True)
+        fd = open_lock_file(root / LOCK)
+        if not _try_lock(fd):
+            holder = _lock_holder(fd) or "unknown"
+            os.close(fd)
+            raise ProjectBusy(root, holder)
+        try:
+            current = os.stat(root / LOCK, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        opened = os.fstat(fd)
+        if current is not None and (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino):
+            return fd
+        _unlock(fd)
+        os.close(fd)
+    raise ProjectBusy(root, "unknown")
+
+
+def _entries(folder: Path) -> Iterator[Path]:
+    """Every path under `folder`, links not followed."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            yield Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                yield from _entries(Path(entry.path))
+
+
 def _lock_holder(fd: int) -> str:
-    return os.pread(fd, 64, 0).decode(errors="replace").strip()
+    """Who holds (or last held) the lock: its pid, and its host when that is another machine."""
+    pid, _, host = os.pread(fd, 256, 0).decode(errors="replace").strip().partition(" ")
+    return f"{pid} on {host}" if host and host != _HOST else pid
+
+
+_HOST = re.sub(r"\s", "", socket.gethostname()) or "localhost"
+"""This machine's name, beside the pid in a lock file: a pid means something on its own host only."""
 
 
 if os.name == "nt":

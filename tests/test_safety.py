@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -101,6 +102,43 @@ def test_the_loser_of_two_first_runs_is_told_who_holds_the_folder(cli, clip, ima
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_three_prepares_at_once_one_writes_and_the_others_refuse_in_one_line(cli, clip, image):
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "livecli", "prepare", str(clip), str(image), *SMALL]
+    commands = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+        for _ in range(3)
+    ]
+    ended = [(c.wait(timeout=300), *c.communicate()) for c in commands]
+    made = [out for code, out, _ in ended if code == 0 and "up to date" not in out]
+    busy = [err for code, _, err in ended if code == 1]
+    assert len(made) == 1 and len(made) + len(busy) + sum("up to date" in out for _, out, _ in ended) == 3, ended
+    for err in busy:
+        assert "is in use by another live process" in err and "Traceback" not in err
+        assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+    assert stages_of(cli)["prepare"]["state"] == "done"
+    again = cli(*command[3:])
+    assert again.code == 0 and "up to date" in again.out + again.err
+
+
+@pytest.mark.parametrize("folder, command", [("edits", "edit"), ("checkpoints", "train")])
+def test_a_symlinked_folder_of_the_project_is_refused_and_nothing_outside_changes(
+    cli, edited, tmp_path, folder, command
+):
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / ".car-tok.incomplete").mkdir(parents=True)
+    (elsewhere / "precious.txt").write_text("mine\n")
+    if (PROJECT / folder).exists():
+        shutil.rmtree(PROJECT / folder)
+    (PROJECT / folder).symlink_to(elsewhere)
+    before = tree_digest(elsewhere)
+    args = ["--replace", "car=<tok>", "--force"] if command == "edit" else ["--steps", "3"]
+    result = cli(command, *args)
+    assert result.code == 1 and f"{folder} is a symbolic link" in result.error_lines[0], result.err
+    assert "Traceback" not in result.err and (elsewhere / ".car-tok.incomplete").is_dir()
+    assert tree_digest(elsewhere) == before
 
 
 LOCK_HOLDER = """
@@ -264,7 +302,7 @@ def test_a_clip_that_would_not_fit_in_memory_is_refused_in_one_line(cli, clip, i
 # --------------------------------------------------------------------------- many workers
 
 
-def test_two_batch_workers_on_one_jobs_file_finish_every_job_once(clip, image, tmp_path):
+def test_three_batch_workers_on_one_jobs_file_finish_every_job_once(clip, image, tmp_path):
     jobs = tmp_path / "jobs.toml"
     jobs.write_text(
         '[defaults]\nmodel = "tiny"\nprepare = { frames = 4, size = 64, crop = "square" }\n'
@@ -284,10 +322,10 @@ def test_two_batch_workers_on_one_jobs_file_finish_every_job_once(clip, image, t
             text=True,
             env=environment,
         )
-        for _ in range(2)
+        for _ in range(3)
     ]
     outputs = [worker.communicate(timeout=600) for worker in workers]
-    assert [worker.returncode for worker in workers] == [0, 0], [err for _, err in outputs]
+    assert [worker.returncode for worker in workers] == [0, 0, 0], [err for _, err in outputs]
     reports = [json.loads(line) for out, _ in outputs for line in out.splitlines() if line.strip()]
     done = sorted(r["name"] for r in reports if r["status"] == "done")
     assert done == ["job1", "job2", "job3"]  # each job made once, by one worker

@@ -248,6 +248,75 @@ def test_a_second_writer_fails_at_once_while_another_process_holds_the_lock(tmp_
         pass
 
 
+def test_a_refused_writer_leaves_the_holders_new_folder_and_lock_alone(tmp_path):
+    """The holder made the folder and holds its lock; writers refused as busy remove
+    nothing of it (before, the first one removed the folder and the lock with it, and the
+    next one took the project while the holder was still writing)."""
+    project = Project(tmp_path / "p.live")
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(project.root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for _ in range(2):
+            with pytest.raises(ProjectError, match=f"pid {holder.pid}\\)"):
+                with project.lock():
+                    pass
+            assert (project.root / ".lock").read_text().split()[0] == str(holder.pid)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_writer_holding_a_lock_file_removed_since_it_opened_it_takes_the_new_one(tmp_path, monkeypatch):
+    """A process that opened `.lock` just before its holder removed it (with the folder the
+    holder made and left empty) must not count a lock on that unseen file as the project's."""
+    from livecli import store
+
+    project = Project(tmp_path / "p.live")
+    project.root.mkdir()
+    opened = []
+
+    def opened_then_removed(path):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT)
+        if not opened:  # the holder removes the file between this open and the lock
+            os.unlink(path)
+        opened.append(fd)
+        return fd
+
+    monkeypatch.setattr(store, "open_lock_file", opened_then_removed)
+    with project.lock():
+        assert len(opened) == 2
+        held = os.fstat(opened[-1])
+        now = os.stat(project.root / ".lock")
+        assert (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+
+
+def test_a_failed_first_command_removes_its_folder_lock_last(tmp_path):
+    project = Project(tmp_path / "p.live")
+    with pytest.raises(RuntimeError):
+        with project.lock():
+            assert (project.root / ".lock").read_text().startswith(f"{os.getpid()} ")
+            raise RuntimeError("before the manifest")
+    assert not project.root.exists()
+
+
+@pytest.mark.parametrize("link", ["edits", "checkpoints", "train", "prepare/frames/0000.png"])
+def test_a_symbolic_link_in_the_project_is_refused_before_anything_is_written(tmp_path, link):
+    project = Project(tmp_path / "p.live")
+    project.update_manifest(**MANIFEST_VALUES)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.txt").write_text("mine\n")
+    (project.root / link).parent.mkdir(parents=True, exist_ok=True)
+    (project.root / link).symlink_to(elsewhere / ("precious.txt" if link.endswith(".png") else ""))
+    (elsewhere / ".edit.incomplete").mkdir()  # what the clean-up would remove through the link
+    with pytest.raises(ProjectError, match=f"{link} is a symbolic link") as error:
+        with project.lock():
+            raise AssertionError("the lock was given")
+    assert "-p DIR" in error.value.hint
+    assert sorted(p.name for p in elsewhere.iterdir()) == [".edit.incomplete", "precious.txt"]
+    assert (elsewhere / "precious.txt").read_text() == "mine\n"
+
+
 def test_find_project_needs_exactly_one_project_here(tmp_path):
     with pytest.raises(ProjectError, match="no live project"):
         find_project(None)
