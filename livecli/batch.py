@@ -34,19 +34,23 @@ from typing import Any
 
 from livecli.config import (
     BUILT_IN_MODELS,
-    EDIT_NAME,
+    NAME_LENGTH,
     EditConfig,
     EvalConfig,
     PrepareConfig,
     TrainConfig,
+    plain_name,
     resolve_clip_model,
     resolve_model_config,
+    shown_name,
 )
 from livecli.errors import ConfigError, InputError, Interrupted, LiveError, ProjectBusy, machine_fault, reason
 from livecli.fields import SettingError, field_types, from_table, typed_table
 from livecli.pipeline import Job, JobOutcome, run_job
 from livecli.stages.edit import check_words
 from livecli.store import PROJECT_SUFFIX, UNREADABLE_TOML, StageResult, read_toml
+from livecli.video import source_problem
+from livecli.words import has_control_character
 
 REQUIRED = ("clip", "image", "prompt", "object", "replace")
 MODEL_KEYS = ("model", "model_config", "device", "dtype")
@@ -121,9 +125,10 @@ def load_jobs(path: Path) -> list[Job]:
     ]
     for position, job in enumerate(jobs, 1):  # before any job runs: not after hours of the first ones
         for what, source in (("clip", job.clip), ("image", job.image)):
-            if not source.exists():
+            problem = source_problem(source, folder_allowed=what == "clip")
+            if problem:
                 raise InputError(
-                    f"job {position} ({job.name}): {what} {source} does not exist",
+                    f"job {position} ({job.name}): {what} {source} {problem}",
                     hint="fix the path (relative paths are read from the jobs file's folder), or remove the job",
                 )
     seen: dict[Path, int] = {}
@@ -156,7 +161,10 @@ def _merge(defaults: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
-    label = f"job {position}" + (f" ({entry['name']})" if isinstance(entry.get("name"), str) else "")
+    given = entry.get("name")
+    label = f"job {position}" + (
+        f" ({given if plain_name(given) else shown_name(given)})" if isinstance(given, str) else ""
+    )
     for key in REQUIRED:
         if key not in entry:
             raise ConfigError(f"{label} has no `{key}`", hint=f"every job needs {', '.join(REQUIRED)}")
@@ -169,6 +177,11 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
             raise ConfigError(
                 f"{label}: `{key}` must be a string, got {entry[key]!r}", hint="quote it in the TOML file"
             )
+        if key in ("clip", "image", "project", *MODEL_KEYS) and key in entry and has_control_character(entry[key]):
+            raise ConfigError(
+                f"{label}: `{key}` {shown_name(entry[key])} holds a control character",
+                hint="a path or name here is plain text: remove the character (a NUL, a newline, a tab…)",
+            )
     replace = entry["replace"]
     replace = [replace] if isinstance(replace, str) else replace
     if not isinstance(replace, list) or not replace or not all(isinstance(r, str) for r in replace):
@@ -179,9 +192,10 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
 
     clip, image = base / Path(entry["clip"]).expanduser(), base / Path(entry["image"]).expanduser()
     name = entry.get("name") or f"{_stem(clip)}-{_stem(image)}"
-    if not EDIT_NAME.match(name):
+    if not plain_name(name):
         raise ConfigError(
-            f"{label}: `name` {name!r} is not a plain folder name", hint="use letters, digits, '.', '-', '_' or '+'"
+            f"{label}: `name` {shown_name(name)} is not a plain folder name",
+            hint=f"use up to {NAME_LENGTH} letters, digits, '.', '-', '_' or '+'",
         )
     project = base / Path(entry["project"]).expanduser() if "project" in entry else base / f"{name}{PROJECT_SUFFIX}"
     try:
@@ -298,6 +312,8 @@ def run_batch(
         except ProjectBusy as exc:
             report = JobReport(position, job, "busy", error=f"in use by another live process (pid {exc.holder})")
         except LiveError as exc:
+            if isinstance(exc, SettingError):  # a stage's error naming settings: in the jobs file's words
+                exc = exc.worded(job_keys)
             report = JobReport(position, job, "failed", error=exc.message, hint=exc.hint)
         except Interrupted:  # Ctrl-C, caught by training at a safe point: the batch stops too
             raise

@@ -172,6 +172,7 @@ class PrepareConfig:
         def error(message: str, hint: str, **values: Any) -> SettingError:
             return SettingError(PrepareConfig, message, hint, **values)
 
+        check_fields(self)
         if not self.prompt.strip():
             raise error("{prompt} is empty", 'describe the clip, e.g. {prompt:"a jeep car is moving on the road"}')
         if not self.object.strip() or len(self.object.split()) != 1:
@@ -210,7 +211,6 @@ class PrepareConfig:
                 "the default is {max_frames.default}",
                 value=self.max_frames,
             )
-        check_fields(self)
         if self.crop == "square" and isinstance(self.size, str):
             raise error(
                 "{crop:square} and {size:{value}} contradict each other",
@@ -460,15 +460,17 @@ class TrainConfig:
         def error(message: str, hint: str, **values: Any) -> SettingError:
             return SettingError(TrainConfig, message, hint, **values)
 
-        check_window(TrainConfig, self.window)
         if isinstance(self.gradient_checkpointing, bool):  # jobs files and earlier versions: a switch
             object.__setattr__(self, "gradient_checkpointing", "all" if self.gradient_checkpointing else "off")
         check_fields(self)
+        check_window(TrainConfig, self.window)
         object.__setattr__(self, "steps", self._steps())
-        for name, value in (("lr", self.lr), ("ti_lr", self.ti_lr), ("lp_lr", self.lp_lr or 1.0)):
-            if not value > 0:
+        for name, value in (("lr", self.lr), ("ti_lr", self.ti_lr), ("lp_lr", self.lp_lr)):
+            if value is not None and not 0 < value <= 1:
                 raise error(
-                    f"{{{name}}} must be a positive number, got {{value:g}}",
+                    f"{{{name}}} must be a positive number, got {{value:g}}"
+                    if not value > 0
+                    else f"{{{name}}} must be at most 1, got {{value:g}}: AdamW's steps would outgrow the weights",
                     "the defaults are {lr:{lr.default}} {ti_lr:{ti_lr.default}}",
                     value=value,
                 )
@@ -554,7 +556,21 @@ class InvertConfig:
             raise SettingError(InvertConfig, "{prompt} is empty", "leave it out to invert with the source prompt")
 
 
-EDIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+NAME_LENGTH = 100
+"""The longest edit or job name: a folder name that fits every file system with room to spare."""
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def plain_name(name: str) -> bool:
+    """A name that makes a folder anyone can type: letters, digits, `.`, `-`, `_`, `+`,
+    starting with a letter or digit, at most `NAME_LENGTH` long (no newline at the end,
+    no control character, no separator)."""
+    return len(name) <= NAME_LENGTH and PLAIN_NAME.fullmatch(name) is not None
+
+
+def shown_name(name: str) -> str:
+    """A name as an error quotes it: its control characters visible, a long one cut."""
+    return repr(name if len(name) <= 40 else name[:40] + "…")
 
 
 def edit_slug(replacements: tuple[str, ...]) -> str:
@@ -718,6 +734,7 @@ class EditConfig:
         def error(message: str, hint: str, **values: Any) -> SettingError:
             return SettingError(EditConfig, message, hint, **values)
 
+        check_fields(self)
         if not self.replace:
             raise error("an edit needs at least one {replace:A=B}", "e.g. {replace:'motorcycle=<tok>'}")
         check_steps(self)
@@ -739,15 +756,14 @@ class EditConfig:
                 )
         if not self.blur_sigma >= 0:
             raise error("{blur_sigma} must be 0 or more, got {value:g}", "0 turns the blur off", value=self.blur_sigma)
-        if self.name is not None and not EDIT_NAME.match(self.name):
+        if self.name is not None and not plain_name(self.name):
             raise error(
-                "{name:{value!r}} is not a plain folder name",
-                "use letters, digits, '.', '-', '_' or '+', e.g. {name:dog}",
-                value=self.name,
+                "{name:{value}} is not a plain folder name",
+                f"use up to {NAME_LENGTH} letters, digits, '.', '-', '_' or '+', e.g. {{name:dog}}",
+                value=shown_name(self.name),
             )
         if self.no_blend and self.blend is not None:
             raise error("{blend} and {no_blend} contradict each other", "pass one of them")
-        check_fields(self)
         apply_preset(self)
 
     @property
@@ -794,6 +810,7 @@ class EvalConfig:
         def error(message: str, hint: str, **values: Any) -> SettingError:
             return SettingError(EvalConfig, message, hint, **values)
 
+        check_fields(self)
         if not self.clip_model.strip():
             raise error(
                 "{clip_model} is empty", "leave it out for {clip_model.default}, or pass 'tiny' for a smoke run"

@@ -18,6 +18,7 @@ in a jobs file as keys, `train.steps`. `{field:500}` is the field given a value
 from __future__ import annotations
 
 import functools
+import math
 import string
 import types
 from collections.abc import Callable, Mapping
@@ -254,13 +255,29 @@ def from_table(config: type[Config], table: Mapping[str, Any], section: str | No
     return config(**typed_table(field_types(config), table, section))
 
 
+WHOLE_NUMBER_LIMIT = 2**63 - 1
+"""The largest whole number a setting takes: what torch's seeds and counts hold."""
+
+
 def check_fields(config: Any) -> None:
-    """The checks every config's `__post_init__` starts with: each choice field's value is
-    one of its choices."""
+    """The checks every config's `__post_init__` starts with: each number is finite (no
+    `inf`, no `nan`) and a whole number fits in 64 bits; each choice field's value is one
+    of its choices. A field's own range its config checks after."""
     kinds = field_types(type(config))
     for item in fields(config):
         choices = choices_of(kinds[item.name])
         value = getattr(config, item.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SettingError(
+                type(config), f"{{{item.name}:{{value}}}} is not a finite number", _number_hint(item), value=value
+            )
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > WHOLE_NUMBER_LIMIT:
+            raise SettingError(
+                type(config),
+                f"{{{item.name}}} is out of range ({{value:.3g}})",
+                _number_hint(item) + " (whole numbers here stay within ±(2**63 - 1))",
+                value=float(value),
+            )
         if choices and value is not None and value not in choices:
             raise SettingError(
                 type(config),
@@ -269,6 +286,12 @@ def check_fields(config: Any) -> None:
                 value=value,
                 choices=", ".join(choices),
             )
+
+
+def _number_hint(item: Field) -> str:
+    if isinstance(item.default, (int, float)) and not isinstance(item.default, bool):
+        return f"e.g. {{{item.name}:{{{item.name}.default}}}}, the default"
+    return "give a number, or leave it out"
 
 
 def _choice_hint(item: Field, choices: tuple[str, ...]) -> str:

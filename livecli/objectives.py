@@ -20,6 +20,7 @@ the checkpoint, so a resumed run draws what an uninterrupted one would have draw
 
 from __future__ import annotations
 
+import math
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -55,6 +56,11 @@ class TrainingData:
     """The source prompt with the learned token in the object word's place."""
 
 
+class NonFiniteStep(ArithmeticError):
+    """A training step's loss or gradient is not finite (what, in the message): the step
+    was not taken, so the trained weights are still the last finite ones."""
+
+
 COMPUTE_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 """--mixed-precision: the dtype the forward passes compute in (the trained weights stay fp32)."""
 
@@ -88,7 +94,14 @@ class MixedPrecision:
     def clip_grad_norm_(self, optimizer: torch.optim.Optimizer, params: list[torch.Tensor], max_norm: float) -> None:
         if self.scaler is not None:
             self.scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        if self.scaler is None and not torch.isfinite(norm):  # fp16's scaler skips such a step itself
+            raise NonFiniteStep("the gradient")
+
+    def check_gradients(self, params: list[torch.Tensor]) -> None:
+        """Refuse a step whose gradients are not finite (fp16's scaler skips such a step itself)."""
+        if self.scaler is None and not all(torch.isfinite(p.grad).all() for p in params if p.grad is not None):
+            raise NonFiniteStep("the gradient")
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.scaler is None:
@@ -229,10 +242,15 @@ class LiveTrainer:
         self.precision.backward(video, inputs=self.video_params)
         text = self.text_loss()
         self.precision.backward(self.config.text_weight * text, inputs=self.text_params)
+        losses = StepLosses(video.item(), text.item())
+        if not (math.isfinite(losses.video) and math.isfinite(losses.text)):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteStep(f"the loss (video {losses.video:.4g}, image {losses.text:.4g})")
         self.precision.clip_grad_norm_(self.optimizer, self.video_params, self.config.max_grad_norm)
+        self.precision.check_gradients(self.text_params)
         self.precision.step(self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
-        return StepLosses(video.item(), text.item())
+        return losses
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         """A copy of every trained tensor, on the CPU: the step `--steps auto` may keep."""

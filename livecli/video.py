@@ -7,6 +7,8 @@ of images in natural order (1.jpg, 2.jpg, …, 10.jpg), each decoded by its cont
 from __future__ import annotations
 
 import re
+import stat
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -17,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from livecli.errors import InputError, reason
+from livecli.words import has_control_character
 
 IMAGE_FOLDER_FPS = 8.0
 """Frame rate given to a folder of images, which carries none."""
@@ -125,13 +128,51 @@ def fit_square(image: Image.Image, size: int) -> Image.Image:
 
 
 def flatten_on_white(image: Image.Image) -> Image.Image:
-    """RGB with any transparency composited on white."""
+    """8-bit RGB of any mode and depth, any transparency composited on white."""
+    image = eight_bit(image)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, (255, 255, 255))
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
     return image.convert("RGB")
+
+
+def shown_path(path: Path) -> str:
+    """A path as a message quotes it: as typed, or quoted with its control characters visible."""
+    return repr(str(path)) if has_control_character(str(path)) else str(path)
+
+
+def source_problem(path: Path, folder_allowed: bool) -> str:
+    """Why `path` cannot be a clip (`folder_allowed`: a folder of frames too) or an image;
+    "" when it can."""
+    if has_control_character(str(path)):
+        return "holds a control character (a NUL, a newline, a tab…)"
+    try:
+        mode = path.stat().st_mode  # through a link: what it points to is read
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as exc:
+        return f"cannot be read ({reason(exc)})"
+    if stat.S_ISREG(mode) or (folder_allowed and stat.S_ISDIR(mode)):
+        return ""
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or a socket"
+    return f"is {kind}, not a regular file"
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit or 32-bit greyscale image (modes I;16*, I, F) as 8-bit `L`, its full range
+    kept: Pillow's own conversion clips every value above 255 to white."""
+    if not (image.mode.startswith("I") or image.mode == "F"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        peak = 1.0 if values.max(initial=0.0) <= 1.0 else 255.0  # a float image holds 0–1 or 0–255
+    else:
+        peak = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+    return Image.fromarray(np.clip(np.round(values / peak * 255), 0, 255).astype(np.uint8), "L")
 
 
 def load_image(path: Path, size: int | Framing) -> Image.Image:
@@ -144,11 +185,30 @@ def load_image(path: Path, size: int | Framing) -> Image.Image:
     return size(image) if size.square else fit_inside(image, size.size)
 
 
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024
+"""The largest image read (8192 × 8192): a reference or a frame is scaled to a few hundred
+pixels, and a larger one is more likely a decompression bomb than a photograph."""
+
+
+def _too_large(path: Path, size: str) -> InputError:
+    return InputError(
+        f"{path} is {size}, more than live reads ({MAX_IMAGE_PIXELS // 2**20} megapixels)",
+        hint="scale it down first (it is scaled to --size anyway), e.g. to 2048 pixels on its long side",
+    )
+
+
 def _open_image(path: Path) -> Image.Image:
     try:
-        with Image.open(path) as opened:
+        with warnings.catch_warnings():  # Pillow's bomb warning: our own limit, below, says it in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)  # reads the header only: the size is known before the pixels
+        with opened:
+            if opened.width * opened.height > MAX_IMAGE_PIXELS:
+                raise _too_large(path, f"{opened.width}×{opened.height} pixels")
             image = ImageOps.exif_transpose(opened)
             return flatten_on_white(image)
+    except Image.DecompressionBombError:
+        raise _too_large(path, "an image of over twice Pillow's limit") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise InputError(
             f"{path} is not an image that can be read ({exc.__class__.__name__})",
@@ -225,6 +285,13 @@ def too_long(clip: Path, count: str, limit: int) -> InputError:
     )
 
 
+def _starts_past_the_end(clip: Path, length: float, start: float) -> InputError:
+    return InputError(
+        f"{clip} lasts {length:.1f} s: nothing to sample from --start {start:g}",
+        hint=f"pass a --start below {length:.1f}",
+    )
+
+
 def _too_few(clip: Path, have: int, frames: int, stride: int, start: float) -> InputError:
     needed = (frames - 1) * stride + 1
     where = f" from {start:g} s" if start else ""
@@ -291,6 +358,8 @@ def _sample_video(clip: Path, wanted: Wanted, framing: Framing, advance) -> Samp
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or Fraction(IMAGE_FOLDER_FPS)
+        if length is not None and start >= length:
+            raise _starts_past_the_end(clip, length, start)
         if start > 0 and stream.time_base is not None:
             # Land on the keyframe before `start`; frames before it are skipped below.
             container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
@@ -319,11 +388,6 @@ def _sample_video(clip: Path, wanted: Wanted, framing: Framing, advance) -> Samp
                 hint="re-encode or re-download the clip",
             ) from None
     if not picked or (wanted.frames is not None and len(picked) < wanted.frames):
-        if seen == 0 and length is not None and start >= length:
-            raise InputError(
-                f"{clip} lasts {length:.1f} s: nothing to sample from --start {start:g}",
-                hint=f"pass a --start below {length:.1f}",
-            )
         if seen == 0:
             raise InputError(
                 f"{clip} has no frame that can be decoded" + (f" after {start:g} s" if start else ""),

@@ -42,3 +42,9 @@ def byte_characters() -> dict[int, str]:
             chars.append(256 + extra)
             extra += 1
     return dict(zip(printable, map(chr, chars), strict=False))
+
+
+def has_control_character(text: str) -> bool:
+    """Whether `text` holds a character no one types in a name or path: a NUL, a newline,
+    a tab, another C0 or C1 control."""
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)

@@ -133,11 +133,16 @@ def test_a_missing_field_is_reported_before_any_job_runs(cli, jobs_file, tmp_pat
         ('train = { lr = "3" }', "job 1 (first): `train.lr` has the wrong type ('3')"),
         ('train = { steps = "many" }', "job 1 (first): `train.steps` must be a number or 'auto', got 'many'"),
         ("edit = { guidance = -1.0 }", "job 1 (first): `edit.guidance` must be 0 or more"),
+        ("edit = { guidance = inf }", "job 1 (first): `edit.guidance = inf` is not a finite number"),
+        ("train = { lr = nan }", "job 1 (first): `train.lr = nan` is not a finite number"),
+        ("edit = { seed = -9223372036854775808 }", "job 1 (first): `edit.seed` is out of range"),
         ('prepare = { crop = "round" }', "job 1 (first): `prepare.crop = 'round'` is not one of none, square"),
         ('device = "tpu"', "job 1 (first): `device = 'tpu'` is not one of auto, cpu, cuda, mps"),
         ('colour = "red"', "job 1 (first): unknown key `colour`"),
         ('prepare = { prompt = "x" }', "job 1 (first): `prepare.prompt` belongs at the job's top level"),
         ('edit = { keep = "bus" }', "job 1 (first): `edit.keep`: 'bus' not in the source prompt"),
+        ('project = "a\\u0000b.live"', "job 1 (first): `project` 'a\\x00b.live' holds a control character"),
+        ('model = "tiny\\n"', "job 1 (first): `model` 'tiny\\n' holds a control character"),
     ],
 )
 def test_bad_settings_name_the_job_and_the_setting_in_the_files_words(tmp_path, clip, image, extra, message):
@@ -208,3 +213,16 @@ def test_ctrl_c_stops_the_whole_batch(cli, jobs_file, monkeypatch, tmp_path):
     assert not (tmp_path / "third.live").exists()
     again = cli("batch", jobs_file, "--keep-going", "--json")  # resumes the first job's training
     assert [r["status"] for r in json_lines(again.out)] == ["done", "failed", "done"]
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("a\\u0000b", "'a\\x00b'"), ("dog\\n", "'dog\\n'"), ("d" * 300, f"'{'d' * 40}…'"), ("dog ", "'dog '")],
+)
+def test_a_job_name_no_one_could_type_is_refused_even_in_a_dry_run(cli, tmp_path, clip, image, name, shown):
+    path = tmp_path / "jobs.toml"
+    path.write_text(DEFAULTS + JOB.format(name=name, clip="clip.mp4", replace="car=<tok>"))
+    result = cli("batch", path, "--dry-run")
+    assert result.code == 1 and "Traceback" not in result.err
+    assert result.error_lines == [f"error: job 1 ({shown}): `name` {shown} is not a plain folder name"], result.err
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".live"] == []

@@ -122,6 +122,11 @@ def test_edit_after_the_frames_changed_asks_to_train_again(cli, trained_here, cl
         (["--replace", "car=<tok>", "--keep", "boat"], "--keep: 'boat' not in the source prompt"),
         (["--replace", "car=<tok>", "--steps", "0"], "--steps must be between 1 and 1000"),
         (["--replace", "car=<tok>", "--name", "../x"], "--name '../x' is not a plain folder name"),
+        (["--replace", "car=<tok>", "--name", "dog\n"], "--name 'dog\\n' is not a plain folder name"),
+        (["--replace", "car=<tok>", "--name", "a\tb"], "--name 'a\\tb' is not a plain folder name"),
+        (["--replace", "car=<tok>", "--name", "d" * 300], f"--name '{'d' * 40}…' is not a plain folder name"),
+        (["--replace", "car=<tok>", "--guidance", "nan"], "--guidance nan is not a finite number"),
+        (["--replace", "car=<tok>", "--seed", str(2**64)], "--seed is out of range (1.84e+19)"),
         (["--replace", "car=<tok>", "--blend", "car", "--no-blend"], "--blend and --no-blend"),
         (
             ["--replace", "car=<tok>", "--latent-prompt", "first"],
@@ -279,3 +284,15 @@ def test_a_real_clip_goes_from_train_to_edit(cli, image):
     assert evaluated.code == 0, evaluated.err
     metrics = json.loads(Path("car-turn.live/eval/car-tok/metrics.json").read_text())
     assert metrics["rows"]["source"]["consistency_consecutive"] > 0.5 and metrics["frames"] == 8
+
+
+def test_an_edit_whose_latents_overflow_fails_in_one_line_and_records_nothing(cli, ran):
+    before = tree_digest(PROJECT)
+    result = cli("edit", "--replace", "car=<tok>", "--name", "hot", "--steps", "4", "--guidance", "1e30")
+    assert result.code == 1 and "Traceback" not in result.err
+    assert (
+        result.error_lines[0]
+        == "error: the edit's latents are not finite (the sampling overflowed); nothing was recorded"
+    )
+    assert "lower --guidance (now 1e+30)" in result.err
+    assert tree_digest(PROJECT) == before and not (PROJECT / "edits" / "hot").exists()

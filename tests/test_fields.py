@@ -83,3 +83,38 @@ def test_the_paper_preset_sets_each_method_setting_and_only_those():
         TrainConfig(preset="paper", lr=1e-4)
     assert contradiction.value.message == "--lr 0.0001 contradicts --preset paper (the paper's: 3e-05)"
     assert contradiction.value.hint == "leave out --lr or --preset"
+
+
+def _numeric_fields():
+    """Every number a user can set, in every stage's config: (config, field, kind)."""
+    from livecli.config import EvalConfig, InvertConfig
+    from livecli.fields import field_types
+
+    required = {PrepareConfig: {"prompt": "a car", "object": "car"}, EditConfig: {"replace": ("car=<tok>",)}}
+    for config in (PrepareConfig, TrainConfig, InvertConfig, EditConfig, EvalConfig):
+        for name, kind in field_types(config).items():
+            accepted = {int, float} & set(getattr(kind, "__args__", (kind,)))
+            if accepted:
+                yield pytest.param(config, required.get(config, {}), name, accepted, id=f"{config.__name__}.{name}")
+
+
+@pytest.mark.parametrize("config, required, name, kinds", list(_numeric_fields()))
+def test_no_number_setting_takes_inf_nan_or_a_whole_number_past_64_bits(config, required, name, kinds):
+    """Refused in one line naming the flag: by the field's own range where it has one,
+    else by the one check every config runs (`check_fields`)."""
+    bad = [float("inf"), float("-inf"), float("nan")] if float in kinds else []
+    bad += [2**64, -(2**70)] if int in kinds else []
+    for value in bad:
+        with pytest.raises(SettingError) as error:
+            config(**required, **{name: value})
+        flag = "--" + name.replace("_", "-") if name != "text_weight" else "--lambda"
+        assert error.value.message.startswith(flag + " "), error.value.message
+        assert "Traceback" not in error.value.message and "\n" not in error.value.message
+
+
+def test_learning_rates_are_positive_and_at_most_one():
+    assert TrainConfig(lr=1.0, lp_lr=1e-4).lp_lr == 1e-4
+    for name in ("lr", "ti_lr", "lp_lr"):
+        for value, problem in ((0.0, "must be a positive number"), (1e12, "must be at most 1"), (1e38, "at most 1")):
+            with pytest.raises(SettingError, match=problem):
+                TrainConfig(**{name: value})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -201,7 +202,39 @@ BAD_INPUTS = {
     ),
     "no model": (lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS, "--model", t / "none"), "not found"),
     "bad device": (lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS, "--device", "tpu"), "--device 'tpu'"),
+    "fifo as clip": (
+        lambda t, clip, image: ("prepare", _fifo(t), image, *PREPARE_ARGS),
+        "is a FIFO (named pipe), not a",
+    ),
+    "fifo as image": (
+        lambda t, clip, image: ("prepare", clip, _fifo(t), *PREPARE_ARGS),
+        "is a FIFO (named pipe), not a",
+    ),
+    "folder as image": (lambda t, clip, image: ("prepare", clip, t, *PREPARE_ARGS), "is a folder, not a file"),
+    "newline in path": (
+        lambda t, clip, image: ("prepare", f"{clip}\n", image, *PREPARE_ARGS),
+        "clip.mp4\\n' holds a control character",
+    ),
+    "start inf": (
+        lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS, "--start", "inf"),
+        "--start inf is not a finite number",
+    ),
+    "start past the end": (
+        lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS, "--start", "1e300"),
+        "lasts 1.2 s: nothing to sample from --start 1e+300",
+    ),
+    "huge stride": (
+        lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS, "--stride", str(10**30)),
+        "--stride is out of range (1e+30)",
+    ),
 }
+
+
+def _fifo(folder: Path) -> Path:
+    """A named pipe nobody writes to: reading it would wait for ever."""
+    path = folder / "pipe.mp4"
+    os.mkfifo(path)
+    return path
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
@@ -290,3 +323,20 @@ def test_real_clips(cli, image, clip_name, stride):
     assert np.mean([np.abs(a - b).mean() for a, b in zip(frames, frames[1:], strict=False)]) > 0.5, (
         "consecutive frames differ"
     )
+
+
+def test_frames_prepared_past_the_default_max_frames_are_still_usable(cli, image, tmp_path):
+    """--max-frames is a guard when preparing, not a setting: the later stages, which bring
+    the prepared frames up to date from their record, must not re-check its default."""
+    from clips import write_frame_folder
+    from livecli.config import ModelConfig, PrepareConfig
+    from livecli.fields import default_of
+    from livecli.stages import prepare as prepare_stage
+    from livecli.store import Project
+
+    count = default_of(PrepareConfig, "max_frames") + 2
+    folder = write_frame_folder(tmp_path / "long", frames=count, size=16)
+    args = ("--frames", "all", "--size", "32", "--crop", "square", "--max-frames", str(count))
+    assert cli("prepare", folder, image, *PREPARE_ARGS, *args).code == 0
+    refreshed = prepare_stage.refresh(Project(Path("long.live")), ModelConfig(model="tiny"))
+    assert refreshed.skipped and refreshed.record.facts["frames_shape"][0] == count

@@ -16,7 +16,7 @@ from livecli.models import deltas as attention_deltas
 from livecli.models.loading import load_denoiser, resolve_model
 from livecli.models.video_unet import inflate
 from livecli.objectives import LiveTrainer
-from livecli.store import read_toml
+from livecli.store import read_toml, write_toml
 
 PROJECT = Path("clip.live")
 TRAIN = PROJECT / "train"
@@ -148,9 +148,23 @@ def test_sigterm_saves_a_checkpoint_that_resumes_to_the_uninterrupted_result(cli
             "losses.csv is damaged",
         ),
         (lambda folder: (folder / "token.safetensors").write_bytes(b"\0" * 8), "token.safetensors is damaged"),
+        (lambda folder: _edit_step(folder, losses_kept=3), "holds 3 steps' losses for a checkpoint at step 2"),
+        (lambda folder: _edit_step(folder, losses_kept=2), "counts 3 AdamW steps for a checkpoint at step 2"),
     ],
-    ids=["state-truncated", "losses-truncated", "token-truncated"],
+    ids=["state-truncated", "losses-truncated", "token-truncated", "step-edited", "step-and-losses-edited"],
 )
+def _edit_step(folder: Path, losses_kept: int) -> None:
+    """A hand edit of the checkpoint's step (3 -> 2), keeping `losses_kept` rows of losses.csv
+    and writing its new digest into state.toml, as a careful editor would."""
+    from livecli.store import sha256_file
+
+    rows = (folder / "losses.csv").read_text().splitlines()
+    (folder / "losses.csv").write_text("\n".join(rows[: losses_kept + 1]) + "\n")
+    state = read_toml(folder / "state.toml")
+    files = {**state["files"], "losses.csv": sha256_file(folder / "losses.csv")}
+    write_toml(folder / "state.toml", {**state, "step": 2, "files": files})
+
+
 def test_a_checkpoint_whose_parts_disagree_is_refused_not_restarted(cli, clip, image, damage, message):
     assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "3").code == 0
     damage(PROJECT / "checkpoints" / "train")
@@ -403,3 +417,55 @@ def test_steps_auto_stops_by_the_rule_and_keeps_the_best_step(cli, clip, image, 
     assert_same_tensors(TRAIN, uninterrupted / "train")
     assert read_toml(uninterrupted / "train" / "record.toml")["facts"]["auto_steps"] == auto
     assert "--steps must be a number or 'auto'" in cli("train", "--steps", "some").error_lines[0]
+
+
+class _InfiniteGradient(torch.autograd.Function):
+    """The identity, whose gradient is infinite: a finite loss with a non-finite gradient."""
+
+    @staticmethod
+    def forward(ctx, value):
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, gradient):
+        return gradient * float("inf")
+
+
+@pytest.mark.parametrize("broken", ["loss", "gradient"])
+def test_a_non_finite_step_stops_training_and_records_nothing_as_done(cli, prepared, monkeypatch, broken):
+    monkeypatch.setenv("LIVE_QUIET", "0")
+    calls = []
+    video_loss, text_loss = LiveTrainer.video_loss, LiveTrainer.text_loss
+
+    def video(self, generator=None, timestep=None):
+        loss = video_loss(self, generator, timestep)
+        if generator is None:  # a training step's, not a fixed draw's
+            calls.append(1)
+            if broken == "loss" and len(calls) == 4:
+                return loss * float("nan")
+        return loss
+
+    def text(self, generator=None, timestep=None):
+        loss = text_loss(self, generator, timestep)
+        return _InfiniteGradient.apply(loss) if broken == "gradient" and len(calls) == 4 else loss
+
+    with monkeypatch.context() as patched:
+        patched.setattr(LiveTrainer, "video_loss", video)
+        patched.setattr(LiveTrainer, "text_loss", text)
+        result = cli("train", "--steps", "5", "--checkpoint-every", "2")
+    assert result.code == 1 and "Traceback" not in result.err
+    what = "the loss (video nan" if broken == "loss" else "the gradient is not finite"
+    assert result.error_lines[0].startswith("error: training diverged at step 4: " + what), result.err
+    assert "lower --lr (now 3e-05) or --ti-lr (now 0.005)" in result.err
+    assert not (TRAIN / "record.toml").exists()
+    assert read_toml(PROJECT / "checkpoints" / "train" / "state.toml")["step"] == 2  # the last finite state kept
+    result = cli("train", "--steps", "5", "--checkpoint-every", "2")
+    assert result.code == 0 and "resuming at step 2" in result.err, result.err
+
+
+def test_a_learning_rate_that_would_diverge_is_refused_before_any_work(cli, prepared):
+    before = tree_digest(PROJECT)
+    for value in ("1e12", "1e38", "inf", "nan"):
+        result = cli("train", "--lr", value)
+        assert result.code == 1 and len(result.error_lines) == 1 and "--lr" in result.error_lines[0], result.err
+    assert tree_digest(PROJECT) == before and not TRAIN.exists()

@@ -162,3 +162,51 @@ def test_a_start_after_the_end_says_how_long_the_clip_is(tmp_path):
     clip = write_clip(tmp_path / "c.mp4", frames=12, fps=10)
     with pytest.raises(InputError, match=r"lasts 1\.2 s: nothing to sample from --start 100"):
         sample_frames(clip, frames=2, size=32, start=100)
+    with pytest.raises(InputError, match=r"lasts 1\.2 s: nothing to sample from --start 1e\+300"):
+        sample_frames(clip, frames=2, size=32, start=1e300)  # checked before seeking, which overflows
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "P", "LA", "RGBA", "1", "CMYK", "F"])
+def test_a_reference_of_any_depth_and_mode_keeps_its_tones(tmp_path, mode):
+    """A grey ramp saved in each mode reads back as the same ramp in 8-bit RGB (a 16-bit
+    greyscale PNG was read clipped to white)."""
+    ramp = np.tile(np.linspace(0, 1, 64), (64, 1))
+    path = tmp_path / ("ref.tiff" if mode in ("I", "F", "CMYK") else "ref.png")
+    if mode in ("I;16", "I"):
+        image = Image.fromarray((ramp * 65535).astype(np.uint16))  # a 16-bit greyscale PNG
+        image = image.convert("I") if mode == "I" else image
+    elif mode == "F":
+        image = Image.fromarray(ramp.astype(np.float32))
+    else:
+        grey = Image.fromarray((ramp * 255).astype(np.uint8))
+        image = grey.convert("RGB").convert("CMYK") if mode == "CMYK" else grey.convert(mode)
+    image.save(path)
+    with Image.open(path) as saved:
+        assert saved.mode.startswith(mode.split(";")[0]) or mode == "P" and saved.mode == "P", saved.mode
+    read = np.asarray(load_image(path, 64), dtype=np.float64)[..., 0] / 255
+    if mode == "1":  # two tones: dark on the left, light on the right
+        assert read[:, :8].mean() < 0.1 and read[:, -8:].mean() > 0.9
+    else:
+        assert np.abs(read - ramp).mean() < 0.03, np.abs(read - ramp).mean()
+
+
+def test_an_image_larger_than_live_reads_is_one_line_before_its_pixels(tmp_path):
+    """A 20000×20000 PNG header (a decompression bomb): refused by its size, nothing decoded."""
+    import struct
+    import zlib
+
+    path = tmp_path / "bomb.png"
+    Image.new("L", (8, 8)).save(path)
+    data = bytearray(path.read_bytes())
+    header = bytes(data[12:16]) + struct.pack(">II", 20000, 20000) + bytes(data[24:29])
+    data[16:24] = header[4:12]
+    data[29:33] = struct.pack(">I", zlib.crc32(header))
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"bomb\.png is (20000×20000 pixels|an image of over).*more than live reads"):
+        load_image(path, 64)
+    for side in (9000, 12000):  # past our limit, and past Pillow's warning
+        data[16:24] = struct.pack(">II", side, side)
+        data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+        path.write_bytes(bytes(data))
+        with pytest.raises(InputError, match=rf"{side}×{side} pixels, more than live reads \(64 megapixels\)"):
+            load_image(path, 64)

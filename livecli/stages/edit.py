@@ -29,6 +29,7 @@ from livecli import progress
 from livecli.config import EditConfig, InvertConfig, ModelConfig
 from livecli.control.prompts import EditPrompts, check_edit_words, edit_words
 from livecli.errors import ProjectError
+from livecli.fields import SettingError
 from livecli.models.loading import dtype_name, load_vae
 from livecli.models.vae import decode_latents
 from livecli.sampling import EditOutcome, plan_edit, sample_edit, source_attention_plan
@@ -133,6 +134,15 @@ def run(
                 "edit: the model was trained without a latent prompt, so --latent-prompt reference changes nothing"
             )
         prompts, outcome = _sample(config, runtime, inversion, manifest["prompt"], window, overlap)
+        if not torch.isfinite(outcome.edit).all():
+            raise SettingError(
+                EditConfig,
+                "the edit's latents are not finite (the sampling overflowed); nothing was recorded",
+                "lower {guidance} (now {guidance_value:g})"
+                + (", or edit in full precision (--dtype fp32)" if runtime.dtype != torch.float32 else "")
+                + "; if the training diverged, `live train --force` with a lower --lr",
+                guidance_value=config.guidance,
+            )
         runtime.release()
 
         prepared = project.record(PREPARE)

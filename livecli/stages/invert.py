@@ -29,6 +29,7 @@ from safetensors.torch import load_file
 from livecli import ddim, progress
 from livecli.config import InvertConfig, ModelConfig
 from livecli.control.source_attention import AttentionPlan, CachedSource, SourceRecorder, recording
+from livecli.errors import ProjectError
 from livecli.models.loading import dtype_name
 from livecli.models.trained import TrainedModel
 from livecli.stages import INVERT, PREPARE, TRAIN
@@ -173,6 +174,13 @@ def ensure(
         with progress.window_bar("inverting (DDIM)", count, passes, len(windows)) as advance:
             trajectory = invert_latents(
                 model, frames, settings["prompt"], config.steps, config.refine, advance, windows, recorder
+            )
+        if not torch.isfinite(trajectory).all():
+            raise ProjectError(
+                "the inversion's latents are not finite: the trained weights (or a half-precision pass) "
+                "overflowed; nothing was recorded",
+                hint="train again (`live train --force`, with a lower --lr)"
+                + (", or run in full precision (--dtype fp32)" if runtime.dtype != torch.float32 else ""),
             )
         save_tensors(staged / LATENTS, {"trajectory": trajectory.contiguous()})
         work.facts = {

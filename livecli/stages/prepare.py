@@ -25,6 +25,7 @@ import torch
 from livecli import progress
 from livecli.config import ModelConfig, PrepareConfig
 from livecli.errors import ConfigError, InputError, ProjectError
+from livecli.fields import default_of
 from livecli.models.loading import (
     dtype_name,
     load_vae,
@@ -50,6 +51,8 @@ from livecli.video import (
     load_image,
     probe_clip,
     sample_frames,
+    shown_path,
+    source_problem,
     too_long,
     write_pngs,
 )
@@ -69,8 +72,11 @@ def vae_batch(device: torch.device) -> int:
 
 
 def check_source(path: Path, what: str) -> Path:
-    if not path.exists():
-        raise InputError(f"{what} {path} does not exist", hint="check the path")
+    """A clip (a file or a folder of frames) or an image (a file) that can be read: a FIFO,
+    a device or a socket would hang or feed endless bytes, so each is refused."""
+    problem = source_problem(path, folder_allowed=what == "clip")
+    if problem:
+        raise InputError(f"{what} {shown_path(path)} {problem}", hint="check the path; pass a plain file")
     return path.resolve()
 
 
@@ -97,9 +103,10 @@ def refresh(project: Project, model: ModelConfig) -> StageResult:
     record = require(project)
     sources = project.manifest().get("sources", {})
     clip, image = (Path(sources.get(name, {}).get("path", "")) for name in ("clip", "image"))
-    config = PrepareConfig(
-        **{item.name: record.settings[item.name] for item in fields(PrepareConfig) if item.name in record.settings}
-    )
+    values = {item.name: record.settings[item.name] for item in fields(PrepareConfig) if item.name in record.settings}
+    # The --max-frames guard is not recorded: the frames once prepared were allowed then.
+    prepared = int(record.facts.get("frames_shape", [0])[0])
+    config = PrepareConfig(**values, max_frames=max(prepared, default_of(PrepareConfig, "max_frames")))
     if clip.exists() and image.is_file():
         return run(project, config, clip, image, model)
     if record.inputs.get("model") != resolve_model(model.model, config=model.model_config).key:
@@ -121,8 +128,6 @@ def run(
     """Prepare the project from CLIP and IMAGE, unless it is already up to date."""
     clip = check_source(clip, "clip")
     image = check_source(image, "reference image")
-    if image.is_dir():
-        raise InputError(f"reference image {image} is a folder", hint="pass one image file")
     project.check_writable(repair=force)
     with project.lock():
         damaged = project.manifest_damaged()

@@ -29,19 +29,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from livecli import progress, resources
 from livecli.config import ModelConfig, TrainConfig
 from livecli.errors import ConfigError, Interrupted, ProjectError, reason
+from livecli.fields import SettingError
 from livecli.interrupt import stop_at_safe_point
 from livecli.models import deltas as attention_deltas
 from livecli.models import text as text_model
 from livecli.models.loading import load_denoiser, resolve_device, resolve_model
 from livecli.models.trained import TrainedFiles
 from livecli.models.video_unet import compile_blocks, enable_checkpointing, inflate, trainable_names
-from livecli.objectives import LiveTrainer, MixedPrecision, StepLosses, TrainingData, resolve_mixed_precision
+from livecli.objectives import (
+    LiveTrainer,
+    MixedPrecision,
+    NonFiniteStep,
+    StepLosses,
+    TrainingData,
+    resolve_mixed_precision,
+)
 from livecli.stages import PREPARE, TRAIN
 from livecli.stages import prepare as prepare_stage
 from livecli.stopping import AUTO, EarlyStopping
@@ -197,9 +205,22 @@ def find_checkpoint(project: Project, run_key: str, steps: int) -> Checkpoint | 
         losses = read_losses(folder / LOSSES)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DamagedFile(folder / LOSSES, reason(exc), hint) from None
-    if [row.get("step") for row in losses[:step]] != [str(number) for number in range(1, step + 1)]:
+    if [row.get("step") for row in losses] != [str(number) for number in range(1, step + 1)]:
         raise DamagedFile(folder / LOSSES, f"holds {len(losses)} steps' losses for a checkpoint at step {step}", hint)
+    taken = optimizer_steps(folder / OPTIMIZER)
+    if taken - {step} and (state.get("scaler") is None or max(taken) > step):  # fp16's scaler may skip a step
+        counts = ", ".join(str(count) for count in sorted(taken))
+        raise DamagedFile(folder / OPTIMIZER, f"counts {counts} AdamW steps for a checkpoint at step {step}", hint)
     return Checkpoint(step, folder, losses, state.get("scaler"), state.get("before"), state.get("stopping"))
+
+
+def optimizer_steps(path: Path) -> set[int]:
+    """The step counts AdamW's state holds (one per trained tensor)."""
+    try:
+        with safe_open(path, "pt") as handle:
+            return {int(handle.get_tensor(key).item()) for key in handle.keys() if key.endswith(".step")}
+    except (OSError, SafetensorError, RuntimeError, ValueError) as exc:
+        raise DamagedFile(path, reason(exc), "run `live train --force` to train from step 0") from None
 
 
 def write_trained(folder: Path, trainer: LiveTrainer, base: dict[str, torch.Tensor], rows: list[dict]) -> None:
@@ -379,6 +400,21 @@ def loss_row(step: int, losses: StepLosses, config: TrainConfig, seconds: float)
     }
 
 
+def diverged(config: TrainConfig, step: int, what: str) -> SettingError:
+    """Training met a loss or gradient that is not finite: nothing is recorded as done and
+    the last checkpoint stays as it was (a resume would meet the same step again)."""
+    return SettingError(
+        TrainConfig,
+        "training diverged at step {step}: {what} is not finite; nothing was recorded as done",
+        "lower {lr} (now {lr_value:g}) or {ti_lr} (now {ti_lr_value:g}), then run again"
+        + (" (or train without {mixed_precision:fp16})" if config.mixed_precision == "fp16" else ""),
+        step=step,
+        what=what,
+        lr_value=config.lr,
+        ti_lr_value=config.ti_lr,
+    )
+
+
 def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool = False) -> StageResult:
     """Train the project's video UNet, latent prompt and token, unless up to date."""
     project.check_writable()
@@ -420,7 +456,10 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         with stop_at_safe_point(stopped) as stop, progress.bar("training", limit, completed=first) as advance:
             for step in range(first + 1, last + 1):
                 tick = time.perf_counter()
-                losses = trainer.step()
+                try:
+                    losses = trainer.step()
+                except NonFiniteStep as exc:
+                    raise diverged(config, step, str(exc)) from None
                 rows.append(loss_row(step, losses, config, time.perf_counter() - tick))
                 finished = step == limit
                 if stopping is not None and stopping.due(step):
