@@ -223,11 +223,20 @@ BAD_INPUTS = {
         lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS, "--start", "1e300"),
         "lasts 1.2 s: nothing to sample from --start 1e+300",
     ),
+    "prompt past 77 tokens": (
+        lambda t, clip, image: ("prepare", clip, image, *_long_prompt_args()),
+        "tokens long and the text encoder reads 77; 'car' is token",
+    ),
     "huge stride": (
         lambda t, clip, image: ("prepare", clip, image, *PREPARE_ARGS, "--stride", str(10**30)),
         "--stride is out of range (1e+30)",
     ),
 }
+
+
+def _long_prompt_args() -> tuple[str, ...]:
+    """The object word past CLIP's 77 tokens (the tiny tokenizer reads a token a letter)."""
+    return ("--prompt", "a very " * 16 + "jeep car is moving", "--object", "car", "--model", "tiny")
 
 
 def _fifo(folder: Path) -> Path:

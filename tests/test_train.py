@@ -469,3 +469,13 @@ def test_a_learning_rate_that_would_diverge_is_refused_before_any_work(cli, prep
         result = cli("train", "--lr", value)
         assert result.code == 1 and len(result.error_lines) == 1 and "--lr" in result.error_lines[0], result.err
     assert tree_digest(PROJECT) == before and not TRAIN.exists()
+
+
+def test_a_prompt_past_what_the_text_encoder_reads_is_refused_before_training(cli, prepared, monkeypatch):
+    steps = []
+    monkeypatch.setattr(LiveTrainer, "step", lambda self: steps.append(1))
+    result = cli("train", "--reference-prompt", "a photo of a very " * 6 + "shiny <tok>")
+    assert result.code == 1 and steps == [] and "Traceback" not in result.err
+    assert result.error_lines[0].startswith("error: the image objective's prompt 'a photo of")
+    assert "tokens long and the text encoder reads 77; '<@#$>' is token" in result.error_lines[0]
+    assert not TRAIN.exists()

@@ -99,11 +99,34 @@ def word_spans(tokenizer, prompt: str) -> list[WordSpan]:
             f"cannot line up the tokens of {prompt!r} word by word", hint="write the prompt with plain words and spaces"
         )
     if position + 1 > tokenizer.model_max_length:
-        raise InputError(
-            f"the prompt {prompt!r} is {position + 1} tokens long; the text encoder reads {tokenizer.model_max_length}",
-            hint="shorten the prompt",
-        )
+        raise _too_long(prompt, position + 1, tokenizer.model_max_length)
     return spans
+
+
+def check_prompt_fits(tokenizer, prompt: str, word: str, what: str = "the prompt") -> None:
+    """`prompt`, with its start and end tokens, within what the text encoder reads (77 for
+    CLIP): past that the text is cut off, and a word there (the object, or the learned
+    token) is never seen. Checked where a prompt is first given (prepare, train), not after
+    the training time is spent."""
+    length, position = 2, None
+    for piece in prompt.split():
+        if position is None and word.lower() in (piece.lower(), *prompt_words(piece)):
+            position = length
+        length += len(tokenizer(piece, add_special_tokens=False).input_ids)
+    if length > tokenizer.model_max_length:
+        raise _too_long(prompt, length, tokenizer.model_max_length, what, word, position)
+
+
+def _too_long(
+    prompt: str, length: int, limit: int, what: str = "the prompt", word: str = "", position: int | None = None
+) -> InputError:
+    shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+    cut = position is not None and position >= limit - 1  # the end token takes the last place
+    lost = f"; {word!r} is token {position}, which it never sees" if cut else ""
+    return InputError(
+        f"{what} {shown!r} is {length} tokens long and the text encoder reads {limit}{lost}",
+        hint=f"shorten it to at most {limit - 2} tokens (about {(limit - 2) * 3 // 4} words)",
+    )
 
 
 @dataclass(frozen=True)

@@ -347,6 +347,21 @@ def load_vae(source: ModelSource, device: torch.device, dtype: torch.dtype):
     return vae.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
+def load_tokenizer(source: ModelSource):
+    """The model's CLIP tokenizer alone (no weights: cheap), to check prompts early; None for
+    a single-file checkpoint without a local config folder, whose tokenizer comes with the
+    whole conversion (`load_denoiser`)."""
+    from transformers import CLIPTokenizer
+
+    folder = source.path if source.kind != "file" else Path(source.config) if source.config else None
+    if folder is None or not (folder / "tokenizer").is_dir():
+        return None
+    try:
+        return CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+    except Exception as exc:  # transformers raises many kinds for a bad folder
+        raise _load_error(source, "tokenizer", exc) from None
+
+
 def _from_single_file(model_class, source: ModelSource, component: str, dtype: torch.dtype, **extra):
     """One component of a single .safetensors/.ckpt checkpoint, converted by diffusers.
 

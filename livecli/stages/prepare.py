@@ -24,10 +24,12 @@ import torch
 
 from livecli import progress
 from livecli.config import ModelConfig, PrepareConfig
+from livecli.control.prompts import check_prompt_fits
 from livecli.errors import ConfigError, InputError, ProjectError
 from livecli.fields import default_of
 from livecli.models.loading import (
     dtype_name,
+    load_tokenizer,
     load_vae,
     native_size,
     resolve_device,
@@ -134,6 +136,9 @@ def run(
         if damaged:
             progress.say(f"prepare: {project.manifest_path} is damaged ({damaged}); --force writes it anew")
         source = resolve_model(model.model, config=model.model_config)
+        tokenizer = load_tokenizer(source)
+        if tokenizer is not None:
+            check_prompt_fits(tokenizer, config.prompt, config.object)
         info = probe_clip(clip)
         framing = plan_framing(config, info, native_size(source), size_multiple(source))
         expected = expected_frames(config, info, clip)

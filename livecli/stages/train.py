@@ -34,6 +34,7 @@ from safetensors.torch import load_file
 
 from livecli import progress, resources
 from livecli.config import ModelConfig, TrainConfig
+from livecli.control.prompts import check_prompt_fits
 from livecli.errors import ConfigError, Interrupted, ProjectError, reason
 from livecli.fields import SettingError
 from livecli.interrupt import stop_at_safe_point
@@ -326,6 +327,9 @@ def build_trainer(
     placeholder = text_model.add_placeholder(
         models.tokenizer, models.text_encoder, config.token, config.init_word or object_word
     )
+    caption = reference_caption(config, prompt, object_word)
+    check_prompt_fits(models.tokenizer, prompt, object_word)
+    check_prompt_fits(models.tokenizer, caption, config.token, "the image objective's prompt")
     torch.manual_seed(config.seed)  # the temporal attentions' initial weights
     video_unet = inflate(models.unet)
     trainable = set(trainable_names(video_unet))
@@ -346,9 +350,7 @@ def build_trainer(
         enable_checkpointing(video_unet, everywhere=config.gradient_checkpointing == "all")
     if compile_unet:
         compile_blocks(video_unet)
-    data = TrainingData(
-        latents["frames"].float(), latents["reference"].float(), prompt, reference_caption(config, prompt, object_word)
-    )
+    data = TrainingData(latents["frames"].float(), latents["reference"].float(), prompt, caption)
     trainer = LiveTrainer(
         video_unet, models.tokenizer, models.text_encoder, models.noise_scheduler, placeholder, data, config, precision
     )
