@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -30,7 +31,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -66,6 +67,66 @@ LEFTOVERS = re.compile(r"^(\.lock|\..+\.incomplete|\..+\.old|\.live\.toml\..+\.t
 
 
 @dataclass(frozen=True)
+class Fact:
+    """What one fact of a record must be (`means`, as an error says it): a record is checked
+    by meaning when read, so that a hand-edited value is one error naming it, not a
+    traceback (or a wrong result) in the stage that reads it."""
+
+    means: str
+    test: Callable[[Any], bool]
+    optional: bool = False
+
+    def __call__(self, value: Any) -> bool:
+        return (self.optional and value is None) or (value is not None and self.test(value))
+
+    @property
+    def or_absent(self) -> Fact:
+        return replace(self, optional=True, means=f"{self.means} (or absent)")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: Any, least: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+NUMBER = Fact("a finite number", _is_number)
+POSITIVE = Fact("a number above 0", lambda value: _is_number(value) and value > 0)
+FRACTION = Fact("a number from 0 to 1", lambda value: _is_number(value) and 0 <= value <= 1)
+COUNT = Fact("a whole number of 0 or more", _is_count)
+SHAPE = Fact(
+    "a list of whole numbers of 1 or more",
+    lambda value: isinstance(value, list) and bool(value) and all(_is_count(size, 1) for size in value),
+)
+TEXT = Fact("text", lambda value: isinstance(value, str))
+FLAG = Fact("true or false", lambda value: isinstance(value, bool))
+TABLE = Fact("a table", lambda value: isinstance(value, dict))
+
+
+def table_of(**facts: Fact) -> Fact:
+    """A table whose entries are `facts`."""
+    means = ", ".join(f"`{name}` {fact.means}" for name, fact in facts.items())
+    return Fact(
+        f"a table with {means}",
+        lambda value: isinstance(value, dict) and all(fact(value.get(name)) for name, fact in facts.items()),
+    )
+
+
+SOURCE = table_of(path=TEXT, sha256=TEXT)
+MANIFEST_FACTS = {
+    "model": table_of(id=TEXT, kind=TEXT),
+    "sources": Fact(
+        "a table of sources, each with `path` and `sha256` text",
+        lambda value: isinstance(value, dict) and all(SOURCE(source) for source in value.values()),
+    ),
+    "token": TEXT.or_absent,
+}
+"""What the manifest's entries must be, beyond their types (`MANIFEST_KEYS`)."""
+
+
+@dataclass(frozen=True)
 class Stage:
     """What the store needs to know of a stage, as the stage's module declares it: the name
     its records carry, the folder its output goes to, and the command that makes that
@@ -80,6 +141,8 @@ class Stage:
     missing: str = ""
     """What `live status` says of a stage with runs before its first, once the stage before it has run."""
     run_name: str = ""
+    facts: Mapping[str, Fact] = field(default_factory=dict)
+    """What its records' facts must be, for those later stages and `live status` read."""
 
     def run(self, name: str) -> Stage:
         return replace(self, folder=f"{self.folder}/{name}", runs=False, run_name=name)
@@ -236,7 +299,21 @@ class Record:
         ]
         if wrong:
             raise DamagedFile(path, f"`{wrong[0]}` has the wrong type")
+        for name, table in (("inputs", record.inputs), ("outputs", record.outputs)):
+            if not all(isinstance(value, str) for value in table.values()):
+                raise DamagedFile(path, f"`{name}` holds a value that is not a digest")
+        for name, fact in (("seconds", NUMBER), ("finished", TEXT), ("facts", TABLE)):
+            if not fact(getattr(record, name)) or (name == "seconds" and record.seconds < 0):
+                raise DamagedFile(path, f"`{name}` is {getattr(record, name)!r}, not {fact.means}")
         return record
+
+    def check_facts(self, path: Path, facts: Mapping[str, Fact]) -> None:
+        """Each of `facts` in the record is what it must be; `DamagedFile` naming the first that is not."""
+        for name, fact in facts.items():
+            value = self.facts.get(name)
+            if not fact(value):
+                shown = "missing" if value is None else f"{value!r}"[:60]
+                raise DamagedFile(path, f"`facts.{name}` is {shown}, not {fact.means}")
 
 
 class DamagedFile(ProjectError):
@@ -316,6 +393,10 @@ class Project:
             for key, kind in MANIFEST_KEYS.items():
                 if not isinstance(data.get(key), kind):
                     raise DamagedFile(self.manifest_path, f"`{key}` is missing or has the wrong type", hint)
+            for key, fact in MANIFEST_FACTS.items():
+                value = data[key] if key in data else None
+                if not fact(value):
+                    raise DamagedFile(self.manifest_path, f"`{key}` is {value!r}"[:80] + f", not {fact.means}", hint)
         if schema > SCHEMA:
             writer = data.get("live_version", "a newer version")
             raise ProjectError(
@@ -376,9 +457,11 @@ class Project:
         if not path.is_file():
             return None
         try:
-            return Record.load(path)
+            record = Record.load(path)
+            record.check_facts(path, stage.facts)
         except DamagedFile as exc:
             raise DamagedFile(path, exc.why, hint=f"make the stage again: {stage.remake_command}") from None
+        return record
 
     def up_to_date(self, stage: Stage, key: str) -> Record | None:
         """The stage's record when its fingerprint is `key` and its outputs are intact."""

@@ -1,4 +1,4 @@
-"""safetensors files written the same way every time.
+"""safetensors files written the same way every time, and read back as what was recorded.
 
 safetensors keeps a file's metadata in a hash map, so two saves of the same tensors may
 order its keys differently and differ in bytes: identical runs would not give identical
@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
-from livecli.store import fsync_replace, temporary_path
+from livecli.errors import reason
+from livecli.store import DamagedFile, fsync_replace, temporary_path
 
 HEADER_LENGTH = 8
 """A safetensors file starts with its header's length: 8 bytes, little-endian."""
@@ -59,3 +60,23 @@ def _as_os_error(exc: SafetensorError, path: Path) -> Exception:
         if os.strerror(number) in text:
             return OSError(number, os.strerror(number), str(path))
     return exc
+
+
+def load_tensors(path: Path, shapes: dict[str, list[int]], hint: str) -> dict[str, torch.Tensor]:
+    """The tensors of a file the project wrote, each of `shapes` present with the shape its
+    record says and finite: a damaged header (one declaring a huge length, say) or tensors
+    that are not what was recorded are one error naming the file and `hint`."""
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise DamagedFile(path, reason(exc), hint) from None
+    for name, shape in shapes.items():
+        if name not in tensors:
+            raise DamagedFile(path, f"it holds no `{name}`", hint)
+        if list(tensors[name].shape) != list(shape):
+            raise DamagedFile(
+                path, f"`{name}` is {list(tensors[name].shape)} where its record says {list(shape)}", hint
+            )
+        if tensors[name].is_floating_point() and not torch.isfinite(tensors[name]).all():
+            raise DamagedFile(path, f"`{name}` holds values that are not finite", hint)
+    return tensors

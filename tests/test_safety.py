@@ -189,6 +189,50 @@ def test_a_truncated_latents_file_is_refused_in_one_line(cli, edited):
     assert status["prepare"]["state"] == "stale" and "latents.safetensors" in status["prepare"]["reason"]
 
 
+def _replace_output(folder: Path, name: str | None, content: bytes = b"", **facts) -> None:
+    """Replace one output of a stage (`name`) and write its new digest, or `facts`, into the
+    record, as a careful hand would: the record still vouches for what it lists."""
+    from livecli.store import read_toml, sha256_file
+
+    record = read_toml(folder / "record.toml")
+    if name is not None:
+        (folder / name).write_bytes(content)
+        record["outputs"][name] = sha256_file(folder / name)
+    record["facts"].update(facts)
+    write_toml(folder / "record.toml", record)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda folder: _replace_output(folder, "latents.safetensors", (2**60).to_bytes(8, "little") + b"{}"),
+            "prepare/latents.safetensors is damaged",
+        ),
+        (
+            lambda folder: (
+                save_tensors(folder.parent / "x.safetensors", {"frames": torch.zeros(4, 4, 8, 8)})
+                or _replace_output(folder, "latents.safetensors", (folder.parent / "x.safetensors").read_bytes())
+            ),
+            "it holds no `reference`",
+        ),
+        (
+            lambda folder: _replace_output(folder, None, frames_shape=[5, 4, 8, 8]),
+            "`frames` is [4, 4, 8, 8] where its record says [5, 4, 8, 8]",
+        ),
+        (lambda folder: _replace_output(folder, None, frames_shape=[-4, 4, 8, 8]), "`facts.frames_shape` is"),
+        (lambda folder: _replace_output(folder, None, fps="fast"), "`facts.fps` is 'fast', not a number"),
+    ],
+    ids=["huge-header", "missing-tensor", "wrong-shape", "negative-frames", "fps-text"],
+)
+def test_records_and_tensors_are_checked_by_meaning_in_one_line(cli, edited, change, message):
+    change(edited / "prepare")
+    result = cli("edit", "--replace", "car=<tok>", "--name", "again", "--steps", "4", "--force")
+    assert result.code == 1 and message in result.error_lines[0], result.err
+    assert "Traceback" not in result.err and "live prepare CLIP IMAGE" in result.err
+    assert not (edited / "edits" / "again").exists()
+
+
 def test_a_damaged_record_is_named_not_taken_for_a_missing_stage(cli, edited):
     (edited / "prepare" / "record.toml").write_text('stage = "prep')
     status = {s["stage"]: s for s in json.loads(cli("status", "--json").out)["stages"]}
@@ -205,8 +249,11 @@ def test_a_damaged_record_is_named_not_taken_for_a_missing_stage(cli, edited):
     [
         (lambda data: data.pop("prompt"), "`prompt` is missing"),
         (lambda data: data.update(schema=-3), "`schema` is -3"),
+        (lambda data: data["sources"]["clip"].update(path=5), "`sources` is {'clip': {'path': 5"),
+        (lambda data: data["model"].pop("kind"), "`model` is {'id': 'tiny'"),
+        (lambda data: data.update(token=7), "`token` is 7, not text (or absent)"),
     ],
-    ids=["no-prompt", "negative-schema"],
+    ids=["no-prompt", "negative-schema", "source-path-number", "model-without-kind", "token-number"],
 )
 def test_a_damaged_manifest_is_one_line_whose_hint_works(cli, clip, image, change, message):
     assert cli("prepare", clip, image, *SMALL).code == 0

@@ -7,13 +7,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from livecli import __version__
+from livecli import __version__, stages
 from livecli.errors import ProjectError
-from livecli.stages import EDIT, EVAL, INVERT, PREPARE, STAGES, TRAIN
 from livecli.store import (
     MANIFEST,
     RECORD,
@@ -28,6 +28,10 @@ from livecli.store import (
     sha256_path,
     write_toml,
 )
+
+PREPARE, TRAIN, INVERT, EDIT, EVAL = STAGES = tuple(replace(stage, facts={}) for stage in stages.STAGES)
+"""The stages as the store knows them, without what their facts must be: these tests write
+records with made-up facts (what facts must be is tested on its own, below)."""
 
 MANIFEST_VALUES = {"prompt": "a car on a road", "object": "car", "model": {"id": "tiny", "kind": "tiny"}, "sources": {}}
 """What every manifest holds (`live prepare` writes them at once)."""
@@ -362,3 +366,40 @@ def test_a_stage_that_fails_leaves_the_last_complete_state_and_no_record(tmp_pat
         (folder / "out.bin").write_bytes(b"half")
         raise KeyboardInterrupt
     assert work.record is None and not project.stage_dir(PREPARE).exists()
+
+
+def test_a_record_whose_facts_are_not_what_they_must_be_is_damaged_not_a_traceback(tmp_path):
+    from livecli.store import COUNT, SHAPE, DamagedFile, table_of
+
+    shoot = Stage(
+        "shoot", "takes", remake="`live shoot`", facts={"shape": SHAPE, "span": table_of(stride=COUNT).or_absent}
+    )
+    project = Project(tmp_path / "p.live")
+    project.update_manifest(**MANIFEST_VALUES)
+    for facts, why in [
+        ({"shape": [4, 4, 8, 8]}, ""),
+        ({"shape": [4, 4, 8, 8], "span": {"stride": 2}}, ""),
+        ({"shape": [-4, 4, 8, 8]}, "`facts.shape` is [-4, 4, 8, 8], not a list of whole numbers of 1 or more"),
+        ({"shape": "big"}, "`facts.shape` is 'big', not a list of whole numbers of 1 or more"),
+        ({}, "`facts.shape` is missing, not a list"),
+        ({"shape": [1], "span": {"stride": "x"}}, "`facts.span` is {'stride': 'x'}, not a table with `stride` a whole"),
+    ]:
+        with project.lock():
+            work = project.run_stage(shoot, {"n": len(why)}, {}, force=True)
+            with work.staging() as folder:
+                (folder / "take.bin").write_bytes(b"x")
+                work.facts = facts
+        if not why:
+            assert project.record(shoot).facts == facts
+            continue
+        with pytest.raises(DamagedFile) as damaged:
+            project.record(shoot)
+        assert why in damaged.value.message and damaged.value.hint == "make the stage again: `live shoot`"
+        assert [(s.state, s.reason.startswith("record.toml is damaged")) for s in project.status([shoot])] == [
+            ("stale", True)
+        ]
+    write_toml(
+        project.root / "takes" / "record.toml", {**read_toml(project.root / "takes" / "record.toml"), "seconds": "x"}
+    )
+    with pytest.raises(DamagedFile, match="`seconds` is 'x', not a finite number"):
+        project.record(shoot)

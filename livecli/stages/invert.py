@@ -23,21 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
 
 from livecli import ddim, progress
 from livecli.config import InvertConfig, ModelConfig
 from livecli.control.source_attention import AttentionPlan, CachedSource, SourceRecorder, recording
-from livecli.errors import ProjectError
+from livecli.errors import ProjectError, reason
 from livecli.models.loading import dtype_name
 from livecli.models.trained import TrainedModel
-from livecli.stages import INVERT, PREPARE, TRAIN
+from livecli.stages import INVERT, TRAIN
 from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
 from livecli.stages.runtime import Runtime, frame_count, resolve_windows
-from livecli.store import Project, Record, Stage, StageResult, fingerprint
-from livecli.tensor_files import save_tensors
+from livecli.store import DamagedFile, Project, Record, Stage, StageResult, fingerprint
+from livecli.tensor_files import load_tensors, save_tensors
 from livecli.windows import Window, plan_windows, window_settings, windowed_noise
 from livecli.words import TOKEN_ALIAS
 
@@ -114,12 +113,27 @@ class Inversion:
 
     def trajectory(self) -> torch.Tensor:
         """The whole trajectory [steps + 1, F, 4, h, w]."""
-        return load_file(self.project.verified(self.stage, LATENTS))["trajectory"]
+        shapes = {"trajectory": self.result.record.facts["trajectory_shape"]}
+        return load_tensors(self.project.verified(self.stage, LATENTS), shapes, self._remake)["trajectory"]
 
     def start(self) -> torch.Tensor:
         """x_T alone [F, 4, h, w], without reading the rest of the trajectory."""
-        with safe_open(self.project.verified(self.stage, LATENTS), framework="pt") as handle:
-            return handle.get_slice("trajectory")[0]
+        path = self.project.verified(self.stage, LATENTS)
+        try:
+            with safe_open(path, framework="pt") as handle:
+                trajectory = handle.get_slice("trajectory")
+                if list(trajectory.get_shape()) != self.result.record.facts["trajectory_shape"]:
+                    raise ValueError(f"`trajectory` is {trajectory.get_shape()} where its record says otherwise")
+                start = trajectory[0]
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise DamagedFile(path, reason(exc), self._remake) from None
+        if not torch.isfinite(start).all():
+            raise DamagedFile(path, "`trajectory` holds values that are not finite", self._remake)
+        return start
+
+    @property
+    def _remake(self) -> str:
+        return f"make it again: {self.stage.remake_command}"
 
 
 def ensure(
@@ -163,7 +177,7 @@ def ensure(
         return Inversion(project, stage, work.result)
 
     model = runtime.trained()
-    frames = load_file(project.verified(PREPARE, prepare_stage.LATENTS))["frames"]
+    frames = prepare_stage.latents(project)["frames"]
     windows = plan_windows(count, window, overlap)
     passes = config.steps * (config.refine + 1)
     with work.staging() as staged:

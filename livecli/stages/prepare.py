@@ -42,7 +42,7 @@ from livecli.models.vae import encode_images
 from livecli.resources import MAX_SIZE_FACTOR, check_fits, prepare_bytes
 from livecli.stages import PREPARE
 from livecli.store import Project, Record, StageResult, sha256_path
-from livecli.tensor_files import save_tensors
+from livecli.tensor_files import load_tensors, save_tensors
 from livecli.video import (
     AudioError,
     ClipInfo,
@@ -80,6 +80,14 @@ def check_source(path: Path, what: str) -> Path:
     if problem:
         raise InputError(f"{what} {shown_path(path)} {problem}", hint="check the path; pass a plain file")
     return path.resolve()
+
+
+def latents(project: Project) -> dict[str, torch.Tensor]:
+    """The prepared latents (`frames`, `reference`), checked against the record: its digest,
+    and the shapes it gives."""
+    record = require(project)
+    shapes = {"frames": record.facts["frames_shape"], "reference": record.facts["reference_shape"]}
+    return load_tensors(project.verified(PREPARE, LATENTS), shapes, f"make it again: {PREPARE.remake_command}")
 
 
 def require(project: Project) -> Record:

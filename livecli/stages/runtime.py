@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from safetensors.torch import load_file
 
 from livecli.config import DEFAULT_WINDOW, EditConfig, InvertConfig, ModelConfig, check_overlap
 from livecli.errors import ProjectError
@@ -55,7 +54,7 @@ class Runtime:
 
     def trained(self) -> TrainedModel:
         if self._trained is None:
-            latents = load_file(self.project.verified(PREPARE, prepare_stage.LATENTS))
+            latents = prepare_stage.latents(self.project)
             files = train_stage.trained_files(self.project, self.project.record(TRAIN))
             self._trained = load_trained(
                 files, latents["reference"], self.source, self.device, self.dtype, self.compile_unet

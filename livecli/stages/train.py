@@ -442,7 +442,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         limit = stopping.max_steps if stopping else config.steps
         checkpoint = None if force else find_checkpoint(project, run_key, limit)
         precision = MixedPrecision(config.mixed_precision, device)
-        latents = load_file(project.verified(PREPARE, prepare_stage.LATENTS))
+        latents = prepare_stage.latents(project)
         trainer, base = build_trainer(source, config, precision, manifest, latents, checkpoint, model.compile)
         if checkpoint is not None:
             rows, first, before = checkpoint.losses[: checkpoint.step], checkpoint.step, StepLosses(**checkpoint.before)
