@@ -59,7 +59,8 @@ def terminate_as_interrupt() -> Iterator[None]:
 
 @contextmanager
 def stop_at_safe_point(message: str) -> Iterator[StopRequest]:
-    """Within the block, Ctrl-C or SIGTERM sets `requested` (and prints `message`) instead of raising."""
+    """Within the block, Ctrl-C or SIGTERM sets `requested` (and prints `message`, with how
+    to stop at once: a second Ctrl-C, or a second SIGTERM) instead of raising."""
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request  # signal handlers belong to the main thread; elsewhere the signals are not ours
@@ -73,7 +74,8 @@ def stop_at_safe_point(message: str) -> Iterator[StopRequest]:
         if request.requested:
             raise KeyboardInterrupt
         request.requested = True
-        say(message)
+        again = "Ctrl-C again" if signum == signal.SIGINT else "a second SIGTERM"
+        say(f"{message} ({again} to stop at once)")
 
     previous = {number: signal.signal(number, handle) for number in STOP_SIGNALS}
     try:

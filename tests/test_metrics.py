@@ -233,7 +233,8 @@ def test_default_clip_text_of_a_token_edit_names_the_reference_object_never_the_
     assert text({"init_word": "horse"}) == "a man riding a horse"
     assert text({"reference_prompt": "a <tok> horse on a beach"}) == "a horse on a beach"
     assert text({"init_word": "motorcycle", "reference_prompt": "a brown <@#$> horse"}) == "a brown horse"
-    for trained in ({}, {"init_word": "motorcycle"}, {"reference_prompt": "a <tok> motorcycle"}):
+    lone = ({"reference_prompt": "a <tok> on a beach"}, {"reference_prompt": "a photo of my <tok>"})  # it is the object
+    for trained in ({}, {"init_word": "motorcycle"}, {"reference_prompt": "a <tok> motorcycle"}, *lone):
         assert text(trained) is None and "pass --text" in clip_text(None, edit, "<@#$>", trained, "motorcycle").why
     assert text({}, given="a man riding a zebra") == "a man riding a zebra"
     assert clip_text(None, "a man riding a bus", "<@#$>", {}, "motorcycle").text == "a man riding a bus"  # a word edit

@@ -127,10 +127,12 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(cli, clip, image, m
 
 
 def test_sigterm_saves_a_checkpoint_that_resumes_to_the_uninterrupted_result(cli, clip, image, monkeypatch, six_steps):
+    monkeypatch.setenv("LIVE_QUIET", "0")
     interrupt_after(monkeypatch, 2, signal.SIGTERM)  # what SLURM sends before its time limit
     stopped = cli("train", clip, image, *PREPARE_ARGS, "--steps", "6", "--checkpoint-every", "100")
     assert stopped.code == 143, stopped.err
     assert "terminated: checkpoint saved at step 2 of 6" in stopped.err
+    assert "(a second SIGTERM to stop at once)" in stopped.err and "Ctrl-C" not in stopped.err
     assert read_toml(PROJECT / "checkpoints" / "train" / "state.toml")["step"] == 2
     resumed = cli("train", clip, image, *PREPARE_ARGS, "--steps", "6")
     assert resumed.code == 0, resumed.err

@@ -120,15 +120,33 @@ def clip_text(given: str | None, target_prompt: str, token: str, trained: dict[s
         return ClipText(
             read_token_as(target_prompt, token, init_word), f"the edit's prompt, {token} read as --init-word"
         )
-    reference = (trained.get("reference_prompt") or "").replace(TOKEN_ALIAS, token)
-    words = [word for word in reference.split() if token not in word]
-    if words and source_word not in {word.lower().strip(".,;:!?") for word in words}:
+    reference = (trained.get("reference_prompt") or "").replace(TOKEN_ALIAS, token).split()
+    words = [word for word in reference if token not in word]
+    if names_the_object(reference, token) and source_word not in {word.lower().strip(".,;:!?") for word in words}:
         return ClipText(" ".join(words), "the words of --reference-prompt")
     return ClipText(
         None,
         f"no CLIP score: the edit's prompt has {token}, and neither --init-word nor --reference-prompt names the "
         "reference's object in words; pass --text to score it",
     )
+
+
+LINKING_WORDS = frozenset(
+    "a an the on in at by of with near under over above below behind beside before after to from into onto "
+    "and or is are was were in front".split()
+)
+"""Words that cannot name an object: where one follows the token, the token stands for the object alone."""
+
+
+def names_the_object(reference: list[str], token: str) -> bool:
+    """Whether the reference prompt's words still name the object once the token is taken
+    out: `a <tok> dog on a beach` does (`dog` follows the token); `a <tok> on a beach`
+    does not, the token being the object itself."""
+    for index, word in enumerate(reference):
+        if token in word:
+            after = reference[index + 1].lower().strip(".,;:!?") if index + 1 < len(reference) else ""
+            return bool(after) and after not in LINKING_WORDS
+    return False
 
 
 def read_token_as(target_prompt: str, token: str, word: str) -> str:

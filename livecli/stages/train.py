@@ -454,7 +454,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
             best = start_stopping(stopping, trainer, checkpoint, before, first)
             last = first if first and stopping.done(first) else limit  # its checkpoint is where the rule stopped
 
-        stopped = "train: stopping after this step to save a checkpoint (Ctrl-C again to stop at once)"
+        stopped = "train: stopping after this step to save a checkpoint"
         with stop_at_safe_point(stopped) as stop, progress.bar("training", limit, completed=first) as advance:
             for step in range(first + 1, last + 1):
                 tick = time.perf_counter()
