@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from helpers import RUN_ARGS, table_rows, tree_digest
 
 PROJECT = Path("clip.live")
@@ -71,3 +73,24 @@ def test_run_refuses_to_overwrite_an_edit_unless_forced(cli, clip, image, ran):
     assert (
         json.loads((PROJECT / "eval" / "car-tok" / "metrics.json").read_text())["settings"]["edit"]["guidance"] == 5.0
     )
+
+
+def test_a_v_prediction_model_shaped_as_sd2_runs_every_stage(cli, clip, image, tiny_sd, tmp_path):
+    """Stable Diffusion 2.x: v-prediction, and the transformers' projections linear, not 1×1
+    convolutions. The tiny model so configured goes through train, invert, edit and eval."""
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config(tiny_sd.unet.config, use_linear_projection=True)
+    scheduler = DDIMScheduler.from_config(tiny_sd.scheduler.config, prediction_type="v_prediction")
+    folder = tmp_path / "sd2"
+    type(tiny_sd)(**{**tiny_sd.components, "unet": unet, "scheduler": scheduler}).save_pretrained(folder)
+    assert any(isinstance(module, torch.nn.Linear) for name, module in unet.named_modules() if name.endswith("proj_in"))
+    args = list(RUN_ARGS)
+    args[args.index("--model") + 1] = str(folder)
+    result = cli("run", clip, image, *args, "--clip-model", "tiny")
+    assert result.code == 0, result.err
+    project = Path("clip.live")
+    assert (project / "edits" / "car-tok" / "edit.mp4").is_file()
+    assert json.loads((project / "eval" / "car-tok" / "metrics.json").read_text())
+    assert json.loads((folder / "scheduler" / "scheduler_config.json").read_text())["prediction_type"] == "v_prediction"
