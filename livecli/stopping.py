@@ -4,7 +4,8 @@ Every `every` steps the trainer's fixed-draw loss (`LiveTrainer.evaluate`: both 
 at timesteps spread over the schedule, with noise of its own, so free of the per-step
 sampling noise) is observed. Training stops once `patience` observations in a row have not
 beaten the best loss before them by `min_gain` (relative), or at `max_steps`; the step kept
-is the one with the lowest loss observed.
+is the trained one with the lowest loss observed: step 0 (the untrained weights) is
+observed as where the rule starts from, never kept, since `--steps auto` is asked to train.
 """
 
 from __future__ import annotations
@@ -28,15 +29,18 @@ class EarlyStopping:
         return step % self.every == 0
 
     def observe(self, step: int, loss: float) -> bool:
-        """Note the loss at `step`; True when it is the lowest so far (the step to keep)."""
-        new_best = not self.history or loss < self.best[1]
+        """Note the loss at `step`; True when it is the lowest of a trained step so far (the step to keep)."""
+        trained = [seen for seen in self.history if seen[0] > 0]
+        new_best = step > 0 and (not trained or loss < self.best[1])
         self.history.append((step, float(loss)))
         return new_best
 
     @property
     def best(self) -> tuple[int, float]:
-        """(step, loss) of the lowest loss observed; the earliest of equals."""
-        return min(self.history, key=lambda item: item[1])
+        """(step, loss) of the lowest loss observed at a trained step, the earliest of equals
+        (step 0's before any step is observed)."""
+        trained = [seen for seen in self.history if seen[0] > 0]
+        return min(trained or self.history, key=lambda item: item[1])
 
     def done(self, step: int) -> bool:
         """Whether to stop after `step`: the cap is reached, or the last `patience`

@@ -515,11 +515,22 @@ class Project:
         inputs: dict[str, str],
         force: bool = False,
         reusable: Callable[[Record], bool] | None = None,
+        reads: Sequence[Stage] = (),
     ) -> StageRun:
         """One run of `stage` with these settings and inputs (the caller holds the lock):
         up to date, or to be made (`StageRun`). `reusable` may refuse an up-to-date record
-        that lacks something this run needs; `force` refuses every one."""
-        return StageRun(self, stage, settings, inputs, force, reusable)
+        that lacks something this run needs; `force` refuses every one. `reads` are the
+        stages whose outputs the run reads: one of them changed since it was written is
+        not up to date (the run's verified read then names the file, as `live status` does)."""
+        return StageRun(self, stage, settings, inputs, force, reusable, reads)
+
+    def intact(self, stage: Stage) -> bool:
+        """Whether the stage has a readable record and every output it lists is as written."""
+        try:
+            record = self.record(stage)
+        except DamagedFile:
+            return False
+        return record is not None and not self.changed_output(stage, record)
 
     @contextmanager
     def staging(self, folder: str, last: str = RECORD) -> Iterator[Path]:
@@ -774,11 +785,14 @@ class StageRun:
         inputs: dict[str, str],
         force: bool = False,
         reusable: Callable[[Record], bool] | None = None,
+        reads: Sequence[Stage] = (),
     ):
         self.project, self.stage, self.settings, self.inputs = project, stage, settings, inputs
         self.key = fingerprint(stage.name, settings, inputs)
         record = None if force else project.up_to_date(stage, self.key)
         if record is not None and reusable is not None and not reusable(record):
+            record = None
+        if record is not None and not all(project.intact(read) for read in reads):
             record = None
         self.record: Record | None = record
         self.skipped = record is not None

@@ -296,3 +296,16 @@ def test_an_edit_whose_latents_overflow_fails_in_one_line_and_records_nothing(cl
     )
     assert "lower --guidance (now 1e+30)" in result.err
     assert tree_digest(PROJECT) == before and not (PROJECT / "edits" / "hot").exists()
+
+
+def test_a_damaged_upstream_file_is_named_by_the_edit_not_taken_as_up_to_date(cli, ran):
+    """`live status` calls the edit stale once the token file changes; the same edit again
+    must not say "up to date" but name the file and the command that remakes it."""
+    token = PROJECT / "train" / "token.safetensors"
+    token.write_bytes(token.read_bytes()[:-4] + b"\0\0\0\0")
+    statuses = json.loads(cli("status", "--json").out)["stages"]
+    assert {s["stage"]: s["state"] for s in statuses}["train"] == "stale"
+    result = cli("edit", "--replace", "car=<tok>", "--steps", "4")
+    assert result.code == 1 and "up to date" not in result.out + result.err, result.err
+    assert "train/token.safetensors differs from what its record says" in result.error_lines[0]
+    assert "live train" in result.err

@@ -40,8 +40,15 @@ def test_a_rise_then_a_real_fall_resets_the_patience():
 
 def test_observe_says_when_a_step_is_the_best_and_equals_keep_the_earliest():
     stopping = EarlyStopping()
-    assert stopping.observe(0, 1.0) and not stopping.observe(50, 1.0) and stopping.observe(100, 0.5)
-    assert stopping.best == (100, 0.5)
+    assert not stopping.observe(0, 1.0)  # the untrained weights: where the rule starts, never kept
+    assert stopping.observe(50, 1.0) and not stopping.observe(100, 1.0) and stopping.observe(150, 0.5)
+    assert stopping.best == (150, 0.5)
+
+
+def test_step_0_is_never_kept_even_when_training_only_made_the_loss_worse():
+    stopping = run([1.0, 1.3, 1.2, 1.25, 1.4], every=50, patience=3)
+    assert stopping.history[-1][0] == 150 and stopping.best == (100, 1.2)
+    assert stopping.facts()["kept_step"] == 100
 
 
 def test_its_state_resumes_the_same_rule():

@@ -125,7 +125,7 @@ def run(
 
         inversion = _inversion(project, config, runtime, window, overlap, trained.facts["token"])
         inputs = {TRAIN.folder: trained.fingerprint, inversion.stage.folder: inversion.result.record.fingerprint}
-        work = project.run_stage(stage, settings, inputs, force=force)
+        work = project.run_stage(stage, settings, inputs, force=force, reads=(PREPARE, TRAIN, inversion.stage))
         if work.skipped:
             return EditResult(inversion.result, work.result)
 

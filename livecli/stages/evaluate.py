@@ -224,7 +224,7 @@ def _evaluate(
         **({"clip_score": clip_note} if clip_note else {}),
     }
     inputs = {edit.folder: edited.fingerprint, PREPARE.folder: prepared.fingerprint}
-    work = project.run_stage(stage, settings, inputs, force=force)
+    work = project.run_stage(stage, settings, inputs, force=force, reads=(PREPARE, edit))
     if work.skipped:
         return Evaluation(name, work.result, _load_metrics(project, stage))
 

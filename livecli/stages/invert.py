@@ -31,7 +31,7 @@ from livecli.control.source_attention import AttentionPlan, CachedSource, Source
 from livecli.errors import ProjectError, reason
 from livecli.models.loading import dtype_name
 from livecli.models.trained import TrainedModel
-from livecli.stages import INVERT, TRAIN
+from livecli.stages import INVERT, PREPARE, TRAIN
 from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
 from livecli.stages.runtime import Runtime, frame_count, resolve_windows
@@ -172,7 +172,7 @@ def ensure(
         )
         return False
 
-    work = project.run_stage(stage, settings, inputs, force=force, reusable=stores_enough)
+    work = project.run_stage(stage, settings, inputs, force=force, reusable=stores_enough, reads=(PREPARE, TRAIN))
     if work.skipped:
         return Inversion(project, stage, work.result)
 

@@ -433,7 +433,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         if fits(int(prepared.facts["frames_shape"][0]), config.window):  # one window: its size changes nothing
             del settings["window"]
         inputs = {PREPARE.folder: prepared.fingerprint, "model": source.key}
-        work = project.run_stage(TRAIN, settings, inputs, force=force)
+        work = project.run_stage(TRAIN, settings, inputs, force=force, reads=(PREPARE,))
         if work.skipped:
             return work.result
 
