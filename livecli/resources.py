@@ -8,11 +8,14 @@ run that fits is never refused) and are calibrated on bench/prepare_vae.py's fig
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import psutil
 import torch
 
 from livecli import environment
-from livecli.errors import ConfigError
+from livecli.errors import ConfigError, ProjectError
 
 GB = 1024**3
 MAX_SIZE_FACTOR = 4
@@ -90,3 +93,14 @@ def check_fits(needed: dict[str, int], device: torch.device, what: str, hint: st
                 f"{what} needs about {amount(wanted)} of {kind}; {amount(free)} is free",
                 hint=f"{hint} (or set {SKIP}=1 to try anyway)",
             )
+
+
+def check_disk(folder: Path, needed: int, what: str, hint: str) -> None:
+    """Refuse to write `needed` bytes (and a tenth more, for the rest of the stage) into
+    `folder` when its disk has less free, in one line, before anything is written."""
+    free = shutil.disk_usage(folder).free
+    if needed * 1.1 > free:
+        raise ProjectError(
+            f"{what} needs about {amount(needed)} of disk in {folder}; {amount(free)} is free",
+            hint=hint,
+        )

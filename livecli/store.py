@@ -550,6 +550,11 @@ class Project:
             yield tmp
             if not (tmp / last).is_file():
                 raise RuntimeError(f"stage {folder} wrote no {last}")
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT) and not exc.filename:  # a writer that named no file
+                raise OSError(exc.errno, exc.strerror, str(final)) from None
+            raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

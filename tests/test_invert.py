@@ -4,17 +4,21 @@ through the trained video UNet, and the stage's one folder per fingerprint."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from edits import PROMPT, relative_error
+from helpers import PREPARE_ARGS, copied_here
 from livecli import ddim
 from livecli.config import ModelConfig
+from livecli.resources import amount
 from livecli.sampling import guided_sample
 from livecli.stages import invert as invert_stage
 from livecli.stages.invert import invert_latents
-from livecli.store import Project
+from livecli.store import Project, read_toml
 
 
 def test_inversion_then_sampling_reconstructs_the_prepared_latents(trained):
@@ -72,3 +76,26 @@ def test_shared_copy_of_project_is_untouched(trained, tmp_path):
     trajectory = load_file(first.folder / invert_stage.LATENTS)["trajectory"]
     assert trajectory.shape == (6, *frames.shape)
     assert torch.equal(trajectory, invert_latents(model, frames, PROMPT, 5))
+
+
+@pytest.mark.parametrize("window", [None, 3])
+def test_the_attention_store_is_sized_exactly_before_it_is_written(cli, made, window, monkeypatch):
+    """The estimate said before an inversion stores the source's attention is the size the
+    recorder then writes, windowed or not; a disk with less free refuses in one line."""
+    monkeypatch.setenv("LIVE_QUIET", "0")
+    copied_here(made("train", "clip.mp4", "ref.png", *PREPARE_ARGS, "--frames", "6", "--size", "64", "--steps", "2"))
+    extra = ["--window", str(window), "--overlap", "1"] if window else []
+    result = cli("edit", "--replace", "car=<tok>", "--steps", "5", "--source-branch", "inversion", *extra)
+    assert result.code == 0, result.err
+    (record,) = Path("clip.live").glob("invert/*/record.toml")
+    attention = read_toml(record)["facts"]["attention"]
+    files = list(record.parent.glob("attention/*.safetensors"))
+    written = sum(t.numel() * t.element_size() for f in files for t in load_file(f).values())
+    assert attention["estimated_bytes"] == attention["bytes"] == written > 0
+    assert f"storing the source's attention for the edit: about {amount(written)}" in result.err
+
+    monkeypatch.setattr("shutil.disk_usage", lambda path: type("Usage", (), {"free": written // 2})())
+    args = ("edit", "--replace", "car=<tok>", "--steps", "4", "--source-branch", "inversion", "--name", "b", *extra)
+    refused = cli(*args)
+    assert refused.code == 1 and "of disk in" in refused.error_lines[0] and "is free" in refused.error_lines[0]
+    assert "--source-branch sample" in refused.err and not Path("clip.live/edits/b").exists()

@@ -86,6 +86,54 @@ class AttentionPlan:
         return cls(*(int(facts[f.name]) for f in dataclasses.fields(cls)))
 
 
+@dataclass(frozen=True)
+class AttentionLayer:
+    """One attention layer of the video UNet, as the store sizes what it keeps of it."""
+
+    kind: str
+    query_tokens: int
+    heads: int
+    width: int
+    """The width of the layer's input (what frame attention stores)."""
+
+
+def attention_layers(video_unet: VideoUNet, latent_size: tuple[int, int]) -> list[AttentionLayer]:
+    """Every attention layer of the video UNet for latents of `latent_size` (h, w): its
+    kind, and its query positions at its block's resolution (halved, rounding up, per level)."""
+    unet = video_unet.unet
+    levels = len(unet.down_blocks)
+    layers = []
+    for name in unet.attn_processors:
+        block, _, rest = name.partition(".")
+        index = int(rest.split(".", 1)[0]) if block != "mid_block" else 0
+        level = {"down_blocks": index, "mid_block": levels - 1, "up_blocks": levels - 1 - index}[block]
+        height, width = latent_size
+        for _ in range(level):
+            height, width = -(-height // 2), -(-width // 2)
+        attn = unet.get_submodule(name.removesuffix(".processor"))
+        kind = TEMPORAL if ".temporal." in name else FRAME if name.endswith("attn1.processor") else CROSS
+        layers.append(AttentionLayer(kind, height * width, attn.heads, attn.to_q.in_features))
+    return layers
+
+
+def stored_bytes(plan: AttentionPlan, layers: list[AttentionLayer], batches: list[int], steps: int) -> int:
+    """What `SourceRecorder` will write for an inversion of `steps` steps whose windows run
+    `batches` latents each (the window's frames and the latent prompt): the size to check
+    the disk against before writing any of it."""
+    size = CACHE_DTYPE.itemsize
+    total = 0
+    for step in range(steps):
+        for batch in batches:
+            for layer in layers:
+                if layer.kind == CROSS and (step < plan.cross_steps or layer.query_tokens == plan.blend_tokens):
+                    total += batch * layer.heads * layer.query_tokens * plan.words * size
+                elif layer.kind == FRAME and step < plan.self_steps and layer.query_tokens <= MAX_SELF_TOKENS:
+                    total += batch * layer.query_tokens * layer.width * size
+                elif layer.kind == TEMPORAL and step < plan.self_steps:
+                    total += layer.query_tokens * layer.heads * batch * batch * size
+    return total
+
+
 def step_file(folder: Path, step: int) -> Path:
     return folder / f"{step:04d}.safetensors"
 

@@ -27,10 +27,18 @@ from safetensors import SafetensorError, safe_open
 
 from livecli import ddim, progress
 from livecli.config import InvertConfig, ModelConfig
-from livecli.control.source_attention import AttentionPlan, CachedSource, SourceRecorder, recording
+from livecli.control.source_attention import (
+    AttentionPlan,
+    CachedSource,
+    SourceRecorder,
+    attention_layers,
+    recording,
+    stored_bytes,
+)
 from livecli.errors import ProjectError, reason
 from livecli.models.loading import dtype_name
 from livecli.models.trained import TrainedModel
+from livecli.resources import amount, check_disk
 from livecli.stages import INVERT, PREPARE, TRAIN
 from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
@@ -180,6 +188,16 @@ def ensure(
     frames = prepare_stage.latents(project)["frames"]
     windows = plan_windows(count, window, overlap)
     passes = config.steps * (config.refine + 1)
+    if plan is not None:
+        layers = attention_layers(model.video_unet, tuple(frames.shape[-2:]))
+        needed = stored_bytes(plan, layers, [len(w.frames) + 1 for w in windows], config.steps)
+        check_disk(
+            project.root,
+            needed,
+            "storing the source's attention for the edit",
+            "free some space, or edit with --source-branch sample, which stores nothing",
+        )
+        progress.say(f"invert: storing the source's attention for the edit: about {amount(needed)}")
     with work.staging() as staged:
         recorder = None
         if plan is not None:
@@ -203,7 +221,7 @@ def ensure(
             "device": str(runtime.device),
         }
         if recorder is not None:
-            work.facts["attention"] = {**plan.as_facts(), "bytes": recorder.bytes}
+            work.facts["attention"] = {**plan.as_facts(), "bytes": recorder.bytes, "estimated_bytes": needed}
     return Inversion(project, stage, work.result)
 
 
