@@ -139,6 +139,18 @@ def test_sigterm_saves_a_checkpoint_that_resumes_to_the_uninterrupted_result(cli
     assert_same_tensors(TRAIN, six_steps)
 
 
+def _edit_step(folder: Path, losses_kept: int) -> None:
+    """A hand edit of the checkpoint's step (3 -> 2), keeping `losses_kept` rows of losses.csv
+    and writing its new digest into state.toml, as a careful editor would."""
+    from livecli.store import sha256_file
+
+    rows = (folder / "losses.csv").read_text().splitlines()
+    (folder / "losses.csv").write_text("\n".join(rows[: losses_kept + 1]) + "\n")
+    state = read_toml(folder / "state.toml")
+    files = {**state["files"], "losses.csv": sha256_file(folder / "losses.csv")}
+    write_toml(folder / "state.toml", {**state, "step": 2, "files": files})
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -155,18 +167,6 @@ def test_sigterm_saves_a_checkpoint_that_resumes_to_the_uninterrupted_result(cli
     ],
     ids=["state-truncated", "losses-truncated", "token-truncated", "step-edited", "step-and-losses-edited"],
 )
-def _edit_step(folder: Path, losses_kept: int) -> None:
-    """A hand edit of the checkpoint's step (3 -> 2), keeping `losses_kept` rows of losses.csv
-    and writing its new digest into state.toml, as a careful editor would."""
-    from livecli.store import sha256_file
-
-    rows = (folder / "losses.csv").read_text().splitlines()
-    (folder / "losses.csv").write_text("\n".join(rows[: losses_kept + 1]) + "\n")
-    state = read_toml(folder / "state.toml")
-    files = {**state["files"], "losses.csv": sha256_file(folder / "losses.csv")}
-    write_toml(folder / "state.toml", {**state, "step": 2, "files": files})
-
-
 def test_a_checkpoint_whose_parts_disagree_is_refused_not_restarted(cli, clip, image, damage, message):
     assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "3").code == 0
     damage(PROJECT / "checkpoints" / "train")
