@@ -451,7 +451,8 @@ class TrainConfig:
         metadata=setting(
             "Frames per step of the video objective: each step draws W consecutive frames of the clip, with the "
             "latent prompt and the clip's first frame in front (the whole clip when it has at most W frames). "
-            "Invert and edit run windows of the same size."
+            "Invert and edit run windows of the same size.",
+            paper=True,
         ),
     )
     preset: Preset | None = field(default=None, metadata=PRESET)
@@ -717,7 +718,7 @@ class EditConfig:
         ),
     )
     seed: int = field(default=0, metadata=setting("Seed of the noise that --eta adds."))
-    window: int | None = field(default=None, metadata=setting(WINDOW_HELP, inert=True))
+    window: int | None = field(default=None, metadata=setting(WINDOW_HELP, inert=True, paper=True))
     overlap: int = field(default=DEFAULT_OVERLAP, metadata=setting(OVERLAP_HELP, inert=True))
     output_size: Literal["model", "source"] = field(
         default="model",

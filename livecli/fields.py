@@ -251,8 +251,16 @@ def typed_table(kinds: Mapping[str, Any], table: Mapping[str, Any], section: str
 def from_table(config: type[Config], table: Mapping[str, Any], section: str | None = None) -> Config:
     """A stage's config from outside text: the CLI's parameters, a batch job's stage table.
     Keys are field names; values are checked against the fields' types (`typed_table`),
-    then by the config's own `__post_init__`."""
-    return config(**typed_table(field_types(config), table, section))
+    then by the config's own `__post_init__`. A value given that the config's preset sets
+    otherwise contradicts it, even where it is the default (`--blend-scale range --preset
+    paper`): only what was given can say so."""
+    values = typed_table(field_types(config), table, section)
+    built = config(**values)
+    if getattr(built, "preset", None) is not None:
+        for name, wanted in paper_settings(config).items():
+            if name in values and values[name] is not False and values[name] != wanted:  # a switch left off: not given
+                raise _contradiction(config, name, values[name], built.preset, wanted)
+    return built
 
 
 WHOLE_NUMBER_LIMIT = 2**63 - 1
@@ -329,13 +337,17 @@ def apply_preset(config: Any) -> None:
     for name, wanted in paper_settings(type(config)).items():
         value = getattr(config, name)
         if value != wanted and value != default_of(type(config), name):
-            given = f"{{{name}}}" if isinstance(value, bool) else f"{{{name}:{{value}}}}"
-            raise SettingError(
-                type(config),
-                given + " contradicts {preset:{preset_value}} (the paper's: {paper})",
-                f"leave out {{{name}}} or {{preset}}",
-                value=value,
-                preset_value=config.preset,
-                paper="off" if wanted in (False, None) else wanted,
-            )
+            raise _contradiction(type(config), name, value, config.preset, wanted)
         object.__setattr__(config, name, wanted)
+
+
+def _contradiction(config: type, name: str, value: Any, preset: str, wanted: Any) -> SettingError:
+    given = f"{{{name}}}" if isinstance(value, bool) else f"{{{name}:{{value}}}}"
+    return SettingError(
+        config,
+        given + " contradicts {preset:{preset_value}} (the paper's: {paper})",
+        f"leave out {{{name}}} or {{preset}}",
+        value=value,
+        preset_value=preset,
+        paper="off" if wanted in (False, None) else wanted,
+    )

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from helpers import PREPARE_ARGS, SHARED_DATA, copied_here, tree_digest, unwrapped
-from livecli.store import read_toml
+from livecli.store import read_toml, write_toml
 
 PROJECT = Path("clip.live")
 EDIT_OUTPUTS = {"edit.mp4", "edit.gif", "compare.mp4", "record.toml"}
@@ -150,6 +150,18 @@ def test_edit_after_the_frames_changed_asks_to_train_again(cli, trained_here, cl
             ["--replace", "car=<tok>", "--preset", "paper", "--guidance", "5"],
             "--guidance 5.0 contradicts --preset paper (the paper's: 12.5)",
         ),
+        (
+            ["--replace", "car=<tok>", "--preset", "paper", "--blend-scale", "range"],
+            "--blend-scale range contradicts --preset paper (the paper's: max)",
+        ),
+        (
+            ["--replace", "car=<tok>", "--preset", "paper", "--window", "4"],
+            "--window 4 contradicts --preset paper (the paper's: off)",
+        ),
+        (
+            ["--replace", "car=<tok>", "--preset", "paper"],
+            "--preset paper edits with the paper's method, but the training was made without it",
+        ),
     ],
 )
 def test_bad_edit_input_is_one_line_and_changes_nothing(cli, trained_here, args, message):
@@ -165,6 +177,8 @@ def test_preset_paper_edits_with_the_papers_settings_and_records_them(cli, train
     from livecli.config import EditConfig
     from livecli.fields import paper_settings
 
+    record = read_toml(PROJECT / "train" / "record.toml")  # as `live train --preset paper` records it (500 steps)
+    write_toml(PROJECT / "train" / "record.toml", {**record, "settings": {**record["settings"], "preset": "paper"}})
     result = cli("edit", "--replace", "car=<tok>", "--preset", "paper", "--steps", "50", "--name", "paper")
     assert result.code == 0, result.err
     settings = read_toml(PROJECT / "edits" / "paper" / "record.toml")["settings"]

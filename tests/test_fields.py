@@ -118,3 +118,17 @@ def test_learning_rates_are_positive_and_at_most_one():
         for value, problem in ((0.0, "must be a positive number"), (1e12, "must be at most 1"), (1e38, "at most 1")):
             with pytest.raises(SettingError, match=problem):
                 TrainConfig(**{name: value})
+
+
+def test_a_value_given_against_the_preset_is_refused_even_at_the_default():
+    from livecli.fields import from_table
+
+    for config, table, message in [
+        (TrainConfig, {"window": 4}, "--window 4 contradicts --preset paper (the paper's: 8)"),
+        (EditConfig, {"replace": ["a=b"], "blend_scale": "range"}, "--blend-scale range contradicts --preset paper"),
+    ]:
+        with pytest.raises(SettingError, match=message):
+            from_table(config, {**table, "preset": "paper"})
+    # a switch left off is no value given; the paper's own values are welcome
+    edit = from_table(EditConfig, {"replace": ["a=b"], "no_blend": False, "guidance": 12.5, "preset": "paper"})
+    assert edit.blend_scale == "max" and from_table(TrainConfig, {"steps": 500, "preset": "paper"}).steps == 500

@@ -103,6 +103,13 @@ def run(
     manifest = project.manifest()
     with project.lock():
         trained = train_stage.require(project)
+        if config.preset is not None and trained.settings.get("preset") != config.preset:
+            raise SettingError(
+                EditConfig,
+                "{preset:{preset_value}} edits with the paper's method, but the training was made without it",
+                "train with it first (`live train --preset {preset_value} --force`), or leave {preset} out of the edit",
+                preset_value=config.preset,
+            )
         target = check_words(manifest["prompt"], config, trained.facts["token"])
         runtime = Runtime.resolve(project, model)
         count = frame_count(project)
