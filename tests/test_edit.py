@@ -323,3 +323,19 @@ def test_a_damaged_upstream_file_is_named_by_the_edit_not_taken_as_up_to_date(cl
     assert result.code == 1 and "up to date" not in result.out + result.err, result.err
     assert "train/token.safetensors differs from what its record says" in result.error_lines[0]
     assert "live train" in result.err
+
+
+def test_output_size_source_says_which_part_of_the_clip_the_frames_cover(cli, image, tmp_path, monkeypatch):
+    """A rotated 36×64 clip framed at 64×128 (sides the model takes): the frames cover
+    32×64 of it, and edit.mp4 is that part at the clip's scale, as the edit says."""
+    from clips import write_clip
+
+    monkeypatch.setenv("LIVE_QUIET", "0")
+    clip = write_clip(tmp_path / "upright.mp4", frames=6, width=64, height=36, rotation=90)
+    args = ("--replace", "car=<tok>", "--train-steps", "1", "--edit-steps", "2", "--no-eval", "--output-size", "source")
+    result = cli("run", clip, image, *PREPARE_ARGS[:-6], "--frames", "4", "--size", "64", *args)  # aspect kept
+    assert result.code == 0, result.err
+    assert "edit.mp4 is 32×64: the part of the 36×64 clip that the 64×128 frames cover" in result.err
+    assert {frame.size for frame in decoded_frames(Path("upright.live") / "edits" / "car-tok" / "edit.mp4")} == {
+        (32, 64)
+    }

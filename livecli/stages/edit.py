@@ -167,6 +167,12 @@ def run(
             if config.output_size == "source":
                 size = source_resolution(prepared)
                 shown, shown_source = upscaled(edited, size), upscaled(source_frames, size)
+                clip_size = tuple(prepared.facts.get("source_size") or size)
+                if size != clip_size:  # the frames crop the clip to sides the model takes: say so
+                    progress.say(
+                        f"edit: edit.mp4 is {size[0]}×{size[1]}: the part of the {clip_size[0]}×{clip_size[1]} clip "
+                        f"that the {edited[0].width}×{edited[0].height} frames cover, at the clip's own scale"
+                    )
             write_mp4(shown, staged / VIDEO, fps, audio)
             if len(edited) <= GIF_MAX_FRAMES:
                 write_gif(edited, staged / GIF, fps)
