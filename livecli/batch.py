@@ -39,6 +39,7 @@ from livecli.config import (
     EvalConfig,
     PrepareConfig,
     TrainConfig,
+    check_overlap,
     plain_name,
     resolve_clip_model,
     resolve_model_config,
@@ -211,6 +212,7 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
         train = from_table(TrainConfig, _table(entry, "train"), "train")
         edit = from_table(EditConfig, {"replace": replace, **_table(entry, "edit")}, "edit")
         check_words(prepare.prompt, edit, train.token)
+        check_overlap(EditConfig, edit.overlap, edit.window or train.window)
         evaluate = None
         if entry.get("eval") is not False:
             settings = typed_table(field_types(EvalConfig), _table(entry, "eval"), "eval")

@@ -19,6 +19,7 @@ from livecli.config import (
     ModelConfig,
     PrepareConfig,
     TrainConfig,
+    check_overlap,
 )
 from livecli.errors import ConfigError
 from livecli.fields import SettingError
@@ -97,6 +98,7 @@ def run_job(
     it only when it was made with other settings.
     """
     edit_stage.check_words(job.prepare.prompt, job.edit, job.train.token)
+    check_overlap(EditConfig, job.edit.overlap, job.edit.window or job.train.window)  # before the training, not after
     project = Project(job.project)
     project.check_writable()
     with project.lock():  # the whole job: a second worker on the same jobs file skips it

@@ -49,6 +49,12 @@ def test_run_checks_the_replacement_before_training(cli, clip, image):
     result = cli("run", clip, image, *args)
     assert result.code == 1 and "'bus' is not a word of the prompt" in result.error_lines[0]
     assert not PROJECT.exists()
+    overlap = cli("run", clip, image, *RUN_ARGS, "--overlap", "9")  # the edit's windows, against the training's
+    assert (
+        overlap.code == 1
+        and overlap.error_lines[0] == "error: --overlap must be 0 or more and less than --window 8, got 9"
+    )
+    assert not PROJECT.exists()
 
 
 def test_run_errors_name_its_own_flags(cli, clip, image):
