@@ -43,6 +43,7 @@ import tomli_w
 from livecli import __version__
 from livecli.errors import ProjectBusy, ProjectError, reason
 from livecli.progress import say
+from livecli.words import has_control_character
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -422,6 +423,14 @@ class Project:
         `repair` (prepare --force, which writes the manifest anew)."""
         if self.root.exists() and not self.root.is_dir():
             raise ProjectError(f"{self.root} is a file, not a project folder", hint="pass a folder with -p")
+        if not self.root.exists() and (
+            has_control_character(str(self.root)) or self.root.name != self.root.name.strip()
+        ):
+            raise ProjectError(
+                f"the project folder {str(self.root)!r} would have a name no one can type (a control character, "
+                "or space at an end)",
+                hint="pass a plain folder name with -p",
+            )
         if self.exists():
             try:
                 self.manifest()

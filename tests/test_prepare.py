@@ -349,3 +349,10 @@ def test_frames_prepared_past_the_default_max_frames_are_still_usable(cli, image
     assert cli("prepare", folder, image, *PREPARE_ARGS, *args).code == 0
     refreshed = prepare_stage.refresh(Project(Path("long.live")), ModelConfig(model="tiny"))
     assert refreshed.skipped and refreshed.record.facts["frames_shape"][0] == count
+
+
+@pytest.mark.parametrize("name", ["new\n.live", "new.live ", "\tnew.live"])
+def test_a_project_folder_no_one_could_type_is_refused(cli, clip, image, tmp_path, name):
+    result = cli("prepare", clip, image, *PREPARE_ARGS, "-p", tmp_path / name)
+    assert result.code == 1 and "would have a name no one can type" in result.error_lines[0], result.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "ref.png"]
