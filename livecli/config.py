@@ -583,7 +583,7 @@ def edit_slug(replacements: tuple[str, ...]) -> str:
     return "+".join(slugs)[:80].strip("-+.") or "edit"
 
 
-SourceBranch = Literal["sample", "inversion"]
+SourceBranch = Literal["sample", "inversion", "auto"]
 """Where an edit reads the source's attention: a source branch sampled beside it, or what the inversion stored."""
 EditLatentPrompt = Literal["trained", "reference"]
 BlendBackground = Literal["source", "clip"]
@@ -711,7 +711,8 @@ class EditConfig:
         metadata=setting(
             "Where word swap and local blend read the source's attention: 'sample' (a source branch sampled beside "
             "the edit: Prompt-to-Prompt, the paper) or 'inversion' (stored by the inversion: the edit runs alone, "
-            "about half the work; the source's latents are then the clip's inverted ones). Not in the paper.",
+            "about half the work; the source's latents are then the clip's inverted ones; not in the paper) or "
+            "'auto' (inversion where it pays: frames of 256 px and more, and the store fits on the disk).",
             metavar=CHOICES,
             paper=True,
             omit_default=True,

@@ -339,3 +339,21 @@ def test_output_size_source_says_which_part_of_the_clip_the_frames_cover(cli, im
     assert {frame.size for frame in decoded_frames(Path("upright.live") / "edits" / "car-tok" / "edit.mp4")} == {
         (32, 64)
     }
+
+
+def test_source_branch_auto_reads_the_store_only_where_it_pays(cli, made, monkeypatch):
+    """`auto`: `sample` on small frames (the store would not pay) or where its store does not
+    fit on the disk, else `inversion`; the record keeps what was chosen."""
+    monkeypatch.setenv("LIVE_QUIET", "0")
+    copied_here(made("train", "clip.mp4", "ref.png", *PREPARE_ARGS, "--steps", "2"))  # 64 px
+    small = cli("edit", "--replace", "car=<tok>", "--steps", "3", "--source-branch", "auto")
+    assert small.code == 0 and "--source-branch auto: sample (at 64 px the stored attention would not pay)" in small.err
+    assert "source_branch" not in read_toml(PROJECT / "edits" / "car-tok" / "record.toml")["settings"]  # the default
+
+    monkeypatch.setattr("livecli.stages.edit.AUTO_MIN_LATENT_SIDE", 8)  # 64 px as if it were 256: seconds, not a minute
+    large = cli("edit", "--replace", "car=<tok>", "--steps", "3", "--source-branch", "auto", "--name", "large")
+    assert large.code == 0 and "--source-branch auto: inversion (a store of" in large.err, large.err
+    assert read_toml(PROJECT / "edits" / "large" / "record.toml")["settings"]["source_branch"] == "inversion"
+    monkeypatch.setattr("shutil.disk_usage", lambda path: type("Usage", (), {"free": 1000})())
+    full = cli("edit", "--replace", "car=<tok>", "--steps", "3", "--source-branch", "auto", "--name", "full")
+    assert full.code == 0 and "auto: sample (the store would take" in full.err, full.err

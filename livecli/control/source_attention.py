@@ -134,6 +134,13 @@ def stored_bytes(plan: AttentionPlan, layers: list[AttentionLayer], batches: lis
     return total
 
 
+def store_bytes(video_unet: VideoUNet, plan: AttentionPlan, latent_size: tuple[int, int], windows, steps: int) -> int:
+    """`stored_bytes` of an inversion of latents of `latent_size` in `windows` (each with its
+    `frames`; the latent prompt rides along)."""
+    batches = [len(window.frames) + 1 for window in windows]
+    return stored_bytes(plan, attention_layers(video_unet, latent_size), batches, steps)
+
+
 def step_file(folder: Path, step: int) -> Path:
     return folder / f"{step:04d}.safetensors"
 

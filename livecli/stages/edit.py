@@ -19,6 +19,8 @@ is refused unless `--force`, the same settings are "up to date".
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from dataclasses import dataclass
 
 import torch
@@ -28,10 +30,12 @@ from PIL import Image
 from livecli import progress
 from livecli.config import EditConfig, InvertConfig, ModelConfig
 from livecli.control.prompts import EditPrompts, check_edit_words, edit_words
+from livecli.control.source_attention import store_bytes
 from livecli.errors import ProjectError
 from livecli.fields import SettingError
 from livecli.models.loading import dtype_name, load_vae
 from livecli.models.vae import decode_latents
+from livecli.resources import amount
 from livecli.sampling import EditOutcome, plan_edit, sample_edit, source_attention_plan
 from livecli.stages import EDIT, PREPARE, TRAIN
 from livecli.stages import invert as invert_stage
@@ -114,6 +118,9 @@ def run(
         runtime = Runtime.resolve(project, model)
         count = frame_count(project)
         window, overlap = resolve_windows(config, trained)
+        if config.source_branch == "auto":
+            chosen = auto_source_branch(project, config, runtime, window, overlap, trained.facts["token"])
+            config = dataclasses.replace(config, source_branch=chosen)
         settings = {
             **config.settings(),
             **window_settings(count, window, overlap),
@@ -190,6 +197,39 @@ def run(
                 "device": str(runtime.device),
             }
     return EditResult(inversion.result, work.result)
+
+
+AUTO_MIN_LATENT_SIDE = 32
+"""`--source-branch auto` reads the inversion's store from frames of 256 px (latents of 32)
+on: below, the UNet is bound by reading its weights, so halving its batch saves nothing
+(0.97× at 64 px, 0.445× at 256 px: docs/performance.md) while recording and reading the
+store cost time."""
+
+
+def auto_source_branch(
+    project: Project, config: EditConfig, runtime: Runtime, window: int, overlap: int, token: str
+) -> str:
+    """`--source-branch auto`: `inversion` where it pays (frames large enough, the store fits
+    on the disk), else `sample`; says which and why."""
+    latent_size = tuple(project.record(PREPARE).facts["frames_shape"][2:4])
+    if min(latent_size) < AUTO_MIN_LATENT_SIDE:
+        side = min(latent_size) * 8
+        progress.say(f"edit: --source-branch auto: sample (at {side} px the stored attention would not pay)")
+        return "sample"
+    inversion = InvertConfig(steps=config.steps, refine=config.refine, window=window, overlap=overlap)
+    prompt = invert_stage.inversion_prompt(project, inversion, token)
+    model = runtime.trained()
+    plan = source_attention_plan(model, prompt, dataclasses.replace(config, source_branch="inversion"), latent_size)
+    windows = plan_windows(frame_count(project), window, overlap)
+    needed = store_bytes(model.video_unet, plan, latent_size, windows, config.steps)
+    free = shutil.disk_usage(project.root).free
+    if needed * 1.1 > free:
+        progress.say(
+            f"edit: --source-branch auto: sample (the store would take {amount(needed)}; {amount(free)} is free)"
+        )
+        return "sample"
+    progress.say(f"edit: --source-branch auto: inversion (a store of {amount(needed)})")
+    return "inversion"
 
 
 def _inversion(

@@ -31,9 +31,8 @@ from livecli.control.source_attention import (
     AttentionPlan,
     CachedSource,
     SourceRecorder,
-    attention_layers,
     recording,
-    stored_bytes,
+    store_bytes,
 )
 from livecli.errors import ProjectError, reason
 from livecli.models.loading import dtype_name
@@ -189,8 +188,7 @@ def ensure(
     windows = plan_windows(count, window, overlap)
     passes = config.steps * (config.refine + 1)
     if plan is not None:
-        layers = attention_layers(model.video_unet, tuple(frames.shape[-2:]))
-        needed = stored_bytes(plan, layers, [len(w.frames) + 1 for w in windows], config.steps)
+        needed = store_bytes(model.video_unet, plan, tuple(frames.shape[-2:]), windows, config.steps)
         check_disk(
             project.root,
             needed,
