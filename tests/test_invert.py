@@ -22,11 +22,14 @@ from livecli.store import Project, read_toml
 
 
 def test_inversion_then_sampling_reconstructs_the_prepared_latents(trained):
-    """Through the trained video UNet, guidance 1, no control. The tiny model's UNet is
-    random, no denoiser, so plain DDIM's first-order error is large on it (relative
-    error 8.5 at 50 steps); fixed-point refinement removes it: with 6 iterations the
-    error is 25 % at 25 steps, 3.2 % at 50 and 0.24 % at 100."""
+    """Through the trained video UNet, guidance 1, no control, on 3 frames (the video
+    UNet's frame and temporal attention at work; 8 cost 1.6× the time for the same
+    finding). The tiny model's UNet is random, no denoiser, so plain DDIM's first-order
+    error is large on it (relative error 9.4 at 50 steps); fixed-point refinement removes
+    it: with 6 iterations the error is 19 % at 25 steps and 3.8 % at 50 (on 8 frames 25 %
+    and 3.2 %, and 0.24 % at 100 steps)."""
     project, model, frames = trained
+    frames = frames[:3]
     text, null = model.encode([PROMPT]), model.encode([""])
     errors = {}
     for steps in (25, 50):
@@ -47,9 +50,9 @@ def test_inversion_then_sampling_reconstructs_the_prepared_latents(trained):
             ),
             frames,
         )
-        for steps in (10, 50)
+        for steps in (10, 25)
     }
-    assert plain[10] > plain[50]
+    assert plain[10] > plain[25]
 
 
 def test_the_trajectory_runs_from_noise_to_the_prepared_latents(trained):

@@ -349,7 +349,7 @@ def test_a_clip_that_would_not_fit_in_memory_is_refused_in_one_line(cli, clip, i
 # --------------------------------------------------------------------------- many workers
 
 
-def test_three_batch_workers_on_one_jobs_file_finish_every_job_once(clip, image, tmp_path):
+def test_three_batch_workers_on_one_jobs_file_finish_every_job_once(cli, clip, image, tmp_path):
     jobs = tmp_path / "jobs.toml"
     jobs.write_text(
         '[defaults]\nmodel = "tiny"\nprepare = { frames = 4, size = 64, crop = "square" }\n'
@@ -379,6 +379,17 @@ def test_three_batch_workers_on_one_jobs_file_finish_every_job_once(clip, image,
     assert all(r["status"] in ("done", "busy", "up to date") for r in reports)
     for n in range(1, 4):
         assert (tmp_path / f"job{n}.live" / "edits" / "car-tok" / "edit.mp4").is_file()
+        status = json.loads(cli("status", "-p", tmp_path / f"job{n}.live", "--json").out)["stages"]
+        states = [(s["stage"].split()[0], s["state"]) for s in status]  # every project whole (the jobs skip eval)
+        assert states == [
+            ("prepare", "done"),
+            ("train", "done"),
+            ("invert", "done"),
+            ("edit", "done"),
+            ("eval", "missing"),
+        ]
+    again = [json.loads(line) for line in cli("batch", jobs, "--json").out.splitlines() if line.strip()]
+    assert [r["status"] for r in again] == ["up to date"] * 3
 
 
 def test_a_missing_clip_of_any_job_is_found_before_the_first_job_runs(cli, clip, image, tmp_path):
