@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from clips import write_clip, write_image
-from helpers import PREPARE_ARGS, count_checkpointed_calls, interrupt_after, tree_digest
+from helpers import PREPARE_ARGS, copied_here, count_checkpointed_calls, interrupt_after, tree_digest
 from livecli.models import deltas as attention_deltas
 from livecli.models.loading import load_denoiser, resolve_model
 from livecli.models.video_unet import inflate
@@ -167,8 +167,8 @@ def _edit_step(folder: Path, losses_kept: int) -> None:
     ],
     ids=["state-truncated", "losses-truncated", "token-truncated", "step-edited", "step-and-losses-edited"],
 )
-def test_a_checkpoint_whose_parts_disagree_is_refused_not_restarted(cli, clip, image, damage, message):
-    assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "3").code == 0
+def test_a_checkpoint_whose_parts_disagree_is_refused_not_restarted(cli, made, damage, message):
+    copied_here(made("train", "clip.mp4", "ref.png", *PREPARE_ARGS, "--steps", "3"))  # trained once, copied
     damage(PROJECT / "checkpoints" / "train")
     result = cli("train", "--steps", "4")
     assert result.code == 1 and message in result.error_lines[0], result.err

@@ -173,6 +173,7 @@ def sixteen_by_nine_with_sound(source: Path, path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # 40 s on 2 cores: CI runs it in `nox -s slow`
 @pytest.mark.skipif(not (SHARED_DATA / "videos" / "car-turn.mp4").is_file(), reason="needs ../shared/data")
 def test_car_turn_whole_and_wide_with_sound(cli, tmp_path):
     """The issue's check: all 80 frames of car-turn.mp4 (and of a 16:9 version with sound)
