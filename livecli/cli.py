@@ -305,10 +305,10 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
 
 def _edit_names() -> list[str]:
     """Shell completion of --edit: the edits of the project in the current directory."""
-    try:
-        from livecli.stages.evaluate import edit_names
+    try:  # the stage catalogue and the store alone: a tab press must not wait for torch
+        from livecli.stages import EDIT
 
-        return edit_names(find_project(None))
+        return [stage.run_name for stage, _ in find_project(None).runs(EDIT)]
     except Exception:  # completion must never fail loudly
         return []
 

@@ -215,3 +215,20 @@ def test_shell_completion_offers_commands_and_the_projects_edits(ran, tmp_path):
 
     assert complete("live ba") == ["batch"]
     assert complete("live eval --edit ") == ["car-tok"]
+
+
+def test_completing_and_asking_for_help_do_not_wait_for_torch(ran):
+    """A tab press or `--help` imports no torch (seconds on a CPU): only the catalogue and the store."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import contextlib, io, sys\n"
+        "from livecli.cli import _edit_names, main\n"
+        "names = _edit_names()\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['run', '--help'])\n"
+        "print(names, 'torch' in sys.modules)\n"
+    )
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=Path.cwd())
+    assert found.stdout.split() == ["['car-tok']", "False"], found.stderr
