@@ -9,9 +9,19 @@ import pytest
 
 from clips import write_clip, write_image
 
-SLOWEST_FIRST = ("test_invert.py", "test_sampling.py", "test_video_unet.py", "test_demo.py", "test_safety.py")
-"""The files whose tests take longest, first: `nox -s tests` runs files on two workers (or
-more), and the others take the many short ones meanwhile."""
+SLOWEST_FIRST = (
+    "test_train.py",
+    "test_sampling.py",
+    "test_edit.py",
+    "test_safety.py",
+    "test_objectives.py",
+    "test_invert.py",
+    "test_batch.py",
+    "test_demo.py",
+)
+"""The files whose tests take longest in all (`--durations=0`, summed by file), first:
+`nox -s tests` runs whole files on two workers (or more), and the others take the many
+short ones meanwhile, so that both end together."""
 
 
 def pytest_collection_modifyitems(items):
