@@ -31,7 +31,7 @@ from livecli.fields import (
     settings_of,
     typed_table,
 )
-from livecli.words import DEFAULT_TOKEN, prompt_has_word, prompt_words
+from livecli.words import DEFAULT_TOKEN, has_control_character, prompt_has_word, prompt_words
 
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
 BUILT_IN_MODELS = ("tiny", "shapes")
@@ -499,9 +499,9 @@ class TrainConfig:
                 "the default is {max_grad_norm.default}",
                 value=self.max_grad_norm,
             )
-        if not self.token or any(c.isspace() for c in self.token):
+        if not self.token or any(c.isspace() or has_control_character(c) for c in self.token):
             raise error(
-                "{token} must be one string without spaces, got {value!r}",
+                "{token} must be one string without spaces or control characters, got {value!r}",
                 "e.g. {token:'{token.default}'}",
                 value=self.token,
             )

@@ -258,6 +258,7 @@ def prepared(cli, clip, image) -> Path:
     [
         (("--token", "x"), "the tokenizer already knows --token 'x'"),
         (("--token", "<my token>"), "--token must be one string without spaces"),
+        (("--token", "<my\x00tok>"), "--token must be one string without spaces or control characters"),
         (("--token", "jeep"), "--token 'jeep' occurs in the prompt"),
         (("--steps", "0"), "--steps must be at least 1"),
         (("--lr", "-1e-5"), "--lr must be a positive number"),
