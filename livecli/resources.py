@@ -95,11 +95,18 @@ def check_fits(needed: dict[str, int], device: torch.device, what: str, hint: st
             )
 
 
-def check_disk(folder: Path, needed: int, what: str, hint: str) -> None:
-    """Refuse to write `needed` bytes (and a tenth more, for the rest of the stage) into
-    `folder` when its disk has less free, in one line, before anything is written."""
+def disk_room(folder: Path, needed: int) -> tuple[bool, int]:
+    """Whether `needed` bytes (and a tenth more, for the rest of the stage) fit on the disk
+    of `folder`, and the bytes free there."""
     free = shutil.disk_usage(folder).free
-    if needed * 1.1 > free:
+    return needed * 1.1 <= free, free
+
+
+def check_disk(folder: Path, needed: int, what: str, hint: str) -> None:
+    """Refuse to write `needed` bytes into `folder` when its disk has not room for them
+    (`disk_room`), in one line, before anything is written."""
+    fits, free = disk_room(folder, needed)
+    if not fits:
         raise ProjectError(
             f"{what} needs about {amount(needed)} of disk in {folder}; {amount(free)} is free",
             hint=hint,

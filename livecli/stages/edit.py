@@ -20,7 +20,7 @@ is refused unless `--force`, the same settings are "up to date".
 from __future__ import annotations
 
 import dataclasses
-import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -30,12 +30,13 @@ from PIL import Image
 from livecli import progress
 from livecli.config import EditConfig, InvertConfig, ModelConfig
 from livecli.control.prompts import EditPrompts, check_edit_words, edit_words
-from livecli.control.source_attention import store_bytes
+from livecli.control.source_attention import AttentionPlan, store_bytes
 from livecli.errors import ProjectError
 from livecli.fields import SettingError
 from livecli.models.loading import dtype_name, load_vae
+from livecli.models.trained import TrainedModel
 from livecli.models.vae import decode_latents
-from livecli.resources import amount
+from livecli.resources import amount, disk_room
 from livecli.sampling import EditOutcome, plan_edit, sample_edit, source_attention_plan
 from livecli.stages import EDIT, PREPARE, TRAIN
 from livecli.stages import invert as invert_stage
@@ -118,8 +119,9 @@ def run(
         runtime = Runtime.resolve(project, model)
         count = frame_count(project)
         window, overlap = resolve_windows(config, trained)
+        invert_config = InvertConfig(steps=config.steps, refine=config.refine, window=window, overlap=overlap)
         if config.source_branch == "auto":
-            chosen = auto_source_branch(project, config, runtime, window, overlap, trained.facts["token"])
+            chosen = auto_source_branch(project, config, invert_config, runtime, trained.facts["token"])
             config = dataclasses.replace(config, source_branch=chosen)
         settings = {
             **config.settings(),
@@ -137,7 +139,7 @@ def run(
                 hint="pass --name to keep both, or --force to replace it",
             )
 
-        inversion = _inversion(project, config, runtime, window, overlap, trained.facts["token"])
+        inversion = _inversion(project, config, invert_config, runtime, trained.facts["token"])
         inputs = {TRAIN.folder: trained.fingerprint, inversion.stage.folder: inversion.result.record.fingerprint}
         work = project.run_stage(stage, settings, inputs, force=force, reads=(PREPARE, TRAIN, inversion.stage))
         if work.skipped:
@@ -207,23 +209,21 @@ store cost time."""
 
 
 def auto_source_branch(
-    project: Project, config: EditConfig, runtime: Runtime, window: int, overlap: int, token: str
+    project: Project, config: EditConfig, invert_config: InvertConfig, runtime: Runtime, token: str
 ) -> str:
     """`--source-branch auto`: `inversion` where it pays (frames large enough, the store fits
     on the disk), else `sample`; says which and why."""
-    latent_size = tuple(project.record(PREPARE).facts["frames_shape"][2:4])
+    latent_size = _latent_size(project)
     if min(latent_size) < AUTO_MIN_LATENT_SIDE:
         side = min(latent_size) * 8
         progress.say(f"edit: --source-branch auto: sample (at {side} px the stored attention would not pay)")
         return "sample"
-    inversion = InvertConfig(steps=config.steps, refine=config.refine, window=window, overlap=overlap)
-    prompt = invert_stage.inversion_prompt(project, inversion, token)
     model = runtime.trained()
-    plan = source_attention_plan(model, prompt, dataclasses.replace(config, source_branch="inversion"), latent_size)
-    windows = plan_windows(frame_count(project), window, overlap)
+    plan = _stored_plan(project, config, invert_config, token)(model)
+    windows = plan_windows(frame_count(project), invert_config.window, invert_config.overlap)
     needed = store_bytes(model.video_unet, plan, latent_size, windows, config.steps)
-    free = shutil.disk_usage(project.root).free
-    if needed * 1.1 > free:
+    fits, free = disk_room(project.root, needed)
+    if not fits:
         progress.say(
             f"edit: --source-branch auto: sample (the store would take {amount(needed)}; {amount(free)} is free)"
         )
@@ -232,19 +232,26 @@ def auto_source_branch(
     return "inversion"
 
 
+def _latent_size(project: Project) -> tuple[int, int]:
+    return tuple(project.record(PREPARE).facts["frames_shape"][2:4])
+
+
+def _stored_plan(
+    project: Project, config: EditConfig, invert_config: InvertConfig, token: str
+) -> Callable[[TrainedModel], AttentionPlan]:
+    """What the inversion must store of the source's attention for `config` read from there,
+    once the model is known."""
+    prompt = invert_stage.inversion_prompt(project, invert_config, token)
+    latent_size = _latent_size(project)
+    reading = dataclasses.replace(config, source_branch="inversion")
+    return lambda model: source_attention_plan(model, prompt, reading, latent_size)
+
+
 def _inversion(
-    project: Project, config: EditConfig, runtime: Runtime, window: int, overlap: int, token: str
+    project: Project, config: EditConfig, invert_config: InvertConfig, runtime: Runtime, token: str
 ) -> invert_stage.Inversion:
     """The inversion the edit starts from, with the source's attention stored when the edit reads it from there."""
-    invert_config = InvertConfig(steps=config.steps, refine=config.refine, window=window, overlap=overlap)
-    attention = None
-    if config.source_branch == "inversion":
-        prompt = invert_stage.inversion_prompt(project, invert_config, token)
-        latent_size = tuple(project.record(PREPARE).facts["frames_shape"][2:4])
-
-        def attention(model):
-            return source_attention_plan(model, prompt, config, latent_size)
-
+    attention = _stored_plan(project, config, invert_config, token) if config.source_branch == "inversion" else None
     return invert_stage.ensure(project, invert_config, runtime, attention=attention)
 
 
