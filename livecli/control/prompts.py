@@ -88,11 +88,8 @@ def word_spans(tokenizer, prompt: str) -> list[WordSpan]:
     CLIP's tokenizer splits on whitespace before BPE, so the pieces tokenized one by one
     give the prompt's tokens; this is checked, not assumed.
     """
-    spans, position = [], 1
-    for piece in prompt.split():
-        ids = tokenizer(piece, add_special_tokens=False).input_ids
-        spans.append(WordSpan(piece, tuple(prompt_words(piece)), position, position + len(ids)))
-        position += len(ids)
+    spans = _spans(tokenizer, prompt)
+    position = spans[-1].stop if spans else 1
     whole = tokenizer(prompt, add_special_tokens=False).input_ids
     if position - 1 != len(whole):
         raise InputError(
@@ -108,13 +105,21 @@ def check_prompt_fits(tokenizer, prompt: str, word: str, what: str = "the prompt
     CLIP): past that the text is cut off, and a word there (the object, or the learned
     token) is never seen. Checked where a prompt is first given (prepare, train), not after
     the training time is spent."""
-    length, position = 2, None
-    for piece in prompt.split():
-        if position is None and word.lower() in (piece.lower(), *prompt_words(piece)):
-            position = length
-        length += len(tokenizer(piece, add_special_tokens=False).input_ids)
+    spans = _spans(tokenizer, prompt)
+    length = (spans[-1].stop if spans else 1) + 1  # and the end token
     if length > tokenizer.model_max_length:
+        position = next((span.start for span in spans if word.lower() in (span.text.lower(), *span.words)), None)
         raise _too_long(prompt, length, tokenizer.model_max_length, what, word, position)
+
+
+def _spans(tokenizer, prompt: str) -> list[WordSpan]:
+    """Each whitespace-separated piece with the token positions it takes after the start token."""
+    spans, position = [], 1
+    for piece in prompt.split():
+        ids = tokenizer(piece, add_special_tokens=False).input_ids
+        spans.append(WordSpan(piece, tuple(prompt_words(piece)), position, position + len(ids)))
+        position += len(ids)
+    return spans
 
 
 def _too_long(
