@@ -115,7 +115,7 @@ def refresh(project: Project, model: ModelConfig) -> StageResult:
     clip, image = (Path(sources.get(name, {}).get("path", "")) for name in ("clip", "image"))
     values = {item.name: record.settings[item.name] for item in fields(PrepareConfig) if item.name in record.settings}
     # The --max-frames guard is not recorded: the frames once prepared were allowed then.
-    prepared = int(record.facts.get("frames_shape", [0])[0])
+    prepared = record.facts["frames_shape"][0]  # a checked fact (stages.PREPARE)
     config = PrepareConfig(**values, max_frames=max(prepared, default_of(PrepareConfig, "max_frames")))
     if clip.exists() and image.is_file():
         return run(project, config, clip, image, model)
