@@ -42,6 +42,7 @@ COLUMNS = [
     ("psnr_background", "PSNR background (dB)", "{:.1f}"),
     ("motion_error", "motion error", "{:.4f}"),
     ("flicker", "flicker", "{:.4f}"),
+    ("warp_error", "warp error", "{:.4f}"),
     ("psnr_kept", "PSNR kept (dB)", "{:.1f}"),
     ("motion_error_borders", "at window borders", "{:.4f}"),
     ("motion_error_inside", "inside windows", "{:.4f}"),
@@ -51,7 +52,7 @@ COLUMNS = [
     ("kept_step", "step kept", "{:.0f}"),
     ("seconds", "s per case", "{:.0f}"),
 ]
-KIND_COLUMNS = ("object_accuracy", "psnr_object", "psnr_background", "motion_error", "flicker")
+KIND_COLUMNS = ("object_accuracy", "psnr_object", "psnr_background", "motion_error", "flicker", "warp_error")
 """The scores the per-kind tables show (the JSON has every one)."""
 FORMS = {key: (label, form) for key, label, form in COLUMNS}
 
@@ -98,7 +99,7 @@ def paired_table(differences: dict[str, dict]) -> str:
     """Each variant − live, case by case, with the interval; ▲/▼ where it leaves out 0."""
     keys = [
         k
-        for k in ("object_accuracy", "psnr_object", "psnr_background", "motion_error", "flicker")
+        for k in ("object_accuracy", "psnr_object", "psnr_background", "motion_error", "flicker", "warp_error")
         if any(k in d for d in differences.values())
     ]
     lines = ["| variant − live | " + " | ".join(FORMS[k][0] for k in keys) + " |", "|" + "---|" * (len(keys) + 1)]

@@ -8,6 +8,9 @@
   image, on whole frames and on a square crop around the blend mask.
 - Background preservation: PSNR and SSIM against the source frames, on the pixels
   outside the blend mask grown by a margin, where the edit should have changed nothing.
+- Warp error (TokenFlow, RAVE): frame t+1 warped back to frame t along the *source's*
+  optical flow, mean absolute difference where the flow is trusted (flow.py); lower is
+  steadier. The source's own is the flow's residual: the baseline.
 
 PSNR and SSIM come from torchmetrics; PSNR is capped at `PSNR_CAP_DB` so that identical
 backgrounds give a finite number that JSON can hold.
@@ -22,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from livecli.flow import SourceFlow, warp_error
 
 PSNR_CAP_DB = 100.0
 """Identical pixels have infinite PSNR; they score this (one 8-bit level off on a
@@ -141,6 +146,8 @@ class VideoScores:
     background_psnr: float | None
     background_ssim: float | None
     per_frame: dict[str, list[float | None]] = field(default_factory=dict)
+    warp_error: float | None = None
+    """None for one frame."""
     object_match: float | None = None
     """`shapes` projects: the share of frames where the judge reads the reference's object."""
 
@@ -168,10 +175,12 @@ def score_video(
     mask: torch.Tensor | None,
     margin: int,
     whole: torch.Tensor | None = None,
+    flows: list[SourceFlow] | None = None,
 ) -> VideoScores:
     """Every metric of `frames` against the text (None: no CLIP score) and reference embeddings, and against
     `source` outside the mask [F, 1, H, W] (no mask: no crop and no background scores).
-    `whole`: the frames' embeddings when they are known already."""
+    `whole`: the frames' embeddings when they are known already; `flows`: the source's
+    optical flow (flow.source_flows), for the warp error."""
     boxes = [mask_box(m[0]) for m in mask] if mask is not None else []
     crops = [frame.crop(box) for frame, box in zip(frames, boxes, strict=False) if box is not None]
     if whole is None:
@@ -191,6 +200,8 @@ def score_video(
         per_frame["background_psnr"] = masked_psnr(edited, original, keep)
         per_frame["background_ssim"] = masked_ssim(edited, original, keep)
         psnr, ssim = _mean(per_frame["background_psnr"]), _mean(per_frame["background_ssim"])
+    if flows:
+        per_frame["warp_error"] = warp_error(frames, flows)
     return VideoScores(
         clip_score=_mean(per_frame.get("clip_score", [])),
         consistency_consecutive=consecutive_consistency(whole),
@@ -199,5 +210,6 @@ def score_video(
         reference_similarity_crop=_mean(crop_similarity),
         background_psnr=psnr,
         background_ssim=ssim,
+        warp_error=_mean(per_frame.get("warp_error", [])),
         per_frame={name: [_round(v) for v in values] for name, values in per_frame.items()},
     )

@@ -198,17 +198,21 @@ class LiveTrainer:
 
     def video_loss(self, generator: torch.Generator | None = None, timestep: int | None = None) -> torch.Tensor:
         """L_unet: a window of the video (windows.py; the whole clip when it has at most
-        --window frames), with the learned latent prompt prepended, under the source prompt."""
+        --window frames), with the learned latent prompt prepended, under the source prompt.
+        In a window of a longer clip only the counted frames are in the loss, each weighing
+        1/W, so that every frame of the clip weighs the same over the draws."""
         generator = generator or self.generator
         window = draw_training_window(self.frames.shape[0], self.config.window, generator)
-        noisy, timestep, target = self._noised(self.frames[window.frames], generator, timestep)
+        noisy, timestep, target = self._noised(self.frames[list(window.frames)], generator, timestep)
         with self.precision.autocast():
             predicted = self._predict(
-                self.latent_prompt, noisy, timestep, self.source_text, temporal=True, links=window.links(None)
+                self.latent_prompt, noisy, timestep, self.source_text, temporal=True, links=window.links()
             )
-        if window.anchored:  # z_1 in front is context, not part of the window's loss
-            predicted, target = predicted[1:], target[1:]
-        return F.mse_loss(predicted.float(), target.float())  # video frames only, not the latent prompt
+        if window.whole:
+            return F.mse_loss(predicted.float(), target.float())  # video frames only, not the latent prompt
+        counted = list(window.counted)  # context frames (z_1, the run's previous frame) are not in the loss
+        errors = (predicted[counted].float() - target[counted].float()).square().flatten(1).mean(1)
+        return errors.sum() / window.size
 
     def text_loss(self, generator: torch.Generator | None = None, timestep: int | None = None) -> torch.Tensor:
         """L_text: the reference image, itself as latent prompt, under the token prompt."""

@@ -135,6 +135,7 @@ TABLE_METRICS = {
     "reference_similarity_crop": "CLIP-I crop",
     "background_psnr": "bg PSNR",
     "background_ssim": "bg SSIM",
+    "warp_error": "warp err",
     "object_match": "object",
 }
 """The columns of `live eval`'s table (metrics.json and report.md have every metric)."""

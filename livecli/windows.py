@@ -16,7 +16,8 @@ be over the whole clip:
 
 With the temporal attentions off, the windowed prediction equals the whole clip's to
 float error; with W at least the clip's length there is one window, which is the whole
-clip, bit for bit. Training draws its windows the same way (`draw_training_window`).
+clip, bit for bit. Training draws windows of the same shape (`draw_training_window`),
+so that every frame is equally often in the loss.
 """
 
 from __future__ import annotations
@@ -141,18 +142,65 @@ def windowed_noise(
 
 
 def training_batch(frames: int, window: int) -> int:
-    """The clip frames a training step runs at most: its W frames, and z_1 in front as
-    anchor when the clip is longer than one window."""
-    return min(frames, window) + (0 if fits(frames, window) else 1)
+    """The clip frames a training step runs at most: its W frames and, when the clip is
+    longer than one window, z_1 and the run's previous frame in front as context."""
+    return min(frames, window) + (0 if fits(frames, window) else 2)
 
 
-def draw_training_window(frames: int, window: int, generator: torch.Generator) -> Window:
-    """The window one training step runs the video objective on: W consecutive frames
-    drawn uniformly from the clip, z_1 in front of them as anchor (and context: not in
-    the loss); the whole clip, drawing nothing, when it has at most W frames. A run
-    beginning after z_2 has no previous frame in the batch: its first frame attends to
-    itself as previous, as z_1 does."""
+@dataclass(frozen=True)
+class TrainingWindow:
+    """The frames one training step runs the video objective on, and which count in its loss."""
+
+    frames: tuple[int, ...]
+    """The clip frames of the batch, in order: context first, then the run."""
+    counted: tuple[int, ...]
+    """The batch positions whose loss counts (the rest is context)."""
+    size: int
+    """W: a step's loss is the sum of its counted frames' losses over W, so that every
+    frame weighs the same whatever window it is drawn in."""
+    restart: int | None = None
+    """The video position of the context frame that begins the batch's run of consecutive
+    frames (its own previous frame is not in the batch)."""
+
+    @property
+    def whole(self) -> bool:
+        """Every frame of the batch counts: the whole clip as one window."""
+        return len(self.counted) == len(self.frames)
+
+    def links(self) -> WindowLinks | None:
+        return None if self.restart is None else WindowLinks(restart=self.restart)
+
+
+def training_window_at(frames: int, window: int, virtual_start: int) -> TrainingWindow:
+    """The training window of a run of W frames beginning at `virtual_start`, which may lie
+    before the clip's first frame or run past its last (-(W-1) … F-1).
+
+    The frames of that run inside the clip count in the loss; the batch is the nearest run
+    of W frames inside the clip, so its other frames are context. In front of it come z_1,
+    the anchor every frame attends to, and the run's previous frame, so that the run's
+    first frame attends to its true previous frame as it does in the edit; both are
+    context, out of the loss.
+    """
+    start = min(max(virtual_start, 0), frames - window)
+    run = list(range(start, start + window))
+    context = ([0] if start > 0 else []) + ([start - 1] if start > 1 else [])
+    batch = context + run
+    counted = tuple(
+        position
+        for position, frame in enumerate(batch)
+        if position >= len(context) and virtual_start <= frame < virtual_start + window
+    )
+    return TrainingWindow(tuple(batch), counted, window, restart=1 if start > 1 else None)
+
+
+def draw_training_window(frames: int, window: int, generator: torch.Generator) -> TrainingWindow:
+    """The window one training step runs the video objective on: the whole clip, drawing
+    nothing, when it has at most W frames; else a run of W frames whose (virtual) start is
+    drawn uniformly from -(W-1) … F-1, so that every frame counts in exactly W of the
+    F+W-1 draws: each frame, the first and last included, is equally often in the loss
+    (`training_window_at`)."""
     if fits(frames, window):
-        return Window(0, frames, weights=(1.0,) * frames)
-    start = int(torch.randint(0, frames - window + 1, (1,), generator=generator))
-    return Window(start, start + window, weights=(1.0,) * window)
+        every = tuple(range(frames))
+        return TrainingWindow(every, every, frames)
+    virtual_start = int(torch.randint(1 - window, frames, (1,), generator=generator))
+    return training_window_at(frames, window, virtual_start)

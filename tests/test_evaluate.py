@@ -36,17 +36,21 @@ def test_metrics_json_report_and_contact_sheet(ran):
         "reference_similarity_crop",
         "background_psnr",
         "background_ssim",
+        "warp_error",
         "object_match",
     }
     assert set(metrics["rows"]) == {"edit", "source"} and set(metrics["rows"]["edit"]) == fields
     assert metrics["rows"]["edit"]["object_match"] is None  # the judge reads only the shapes model's projects
     assert len(metrics["per_frame"]["edit"]["reference_similarity"]) == 4 and "clip_score" not in metrics["per_frame"]
+    # Warp error along the source's own flow: the source's is the flow's residual, the baseline.
+    assert len(metrics["per_frame"]["edit"]["warp_error"]) == 3
+    assert 0 <= metrics["rows"]["source"]["warp_error"] < metrics["rows"]["edit"]["warp_error"]
     # The tiny model's blend mask covers every pixel at 64 px: no background to score.
     assert metrics["background_share"] == 0.0 and metrics["rows"]["edit"]["background_psnr"] is None
 
     report = (folder / "report.md").read_text()
     assert "| CLIP score | n/a (random CLIP) | n/a (random CLIP) |" in report
-    assert "![contact sheet](contact_sheet.png)" in report
+    assert "![contact sheet](contact_sheet.png)" in report and "| warp error (source flow) |" in report
     with Image.open(folder / "contact_sheet.png") as sheet:
         assert sheet.height == (GAP + 64 + GAP) + NUMBER_BAND + 3 * (64 + GAP)  # source, edit, mask rows
         source_frame = Image.open(PROJECT / "prepare" / "frames" / "0002.png").convert("RGB")

@@ -11,13 +11,14 @@ from safetensors.torch import load_file
 from edits import PROMPT, run_edit
 from livecli import ddim
 from livecli.config import EditConfig, ModelConfig
+from livecli.models.attention import WindowLinks
 from livecli.models.loading import load_denoiser, resolve_model
 from livecli.models.video_unet import inflate
 from livecli.objectives import LiveTrainer
 from livecli.stages import PREPARE
 from livecli.stages.invert import invert_latents
 from livecli.stages.runtime import Runtime
-from livecli.windows import draw_training_window, plan_windows, windowed_noise
+from livecli.windows import draw_training_window, plan_windows, training_window_at, windowed_noise
 
 
 @pytest.mark.parametrize(
@@ -40,16 +41,33 @@ def test_the_windows_cover_the_clip_with_weights_that_sum_to_one(frames, window,
     torch.testing.assert_close(total, torch.ones(frames, dtype=torch.float64))
 
 
-def test_a_training_window_is_a_run_of_consecutive_frames_after_the_anchor():
+def test_a_training_window_is_a_run_of_consecutive_frames_after_its_context():
     generator = torch.Generator().manual_seed(0)
     starts = set()
-    for _ in range(200):
+    for _ in range(300):
         window = draw_training_window(24, 8, generator)
-        starts.add(window.start)
-        assert window.frames == ([0] if window.start else []) + list(range(window.start, window.start + 8))
-    assert starts == set(range(17))  # every start from z_1 to the last full run is drawn
+        start = window.frames[-8]
+        starts.add(start)
+        context = ([0] if start else []) + ([start - 1] if start > 1 else [])
+        assert window.frames == (*context, *range(start, start + 8))
+        assert window.restart == (1 if start > 1 else None)  # the context frame begins the run
+        assert all(position >= len(context) for position in window.counted)  # context is not in the loss
+    assert starts == set(range(17))  # every run from z_1 to the last full one
     whole = draw_training_window(8, 8, generator)
-    assert whole.frames == list(range(8)) and not whole.anchored
+    assert whole.frames == tuple(range(8)) and whole.whole and whole.links() is None
+
+
+@pytest.mark.parametrize(("frames", "window"), [(24, 8), (9, 8), (96, 8), (13, 5)])
+def test_every_frame_is_equally_often_in_the_training_loss(frames, window):
+    """Over the F+W-1 equally likely draws, each frame, the first and last too, counts in
+    exactly W of them with weight 1/W (uniform starts gave the ends about W times fewer)."""
+    weight = torch.zeros(frames, dtype=torch.float64)
+    for virtual_start in range(1 - window, frames):
+        drawn = training_window_at(frames, window, virtual_start)
+        assert len(drawn.frames) - len([0 for f in drawn.frames[:2] if f < drawn.frames[-window]]) == window
+        for position in drawn.counted:
+            weight[drawn.frames[position]] += 1 / drawn.size
+    torch.testing.assert_close(weight, torch.ones(frames, dtype=torch.float64))
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +76,27 @@ def fresh_unet():
     parts = load_denoiser(resolve_model("tiny"), torch.device("cpu"), torch.float32)
     torch.manual_seed(0)
     return inflate(parts.unet).eval().requires_grad_(False)
+
+
+def test_a_training_run_s_first_frame_sees_its_true_previous_frame(fresh_unet):
+    """The batch [z_1, z_{s-1}, z_s …]: z_s's frame attention takes z_{s-1}'s keys, as over
+    the whole clip (only z_{s-1}'s own previous frame is missing), where the run alone made
+    z_s its own previous frame. With temporal attention off, the run's predictions come
+    several times nearer the whole clip's."""
+    generator = torch.Generator().manual_seed(3)
+    clip = torch.randn(1, 12, 4, 8, 8, generator=generator)
+    text = torch.randn(1, 77, fresh_unet.unet.config.cross_attention_dim, generator=generator)
+    drawn = training_window_at(12, 4, 6)
+    assert drawn.frames == (0, 5, 6, 7, 8, 9) and drawn.counted == (2, 3, 4, 5)
+
+    def predict(frames, links):
+        with torch.inference_mode():
+            return fresh_unet(clip[:, frames], torch.tensor([500]), text, temporal=False, prompt=False, links=links)
+
+    whole = predict(list(range(12)), None)[:, 6:10]
+    with_context = predict(list(drawn.frames), drawn.links())[:, 2:]
+    run_alone = predict([0, 6, 7, 8, 9], WindowLinks(restart=1))[:, 1:]  # z_6 its own previous frame
+    assert (with_context - whole).abs().max() * 3 < (run_alone - whole).abs().max()
 
 
 @pytest.mark.parametrize("latent_prompt", [True, False])
@@ -162,7 +201,8 @@ def test_one_window_is_the_whole_clip_in_the_training_loss(trained, monkeypatch)
 
 
 def test_a_training_step_on_a_window_trains_from_a_run_of_the_clip(trained):
-    """W below the clip's length: each step sees z_1 and W frames; the loss falls."""
+    """W below the clip's length: each step sees W frames, with z_1 and the run's previous
+    frame in front as context where the run does not begin at z_1 or z_2; the loss falls."""
     project, _, frames = trained
     trainer = build_trainer(project, window=4)
     seen = []
@@ -178,7 +218,7 @@ def test_a_training_step_on_a_window_trains_from_a_run_of_the_clip(trained):
         trainer.step()
     after = trainer.evaluate(draws=2).video
     video_calls = seen[::2][:12]  # video and image objective alternate
-    assert set(video_calls) <= {4, 5} and 5 in video_calls  # a run of 4, with z_1 in front unless it starts there
+    assert set(video_calls) <= {4, 5, 6} and 6 in video_calls  # a run of 4, with its context in front
     assert after < before
 
 

@@ -11,6 +11,8 @@ and the edit is scored:
   and outside them (the background, which should not change);
 - motion error: how far the edit's frame-to-frame change is from the truth's, mean |Δ|/255;
 - flicker: the same inside the true object's masks (of both frames of a transition);
+- warp error (TokenFlow, RAVE): frame t+1 warped back to t along the source's optical flow,
+  mean |Δ| where the flow passes the forward–backward check (livecli/flow.py);
 - PSNR of what must stay (the distractor, the foreground bar), where the case has one;
 - the `live eval` metrics (background PSNR outside the blend mask, which needs no truth).
 
@@ -43,6 +45,7 @@ from livecli.config import (
     PrepareConfig,
     TrainConfig,
 )
+from livecli.flow import source_flows, warp_error
 from livecli.pipeline import Job, run_job
 from livecli.shapes.judge import Judge
 from livecli.shapes.scenes import COLOUR_NAMES, KINDS, SHAPES, ClipPair, clip_pair
@@ -286,6 +289,7 @@ def score_frames(frames: list[Image.Image], pair: ClipPair, judge: Judge) -> dic
         "psnr_background": masked_psnr(edit, truth, ~objects),
         "motion_error": float(motions.mean()) if len(motions) else None,
         "flicker": float(np.mean(flickers)) if flickers else None,
+        "warp_error": _mean_present(warp_error(frames, source_flows(pair.source))),
     }
     if pair.keep_masks:
         scores["psnr_kept"] = masked_psnr(edit, truth, _array(pair.keep_masks)[..., 0] > 127)
@@ -295,6 +299,11 @@ def score_frames(frames: list[Image.Image], pair: ClipPair, judge: Judge) -> dic
         scores["motion_error_borders"] = float(motions[sorted(borders)].mean())
         scores["motion_error_inside"] = float(motions[inside].mean())
     return scores
+
+
+def _mean_present(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return float(np.mean(present)) if present else None
 
 
 def window_borders(frames: int) -> set[int]:

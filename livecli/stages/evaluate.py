@@ -29,6 +29,7 @@ from livecli import __version__, progress
 from livecli.config import EvalConfig
 from livecli.contact_sheet import contact_sheet
 from livecli.errors import ConfigError, ProjectError
+from livecli.flow import SourceFlow, source_flows
 from livecli.metrics import PSNR_CAP_DB, VideoScores, background, mask_tensor, score_video
 from livecli.models.clip import ClipEmbedder, ClipSource, load_clip, resolve_clip
 from livecli.models.loading import dtype_name, resolve_device, resolve_dtype
@@ -53,6 +54,7 @@ METRIC_LABELS = {
     "reference_similarity_crop": "CLIP-I reference, object crop",
     "background_psnr": "background PSNR (dB)",
     "background_ssim": "background SSIM",
+    "warp_error": "warp error (source flow)",
     "object_match": "object match (judge, shapes only)",
 }
 
@@ -164,6 +166,7 @@ class Scorer:
         self.dtype = resolve_dtype(dtype, self.device)
         self._embedder: ClipEmbedder | None = None
         self._known: dict[str, torch.Tensor] = {}
+        self._flows: dict[str, list[SourceFlow]] = {}
 
     @classmethod
     def resolve(cls, clip_model: str, device: str = "auto", dtype: str = "auto") -> Scorer:
@@ -175,6 +178,14 @@ class Scorer:
             progress.say(f"loading CLIP {self.source.id}")
             self._embedder = load_clip(self.source, self.device, self.dtype)
         return self._embedder
+
+    def flows_once(self, key: str, frames: list[Image.Image]) -> list[SourceFlow]:
+        """The source's optical flow, computed the first time `key` is asked for."""
+        if key not in self._flows:
+            with progress.bar("source flow (DIS)", 1) as advance:
+                self._flows[key] = source_flows(frames)
+                advance()
+        return self._flows[key]
 
     def images_once(self, key: str, images: list[Image.Image]) -> torch.Tensor:
         """The embeddings of `images`, computed the first time `key` is asked for."""
@@ -232,15 +243,28 @@ def _evaluate(
     mask = mask_tensor(masks) if masks else None
     margin = config.mask_margin * latent_cell(prepared)
 
+    flows = scorer.flows_once(f"flow {prepared.fingerprint}", source)
     embedder = scorer.embedder
     with progress.bar(f"scoring {name} (CLIP)", 2) as advance:
         text_embedding = None if clip_note else embedder.texts([text])[0]
         reference_embedding = scorer.images_once(f"reference {prepared.fingerprint}", [reference])[0]
         source_embeddings = scorer.images_once(f"frames {prepared.fingerprint}", source)
-        rows = {"edit": score_video(embedder, frames, source, text_embedding, reference_embedding, mask, margin)}
+        rows = {
+            "edit": score_video(
+                embedder, frames, source, text_embedding, reference_embedding, mask, margin, flows=flows
+            )
+        }
         advance()
         rows["source"] = score_video(
-            embedder, source, source, text_embedding, reference_embedding, mask, margin, whole=source_embeddings
+            embedder,
+            source,
+            source,
+            text_embedding,
+            reference_embedding,
+            mask,
+            margin,
+            whole=source_embeddings,
+            flows=flows,
         )
         advance()
     if manifest.get("model", {}).get("kind") == "shapes":
@@ -272,6 +296,8 @@ def _evaluate(
         "reference_similarity": edit_row["reference_similarity"],
         "background_psnr": edit_row["background_psnr"],
         "background_share": share,
+        "warp_error": edit_row["warp_error"],
+        "source_warp_error": source_row["warp_error"],
         "device": str(scorer.device),
     }
     if edit_row.get("object_match") is not None:
@@ -397,6 +423,9 @@ def render_report(metrics: dict[str, Any], project: Project, name: str) -> str:
         + ("" if share is None else f" ({share:.0%} of the pixels)")
         + f"; PSNR is capped at {metrics['psnr_cap_db']:g} dB (identical pixels). "
         "The source row compares the source with itself.",
+        "- Warp error: frame t+1 warped back to frame t along the source's optical flow (OpenCV DIS), mean absolute "
+        "difference (RGB 0–1) where the flow passes the forward–backward check (lower: steadier); the source's own "
+        "is the flow's residual.",
         *(
             [
                 "- Object match: the share of frames in which the shapes judge reads the shape and colour it reads in "

@@ -82,6 +82,9 @@ RNG = "rng.safetensors"
 STATE = CHECKPOINT_STATE
 BEST = "best.safetensors"
 """`--steps auto`: the trained tensors at the best step so far, in the checkpoint."""
+WINDOW_DRAW = "even"
+"""Recorded by a training of a clip longer than its window: every frame equally often in
+the loss, the run's previous frame as context (windows.draw_training_window)."""
 LOSS_COLUMNS = ("step", "video_loss", "text_loss", "loss", "lr", "ti_lr", "seconds")
 
 
@@ -432,6 +435,8 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         settings = config.settings()
         if fits(int(prepared.facts["frames_shape"][0]), config.window):  # one window: its size changes nothing
             del settings["window"]
+        else:  # how windows are drawn (windows.py); trainings drawn the earlier way are stale
+            settings["window_draw"] = WINDOW_DRAW
         inputs = {PREPARE.folder: prepared.fingerprint, "model": source.key}
         work = project.run_stage(TRAIN, settings, inputs, force=force, reads=(PREPARE,))
         if work.skipped:
