@@ -48,12 +48,16 @@ from livecli.config import (
 from livecli.errors import ConfigError, InputError, Interrupted, LiveError, ProjectBusy, machine_fault, reason
 from livecli.fields import SettingError, field_types, from_table, typed_table
 from livecli.pipeline import Job, JobOutcome, run_job
+from livecli.references import gather
 from livecli.stages.edit import check_words
 from livecli.store import PROJECT_SUFFIX, UNREADABLE_TOML, StageResult, read_toml
 from livecli.video import source_problem
 from livecli.words import has_control_character
 
-REQUIRED = ("clip", "image", "prompt", "object", "replace")
+REQUIRED = ("clip", "prompt", "object", "replace")
+"""What every job names (and `image`, or a `reference` folder)."""
+PATH_LISTS = ("image", "reference_mask")
+"""Keys that take one path or a list of them."""
 MODEL_KEYS = ("model", "model_config", "device", "dtype")
 STAGE_TABLES: dict[str, type] = {"prepare": PrepareConfig, "train": TrainConfig, "edit": EditConfig, "eval": EvalConfig}
 SET_ELSEWHERE = {"prompt": "the job's `prompt`", "object": "the job's `object`", "replace": "the job's `replace`"}
@@ -125,8 +129,10 @@ def load_jobs(path: Path) -> list[Job]:
         for position, entry in enumerate(entries, 1)
     ]
     for position, job in enumerate(jobs, 1):  # before any job runs: not after hours of the first ones
-        for what, source in (("clip", job.clip), ("image", job.image)):
-            problem = source_problem(source, folder_allowed=what == "clip")
+        sources = [("clip", job.clip), *(("image", image) for image in job.references.images)]
+        sources += [("mask", job.mask)] if job.mask is not None else []
+        for what, source in sources:
+            problem = source_problem(source, folder_allowed=what in ("clip", "mask"))
             if problem:
                 raise InputError(
                     f"job {position} ({job.name}): {what} {source} {problem}",
@@ -168,17 +174,40 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
     )
     for key in REQUIRED:
         if key not in entry:
-            raise ConfigError(f"{label} has no `{key}`", hint=f"every job needs {', '.join(REQUIRED)}")
-    known = {*REQUIRED, *MODEL_KEYS, *STAGE_TABLES, "name", "project"}
+            raise ConfigError(f"{label} has no `{key}`", hint="every job needs clip, image, prompt, object and replace")
+    if "image" not in entry and "reference" not in entry:
+        raise ConfigError(
+            f"{label} has no `image`",
+            hint="every job needs clip, image (or a `reference` folder), prompt, object and replace",
+        )
+    known = {*REQUIRED, *MODEL_KEYS, *STAGE_TABLES, "name", "project", "image", "reference", "reference_mask", "mask"}
     for key in entry:
         if key not in known:
             raise ConfigError(f"{label}: unknown key `{key}`", hint=f"a job's keys are {', '.join(sorted(known))}")
-    for key in ("clip", "image", "prompt", "object", "name", "project", *MODEL_KEYS):
+    for key in PATH_LISTS:
+        value = entry.get(key)
+        if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+            for item in value:
+                if has_control_character(item):
+                    raise ConfigError(
+                        f"{label}: `{key}` {shown_name(item)} holds a control character",
+                        hint="a path here is plain text: remove the character (a NUL, a newline, a tab…)",
+                    )
+            continue
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(
+                f"{label}: `{key}` must be a path or a list of paths, got {value!r}", hint="quote each in the TOML file"
+            )
+    for key in ("clip", "prompt", "object", "name", "project", "reference", "mask", *MODEL_KEYS):
         if key in entry and not isinstance(entry[key], str):
             raise ConfigError(
                 f"{label}: `{key}` must be a string, got {entry[key]!r}", hint="quote it in the TOML file"
             )
-        if key in ("clip", "image", "project", *MODEL_KEYS) and key in entry and has_control_character(entry[key]):
+        if (
+            key in ("clip", "project", "reference", "mask", *MODEL_KEYS)
+            and key in entry
+            and has_control_character(entry[key])
+        ):
             raise ConfigError(
                 f"{label}: `{key}` {shown_name(entry[key])} holds a control character",
                 hint="a path or name here is plain text: remove the character (a NUL, a newline, a tab…)",
@@ -191,7 +220,12 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
             hint='e.g. replace = ["car=<tok>"]',
         )
 
-    clip, image = base / Path(entry["clip"]).expanduser(), base / Path(entry["image"]).expanduser()
+    clip = base / Path(entry["clip"]).expanduser()
+    images = [base / Path(path).expanduser() for path in _paths(entry.get("image"))]
+    folder = base / Path(entry["reference"]).expanduser() if "reference" in entry else None
+    masks = [base / Path(path).expanduser() for path in _paths(entry.get("reference_mask"))]
+    mask = base / Path(entry["mask"]).expanduser() if "mask" in entry else None
+    image = images[0] if images else folder
     name = entry.get("name") or f"{_stem(clip)}-{_stem(image)}"
     if not plain_name(name):
         raise ConfigError(
@@ -200,6 +234,7 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
         )
     project = base / Path(entry["project"]).expanduser() if "project" in entry else base / f"{name}{PROJECT_SUFFIX}"
     try:
+        references = gather(images, folder, masks, what="`image`")
         model = resolve_model_config(
             _local(entry.get("model"), base),
             entry.get("device"),
@@ -221,7 +256,7 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
     except LiveError as exc:
         worded = exc.worded(job_keys) if isinstance(exc, SettingError) else exc
         raise ConfigError(f"{label}: {worded.message}", hint=worded.hint) from None
-    return Job(name, clip, image, project.resolve(), model, prepare, train, edit, evaluate)
+    return Job(name, clip, references, project.resolve(), model, prepare, train, edit, evaluate, mask)
 
 
 def job_keys(config: type, name: str, value: str | None = None) -> str:
@@ -248,6 +283,10 @@ def _local(reference: str | None, base: Path) -> str | None:
         return reference
     beside = base / reference
     return str(beside) if beside.exists() else reference
+
+
+def _paths(value: str | list[str] | None) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
 
 
 def _stem(path: Path) -> str:

@@ -33,6 +33,7 @@ from livecli.fields import SettingError
 from livecli.interrupt import INTERRUPTED, TERMINATED, terminate_as_interrupt, terminated
 from livecli.options import Given, Section, flags_of, options
 from livecli.progress import console
+from livecli.references import References, gather
 from livecli.store import DamagedFile, Project, default_project_dir, find_project
 
 app = typer.Typer(
@@ -72,9 +73,57 @@ ClipArg = Annotated[
         show_default=False,
     ),
 ]
-ImageArg = Annotated[
-    Path, typer.Argument(metavar="IMAGE", help="The reference image showing the new object.", show_default=False)
+ImagesArg = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        metavar="IMAGE",
+        help="The reference image showing the new object, or several of it (the image objective draws among them).",
+        show_default=False,
+    ),
 ]
+ReferenceDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--reference",
+        metavar="DIR",
+        help="A folder of reference images (every image in it, in natural order), instead of or after IMAGE.",
+        rich_help_panel=PREPARING,
+        show_default=False,
+    ),
+]
+ReferenceMaskOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--reference-mask",
+        metavar="PATH",
+        help=(
+            "Where the object is in a reference image (white or opaque: the object), once per image in order: the "
+            "learned token then takes the object, not the photo's background. Default: a PNG's alpha channel, if "
+            "any; else the whole picture."
+        ),
+        rich_help_panel=PREPARING,
+        show_default=False,
+    ),
+]
+MaskOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--mask",
+        metavar="PATH",
+        help=(
+            "Where the object is in the clip: a mask video, a folder of masks (one per frame, in order), or one "
+            "mask image for the first frame, carried to the others by optical flow. Local blend then keeps what it "
+            "says (--blend-mask)."
+        ),
+        rich_help_panel=PREPARING,
+        show_default=False,
+    ),
+]
+
+
+def _references(images: list[Path] | None, folder: Path | None, masks: list[Path] | None) -> References:
+    return gather(images or [], folder, masks or [])
+
 
 # --------------------------------------------------------------------------- the settings each command takes
 
@@ -120,19 +169,35 @@ def root(
     "--start 2 --duration 5 --size 448      (5 s of the clip, short side 448 px)\n\n"
     '  live prepare frames/ ref.png --prompt "a rabbit is jumping on the grass" --object rabbit '
     "--frames 8 --size 512 --crop square      (the paper's 8 square frames)\n\n"
-    '  live prepare clip.mp4 ref.png --prompt "a jeep car is moving on the road" --object car --model tiny --size 64',
+    '  live prepare clip.mp4 ref.png --prompt "a jeep car is moving on the road" --object car --model tiny --size 64'
+    "\n\n"
+    '  live prepare clip.mp4 a.jpg b.jpg c.png --mask car-mask.png --prompt "a jeep car is moving on the road" '
+    "--object car      (three references; the car's mask in the first frame, carried along the clip)",
 )
 @options(Section(PrepareConfig), Section(ModelConfig, only=("model", "model_config", "device", "dtype")))
 def prepare(
-    clip: ClipArg, image: ImageArg, *, project: ProjectOpt = None, given: Given, force: ForceOpt = False
+    clip: ClipArg,
+    images: ImagesArg = None,
+    *,
+    reference: ReferenceDirOpt = None,
+    reference_mask: ReferenceMaskOpt = None,
+    mask: MaskOpt = None,
+    project: ProjectOpt = None,
+    given: Given,
+    force: ForceOpt = False,
 ) -> None:
-    """Sample the clip's frames and encode them and the reference image with the VAE."""
+    """Sample the clip's frames and encode them and the reference image(s) with the VAE."""
+    from livecli.stages import masks as masks_stage
     from livecli.stages import prepare as stage
 
     config = given.config(PrepareConfig)
+    references = _references(images, reference, reference_mask)
     target = Project(project or default_project_dir(clip))
-    result = stage.run(target, config, clip, image, _model(target, given), force=force)
+    result = stage.run(target, config, clip, references, _model(target, given), force=force)
     render.report_stage(result)
+    masks = masks_stage.run(target, mask, force=force)
+    if masks is not None:
+        render.report_stage(masks)
 
 
 @app.command(
@@ -141,6 +206,8 @@ def prepare(
     "  live train -p clip.live --steps 800      (continues a finished 500-step run)\n\n"
     '  live train clip.mp4 ref.png --prompt "a jeep car is moving on the road" --object car '
     "--model tiny --size 64 --steps 60\n\n"
+    '  live train clip.mp4 --reference refs/ --reference-augment light --prompt "a man riding a motorcycle" '
+    "--object motorcycle      (every picture in refs/, with random views)\n\n"
     "Ctrl-C saves a checkpoint after the current step; the same command resumes from it.",
 )
 @options(Section(PrepareConfig, panel=PREPARING, optional=True), MODEL, Section(TrainConfig))
@@ -153,10 +220,14 @@ def train(
             show_default=False,
         ),
     ] = None,
-    image: Annotated[
-        Path | None, typer.Argument(metavar="IMAGE", help="The reference image, with CLIP.", show_default=False)
+    images: Annotated[
+        list[Path] | None,
+        typer.Argument(metavar="IMAGE", help="The reference image(s), with CLIP.", show_default=False),
     ] = None,
     *,
+    reference: ReferenceDirOpt = None,
+    reference_mask: ReferenceMaskOpt = None,
+    mask: MaskOpt = None,
     project: ProjectOpt = None,
     given: Given,
     force: Annotated[
@@ -171,10 +242,12 @@ def train(
     from livecli.pipeline import check_train_inputs, train_project
 
     config = given.config(TrainConfig)
-    check_train_inputs(clip, image, given.values(PrepareConfig))
+    check_train_inputs(clip, bool(images or reference or reference_mask), given.values(PrepareConfig), mask)
+    references = _references(images, reference, reference_mask) if clip is not None else None
     target = find_project(project) if clip is None else Project(project or default_project_dir(clip))
     prepared = given.config(PrepareConfig) if clip is not None else None
-    train_project(target, _model(target, given), config, prepared, clip, image, force, render.report_stage)
+    model = _model(target, given)
+    train_project(target, model, config, prepared, clip, references, force, render.report_stage, mask=mask)
 
 
 @app.command(
@@ -332,8 +405,11 @@ def _edit_names() -> list[str]:
 )
 def run(
     clip: ClipArg,
-    image: ImageArg,
+    images: ImagesArg = None,
     *,
+    reference: ReferenceDirOpt = None,
+    reference_mask: ReferenceMaskOpt = None,
+    mask: MaskOpt = None,
     project: ProjectOpt = None,
     given: Given,
     no_eval: Annotated[
@@ -357,6 +433,7 @@ def run(
     """Run every stage in order: prepare, train, invert, edit, eval; each skipped when up to date."""
     from livecli.pipeline import Job, run_job
 
+    references = _references(images, reference, reference_mask)
     target = Project(project or default_project_dir(clip))
     models = _model(target, given)
     evaluate = None
@@ -366,13 +443,14 @@ def run(
     job = Job(
         name=target.root.name,
         clip=clip,
-        image=image,
+        image=references,
         project=target.root,
         model=models,
         prepare=given.config(PrepareConfig),
         train=given.config(TrainConfig),
         edit=given.config(EditConfig),
         eval=evaluate,
+        mask=mask,
     )
     outcome = run_job(job, render.report_stage, redo_edit=force)
     if as_json:
@@ -496,7 +574,8 @@ def batch(
 @app.command(
     epilog=(
         "Examples:\n\n  live demo\n\n  live demo --out /tmp/live-demo\n\n  live demo --model tiny --train-steps 30   "
-        "# seconds: the random model, to check an install"
+        "# seconds: the random model, to check an install\n\n  live demo --mask --references   "
+        "# steered: the first frame's mask and four pictures of the new object"
     )
 )
 @options(Section(TrainConfig, only=("preset",)))
@@ -529,6 +608,22 @@ def demo(
             show_default=False,
         ),
     ] = None,
+    mask: Annotated[
+        bool,
+        typer.Option(
+            "--mask",
+            help="Steer with mask.png (written beside the clip): the object's mask in the first frame, carried along "
+            "the clip by optical flow; local blend keeps to it.",
+        ),
+    ] = False,
+    references: Annotated[
+        bool,
+        typer.Option(
+            "--references",
+            help="Learn the new object from references/ (written beside the clip): the reference image and three "
+            "more views of the object, at other sizes, angles and backgrounds.",
+        ),
+    ] = False,
     given: Given,
 ) -> None:
     """Edit a drawn clip with the shipped `shapes` model: every stage, on the CPU, in minutes.
@@ -549,7 +644,7 @@ def demo(
         f"with the reference {escape(render.where(image))} ({' '.join(pair.target_object[::-1])})",
         soft_wrap=True,
     )
-    outcome = sample.run(out_dir, render.report_stage, model, train_steps, preset)
+    outcome = sample.run(out_dir, render.report_stage, model, train_steps, preset, mask, references)
     render.job_summary(outcome)
     if model == "tiny":
         console.print("The tiny model is random, so edit.mp4 shows the pipeline, not a real edit.", soft_wrap=True)

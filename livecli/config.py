@@ -50,6 +50,9 @@ EDIT_CONTROL = "Attention control and local blend"
 EVALUATING = "Evaluating"
 """The `--help` panels of the stages' options."""
 
+Augment = Literal["none", "light", "strong"]
+"""--reference-augment's choices (augment.py)."""
+
 Preset = Literal["paper"]
 PRESET = setting(
     "'paper': exactly the paper's method and settings (no extension of this tool's), recorded in the project; a "
@@ -401,6 +404,17 @@ class TrainConfig:
             omit_default=True,
         ),
     )
+    reference_augment: Augment = field(
+        default="none",
+        metadata=setting(
+            "Random views of the reference for the image objective: 'light' (zoom ±10 %, shift ±5 %, rotation ±5°, "
+            "mirrored) or 'strong' (±25 %, ±10 %, ±15°), never other colours; 'none': the picture as it is (the "
+            "paper). Not in the paper.",
+            metavar=CHOICES,
+            paper=True,
+            omit_default=True,
+        ),
+    )
     seed: int = field(
         default=33, metadata=setting("Seed of the noise, timesteps and new weights: equal seeds give equal runs.")
     )
@@ -587,6 +601,7 @@ SourceBranch = Literal["sample", "inversion", "auto"]
 """Where an edit reads the source's attention: a source branch sampled beside it, or what the inversion stored."""
 EditLatentPrompt = Literal["trained", "reference"]
 BlendBackground = Literal["source", "clip"]
+BlendMask = Literal["auto", "attention", "given", "both"]
 
 
 @dataclass(frozen=True)
@@ -680,6 +695,17 @@ class EditConfig:
             "maximum: Prompt-to-Prompt, the paper). In SD, where the floor is near 0, the two agree.",
             panel=EDIT_CONTROL,
             paper=True,
+            omit_default=True,
+        ),
+    )
+    blend_mask: BlendMask = field(
+        default="auto",
+        metadata=setting(
+            "Local blend: what decides where the edit may change the clip: 'attention' (the blend words' "
+            "cross-attention: Prompt-to-Prompt, the paper), 'given' (the object masks given to prepare with --mask) "
+            "or 'both' (either of them); 'auto': given when the project has masks, else attention.",
+            panel=EDIT_CONTROL,
+            metavar=CHOICES,
             omit_default=True,
         ),
     )

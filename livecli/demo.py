@@ -72,7 +72,41 @@ def make_samples(folder: Path) -> tuple[Path, Path]:
             partial.replace(target)
     if not image.is_file():
         (pair or demo_pair()).reference.save(image)
+    write_steering(folder)
     return clip, image
+
+
+MASK, REFERENCES, REFERENCE_MASKS = "mask.png", "references", "reference_masks"
+"""What the demo writes beside its clip for steering the swap: the object's mask in the
+first frame (as a user would paint it), three more views of the new object, and the
+object's mask in each of the four references."""
+EXTRA_VIEWS = 3
+
+
+def write_steering(folder: Path) -> None:
+    """mask.png (the first frame's true object mask), references/ (the reference image, then
+    EXTRA_VIEWS more views of its object) and reference_masks/ (each one's object mask),
+    kept when they exist."""
+    from livecli.shapes.scenes import reference_mask, reference_views
+    from livecli.video import write_pngs
+
+    mask, views, view_masks = folder / MASK, folder / REFERENCES, folder / REFERENCE_MASKS
+    if mask.is_file() and views.is_dir() and view_masks.is_dir():
+        return
+    pair = demo_pair()
+    if not mask.is_file():
+        partial = mask.with_name("mask.partial.png")
+        pair.source_masks[0].save(partial)
+        partial.replace(mask)
+    drawn = reference_views(pair, EXTRA_VIEWS)
+    for target, pictures in (
+        (views, [pair.reference, *(view for view, _ in drawn)]),
+        (view_masks, [reference_mask(pair), *(object_mask for _, object_mask in drawn)]),
+    ):
+        if not target.is_dir():
+            partial = target.with_name(target.name + ".partial")
+            write_pngs(pictures, partial)
+            partial.replace(target)
 
 
 def train_config(pair: ClipPair, **changes: Any) -> TrainConfig:
@@ -101,6 +135,14 @@ def check_settings(train_steps: int | str | None = None, preset: str | None = No
     demo_job(Path("."), Path("clip"), Path("reference.png"), "shapes", train_steps, preset)
 
 
+def steered_references(folder: Path):
+    """references/ with reference_masks/, as `live run --reference DIR --reference-mask …` takes them."""
+    from livecli.references import gather
+
+    masks = sorted((folder / REFERENCE_MASKS).glob("*.png"))
+    return gather([], folder / REFERENCES, masks)
+
+
 def demo_job(
     folder: Path,
     clip: Path,
@@ -108,16 +150,20 @@ def demo_job(
     model: str = "shapes",
     train_steps: int | str | None = None,
     preset: str | None = None,
+    mask: bool = False,
+    references: bool = False,
 ) -> Job:
     """Every stage at 64 px, 8 frames: a few minutes on a laptop CPU. `train_steps` None: the
-    demo's (or the preset's)."""
+    demo's (or the preset's). `mask`: steer with the first frame's mask; `references`: learn
+    the object from references/ (write_steering)."""
     from livecli.pipeline import Job
 
     pair = demo_pair()
     return Job(
         name="demo",
         clip=clip,
-        image=image,
+        image=steered_references(folder) if references else image,
+        mask=folder / MASK if mask else None,
         project=folder / "demo.live",
         model=ModelConfig(model=model, device="cpu"),
         prepare=PrepareConfig(prompt=pair.source_prompt, object=pair.source_object[0], frames=FRAMES, size=SIZE),
@@ -133,8 +179,11 @@ def run(
     model: str = "shapes",
     train_steps: int | str | None = None,
     preset: str | None = None,
+    mask: bool = False,
+    references: bool = False,
 ) -> JobOutcome:
     from livecli.pipeline import run_job
 
     clip, image = make_samples(folder)
-    return run_job(demo_job(folder, clip, image, model, train_steps, preset), on_stage, replace_other=True)
+    job = demo_job(folder, clip, image, model, train_steps, preset, mask, references)
+    return run_job(job, on_stage, replace_other=True)

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from livecli.augment import STRENGTHS, augment
 from livecli.config import TrainConfig
 from livecli.models import text as text_model
 from livecli.models.attention import WindowLinks
@@ -49,11 +50,20 @@ class TrainingData:
     frames: torch.Tensor
     """Prepared video latents [F, 4, h, w] (already × the VAE scaling factor)."""
     reference: torch.Tensor
-    """Prepared reference-image latents [1, 4, h, w]."""
+    """Prepared reference-image latents [R, 4, h, w]: one row per reference image."""
     prompt: str
     """The source prompt."""
     token_prompt: str
     """The source prompt with the learned token in the object word's place."""
+    reference_weights: torch.Tensor | None = None
+    """[R, 1, h, w] 0/1: where each reference's object is (its mask, grown), the image
+    objective's loss weights; None: every cell counts (no reference has a mask)."""
+
+
+def weighted_mse(predicted: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The mean squared error over the cells `weights` [n, 1, h, w] (0/1) keeps, all channels."""
+    kept = weights.expand_as(predicted)
+    return ((predicted - target).square() * kept).sum() / kept.sum().clamp_min(1)
 
 
 class NonFiniteStep(ArithmeticError):
@@ -134,6 +144,8 @@ class LiveTrainer:
         device = precision.device
         self.frames = data.frames.to(device)
         self.reference = data.reference.to(device)
+        self.reference_weights = None if data.reference_weights is None else data.reference_weights.to(device)
+        self.augment = STRENGTHS.get(config.reference_augment)
 
         self.trainable = trainable_names(video_unet)
         params = dict(video_unet.unet.named_parameters())
@@ -214,16 +226,34 @@ class LiveTrainer:
         errors = (predicted[counted].float() - target[counted].float()).square().flatten(1).mean(1)
         return errors.sum() / window.size
 
+    def reference_view(self, generator: torch.Generator) -> tuple[int, torch.Tensor, torch.Tensor | None]:
+        """(index, latents [1, 4, h, w], loss weights [1, 1, h, w] or None) of the reference
+        the image objective sees this step: one of the references drawn uniformly (no draw
+        for one), then a random view of it under --reference-augment (no draw for none)."""
+        count = self.reference.shape[0]
+        index = 0 if count == 1 else int(torch.randint(0, count, (1,), generator=generator))
+        latents = self.reference[index : index + 1]
+        weights = None if self.reference_weights is None else self.reference_weights[index : index + 1]
+        if self.augment is not None:
+            latents, weights = augment(latents, weights, self.augment, generator)
+        return index, latents, weights
+
     def text_loss(self, generator: torch.Generator | None = None, timestep: int | None = None) -> torch.Tensor:
-        """L_text: the reference image, itself as latent prompt, under the token prompt."""
-        noisy, timestep, target = self._noised(self.reference, generator or self.generator, timestep)
+        """L_text: a reference image, itself as latent prompt, under the token prompt; with
+        a reference mask, the loss counts the object's latent cells only (and a margin), so
+        that the photo's background does not go into the token."""
+        generator = generator or self.generator
+        _, reference, weights = self.reference_view(generator)
+        noisy, timestep, target = self._noised(reference, generator, timestep)
         with (
             self.precision.autocast(),
             text_model.learned_token(self.text_encoder, self.placeholder.id, self.token_vector),
         ):
             token_text = text_model.encode(self.text_encoder, self.token_ids)
-            predicted = self._predict(self.reference, noisy, timestep, token_text, temporal=self.config.image_temporal)
-        return F.mse_loss(predicted.float(), target.float())
+            predicted = self._predict(reference, noisy, timestep, token_text, temporal=self.config.image_temporal)
+        if weights is None:
+            return F.mse_loss(predicted.float(), target.float())
+        return weighted_mse(predicted.float(), target.float(), weights.float())
 
     @torch.no_grad()
     def evaluate(self, draws: int = 4) -> StepLosses:

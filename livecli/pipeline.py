@@ -23,9 +23,11 @@ from livecli.config import (
 )
 from livecli.errors import ConfigError
 from livecli.fields import SettingError
+from livecli.references import References
 from livecli.stages import EDIT
 from livecli.stages import edit as edit_stage
 from livecli.stages import evaluate as eval_stage
+from livecli.stages import masks as masks_stage
 from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
 from livecli.store import Project, StageResult
@@ -33,11 +35,12 @@ from livecli.store import Project, StageResult
 
 @dataclass(frozen=True)
 class Job:
-    """One clip, one reference image, one edit: all a pipeline run needs."""
+    """One clip, its reference image(s), one edit: all a pipeline run needs."""
 
     name: str
     clip: Path
-    image: Path
+    image: Path | References
+    """The reference image, or several (with their masks)."""
     project: Path
     model: ModelConfig
     prepare: PrepareConfig
@@ -45,6 +48,12 @@ class Job:
     edit: EditConfig
     eval: EvalConfig | None
     """None: stop after the edit (no CLIP model is loaded)."""
+    mask: Path | None = None
+    """The clip's object masks (masks.py), or None."""
+
+    @property
+    def references(self) -> References:
+        return References.of(self.image)
 
 
 @dataclass
@@ -117,7 +126,11 @@ def _run_stages(
         on_stage(result)
         return result
 
-    timed(lambda: prepare_stage.run(project, job.prepare, job.clip, job.image, job.model))
+    timed(lambda: prepare_stage.run(project, job.prepare, job.clip, job.references, job.model))
+    masks = masks_stage.run(project, job.mask)
+    if masks is not None:
+        outcome.stages.append(StageTime(masks, 0.0 if masks.skipped else masks.record.seconds))
+        on_stage(masks)
     timed(lambda: train_stage.run(project, job.train, job.model))
     started = time.perf_counter()
     edited = edit_stage.run(project, job.edit, job.model, force=redo_edit, replace_other=replace_other)
@@ -136,13 +149,20 @@ def _run_stages(
     return outcome
 
 
-def check_train_inputs(clip: Path | None, image: Path | None, prepare: dict[str, Any]) -> None:
-    """`live train`'s arguments: CLIP and IMAGE together, with --prompt and --object, or
-    neither and no preparing flag (`prepare`: the preparing settings given)."""
-    if clip is not None and image is None:
+def check_train_inputs(clip: Path | None, images: bool, prepare: dict[str, Any], mask: Path | None = None) -> None:
+    """`live train`'s arguments: CLIP and IMAGE (or --reference DIR) together, with --prompt
+    and --object, or neither and no preparing flag (`prepare`: the preparing settings given;
+    `images`: whether any reference image was given)."""
+    if clip is not None and not images:
         raise ConfigError(
             "CLIP needs IMAGE: pass both, or neither to train on the project's prepared frames",
             hint="live train CLIP IMAGE --prompt TEXT --object WORD",
+        )
+    if clip is None and (images or mask is not None):
+        raise ConfigError(
+            "reference images and --mask go with CLIP: pass CLIP too, or leave them out to train the project as "
+            "prepared",
+            hint="live train CLIP IMAGE… --prompt TEXT --object WORD",
         )
     if clip is None and prepare:
         verb = "goes" if len(prepare) == 1 else "go"
@@ -164,15 +184,20 @@ def train_project(
     train: TrainConfig,
     prepare: PrepareConfig | None = None,
     clip: Path | None = None,
-    image: Path | None = None,
+    image: Path | References | None = None,
     force: bool = False,
     on_stage: Callable[[StageResult], None] = lambda result: None,
+    mask: Path | None = None,
 ) -> None:
     """`live train`: with `prepare` (and CLIP and IMAGE), prepare them first when missing or
     stale; without, bring the project's prepared frames up to date from their recorded
     sources. Then train."""
     if prepare is None:
         on_stage(prepare_stage.refresh(project, model))
+        masks = masks_stage.refresh(project)
     else:
         on_stage(prepare_stage.run(project, prepare, clip, image, model))
+        masks = masks_stage.run(project, mask)
+    if masks is not None:
+        on_stage(masks)
     on_stage(train_stage.run(project, train, model, force=force))

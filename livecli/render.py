@@ -77,7 +77,20 @@ def clip_line(record) -> str:
 
 def prepared(result: StageResult) -> str:
     facts = result.record.facts
-    return f"{clip_line(result.record)}; latents {facts['frames_shape']} + reference {facts['reference_shape']}"
+    count = facts["reference_shape"][0]
+    references = "reference" if count == 1 else f"{count} references"
+    weighted = (
+        f", reference masks cover {facts['reference_mask_coverage']:.0%} of their latents"
+        if facts.get("reference_mask_coverage") is not None
+        else ""
+    )
+    latents = f"latents {facts['frames_shape']} + {references} {facts['reference_shape']}"
+    return f"{clip_line(result.record)}; {latents}{weighted}"
+
+
+def masked(result: StageResult) -> str:
+    facts = result.record.facts
+    return f"{facts['frames']} object masks ({facts['given_as']}), covering {facts['coverage']:.0%} of the pixels"
 
 
 def trained(result: StageResult) -> str:
@@ -125,7 +138,14 @@ def evaluated(result: StageResult) -> str:
     return f"{clip}, CLIP-I {facts['reference_similarity']:.3f}, {psnr}{judged}"
 
 
-SUMMARIES = {"prepare": prepared, "train": trained, "invert": inverted, "edit": edited, "eval": evaluated}
+SUMMARIES = {
+    "prepare": prepared,
+    "masks": masked,
+    "train": trained,
+    "invert": inverted,
+    "edit": edited,
+    "eval": evaluated,
+}
 
 
 TABLE_METRICS = {

@@ -151,15 +151,17 @@ def plan_edit(
     latent_size: tuple[int, int],
     windows: list[Window] | None = None,
     stored: CachedSource | None = None,
+    given: torch.Tensor | None = None,
 ) -> EditPlan:
     """The edit `config` asks for, of a clip of `frames` latents of `latent_size` under
     `source_prompt`, in `windows` (default: the whole clip as one); `stored`, the source's
-    attention an inversion stored, for an edit from the inversion."""
+    attention an inversion stored, for an edit from the inversion; `given`, the object
+    masks [F, 1, h, w] local blend reads under --blend-mask given or both."""
     if (config.source_branch == "inversion") != (stored is not None):
         raise ValueError("an edit from the inversion reads the attention it stored: pass `stored`, and only then")
     replacements, keep, blend = edit_words(config)
     prompts = edit_prompts(model.tokenizer, source_prompt, replacements, model.token, keep, blend)
-    control = make_control(model, prompts, config, frames, latent_size)
+    control = make_control(model, prompts, config, frames, latent_size, given)
     control.cached = stored
     return EditPlan(
         prompts=prompts,
@@ -180,12 +182,20 @@ def plan_edit(
 
 
 def make_control(
-    model: TrainedModel, prompts: EditPrompts, config: EditConfig, frames: int, latent_size: tuple[int, int]
+    model: TrainedModel,
+    prompts: EditPrompts,
+    config: EditConfig,
+    frames: int,
+    latent_size: tuple[int, int],
+    given: torch.Tensor | None = None,
 ) -> AttentionControl:
     """Word swap and local blend as `config` sets them (paper §3.4)."""
     blend = None
+    mode = config.blend_mask if config.blend_mask in ("given", "both") else "attention"
+    if mode != "attention" and given is None:
+        raise ValueError(f"--blend-mask {mode} reads the object masks: pass `given`")
     if not config.no_blend:
-        if not prompts.source_blend and not prompts.target_blend:
+        if mode != "given" and not prompts.source_blend and not prompts.target_blend:
             raise ProjectError(
                 "local blend has no word to make its mask from", hint="name words with --blend, or pass --no-blend"
             )
@@ -193,7 +203,7 @@ def make_control(
         blend = LocalBlend(
             frames, latent_size, factor, prompts.source_blend, prompts.target_blend,
             config.blend_threshold, config.blur_sigma, latent_prompt=model.latent_prompt is not None,
-            scale=config.blend_scale,
+            scale=config.blend_scale, given=given if mode != "attention" else None, mode=mode,
         )  # fmt: skip
     batch = branch_batch(config.guidance, config.source_branch)
     return AttentionControl(prompts, config.steps, config.cross_replace, config.self_replace, batch, blend)

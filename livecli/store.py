@@ -123,6 +123,12 @@ MANIFEST_FACTS = {
         lambda value: isinstance(value, dict) and all(SOURCE(source) for source in value.values()),
     ),
     "token": TEXT.or_absent,
+    "references": Fact(
+        "a list of reference images, each with `path` and `sha256` text (and a `mask` path)",
+        lambda value: (
+            isinstance(value, list) and all(SOURCE(entry) and isinstance(entry.get("mask", ""), str) for entry in value)
+        ),
+    ).or_absent,
 }
 """What the manifest's entries must be, beyond their types (`MANIFEST_KEYS`)."""
 
@@ -139,6 +145,9 @@ class Stage:
     remake: str
     """The command that makes the output again, `{run}` standing for the run's name."""
     runs: bool = False
+    optional: bool = False
+    """A stage only some projects have (the clip's object masks): `live status` lists it
+    where it ran, and no stage waits for it."""
     missing: str = ""
     """What `live status` says of a stage with runs before its first, once the stage before it has run."""
     run_name: str = ""
@@ -618,6 +627,8 @@ class Project:
                 statuses.append(StageStatus(stage.name, "stale", f"{RECORD} is damaged ({exc.why}): {exc.hint}"))
             else:
                 if record is None:
+                    if stage.optional:
+                        continue
                     statuses.append(StageStatus(stage.name, "missing", self._checkpoint_note(stage)))
                 else:
                     statuses.append(self._done_or_stale(stage, record, sources, stages))

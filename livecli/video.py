@@ -175,6 +175,48 @@ def eight_bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.round(values / peak * 255), 0, 255).astype(np.uint8), "L")
 
 
+def alpha_channel(image: Image.Image) -> Image.Image | None:
+    """An image's transparency as an 8-bit L mask, or None when it has none or is opaque everywhere."""
+    if not (image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info):
+        return None
+    alpha = eight_bit(image).convert("RGBA").getchannel("A")
+    return None if alpha.getextrema()[0] == 255 else alpha
+
+
+def as_mask(image: Image.Image) -> Image.Image:
+    """A mask picture as L 0/255: its alpha channel where it has one, else its grey levels,
+    above half (> 127) being the object."""
+    alpha = alpha_channel(image)
+    grey = alpha if alpha is not None else eight_bit(image).convert("L")
+    return grey.point(lambda value: 255 if value > 127 else 0)
+
+
+def load_mask(path: Path) -> Image.Image:
+    """A mask file (PNG, or any image) as L 0/255 (`as_mask`), upright."""
+    return as_mask(_open_upright(path))
+
+
+def load_alpha(path: Path) -> Image.Image | None:
+    """An image file's alpha channel as L 0/255 (above half: the object), or None when it has none."""
+    alpha = alpha_channel(_open_upright(path))
+    return None if alpha is None else alpha.point(lambda value: 255 if value > 127 else 0)
+
+
+def frame_reference_mask(mask: Image.Image, size: int | Framing) -> Image.Image:
+    """A reference image's mask framed as `load_image` frames the image, L 0/255; the
+    margins that mirror the image's edges are not the object, so they are 0 here."""
+    if isinstance(size, int) or size.square:
+        side = size if isinstance(size, int) else size.width
+        framed = fit_square(mask, side)
+    else:
+        width, height = size.size
+        scale = min(width / mask.width, height / mask.height)
+        inner = (max(1, round(mask.width * scale)), max(1, round(mask.height * scale)))
+        framed = Image.new("L", (width, height), 0)
+        framed.paste(mask.resize(inner, Image.Resampling.BILINEAR), ((width - inner[0]) // 2, (height - inner[1]) // 2))
+    return framed.point(lambda value: 255 if value > 127 else 0)
+
+
 def load_image(path: Path, size: int | Framing) -> Image.Image:
     """An image file, upright by its EXIF orientation, flattened on white, and framed: a
     square `size` or `Framing(square=True)` as the frames are (centre square); any other
@@ -184,6 +226,9 @@ def load_image(path: Path, size: int | Framing) -> Image.Image:
         return fit_square(image, size)
     return size(image) if size.square else fit_inside(image, size.size)
 
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+"""What a folder of reference images or masks is read for (other files there are left alone)."""
 
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024
 """The largest image read (8192 × 8192): a reference or a frame is scaled to a few hundred
@@ -198,6 +243,12 @@ def _too_large(path: Path, size: str) -> InputError:
 
 
 def _open_image(path: Path) -> Image.Image:
+    return flatten_on_white(_open_upright(path))
+
+
+def _open_upright(path: Path) -> Image.Image:
+    """An image file as it is stored (mode and alpha kept), upright by its EXIF orientation;
+    one line for a file that is too large or not an image."""
     try:
         with warnings.catch_warnings():  # Pillow's bomb warning: our own limit, below, says it in one line
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -206,7 +257,8 @@ def _open_image(path: Path) -> Image.Image:
             if opened.width * opened.height > MAX_IMAGE_PIXELS:
                 raise _too_large(path, f"{opened.width}×{opened.height} pixels")
             image = ImageOps.exif_transpose(opened)
-            return flatten_on_white(image)
+            image.load()
+            return image
     except Image.DecompressionBombError:
         raise _too_large(path, "an image of over twice Pillow's limit") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
@@ -220,7 +272,7 @@ def probe_clip(clip: Path) -> ClipInfo:
     """The clip's size as shown, frame rate, frame count and audio, from its container and
     its first frame (a folder: its first image)."""
     if clip.is_dir():
-        files = _folder_files(clip)
+        files = folder_files(clip)
         first = _open_image(files[0])
         return ClipInfo(first.width, first.height, IMAGE_FOLDER_FPS, len(files), len(files) / IMAGE_FOLDER_FPS, False)
     with _open_video(clip) as container:
@@ -302,7 +354,7 @@ def _too_few(clip: Path, have: int, frames: int, stride: int, start: float) -> I
     )
 
 
-def _folder_files(clip: Path) -> list[Path]:
+def folder_files(clip: Path) -> list[Path]:
     files = sorted((p for p in clip.iterdir() if p.is_file() and not p.name.startswith(".")), key=natural_key)
     if not files:
         raise InputError(f"{clip} is an empty folder", hint="a folder clip holds one image per frame: 1.jpg, 2.jpg, …")
@@ -310,7 +362,7 @@ def _folder_files(clip: Path) -> list[Path]:
 
 
 def _sample_folder(clip: Path, wanted: Wanted, framing: Framing, advance) -> SampledClip:
-    files = _folder_files(clip)
+    files = folder_files(clip)
     first = round(wanted.start * IMAGE_FOLDER_FPS)
     last = len(files) if wanted.duration is None else first + round(wanted.duration * IMAGE_FOLDER_FPS)
     chosen = files[first : last : wanted.stride][: wanted.frames]

@@ -7,6 +7,7 @@ import pytest
 
 from helpers import tree_digest
 from livecli.shapes.model import MODEL_DIR
+from livecli.store import read_toml
 
 
 def test_demo_runs_every_stage_and_a_second_run_redoes_nothing(cli, tmp_path):
@@ -31,6 +32,24 @@ def test_demo_runs_every_stage_and_a_second_run_redoes_nothing(cli, tmp_path):
     contradicted = cli("demo", "--model", "tiny", "--preset", "paper", "--train-steps", "5", "--out", tmp_path / "p")
     assert contradicted.error_lines == ["error: --train-steps 5 contradicts --preset paper (the paper's: 500)"]
     assert not (tmp_path / "p").exists()  # checked before anything is written
+
+
+def test_the_steered_demo_gives_the_first_frame_s_mask_and_four_masked_references(cli, tmp_path):
+    """`live demo --mask --references`: mask.png carried along the clip, references/ and
+    reference_masks/ written beside it and used; the same command again redoes nothing."""
+    args = ("demo", "--out", tmp_path / "demo", "--model", "tiny", "--train-steps", "2", "--mask", "--references")
+    result = cli(*args)
+    assert result.code == 0, result.err
+    folder, project = tmp_path / "demo", tmp_path / "demo" / "demo.live"
+    assert (
+        len(list((folder / "references").glob("*.png"))) == len(list((folder / "reference_masks").glob("*.png"))) == 4
+    )
+    assert "4 references [4, 4, 8, 8], reference masks cover" in result.err
+    assert "masks: 8 object masks (first frame, carried by optical flow)" in result.err
+    record = read_toml(project / "edits" / "cross-tok" / "record.toml")
+    assert record["settings"]["blend_mask"] == "given" and "masks" in record["inputs"]
+    again = cli(*args)
+    assert again.code == 0 and "masks: up to date" in again.err and "train: up to date" in again.err
 
 
 @pytest.mark.skipif(not (MODEL_DIR / "model_index.json").is_file(), reason="the shapes weights are not installed")

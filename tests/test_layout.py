@@ -49,7 +49,8 @@ COMMAND_CONFIGS = {
         },
     ),
 }
-NOT_CONFIG = {"project", "force", "as_json", "no_eval", "edit_name", "every"}
+NOT_CONFIG = {"project", "force", "as_json", "no_eval", "edit_name", "every", "reference", "reference_mask", "mask"}
+"""Options of the commands themselves, not settings: `--reference`, `--reference-mask` and `--mask` are inputs."""
 
 
 def _field_of(parameter: str, configs: tuple[type, ...], renamed: dict) -> tuple[type, str]:
@@ -88,7 +89,7 @@ def test_run_covers_every_field_of_the_stages_it_runs():
     covered = {
         _field_of(p.name, configs, renamed)
         for p in group.commands["run"].params
-        if p.name not in NOT_CONFIG | {"clip", "image"}
+        if p.name not in NOT_CONFIG | {"clip", "images"}
     }
     covered.add((EditConfig, "window"))  # `live run --window` is the training's, which the edit follows
     covered.add((EditConfig, "preset"))  # `live run --preset` is both stages'
@@ -166,8 +167,11 @@ LAYERS = [
         "ddim",
         "metrics",
         "contact_sheet",
+        "references",
+        "flow",
+        "masks",
     },
-    {"models", "control", "objectives", "stopping", "sampling", "windows", "shapes"},
+    {"models", "control", "objectives", "augment", "stopping", "sampling", "windows", "shapes"},
     {"stages"},
     {"cli", "options", "render", "pipeline", "batch", "demo", "__main__"},
 ]

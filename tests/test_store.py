@@ -29,7 +29,7 @@ from livecli.store import (
     write_toml,
 )
 
-PREPARE, TRAIN, INVERT, EDIT, EVAL = STAGES = tuple(replace(stage, facts={}) for stage in stages.STAGES)
+PREPARE, MASKS, TRAIN, INVERT, EDIT, EVAL = STAGES = tuple(replace(stage, facts={}) for stage in stages.STAGES)
 """The stages as the store knows them, without what their facts must be: these tests write
 records with made-up facts (what facts must be is tested on its own, below)."""
 

@@ -347,12 +347,12 @@ def test_preset_paper_trains_with_the_papers_settings_and_records_them(cli, clip
     """The paper's 500 steps, cut short after step 2; the settings its record keeps are the
     paper's, whatever the defaults become; a flag repeating the paper's value is no contradiction."""
     from livecli.config import TrainConfig
-    from livecli.fields import paper_settings
+    from livecli.fields import default_of, paper_settings
 
     settings = TrainConfig(preset="paper").settings()
     assert settings["preset"] == "paper"
-    for name, value in paper_settings(TrainConfig).items():  # unset optional ones are left out of records
-        assert settings.get(name) == value, name
+    for name, value in paper_settings(TrainConfig).items():  # optional ones at their default are left out of records
+        assert settings.get(name, default_of(TrainConfig, name)) == value, name
     interrupt_after(monkeypatch, 2)
     stopped = cli("train", clip, image, *PREPARE_ARGS, "--preset", "paper", "--lr", "3e-5")
     assert stopped.code == 130 and "checkpoint saved at step 2 of 500" in stopped.err

@@ -47,8 +47,9 @@ from livecli.config import (
 )
 from livecli.flow import source_flows, warp_error
 from livecli.pipeline import Job, run_job
+from livecli.references import References
 from livecli.shapes.judge import Judge
-from livecli.shapes.scenes import COLOUR_NAMES, KINDS, SHAPES, ClipPair, clip_pair
+from livecli.shapes.scenes import COLOUR_NAMES, KINDS, SHAPES, ClipPair, clip_pair, reference_mask, reference_views
 from livecli.video import read_pngs, write_pngs
 from livecli.windows import plan_windows
 
@@ -65,13 +66,22 @@ class Variant:
     """TrainConfig fields that differ from the benchmark's settings."""
     edit: dict[str, Any] = field(default_factory=dict)
     """EditConfig fields that differ."""
+    views: int = 0
+    """More pictures of the reference's object (scenes.reference_views) as further references."""
+    reference_masks: bool = False
+    """Each reference with its true object mask (--reference-mask)."""
+    mask: str | None = None
+    """The clip's object masks: 'first' (the first frame's true mask, carried by optical
+    flow) or 'all' (every frame's true mask: the blend's ceiling); they retrain nothing."""
 
     @property
     def training(self) -> str:
-        """The project this variant's training lives in: equal trainings share one."""
-        if not self.train:
-            return "live"
-        return "-".join(sorted(name.replace("_", "-") for name, value in self.train.items() if value))
+        """The project this variant's training lives in: equal trainings share one (the
+        clip's masks change no training: they share the training of the variant without)."""
+        parts = sorted(name.replace("_", "-") for name, value in self.train.items() if value)
+        parts += [f"views{self.views}"] if self.views else []
+        parts += ["refmask"] if self.reference_masks else []
+        return "-".join(parts) or "live"
 
 
 VARIANTS = (
@@ -126,6 +136,31 @@ VARIANTS = (
         edit={"cross_replace": 0.0, "self_replace": 0.0, "no_blend": True, "latent_prompt": "trained"},
     ),
 )
+STEERED = (
+    Variant("live-refs3", "`live` with three more references: the object at other sizes, angles, backgrounds", views=3),
+    Variant(
+        "live-refs3-masked",
+        "`live-refs3` with each reference's object mask: the token learns the object, not the four backgrounds",
+        views=3,
+        reference_masks=True,
+    ),
+    Variant(
+        "live-augment",
+        "`live` with --reference-augment light (random views of the reference)",
+        train={"reference_augment": "light"},
+    ),
+    Variant("live-refmask", "`live` with the reference's object mask (--reference-mask)", reference_masks=True),
+    Variant("live-mask1", "`live` with the first frame's true mask, carried by optical flow (--mask)", mask="first"),
+    Variant("live-masks", "`live` with every frame's true mask (--mask): the ceiling of the blend", mask="all"),
+    Variant(
+        "tav-refs3",
+        "`tav` with the three more references",
+        train={"no_latent_prompt": True},
+        edit={"cross_replace": 0.0, "self_replace": 0.0, "no_blend": True, "latent_prompt": "trained"},
+        views=3,
+    ),
+)
+VARIANTS = VARIANTS + STEERED
 VARIANT_NAMES = tuple(v.name for v in VARIANTS)
 
 
@@ -188,6 +223,29 @@ def case_seed(settings: Settings, index: int) -> int:
     return settings.seed * 1000 + index
 
 
+def write_steering(folder: Path, pair: ClipPair, views: int) -> None:
+    """views/ (`views` more pictures of the object) and view_masks/, reference_mask.png,
+    mask_first.png and masks/ (the clip's true object masks) in `folder` (kept if there)."""
+    if not (folder / "masks").is_dir():
+        reference_mask(pair).save(folder / "reference_mask.png")
+        pair.source_masks[0].save(folder / "mask_first.png")
+        write_pngs(pair.source_masks, folder / "masks")
+    if views and not (folder / f"views{views}").is_dir():
+        drawn = reference_views(pair, views)
+        write_pngs([view for view, _ in drawn], folder / f"views{views}")
+        write_pngs([mask for _, mask in drawn], folder / f"views{views}_masks")
+
+
+def variant_references(folder: Path, variant: Variant) -> References:
+    """The variant's reference images (and masks): the case's reference, then its views."""
+    images = [folder / "reference.png"]
+    masks = [folder / "reference_mask.png"]
+    if variant.views:
+        images += sorted((folder / f"views{variant.views}").glob("*.png"))
+        masks += sorted((folder / f"views{variant.views}_masks").glob("*.png"))
+    return References(tuple(images), tuple(masks) if variant.reference_masks else ())
+
+
 def write_case(folder: Path, pair: ClipPair) -> tuple[Path, Path]:
     """clip/, truth/, reference.png and case.json in `folder` (kept if there)."""
     if not (folder / "case.json").is_file():
@@ -224,10 +282,13 @@ def edit_config(pair: ClipPair, settings: Settings, name: str | None = None, **c
 
 def variant_job(folder: Path, pair: ClipPair, variant: Variant, settings: Settings) -> Job:
     clip, image = write_case(folder, pair)
+    write_steering(folder, pair, variant.views)
+    mask = {"first": folder / "mask_first.png", "all": folder / "masks", None: None}[variant.mask]
     return Job(
         name=f"{folder.name}/{variant.name}",
         clip=clip,
-        image=image,
+        image=variant_references(folder, variant) if variant.views or variant.reference_masks else image,
+        mask=mask,
         project=folder / f"{variant.training}.live",
         model=ModelConfig(model=settings.model, device="cpu"),
         prepare=PrepareConfig(
@@ -368,13 +429,16 @@ def run_case(
     return case
 
 
-SCORES_VERSION = 2
+SCORES_VERSION = 3
 """Bumped when a score is added or changes meaning: kept scores of another version are computed again."""
 
 
 def variant_key(variant: Variant) -> str:
     """Names a variant's kept scores: a changed variant is run again."""
-    text = json.dumps({"train": variant.train, "edit": variant.edit, "scores": SCORES_VERSION}, sort_keys=True)
+    described = {"train": variant.train, "edit": variant.edit, "scores": SCORES_VERSION}
+    if variant.views or variant.reference_masks or variant.mask:
+        described |= {"views": variant.views, "reference_masks": variant.reference_masks, "mask": variant.mask}
+    text = json.dumps(described, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 

@@ -12,6 +12,9 @@ on, the mask is made from the sums so far:
 and the edit keeps the source branch's latents where the mask is 0 (with
 `--blend-background clip`, the clip's inverted latents of the step):
 `edit ← source + mask · (edit − source)`.
+
+With object masks given to prepare (`--blend-mask given`), the given mask takes the place
+of the thresholded attention (`both`: either of them), then is blurred the same way.
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ class LocalBlend:
         sigma: float,
         latent_prompt: bool = True,
         scale: str = "range",
+        given: torch.Tensor | None = None,
+        mode: str = "attention",
     ):
         self.frames = frames
         self.first = 1 if latent_prompt else 0
@@ -85,6 +90,10 @@ class LocalBlend:
         """[2, frames, tokens]: source's and edit's blend-word attention, summed so far."""
         self.window: Window | None = None
         """The window of the clip that the UNet runs now (None: the whole clip at once)."""
+        self.given = given
+        """[frames, 1, h, w] 0/1: the object masks given to prepare, or None."""
+        self.mode = mode
+        """'attention', 'given' or 'both': what makes the mask (--blend-mask)."""
 
     def focus(self, window: Window) -> None:
         """The maps recorded next are those of `window`'s frames."""
@@ -116,7 +125,11 @@ class LocalBlend:
         return 0 if self.sums is None else self.sums.numel() * self.sums.element_size()
 
     def mask(self) -> torch.Tensor:
-        """[frames, 1, h, w] in [0, 1] at the latents' size, from the maps recorded so far."""
+        """[frames, 1, h, w] in [0, 1] at the latents' size, from the maps recorded so far
+        and/or the given masks."""
+        if self.mode == "given":
+            given = (self.given > 0.5).float()
+            return gaussian_blur(given, self.sigma) if self.sigma > 0 else given
         height, width = self.latent_size
         if self.sums is None:
             raise RuntimeError("no blend layer ran: the mask has no maps to come from")
@@ -129,7 +142,10 @@ class LocalBlend:
         floor = maps.amin(dim=(2, 3), keepdim=True) if self.scale == "range" else torch.zeros_like(maps[..., :1, :1])
         maps = (maps - floor) / (maps.amax(dim=(2, 3), keepdim=True) - floor).clamp_min(torch.finfo(maps.dtype).tiny)
         chosen = maps > self.threshold
-        mask = (chosen[: self.frames] | chosen[self.frames :]).float()
+        chosen = chosen[: self.frames] | chosen[self.frames :]
+        if self.mode == "both":
+            chosen = chosen | (self.given.to(chosen.device) > 0.5)
+        mask = chosen.float()
         return gaussian_blur(mask, self.sigma) if self.sigma > 0 else mask
 
     @staticmethod

@@ -549,3 +549,29 @@ def clip_pair(
         backdrops,
         keep_masks if kind in ("occlusion", "distractor") else None,
     )
+
+
+def reference_views(pair: ClipPair, count: int, seed: int = 0) -> list[tuple[Image.Image, Image.Image]]:
+    """`count` more pictures of the reference's object, each with its object mask (L 0/255):
+    at other sizes, angles and places, on other backgrounds (never its own colour, nor the
+    clip's background colour), for training with several references. The same `pair` and
+    `seed` draw the same views."""
+    rng = np.random.default_rng([seed, 11])
+    shape, colour = pair.target_object
+    views = []
+    while len(views) < count:
+        pattern = PATTERNS[rng.integers(len(PATTERNS))]
+        backdrop_colours = [c for c in COLOUR_NAMES if c not in (colour, pair.background.colour)]
+        backdrop = random_background(rng, pattern, backdrop_colours[rng.integers(len(backdrop_colours))])
+        if (shape, pattern) in HELD_OUT_SCENES:
+            continue
+        radius = float(rng.uniform(*RADIUS_RANGE))
+        x, y = rng.uniform(radius + 1, SIDE - radius - 1, size=2)
+        placed = Placed(shape, colour, float(x), float(y), radius, float(rng.uniform(-30.0, 30.0)))
+        views.append((render(Scene(backdrop, placed), SIDE), object_mask(placed, SIDE)))
+    return views
+
+
+def reference_mask(pair: ClipPair) -> Image.Image:
+    """The object mask of the pair's reference image (L 0/255)."""
+    return object_mask(Placed(*pair.target_object, SIDE / 2, SIDE / 2, 15.0), SIDE)

@@ -26,7 +26,16 @@ PREPARE = Stage(
         "source_size": SHAPE.or_absent,
         "audio": FLAG.or_absent,
         "span": table_of(start=NUMBER, end=NUMBER, stride=COUNT).or_absent,
+        "reference_weights_shape": SHAPE.or_absent,
+        "reference_mask_coverage": FRACTION.or_absent,
     },
+)
+MASKS = Stage(
+    "masks",
+    "masks",
+    remake="`live prepare CLIP IMAGE --mask PATH …` (or `live run … --mask PATH`)",
+    optional=True,
+    facts={"given_as": TEXT, "coverage": FRACTION, "frames": COUNT},
 )
 LOSSES = table_of(video=NUMBER, text=NUMBER)
 TRAIN = Stage(
@@ -80,4 +89,4 @@ EVAL = Stage(
         "object_match": FRACTION.or_absent,
     },
 )
-STAGES = (PREPARE, TRAIN, INVERT, EDIT, EVAL)
+STAGES = (PREPARE, MASKS, TRAIN, INVERT, EDIT, EVAL)

@@ -23,6 +23,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -38,8 +39,9 @@ from livecli.models.trained import TrainedModel
 from livecli.models.vae import decode_latents
 from livecli.resources import amount, disk_room
 from livecli.sampling import EditOutcome, plan_edit, sample_edit, source_attention_plan
-from livecli.stages import EDIT, PREPARE, TRAIN
+from livecli.stages import EDIT, MASKS, PREPARE, TRAIN
 from livecli.stages import invert as invert_stage
+from livecli.stages import masks as masks_stage
 from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
 from livecli.stages.runtime import Runtime, frame_count, resolve_windows
@@ -107,6 +109,7 @@ def run(
     demo's and the benchmark's); a user's is refused instead, so that none is lost unasked."""
     manifest = project.manifest()
     with project.lock():
+        config = dataclasses.replace(config, blend_mask=resolve_blend_mask(config, project))
         trained = train_stage.require(project)
         if config.preset is not None and trained.settings.get("preset") != config.preset:
             raise SettingError(
@@ -141,7 +144,11 @@ def run(
 
         inversion = _inversion(project, config, invert_config, runtime, trained.facts["token"])
         inputs = {TRAIN.folder: trained.fingerprint, inversion.stage.folder: inversion.result.record.fingerprint}
-        work = project.run_stage(stage, settings, inputs, force=force, reads=(PREPARE, TRAIN, inversion.stage))
+        reads = (PREPARE, TRAIN, inversion.stage)
+        if config.blend_mask in ("given", "both") and not config.no_blend:
+            inputs[MASKS.folder] = project.record(MASKS).fingerprint
+            reads += (MASKS,)
+        work = project.run_stage(stage, settings, inputs, force=force, reads=reads)
         if work.skipped:
             return EditResult(inversion.result, work.result)
 
@@ -149,7 +156,8 @@ def run(
             progress.say(
                 "edit: the model was trained without a latent prompt, so --latent-prompt reference changes nothing"
             )
-        prompts, outcome = _sample(config, runtime, inversion, manifest["prompt"], window, overlap)
+        given = given_masks(project, config)
+        prompts, outcome = _sample(config, runtime, inversion, manifest["prompt"], window, overlap, given)
         if not torch.isfinite(outcome.edit).all():
             raise SettingError(
                 EditConfig,
@@ -199,6 +207,38 @@ def run(
                 "device": str(runtime.device),
             }
     return EditResult(inversion.result, work.result)
+
+
+def resolve_blend_mask(config: EditConfig, project: Project) -> str:
+    """--blend-mask: `auto` is `given` when the project has object masks, else `attention`,
+    which records as `auto` did before masks existed (so earlier edits stay up to date);
+    `given` or `both` without masks is an error."""
+    has_masks = masks_stage.current(project) is not None
+    if config.blend_mask == "auto":
+        return "given" if has_masks else "auto"
+    if config.blend_mask in ("given", "both") and not has_masks:
+        raise SettingError(
+            EditConfig,
+            "{blend_mask:" + config.blend_mask + "} needs object masks, and the project has none",
+            "prepare with --mask PATH (a mask video, a folder of masks, or one PNG for the first frame), or leave "
+            "{blend_mask} out",
+        )
+    if config.blend_mask == "attention" and not has_masks:
+        return "auto"
+    return config.blend_mask
+
+
+def given_masks(project: Project, config: EditConfig) -> torch.Tensor | None:
+    """The object masks at the latents' size [F, 1, h, w] (0/1: a cell any object pixel falls
+    in, and the cells around it), when local blend reads them."""
+    if config.no_blend or config.blend_mask not in ("given", "both"):
+        return None
+    masks = masks_stage.clip_masks(project)
+    pixels = torch.stack([torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255)[None] for mask in masks])
+    cells = (F.adaptive_avg_pool2d(pixels, _latent_size(project)) > 0).float()
+    # Grown by one cell, as the attention's maps are by their 3×3 max-pool: the new object
+    # need not have the old one's outline.
+    return F.max_pool2d(cells, kernel_size=3, stride=1, padding=1)
 
 
 AUTO_MIN_LATENT_SIDE = 32
@@ -262,6 +302,7 @@ def _sample(
     source_prompt: str,
     window: int,
     overlap: int,
+    given: torch.Tensor | None = None,
 ) -> tuple[EditPrompts, EditOutcome]:
     """The edit's prompts and latents, sampled from the inversion as `config` plans them."""
     model = runtime.trained()
@@ -269,7 +310,8 @@ def _sample(
     frames, _, height, width = start.shape
     stored = inversion.stored_attention(runtime.device, runtime.dtype) if config.source_branch == "inversion" else None
     windows = plan_windows(frames, window, overlap)
-    plan = plan_edit(model, config, source_prompt, frames, (height, width), windows, stored)
+    given = None if given is None else given.to(runtime.device)
+    plan = plan_edit(model, config, source_prompt, frames, (height, width), windows, stored, given)
     trajectory = list(inversion.trajectory()) if plan.needs_trajectory else None
     with progress.window_bar("editing (DDIM)", frames, config.steps, len(windows)) as advance:
         return plan.prompts, sample_edit(model, plan, start, trajectory, after_window=advance)

@@ -33,8 +33,9 @@ from livecli.flow import SourceFlow, source_flows
 from livecli.metrics import PSNR_CAP_DB, VideoScores, background, mask_tensor, score_video
 from livecli.models.clip import ClipEmbedder, ClipSource, load_clip, resolve_clip
 from livecli.models.loading import dtype_name, resolve_device, resolve_dtype
-from livecli.stages import EDIT, EVAL, PREPARE, STAGES, TRAIN
+from livecli.stages import EDIT, EVAL, MASKS, PREPARE, STAGES, TRAIN
 from livecli.stages import edit as edit_stage
+from livecli.stages import masks as masks_stage
 from livecli.stages import prepare as prepare_stage
 from livecli.store import Project, Record, Stage, StageResult, atomic_write_bytes
 from livecli.video import read_pngs
@@ -235,12 +236,19 @@ def _evaluate(
         **({"clip_score": clip_note} if clip_note else {}),
     }
     inputs = {edit.folder: edited.fingerprint, PREPARE.folder: prepared.fingerprint}
-    work = project.run_stage(stage, settings, inputs, force=force, reads=(PREPARE, edit))
+    reads = (PREPARE, edit)
+    masks = masks_stage.current(project)
+    if masks is not None:  # the background is scored outside them
+        inputs[MASKS.folder] = masks.fingerprint
+        reads += (MASKS,)
+    work = project.run_stage(stage, settings, inputs, force=force, reads=reads)
     if work.skipped:
         return Evaluation(name, work.result, _load_metrics(project, stage))
 
     frames, source, reference, masks = _read_pictures(project, name)
-    mask = mask_tensor(masks) if masks else None
+    given = masks_stage.clip_masks(project)  # the object's true place, where the user gave it
+    scored = given or masks
+    mask = mask_tensor(scored) if scored else None
     margin = config.mask_margin * latent_cell(prepared)
 
     flows = scorer.flows_once(f"flow {prepared.fingerprint}", source)
@@ -284,6 +292,7 @@ def _evaluate(
         "settings": {"eval": settings, "edit": edited.settings},
         "frames": len(frames),
         "background_share": share,
+        "background_outside": "the given object masks" if given else "the blend mask" if masks else None,
         "psnr_cap_db": PSNR_CAP_DB,
         "rows": {video: scores.summary() for video, scores in rows.items()},
         "per_frame": {video: scores.per_frame for video, scores in rows.items()},
@@ -418,7 +427,8 @@ def render_report(metrics: dict[str, Any], project: Project, name: str) -> str:
         "- Consistency: mean cosine of CLIP embeddings of consecutive frames, and of all pairs (higher: steadier).",
         "- CLIP-I reference: mean cosine of each frame with the reference image; the crop is the square around the "
         "blend mask.",
-        f"- Background: PSNR and SSIM against the source outside the blend mask grown by "
+        f"- Background: PSNR and SSIM against the source outside {metrics.get('background_outside') or 'the mask'} "
+        "grown by "
         f"{metrics['settings']['eval']['mask_margin']} latent cells"
         + ("" if share is None else f" ({share:.0%} of the pixels)")
         + f"; PSNR is capped at {metrics['psnr_cap_db']:g} dB (identical pixels). "

@@ -6,10 +6,17 @@ Writes `prepare/` in the project:
                            model's own), the long side keeping the clip's aspect ratio,
                            both multiples of the model's (64 px for SD)
     reference.png          the reference image, whole, scaled to fit W×H, margins mirrored
+    references/0000.png …  every reference image so framed (only when there are several)
+    reference_masks/0000.png …  each reference's object mask (--reference-mask, else its
+                           alpha channel; all white for one without), framed the same
+                           way, the mirrored margins 0 (only when some reference has one)
     audio.m4a              the clip's sound over the sampled span, AAC (when it has sound)
-    latents.safetensors    `frames` [F, 4, H/8, W/8] and `reference` [1, 4, H/8, W/8]
+    latents.safetensors    `frames` [F, 4, H/8, W/8] and `reference` [R, 4, H/8, W/8]
                            (/4 for `shapes`, whose VAE downsamples ×4):
-                           the VAE posterior mean × the scaling factor, fp32
+                           the VAE posterior mean × the scaling factor, fp32; with
+                           reference masks also `reference_weights` [R, 1, H/8, W/8]:
+                           the image objective's loss weights (the mask at the latents'
+                           size, grown by REFERENCE_MARGIN cells)
     record.toml            settings, input digests, output hashes, shapes, frame rate, span, audio
 
 and the manifest `live.toml` (model, sources with SHA-256, prompt, object).
@@ -20,7 +27,9 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image, ImageOps
 
 from livecli import progress
 from livecli.config import ModelConfig, PrepareConfig
@@ -39,6 +48,7 @@ from livecli.models.loading import (
     vae_width,
 )
 from livecli.models.vae import encode_images
+from livecli.references import References
 from livecli.resources import MAX_SIZE_FACTOR, check_fits, prepare_bytes
 from livecli.stages import PREPARE
 from livecli.store import Project, Record, StageResult, sha256_path
@@ -49,8 +59,11 @@ from livecli.video import (
     Framing,
     SampledClip,
     extract_audio,
+    frame_reference_mask,
     frame_size,
+    load_alpha,
     load_image,
+    load_mask,
     probe_clip,
     sample_frames,
     shown_path,
@@ -61,6 +74,10 @@ from livecli.video import (
 
 LATENTS = "latents.safetensors"
 AUDIO = "audio.m4a"
+REFERENCES, REFERENCE_MASKS = "references", "reference_masks"
+REFERENCE_MARGIN = 1
+"""Latent cells the reference's mask grows by for the loss: the object's edge and what
+the VAE's receptive field mixes into it stay in."""
 
 
 def vae_batch(device: torch.device) -> int:
@@ -83,10 +100,12 @@ def check_source(path: Path, what: str) -> Path:
 
 
 def latents(project: Project) -> dict[str, torch.Tensor]:
-    """The prepared latents (`frames`, `reference`), checked against the record: its digest,
-    and the shapes it gives."""
+    """The prepared latents (`frames`, `reference` and, with reference masks,
+    `reference_weights`), checked against the record: its digest, and the shapes it gives."""
     record = require(project)
     shapes = {"frames": record.facts["frames_shape"], "reference": record.facts["reference_shape"]}
+    if record.facts.get("reference_weights_shape"):
+        shapes["reference_weights"] = record.facts["reference_weights_shape"]
     return load_tensors(project.verified(PREPARE, LATENTS), shapes, f"make it again: {PREPARE.remake_command}")
 
 
@@ -111,14 +130,14 @@ def refresh(project: Project, model: ModelConfig) -> StageResult:
     --model) flows down like in `make`.
     """
     record = require(project)
-    sources = project.manifest().get("sources", {})
+    manifest = project.manifest()
+    sources = manifest.get("sources", {})
     clip, image = (Path(sources.get(name, {}).get("path", "")) for name in ("clip", "image"))
-    values = {item.name: record.settings[item.name] for item in fields(PrepareConfig) if item.name in record.settings}
-    # The --max-frames guard is not recorded: the frames once prepared were allowed then.
-    prepared = record.facts["frames_shape"][0]  # a checked fact (stages.PREPARE)
-    config = PrepareConfig(**values, max_frames=max(prepared, default_of(PrepareConfig, "max_frames")))
-    if clip.exists() and image.is_file():
-        return run(project, config, clip, image, model)
+    references = recorded_references(manifest)
+    config = recorded_config(record)
+    present = all(path.is_file() for path in (*references.images, *(m for m in references.masks if m)))
+    if clip.exists() and present:
+        return run(project, config, clip, references, model)
     if record.inputs.get("model") != resolve_model(model.model, config=model.model_config).key:
         raise InputError(
             f"the project's clip or image is gone ({clip}, {image}) and the frames were prepared with another model",
@@ -127,17 +146,71 @@ def refresh(project: Project, model: ModelConfig) -> StageResult:
     return StageResult(PREPARE.name, project.stage_dir(PREPARE), record, skipped=True)
 
 
+def recorded_config(record: Record) -> PrepareConfig:
+    """The settings the frames were prepared with, as a config."""
+    values = {item.name: record.settings[item.name] for item in fields(PrepareConfig) if item.name in record.settings}
+    # The --max-frames guard is not recorded: the frames once prepared were allowed then.
+    prepared = record.facts["frames_shape"][0]  # a checked fact (stages.PREPARE)
+    return PrepareConfig(**values, max_frames=max(prepared, default_of(PrepareConfig, "max_frames")))
+
+
+def framing_of(record: Record) -> Framing:
+    """How the frames were framed, from the record."""
+    width, height = record.facts.get("frame_size") or [record.settings["size"]] * 2
+    return Framing(int(width), int(height), square=record.settings.get("crop") == "square")
+
+
+def recorded_references(manifest: dict) -> References:
+    """The reference images (and their mask files) the manifest names."""
+    listed = manifest.get("references")
+    if not listed:
+        return References((Path(manifest.get("sources", {}).get("image", {}).get("path", "")),))
+    return References(
+        tuple(Path(entry["path"]) for entry in listed),
+        tuple(Path(entry["mask"]) if entry.get("mask") else None for entry in listed),
+    )
+
+
+def manifest_references(references: References) -> list[dict[str, str]]:
+    return [
+        {"path": str(image), "sha256": sha256_path(image), **({"mask": str(mask)} if mask else {})}
+        for image, mask in zip(references.images, references.masks, strict=True)
+    ]
+
+
+def reference_inputs(references: References, alphas: list[Image.Image | None]) -> dict[str, str]:
+    """What the fingerprint adds for several references or masks (nothing for one picture
+    without a mask, so that such a project keeps its fingerprint)."""
+    inputs = {}
+    if len(references.images) > 1:
+        inputs["references"] = ",".join(sha256_path(image) for image in references.images)
+    kinds = [
+        sha256_path(mask) if mask is not None else "alpha" if alpha is not None else "none"
+        for mask, alpha in zip(references.masks, alphas, strict=True)
+    ]
+    if any(kind != "none" for kind in kinds):
+        inputs["reference_masks"] = ",".join(kinds)
+    return inputs
+
+
 def run(
     project: Project,
     config: PrepareConfig,
     clip: Path,
-    image: Path,
+    image: Path | References,
     model: ModelConfig,
     force: bool = False,
 ) -> StageResult:
-    """Prepare the project from CLIP and IMAGE, unless it is already up to date."""
+    """Prepare the project from CLIP and IMAGE (one reference image, or `References`),
+    unless it is already up to date. (The clip's object masks are a stage of their own,
+    stages/masks.py, so that giving them retrains nothing.)"""
     clip = check_source(clip, "clip")
-    image = check_source(image, "reference image")
+    references = References.of(image)
+    references = References(
+        tuple(check_source(path, "reference image") for path in references.images),
+        tuple(None if path is None else check_source(path, "reference mask") for path in references.masks),
+    )
+    image = references.first
     project.check_writable(repair=force)
     with project.lock():
         damaged = project.manifest_damaged()
@@ -161,26 +234,35 @@ def run(
         settings = {**config.settings(), "size": f"{framing.width}x{framing.height}", "dtype": dtype_name(dtype)}
         if config.crop == "square":
             settings["size"] = framing.width
+        alphas = [  # a reference without a mask file may have an alpha channel, which is its mask then
+            load_alpha(path) if given is None else None
+            for path, given in zip(references.images, references.masks, strict=True)
+        ]
         inputs = {
             "clip": sha256_path(clip),
             "image": sha256_path(image),
             "model": source.key,
+            **reference_inputs(references, alphas),
+        }
+        sources = {
+            "clip": {"path": str(clip), "sha256": inputs["clip"]},
+            "image": {"path": str(image), "sha256": inputs["image"]},
         }
         manifest = {
             "prompt": config.prompt,
             "object": config.object,
             "model": source.manifest_entry(),
-            "sources": {
-                "clip": {"path": str(clip), "sha256": inputs["clip"]},
-                "image": {"path": str(image), "sha256": inputs["image"]},
-            },
+            "sources": sources,
+            # A project of one picture without a mask keeps the manifest it always had.
+            "references": None if references.single else manifest_references(references),
         }
         work = project.run_stage(PREPARE, settings, inputs, force=force)
         if work.skipped:
             project.update_manifest(**manifest)  # a crash may have cut it off after the swap
             return work.result
 
-        reference = load_image(image, framing)  # cheap: a bad image fails before any decoding
+        pictures = [load_image(path, framing) for path in references.images]  # cheap: fails before decoding
+        object_masks = reference_masks(references, alphas, framing)
         with work.staging() as folder:
             with progress.bar("decoding frames", expected or 0) as advance:
                 clip_frames = sample_frames(
@@ -195,17 +277,24 @@ def run(
                 )
             count = len(clip_frames.frames)
             write_pngs(clip_frames.frames, folder / "frames")
-            reference.save(folder / "reference.png")
+            pictures[0].save(folder / "reference.png")
+            if len(pictures) > 1:
+                write_pngs(pictures, folder / REFERENCES)
+            if object_masks is not None:
+                write_pngs(object_masks, folder / REFERENCE_MASKS)
             audio = save_audio(clip, clip_frames, folder / AUDIO) if info.audio else False
 
             vae = load_vae(source, device, dtype)
-            with progress.bar("encoding latents", count + 1) as advance:
-                latents = encode_images(vae, [*clip_frames.frames, reference], vae_batch(device), advance)
-            frame_latents, reference_latents = latents[:-1].contiguous(), latents[-1:].contiguous()
+            with progress.bar("encoding latents", count + len(pictures)) as advance:
+                latents = encode_images(vae, [*clip_frames.frames, *pictures], vae_batch(device), advance)
+            frame_latents, reference_latents = latents[:count].contiguous(), latents[count:].contiguous()
             scaling = float(vae.config.scaling_factor)
+            tensors = {"frames": frame_latents, "reference": reference_latents}
+            if object_masks is not None:
+                tensors["reference_weights"] = loss_weights(object_masks, tuple(reference_latents.shape[-2:]))
             save_tensors(
                 folder / LATENTS,
-                {"frames": frame_latents, "reference": reference_latents},
+                tensors,
                 metadata={"scaling_factor": repr(scaling), "size": f"{framing.width}x{framing.height}"},
             )
             work.facts = {
@@ -223,8 +312,50 @@ def run(
                 },
                 "audio": audio,
             }
+            if object_masks is not None:
+                work.facts["reference_weights_shape"] = list(tensors["reference_weights"].shape)
+                work.facts["reference_mask_coverage"] = round(float(tensors["reference_weights"].mean()), 4)
         project.update_manifest(anew=bool(damaged), **manifest)
     return work.result
+
+
+def reference_masks(
+    references: References, alphas: list[Image.Image | None], framing: Framing
+) -> list[Image.Image] | None:
+    """Each reference's object mask framed as its picture (all white for one without a mask),
+    or None when no reference has one: the image objective's loss is then today's."""
+    if all(mask is None for mask in references.masks) and all(alpha is None for alpha in alphas):
+        return None
+    masks = []
+    for image, path, alpha in zip(references.images, references.masks, alphas, strict=True):
+        given = load_mask(path) if path is not None else alpha
+        if given is None:
+            masks.append(Image.new("L", framing.size, 255))
+            continue
+        with Image.open(image) as picture:
+            size = ImageOps.exif_transpose(picture).size
+        if abs(given.width / given.height - size[0] / size[1]) > 0.01 * size[0] / size[1]:
+            raise InputError(
+                f"the mask {shown_path(path or image)} is {given.width}×{given.height}, its reference image "
+                f"{size[0]}×{size[1]}",
+                hint="give each reference image a mask of its own size (or scaled to it)",
+            )
+        framed = frame_reference_mask(given, framing)
+        if not framed.getbbox():
+            raise InputError(
+                f"the mask of reference image {shown_path(image)} is empty: no pixel is above half",
+                hint="paint the object white (or opaque) on black",
+            )
+        masks.append(framed)
+    return masks
+
+
+def loss_weights(masks: list[Image.Image], latent_size: tuple[int, int]) -> torch.Tensor:
+    """[R, 1, h, w] 0/1: the latent cells any object pixel falls in, grown by REFERENCE_MARGIN."""
+    pixels = torch.stack([torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255)[None] for mask in masks])
+    cells = torch.nn.functional.adaptive_avg_pool2d(pixels, latent_size) > 0
+    grown = torch.nn.functional.max_pool2d(cells.float(), 2 * REFERENCE_MARGIN + 1, stride=1, padding=REFERENCE_MARGIN)
+    return grown.contiguous()
 
 
 def plan_framing(config: PrepareConfig, info: ClipInfo, native: int, multiple: int) -> Framing:

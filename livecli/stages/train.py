@@ -353,7 +353,14 @@ def build_trainer(
         enable_checkpointing(video_unet, everywhere=config.gradient_checkpointing == "all")
     if compile_unet:
         compile_blocks(video_unet)
-    data = TrainingData(latents["frames"].float(), latents["reference"].float(), prompt, caption)
+    weights = latents.get("reference_weights")
+    data = TrainingData(
+        latents["frames"].float(),
+        latents["reference"].float(),
+        prompt,
+        caption,
+        None if weights is None else weights.float(),
+    )
     trainer = LiveTrainer(
         video_unet, models.tokenizer, models.text_encoder, models.noise_scheduler, placeholder, data, config, precision
     )

@@ -1,0 +1,130 @@
+"""Object masks for the clip (`--mask PATH`): where the object to replace is, frame by frame.
+
+A mask is given as
+
+- a mask video, sampled with the clip's own settings (--frames, --stride, --start, --duration);
+- a folder of mask images, one per sampled frame, or one per frame of the whole clip (the
+  clip's sampling then picks among them), matched by (natural) order;
+- one mask image for the first sampled frame, which is carried to the other frames along
+  the clip's optical flow (flow.py: OpenCV's DIS, no learned weights).
+
+Each is framed as the frames are, and read as L 0/255: a picture's alpha channel where it
+has one, else its grey levels above half. Prepare stores them beside the frames; local
+blend then keeps what they say (`--blend-mask`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from livecli.errors import InputError
+from livecli.flow import carry_mask
+from livecli.video import (
+    IMAGE_SUFFIXES,
+    ClipInfo,
+    Framing,
+    as_mask,
+    folder_files,
+    load_mask,
+    probe_clip,
+    sample_frames,
+    shown_path,
+    source_problem,
+)
+
+FIRST_FRAME, FOLDER, VIDEO = "first frame, carried by optical flow", "a folder of masks", "a mask video"
+"""How the masks were given, as the prepare record says it."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames of the clip were sampled: what a mask video or a whole-clip folder must match."""
+
+    frames: int | None
+    stride: int
+    start: float
+    duration: float | None
+
+
+@dataclass(frozen=True)
+class ClipMasks:
+    masks: list[Image.Image]
+    """L 0/255, one per sampled frame, at the frames' size."""
+    given_as: str
+
+    @property
+    def coverage(self) -> float:
+        return float(np.mean([np.asarray(mask) > 0 for mask in self.masks]))
+
+
+def _problem(path: Path, message: str, hint: str) -> InputError:
+    return InputError(f"--mask {shown_path(path)} {message}", hint=hint)
+
+
+def read_clip_masks(
+    path: Path, frames: list[Image.Image], framing: Framing, info: ClipInfo, sampling: Sampling
+) -> ClipMasks:
+    """The masks `path` gives for the sampled `frames`; one line for a mask that is missing,
+    the wrong length or empty."""
+    problem = source_problem(path, folder_allowed=True)
+    if problem:
+        raise _problem(path, problem, "pass a mask video, a folder of mask PNGs or one PNG for the first frame")
+    count = len(frames)
+    if path.is_dir():
+        files = [file for file in folder_files(path) if file.suffix.lower() in IMAGE_SUFFIXES]
+        if len(files) == count:
+            chosen = files
+        elif info.frames is not None and len(files) == info.frames:  # one per frame of the whole clip
+            first = round(sampling.start * info.fps)
+            last = len(files) if sampling.duration is None else first + round(sampling.duration * info.fps)
+            chosen = files[first : last : sampling.stride][:count]
+        else:
+            whole = f" or {info.frames} for the whole clip" if info.frames else ""
+            raise _problem(
+                path,
+                f"holds {len(files)} masks; the sampled clip has {count} frames",
+                f"give one mask per sampled frame ({count}){whole}, in order",
+            )
+        masks, given_as = [framed(check_size(file, load_mask(file), info), framing) for file in chosen], FOLDER
+    elif path.suffix.lower() in IMAGE_SUFFIXES - {".gif"}:
+        first = framed(check_size(path, load_mask(path), info), framing)
+        if not np.asarray(first).any():
+            raise _problem(path, "is empty: no pixel is above half", "paint the object white (or opaque) on black")
+        masks, given_as = carry_mask(first, frames), FIRST_FRAME
+    else:
+        shown = probe_clip(path)
+        check_size(path, Image.new("L", (shown.width, shown.height)), info)
+        sampled = sample_frames(
+            path, sampling.frames, framing, sampling.stride, sampling.start, duration=sampling.duration
+        )
+        if len(sampled.frames) != count:
+            raise _problem(
+                path,
+                f"gives {len(sampled.frames)} frames with the clip's sampling; the clip gives {count}",
+                "pass a mask video as long as the clip, at its frame rate",
+            )
+        masks, given_as = [as_mask(frame) for frame in sampled.frames], VIDEO
+    if not any(np.asarray(mask).any() for mask in masks):
+        raise _problem(path, "is empty in every frame: no pixel is above half", "paint the object white on black")
+    return ClipMasks(masks, given_as)
+
+
+def check_size(path: Path, mask: Image.Image, info: ClipInfo) -> Image.Image:
+    """A mask must show the clip's picture: its size, or a scaled copy of it (the same
+    aspect ratio, to 1 %), else it would be framed onto other pixels."""
+    if abs(mask.width / mask.height - info.width / info.height) > 0.01 * info.width / info.height:
+        raise _problem(
+            path,
+            f"is {mask.width}×{mask.height}, the clip {info.width}×{info.height}",
+            "give masks of the clip's size (or scaled to it, keeping its aspect ratio)",
+        )
+    return mask
+
+
+def framed(mask: Image.Image, framing: Framing) -> Image.Image:
+    """A mask framed as the frames are (cropped to cover), L 0/255."""
+    return framing(mask.convert("L")).point(lambda value: 255 if value > 127 else 0)
