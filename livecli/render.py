@@ -172,7 +172,7 @@ def metrics_table(evaluations, title: str) -> Table:
         if f != "object_match" or any(e.metrics["rows"]["edit"].get(f) is not None for e in evaluations)
     ]
     for field in shown:
-        table.add_column(TABLE_METRICS[field], justify="right", no_wrap=True)
+        table.add_column(TABLE_METRICS[field], justify="right", min_width=6)  # headers wrap, values never do
     for evaluation in evaluations:
         for video, label, style in (("edit", escape(evaluation.name), ""), ("source", "  source", "dim")):
             row = evaluation.metrics["rows"][video]

@@ -14,7 +14,7 @@ in 46 % and 67 % of rotation and occlusion frames. This retrains it, same archit
   distractor kind's frames with the distractor painted over, as the benchmark reads them.
 
 It then reads the truth of the benchmark's own cases (reported and tuning sets, 48 clips)
-and of 80 fresh clips per kind, and reports the share it reads right per kind. `--install`
+and of 80 fresh clips per kind (`--measure-clips`), and reports the share it reads right per kind. `--install`
 copies it into the package when it reads at least 95 % of the truth in every kind.
 """
 
@@ -153,6 +153,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--measure-clips", type=int, default=80, help="fresh clips per kind to measure on")
     parser.add_argument("--install", action="store_true", help="copy the judge into the package if it meets the aim")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -162,7 +163,7 @@ def main() -> int:
 
     save_file(judge.state_dict(), args.out / "judge.safetensors")
     cases = [clip_pair(seed * 1000 + index, kind=KINDS[index % len(KINDS)]) for seed in (0, 1) for index in range(24)]
-    fresh = [clip_pair(MEASURE_SEEDS + k, kind=KINDS[k % len(KINDS)]) for k in range(80 * len(KINDS))]
+    fresh = [clip_pair(MEASURE_SEEDS + k, kind=KINDS[k % len(KINDS)]) for k in range(args.measure_clips * len(KINDS))]
     before = load_judge(PACKAGE_DIR / "judge.safetensors")
     report = {"examples": args.examples, "steps": args.steps}
     for name, pairs in (("cases", cases), ("fresh", fresh)):
