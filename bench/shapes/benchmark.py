@@ -137,7 +137,7 @@ VARIANTS = (
     ),
 )
 STEERED = (
-    Variant("live-refs3", "`live` with three more references: the object at other sizes, angles, backgrounds", views=3),
+    Variant("live-refs3", "`live` with three more references: the object at other sizes, places, backgrounds", views=3),
     Variant(
         "live-refs3-masked",
         "`live-refs3` with each reference's object mask: the token learns the object, not the four backgrounds",
