@@ -621,7 +621,7 @@ def demo(
         typer.Option(
             "--references",
             help="Learn the new object from references/ (written beside the clip): the reference image and three "
-            "more views of the object, at other sizes, places and backgrounds.",
+            "more views of the object, at other sizes and places.",
         ),
     ] = False,
     given: Given,

@@ -78,7 +78,8 @@ def make_samples(folder: Path) -> tuple[Path, Path]:
 
 MASK, REFERENCES, REFERENCE_MASKS = "mask.png", "references", "reference_masks"
 """What the demo writes beside its clip for steering the swap: the object's mask in the
-first frame (as a user would paint it), three more views of the new object, and the
+first frame (as a user would paint it), three more views of the new object (other sizes
+and places, on the reference's background, which the reference prompt names), and the
 object's mask in each of the four references."""
 EXTRA_VIEWS = 3
 
@@ -98,7 +99,7 @@ def write_steering(folder: Path) -> None:
         partial = mask.with_name("mask.partial.png")
         pair.source_masks[0].save(partial)
         partial.replace(mask)
-    drawn = reference_views(pair, EXTRA_VIEWS)
+    drawn = reference_views(pair, EXTRA_VIEWS, same_background=True)  # the background its caption names
     for target, pictures in (
         (views, [pair.reference, *(view for view, _ in drawn)]),
         (view_masks, [reference_mask(pair), *(object_mask for _, object_mask in drawn)]),

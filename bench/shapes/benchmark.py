@@ -68,6 +68,8 @@ class Variant:
     """EditConfig fields that differ."""
     views: int = 0
     """More pictures of the reference's object (scenes.reference_views) as further references."""
+    same_background: bool = False
+    """The views on the reference's own background (which the reference's caption names)."""
     reference_masks: bool = False
     """Each reference with its true object mask (--reference-mask)."""
     mask: str | None = None
@@ -75,11 +77,15 @@ class Variant:
     flow) or 'all' (every frame's true mask: the blend's ceiling); they retrain nothing."""
 
     @property
+    def views_folder(self) -> str:
+        return f"views{self.views}" + ("same" if self.same_background else "")
+
+    @property
     def training(self) -> str:
         """The project this variant's training lives in: equal trainings share one (the
         clip's masks change no training: they share the training of the variant without)."""
         parts = sorted(name.replace("_", "-") for name, value in self.train.items() if value)
-        parts += [f"views{self.views}"] if self.views else []
+        parts += [self.views_folder] if self.views else []
         parts += ["refmask"] if self.reference_masks else []
         return "-".join(parts) or "live"
 
@@ -143,6 +149,12 @@ STEERED = (
         "`live-refs3` with each reference's object mask: the token learns the object, not the four backgrounds",
         views=3,
         reference_masks=True,
+    ),
+    Variant(
+        "live-refs3-same",
+        "`live` with three more references on the reference's own background (its caption names it)",
+        views=3,
+        same_background=True,
     ),
     Variant(
         "live-augment",
@@ -223,17 +235,18 @@ def case_seed(settings: Settings, index: int) -> int:
     return settings.seed * 1000 + index
 
 
-def write_steering(folder: Path, pair: ClipPair, views: int) -> None:
-    """views/ (`views` more pictures of the object) and view_masks/, reference_mask.png,
+def write_steering(folder: Path, pair: ClipPair, variant: Variant) -> None:
+    """The variant's views (more pictures of the object) and their masks, reference_mask.png,
     mask_first.png and masks/ (the clip's true object masks) in `folder` (kept if there)."""
     if not (folder / "masks").is_dir():
         reference_mask(pair).save(folder / "reference_mask.png")
         pair.source_masks[0].save(folder / "mask_first.png")
         write_pngs(pair.source_masks, folder / "masks")
-    if views and not (folder / f"views{views}").is_dir():
-        drawn = reference_views(pair, views)
-        write_pngs([view for view, _ in drawn], folder / f"views{views}")
-        write_pngs([mask for _, mask in drawn], folder / f"views{views}_masks")
+    views = folder / variant.views_folder
+    if variant.views and not views.is_dir():
+        drawn = reference_views(pair, variant.views, same_background=variant.same_background)
+        write_pngs([view for view, _ in drawn], views)
+        write_pngs([mask for _, mask in drawn], views.with_name(views.name + "_masks"))
 
 
 def variant_references(folder: Path, variant: Variant) -> References:
@@ -241,8 +254,8 @@ def variant_references(folder: Path, variant: Variant) -> References:
     images = [folder / "reference.png"]
     masks = [folder / "reference_mask.png"]
     if variant.views:
-        images += sorted((folder / f"views{variant.views}").glob("*.png"))
-        masks += sorted((folder / f"views{variant.views}_masks").glob("*.png"))
+        images += sorted((folder / variant.views_folder).glob("*.png"))
+        masks += sorted((folder / f"{variant.views_folder}_masks").glob("*.png"))
     return References(tuple(images), tuple(masks) if variant.reference_masks else ())
 
 
@@ -282,7 +295,7 @@ def edit_config(pair: ClipPair, settings: Settings, name: str | None = None, **c
 
 def variant_job(folder: Path, pair: ClipPair, variant: Variant, settings: Settings) -> Job:
     clip, image = write_case(folder, pair)
-    write_steering(folder, pair, variant.views)
+    write_steering(folder, pair, variant)
     mask = {"first": folder / "mask_first.png", "all": folder / "masks", None: None}[variant.mask]
     return Job(
         name=f"{folder.name}/{variant.name}",
@@ -438,6 +451,7 @@ def variant_key(variant: Variant) -> str:
     described = {"train": variant.train, "edit": variant.edit, "scores": SCORES_VERSION}
     if variant.views or variant.reference_masks or variant.mask:
         described |= {"views": variant.views, "reference_masks": variant.reference_masks, "mask": variant.mask}
+        described |= {"same_background": True} if variant.same_background else {}
     text = json.dumps(described, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 

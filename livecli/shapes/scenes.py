@@ -551,12 +551,15 @@ def clip_pair(
     )
 
 
-def reference_views(pair: ClipPair, count: int, seed: int = 0) -> list[tuple[Image.Image, Image.Image]]:
+def reference_views(
+    pair: ClipPair, count: int, seed: int = 0, same_background: bool = False
+) -> list[tuple[Image.Image, Image.Image]]:
     """`count` more pictures of the reference's object, each with its object mask (L 0/255):
     at other sizes and places, on other backgrounds (never its own colour, nor the clip's
     background colour), for training with several references. Upright, as every scene the
     `shapes` model learnt from: turned ±30°, they made the token useless (0 % object
-    accuracy on the first two benchmark cases). The same `pair` and `seed` draw the same views."""
+    accuracy on the first two benchmark cases). `same_background`: on the reference's own
+    background, which its caption names. The same arguments draw the same views."""
     rng = np.random.default_rng([seed, 11])
     shape, colour = pair.target_object
     views = []
@@ -564,7 +567,9 @@ def reference_views(pair: ClipPair, count: int, seed: int = 0) -> list[tuple[Ima
         pattern = PATTERNS[rng.integers(len(PATTERNS))]
         backdrop_colours = [c for c in COLOUR_NAMES if c not in (colour, pair.background.colour)]
         backdrop = random_background(rng, pattern, backdrop_colours[rng.integers(len(backdrop_colours))])
-        if (shape, pattern) in HELD_OUT_SCENES:
+        if same_background:
+            backdrop = pair.reference_background
+        elif (shape, pattern) in HELD_OUT_SCENES:
             continue
         radius = float(rng.uniform(*RADIUS_RANGE))
         x, y = rng.uniform(radius + 1, SIDE - radius - 1, size=2)
