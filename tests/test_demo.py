@@ -4,10 +4,10 @@ background; on the tiny model every stage runs, and a second run redoes nothing.
 from __future__ import annotations
 
 import pytest
+from PIL import Image
 
 from helpers import tree_digest
 from livecli.shapes.model import MODEL_DIR
-from livecli.store import read_toml
 
 
 def test_demo_runs_every_stage_and_a_second_run_redoes_nothing(cli, tmp_path):
@@ -34,22 +34,24 @@ def test_demo_runs_every_stage_and_a_second_run_redoes_nothing(cli, tmp_path):
     assert not (tmp_path / "p").exists()  # checked before anything is written
 
 
-def test_the_steered_demo_gives_the_first_frame_s_mask_and_four_masked_references(cli, tmp_path):
-    """`live demo --mask --references`: mask.png carried along the clip, references/ and
-    reference_masks/ written beside it and used; the same command again redoes nothing."""
-    args = ("demo", "--out", tmp_path / "demo", "--model", "tiny", "--train-steps", "2", "--mask", "--references")
-    result = cli(*args)
-    assert result.code == 0, result.err
-    folder, project = tmp_path / "demo", tmp_path / "demo" / "demo.live"
-    assert (
-        len(list((folder / "references").glob("*.png"))) == len(list((folder / "reference_masks").glob("*.png"))) == 4
-    )
-    assert "4 references [4, 4, 8, 8], reference masks cover" in result.err
-    assert "masks: 8 object masks (first frame, carried by optical flow)" in result.err
-    record = read_toml(project / "edits" / "cross-tok" / "record.toml")
-    assert record["settings"]["blend_mask"] == "given" and "masks" in record["inputs"]
-    again = cli(*args)
-    assert again.code == 0 and "masks: up to date" in again.err and "train: up to date" in again.err
+def test_the_steered_demo_gives_the_first_frame_s_mask_and_four_masked_references(tmp_path):
+    """`live demo --mask --references`: mask.png (the cross's true mask in the first frame),
+    references/ (the reference, then three upright views on its background) and
+    reference_masks/ beside the clip, and a job that reads them (test_steering.py runs such
+    inputs through every stage)."""
+    from livecli import demo
+
+    clip, image = demo.make_samples(tmp_path)
+    job = demo.demo_job(tmp_path, clip, image, "tiny", mask=True, references=True)
+    pair = demo.demo_pair()
+    assert job.mask == tmp_path / "mask.png"
+    assert Image.open(job.mask).tobytes() == pair.source_masks[0].tobytes()
+    references = job.references
+    assert [p.name for p in references.images] == ["0000.png", "0001.png", "0002.png", "0003.png"]
+    assert [p.name for p in references.masks] == ["0000.png", "0001.png", "0002.png", "0003.png"]
+    assert Image.open(references.images[0]).tobytes() == pair.reference.tobytes()
+    plain = demo.demo_job(tmp_path, clip, image, "tiny")
+    assert plain.mask is None and plain.references.single
 
 
 @pytest.mark.skipif(not (MODEL_DIR / "model_index.json").is_file(), reason="the shapes weights are not installed")

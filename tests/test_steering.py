@@ -214,26 +214,6 @@ def write_masks(folder: Path, count: int, box=(20, 10, 44, 38), size=(64, 48)) -
     return folder
 
 
-def test_a_given_mask_replaces_the_blend_mask_exactly_where_it_says(cli, clip, image, tmp_path):
-    masks = write_masks(tmp_path / "masks", 12)  # one per frame of the whole clip
-    result = cli("run", clip, image, "--mask", masks, *RUN_ARGS, "--blur-sigma", "0")
-    assert result.code == 0, result.err
-    prepared = sorted((PROJECT / "masks").glob("*.png"))
-    assert len(prepared) == 4
-    given = torch.stack([torch.from_numpy(np.asarray(Image.open(p), np.float32) / 255)[None] for p in prepared])
-    cells = (F.adaptive_avg_pool2d(given, (8, 8)) > 0).float()
-    grown = F.max_pool2d(cells, 3, stride=1, padding=1)  # by one cell, as the attention's maps are
-    expected = F.interpolate(grown, size=(64, 64), mode="nearest")
-    edit = PROJECT / "edits" / "car-tok"
-    written = torch.stack(
-        [torch.from_numpy(np.asarray(Image.open(p), np.float32) / 255)[None] for p in sorted(edit.glob("masks/*.png"))]
-    )
-    assert torch.equal(written, expected)
-    assert read_toml(edit / "record.toml")["settings"]["blend_mask"] == "given"
-    metrics = json.loads((PROJECT / "eval" / "car-tok" / "metrics.json").read_text())
-    assert metrics["background_outside"] == "the given object masks" and 0 < metrics["background_share"] < 1
-
-
 def test_both_masks_keep_what_either_says():
     given = torch.zeros(2, 1, 4, 4)
     given[:, :, 0, 0] = 1
@@ -322,21 +302,33 @@ def test_a_jobs_file_takes_several_images_and_a_mask(cli, clip, image, tmp_path)
 
 
 def test_masks_given_to_a_trained_project_retrain_nothing_and_leave_with_the_flag(cli, ran, clip, image, tmp_path):
+    """Masks (one per frame of the whole clip) given to a trained project: only the edit and
+    its evaluation run again, and local blend keeps exactly the cells the masks say (grown
+    by one, with --blur-sigma 0); without --mask again, they go."""
     masks = write_masks(tmp_path / "masks", 12)
-    result = cli("run", clip, image, "--mask", masks, *RUN_ARGS, "--force")
+    result = cli("run", clip, image, "--mask", masks, *RUN_ARGS, "--blur-sigma", "0", "--force")
     assert result.code == 0, result.err
     lines = result.err.splitlines()
     assert any(line.startswith("masks: 4 object masks (a folder of masks)") for line in lines)
     assert not any(line.startswith(("train: loading", "inverting")) for line in lines)  # trained and inverted before
     status = json.loads(cli("status", "--json").out)
     assert ("masks", "done") in [(stage["stage"], stage["state"]) for stage in status["stages"]]
-    assert json.loads((PROJECT / "eval/car-tok/metrics.json").read_text())["background_outside"] == (
-        "the given object masks"
+
+    prepared = sorted((PROJECT / "masks").glob("*.png"))
+    given = torch.stack([torch.from_numpy(np.asarray(Image.open(p), np.float32) / 255)[None] for p in prepared])
+    cells = (F.adaptive_avg_pool2d(given, (8, 8)) > 0).float()
+    grown = F.max_pool2d(cells, 3, stride=1, padding=1)  # by one cell, as the attention's maps are
+    expected = F.interpolate(grown, size=(64, 64), mode="nearest")
+    edit = PROJECT / "edits" / "car-tok"
+    written = torch.stack(
+        [torch.from_numpy(np.asarray(Image.open(p), np.float32) / 255)[None] for p in sorted(edit.glob("masks/*.png"))]
     )
+    assert torch.equal(written, expected)
+    assert read_toml(edit / "record.toml")["settings"]["blend_mask"] == "given"
+    metrics = json.loads((PROJECT / "eval/car-tok/metrics.json").read_text())
+    assert metrics["background_outside"] == "the given object masks" and 0 < metrics["background_share"] < 1
 
     result = cli("run", clip, image, *RUN_ARGS, "--force")
-    assert result.code == 0, (
-        result.err
-    )  # without --mask: the earlier masks go, as a flag left out returns to its default
+    assert result.code == 0, result.err  # without --mask the earlier masks go, as a flag left out is its default
     assert not (PROJECT / "masks").exists() and "mask" not in read_toml(PROJECT / "live.toml")["sources"]
     assert "blend_mask" not in read_toml(PROJECT / "edits/car-tok/record.toml")["settings"]
