@@ -19,18 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from livecli.errors import InputError
 from livecli.flow import carry_mask
+from livecli.metrics import mask_tensor
 from livecli.video import (
     IMAGE_SUFFIXES,
     ClipInfo,
     Framing,
     as_mask,
+    binarized,
     folder_files,
     load_mask,
     probe_clip,
+    same_aspect,
     sample_frames,
     shown_path,
     source_problem,
@@ -116,7 +121,7 @@ def read_clip_masks(
 def check_size(path: Path, mask: Image.Image, info: ClipInfo) -> Image.Image:
     """A mask must show the clip's picture: its size, or a scaled copy of it (the same
     aspect ratio, to 1 %), else it would be framed onto other pixels."""
-    if abs(mask.width / mask.height - info.width / info.height) > 0.01 * info.width / info.height:
+    if not same_aspect(mask.size, (info.width, info.height)):
         raise _problem(
             path,
             f"is {mask.width}×{mask.height}, the clip {info.width}×{info.height}",
@@ -127,4 +132,12 @@ def check_size(path: Path, mask: Image.Image, info: ClipInfo) -> Image.Image:
 
 def framed(mask: Image.Image, framing: Framing) -> Image.Image:
     """A mask framed as the frames are (cropped to cover), L 0/255."""
-    return framing(mask.convert("L")).point(lambda value: 255 if value > 127 else 0)
+    return binarized(framing(mask.convert("L")))
+
+
+def latent_cells(masks: list[Image.Image], latent_size: tuple[int, int], grow: int) -> torch.Tensor:
+    """[N, 1, h, w] 0/1: the latent cells any object pixel of each mask (L 0/255) falls in,
+    grown by `grow` cells (a max-pool): what a mask means at the latents' resolution, for
+    the image objective's loss weights and for local blend."""
+    cells = (F.adaptive_avg_pool2d(mask_tensor(masks), latent_size) > 0).float()
+    return F.max_pool2d(cells, kernel_size=2 * grow + 1, stride=1, padding=grow)

@@ -97,15 +97,23 @@ def frame_size(width: int, height: int, size: int | tuple[int, int], multiple: i
     return (long_side, size) if width >= height else (size, long_side)
 
 
-def fit_inside(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+def fit_inside(
+    image: Image.Image,
+    size: tuple[int, int],
+    mirror: bool = True,
+    resample: Image.Resampling = Image.Resampling.LANCZOS,
+) -> Image.Image:
     """The whole image scaled to fit inside `size`, centred, the margins filled by
-    mirroring its edges: nothing of the object is cut off and there are no flat bars."""
+    mirroring its edges: nothing of the object is cut off and there are no flat bars.
+    `mirror` False keeps the image's mode and leaves the margins 0 (a mask's, which are
+    not the object)."""
     width, height = size
     scale = min(width / image.width, height / image.height)
     inner = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    fitted = np.asarray(image.convert("RGB").resize(inner, Image.Resampling.LANCZOS))
+    fitted = np.asarray((image.convert("RGB") if mirror else image).resize(inner, resample))
     left, top = (width - inner[0]) // 2, (height - inner[1]) // 2
-    padded = np.pad(fitted, ((top, height - inner[1] - top), (left, width - inner[0] - left), (0, 0)), mode="symmetric")
+    margins = ((top, height - inner[1] - top), (left, width - inner[0] - left)) + ((0, 0),) * (fitted.ndim - 2)
+    padded = np.pad(fitted, margins, mode="symmetric") if mirror else np.pad(fitted, margins)
     return Image.fromarray(padded)
 
 
@@ -183,12 +191,22 @@ def alpha_channel(image: Image.Image) -> Image.Image | None:
     return None if alpha.getextrema()[0] == 255 else alpha
 
 
+def binarized(mask: Image.Image) -> Image.Image:
+    """An L mask as 0/255: above half (> 127) is the object."""
+    return mask.point(lambda value: 255 if value > 127 else 0)
+
+
+def same_aspect(size: tuple[int, int], other: tuple[int, int]) -> bool:
+    """Whether a picture of `size` (width, height) has the shape of one of `other`, to 1 %:
+    a mask of it, or a scaled copy."""
+    return abs(size[0] / size[1] - other[0] / other[1]) <= 0.01 * other[0] / other[1]
+
+
 def as_mask(image: Image.Image) -> Image.Image:
     """A mask picture as L 0/255: its alpha channel where it has one, else its grey levels,
     above half (> 127) being the object."""
     alpha = alpha_channel(image)
-    grey = alpha if alpha is not None else eight_bit(image).convert("L")
-    return grey.point(lambda value: 255 if value > 127 else 0)
+    return binarized(alpha if alpha is not None else eight_bit(image).convert("L"))
 
 
 def load_mask(path: Path) -> Image.Image:
@@ -199,22 +217,17 @@ def load_mask(path: Path) -> Image.Image:
 def load_alpha(path: Path) -> Image.Image | None:
     """An image file's alpha channel as L 0/255 (above half: the object), or None when it has none."""
     alpha = alpha_channel(_open_upright(path))
-    return None if alpha is None else alpha.point(lambda value: 255 if value > 127 else 0)
+    return None if alpha is None else binarized(alpha)
 
 
 def frame_reference_mask(mask: Image.Image, size: int | Framing) -> Image.Image:
-    """A reference image's mask framed as `load_image` frames the image, L 0/255; the
+    """A reference image's mask (L) framed as `load_image` frames the image, L 0/255; the
     margins that mirror the image's edges are not the object, so they are 0 here."""
     if isinstance(size, int) or size.square:
-        side = size if isinstance(size, int) else size.width
-        framed = fit_square(mask, side)
+        framed = fit_square(mask, size if isinstance(size, int) else size.width)
     else:
-        width, height = size.size
-        scale = min(width / mask.width, height / mask.height)
-        inner = (max(1, round(mask.width * scale)), max(1, round(mask.height * scale)))
-        framed = Image.new("L", (width, height), 0)
-        framed.paste(mask.resize(inner, Image.Resampling.BILINEAR), ((width - inner[0]) // 2, (height - inner[1]) // 2))
-    return framed.point(lambda value: 255 if value > 127 else 0)
+        framed = fit_inside(mask, size.size, mirror=False, resample=Image.Resampling.BILINEAR)
+    return binarized(framed)
 
 
 def load_image(path: Path, size: int | Framing) -> Image.Image:

@@ -23,7 +23,6 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -34,6 +33,7 @@ from livecli.control.prompts import EditPrompts, check_edit_words, edit_words
 from livecli.control.source_attention import AttentionPlan, store_bytes
 from livecli.errors import ProjectError
 from livecli.fields import SettingError
+from livecli.masks import latent_cells
 from livecli.models.loading import dtype_name, load_vae
 from livecli.models.trained import TrainedModel
 from livecli.models.vae import decode_latents
@@ -233,12 +233,9 @@ def given_masks(project: Project, config: EditConfig) -> torch.Tensor | None:
     in, and the cells around it), when local blend reads them."""
     if config.no_blend or config.blend_mask not in ("given", "both"):
         return None
-    masks = masks_stage.clip_masks(project)
-    pixels = torch.stack([torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255)[None] for mask in masks])
-    cells = (F.adaptive_avg_pool2d(pixels, _latent_size(project)) > 0).float()
     # Grown by one cell, as the attention's maps are by their 3×3 max-pool: the new object
     # need not have the old one's outline.
-    return F.max_pool2d(cells, kernel_size=3, stride=1, padding=1)
+    return latent_cells(masks_stage.clip_masks(project), _latent_size(project), grow=1)
 
 
 AUTO_MIN_LATENT_SIDE = 32

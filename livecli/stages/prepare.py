@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, ImageOps
 
@@ -36,6 +35,7 @@ from livecli.config import ModelConfig, PrepareConfig
 from livecli.control.prompts import check_prompt_fits
 from livecli.errors import ConfigError, InputError, ProjectError
 from livecli.fields import default_of
+from livecli.masks import latent_cells
 from livecli.models.loading import (
     dtype_name,
     load_tokenizer,
@@ -65,6 +65,7 @@ from livecli.video import (
     load_image,
     load_mask,
     probe_clip,
+    same_aspect,
     sample_frames,
     shown_path,
     source_problem,
@@ -334,7 +335,7 @@ def reference_masks(
             continue
         with Image.open(image) as picture:
             size = ImageOps.exif_transpose(picture).size
-        if abs(given.width / given.height - size[0] / size[1]) > 0.01 * size[0] / size[1]:
+        if not same_aspect(given.size, size):
             raise InputError(
                 f"the mask {shown_path(path or image)} is {given.width}×{given.height}, its reference image "
                 f"{size[0]}×{size[1]}",
@@ -352,10 +353,7 @@ def reference_masks(
 
 def loss_weights(masks: list[Image.Image], latent_size: tuple[int, int]) -> torch.Tensor:
     """[R, 1, h, w] 0/1: the latent cells any object pixel falls in, grown by REFERENCE_MARGIN."""
-    pixels = torch.stack([torch.from_numpy(np.asarray(mask, dtype=np.float32) / 255)[None] for mask in masks])
-    cells = torch.nn.functional.adaptive_avg_pool2d(pixels, latent_size) > 0
-    grown = torch.nn.functional.max_pool2d(cells.float(), 2 * REFERENCE_MARGIN + 1, stride=1, padding=REFERENCE_MARGIN)
-    return grown.contiguous()
+    return latent_cells(masks, latent_size, REFERENCE_MARGIN)
 
 
 def plan_framing(config: PrepareConfig, info: ClipInfo, native: int, multiple: int) -> Framing:
