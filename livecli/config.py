@@ -795,6 +795,11 @@ class EditConfig:
         apply_preset(self)
 
     @property
+    def blend_reads_masks(self) -> bool:
+        """Local blend reads the given object masks: --blend-mask given or both, blending on."""
+        return not self.no_blend and self.blend_mask in ("given", "both")
+
+    @property
     def folder_name(self) -> str:
         return self.name or edit_slug(self.replace)
 

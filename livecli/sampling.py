@@ -191,7 +191,7 @@ def make_control(
 ) -> AttentionControl:
     """Word swap and local blend as `config` sets them (paper §3.4)."""
     blend = None
-    mode = config.blend_mask if config.blend_mask in ("given", "both") else "attention"
+    mode = config.blend_mask if config.blend_reads_masks else "attention"
     if mode != "attention" and given is None:
         raise ValueError(f"--blend-mask {mode} reads the object masks: pass `given`")
     if not config.no_blend:

@@ -327,6 +327,8 @@ def test_masks_given_to_a_trained_project_retrain_nothing_and_leave_with_the_fla
     assert read_toml(edit / "record.toml")["settings"]["blend_mask"] == "given"
     metrics = json.loads((PROJECT / "eval/car-tok/metrics.json").read_text())
     assert metrics["background_outside"] == "the given object masks" and 0 < metrics["background_share"] < 1
+    no_blend = cli("edit", "--replace", "car=<tok>", "--no-blend", "--steps", "4", "--name", "whole", "--model", "tiny")
+    assert no_blend.code == 0, no_blend.err  # masks are there, but an edit without local blend reads none
 
     result = cli("run", clip, image, *RUN_ARGS, "--force")
     assert result.code == 0, result.err  # without --mask the earlier masks go, as a flag left out is its default

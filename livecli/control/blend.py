@@ -90,8 +90,10 @@ class LocalBlend:
         """[2, frames, tokens]: source's and edit's blend-word attention, summed so far."""
         self.window: Window | None = None
         """The window of the clip that the UNet runs now (None: the whole clip at once)."""
-        self.given = given
-        """[frames, 1, h, w] 0/1: the object masks given to prepare, or None."""
+        self.given = None if given is None else given > 0.5
+        """[frames, 1, h, w] bool: the object masks given to prepare, or None."""
+        self._given_mask: torch.Tensor | None = None
+        """`given` mode: the mask, blurred once (it does not change from step to step)."""
         self.mode = mode
         """'attention', 'given' or 'both': what makes the mask (--blend-mask)."""
 
@@ -128,8 +130,10 @@ class LocalBlend:
         """[frames, 1, h, w] in [0, 1] at the latents' size, from the maps recorded so far
         and/or the given masks."""
         if self.mode == "given":
-            given = (self.given > 0.5).float()
-            return gaussian_blur(given, self.sigma) if self.sigma > 0 else given
+            if self._given_mask is None:
+                given = self.given.float()
+                self._given_mask = gaussian_blur(given, self.sigma) if self.sigma > 0 else given
+            return self._given_mask
         height, width = self.latent_size
         if self.sums is None:
             raise RuntimeError("no blend layer ran: the mask has no maps to come from")
@@ -144,7 +148,7 @@ class LocalBlend:
         chosen = maps > self.threshold
         chosen = chosen[: self.frames] | chosen[self.frames :]
         if self.mode == "both":
-            chosen = chosen | (self.given.to(chosen.device) > 0.5)
+            chosen = chosen | self.given.to(chosen.device)
         mask = chosen.float()
         return gaussian_blur(mask, self.sigma) if self.sigma > 0 else mask
 

@@ -145,7 +145,7 @@ def run(
         inversion = _inversion(project, config, invert_config, runtime, trained.facts["token"])
         inputs = {TRAIN.folder: trained.fingerprint, inversion.stage.folder: inversion.result.record.fingerprint}
         reads = (PREPARE, TRAIN, inversion.stage)
-        if config.blend_mask in ("given", "both") and not config.no_blend:
+        if config.blend_reads_masks:
             inputs[MASKS.folder] = project.record(MASKS).fingerprint
             reads += (MASKS,)
         work = project.run_stage(stage, settings, inputs, force=force, reads=reads)
@@ -231,7 +231,7 @@ def resolve_blend_mask(config: EditConfig, project: Project) -> str:
 def given_masks(project: Project, config: EditConfig) -> torch.Tensor | None:
     """The object masks at the latents' size [F, 1, h, w] (0/1: a cell any object pixel falls
     in, and the cells around it), when local blend reads them."""
-    if config.no_blend or config.blend_mask not in ("given", "both"):
+    if not config.blend_reads_masks:
         return None
     # Grown by one cell, as the attention's maps are by their 3×3 max-pool: the new object
     # need not have the old one's outline.
