@@ -59,19 +59,14 @@ def demo_pair() -> ClipPair:
 def make_samples(folder: Path) -> tuple[Path, Path]:
     """clip/ (frames), reference.png and truth/ (the true edit) in `folder`, kept when they
     exist, so that reruns redo nothing."""
-    from livecli.video import write_pngs
-
     folder.mkdir(parents=True, exist_ok=True)
     clip, image, truth = folder / "clip", folder / "reference.png", folder / "truth"
-    pair = None
-    for target, frames in ((clip, "source"), (truth, "truth")):
-        if not target.is_dir():
-            pair = pair or demo_pair()
-            partial = target.with_name(target.name + ".partial")
-            write_pngs(getattr(pair, frames), partial)
-            partial.replace(target)
-    if not image.is_file():
-        (pair or demo_pair()).reference.save(image)
+    if not (clip.is_dir() and truth.is_dir() and image.is_file()):
+        pair = demo_pair()
+        pngs_once(clip, pair.source)
+        pngs_once(truth, pair.truth)
+        if not image.is_file():
+            pair.reference.save(image)
     write_steering(folder)
     return clip, image
 
@@ -89,7 +84,6 @@ def write_steering(folder: Path) -> None:
     EXTRA_VIEWS more views of its object) and reference_masks/ (each one's object mask),
     kept when they exist."""
     from livecli.shapes.scenes import reference_mask, reference_views
-    from livecli.video import write_pngs
 
     mask, views, view_masks = folder / MASK, folder / REFERENCES, folder / REFERENCE_MASKS
     if mask.is_file() and views.is_dir() and view_masks.is_dir():
@@ -100,14 +94,20 @@ def write_steering(folder: Path) -> None:
         pair.source_masks[0].save(partial)
         partial.replace(mask)
     drawn = reference_views(pair, EXTRA_VIEWS, same_background=True)  # the background its caption names
-    for target, pictures in (
-        (views, [pair.reference, *(view for view, _ in drawn)]),
-        (view_masks, [reference_mask(pair), *(object_mask for _, object_mask in drawn)]),
-    ):
-        if not target.is_dir():
-            partial = target.with_name(target.name + ".partial")
-            write_pngs(pictures, partial)
-            partial.replace(target)
+    pngs_once(views, [pair.reference, *(view for view, _ in drawn)])
+    pngs_once(view_masks, [reference_mask(pair), *(object_mask for _, object_mask in drawn)])
+
+
+def pngs_once(target: Path, pictures: list) -> None:
+    """`pictures` as target/0000.png …, written beside it and renamed whole, unless `target`
+    exists (so that reruns redo nothing and a killed one leaves no half folder)."""
+    from livecli.video import write_pngs
+
+    if target.is_dir():
+        return
+    partial = target.with_name(target.name + ".partial")
+    write_pngs(pictures, partial)
+    partial.replace(target)
 
 
 def train_config(pair: ClipPair, **changes: Any) -> TrainConfig:

@@ -49,30 +49,32 @@ def dense_flow(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return flow
 
 
-def _sample(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-    """`image` read at x + flow(x) for every pixel x (out of the frame: 0)."""
+def _targets(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x + flow(x) for every pixel x: the positions the flow sends the pixels to, (x, y)."""
     height, width = flow.shape[:2]
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    return cv2.remap(
-        image, xs + flow[..., 0], ys + flow[..., 1], interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0
-    )
+    return xs + flow[..., 0], ys + flow[..., 1]
+
+
+def _sample(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """`image` read at x + flow(x) for every pixel x (out of the frame: 0)."""
+    x, y = _targets(flow)
+    return cv2.remap(image, x, y, interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def _inside(flow: np.ndarray) -> np.ndarray:
     height, width = flow.shape[:2]
-    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    x, y = xs + flow[..., 0], ys + flow[..., 1]
+    x, y = _targets(flow)
     return (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
 
 
 @dataclass(frozen=True)
 class SourceFlow:
-    """The source's flow between frames t and t+1, both ways, and where it can be trusted."""
+    """The source's flow from frame t to t+1, and where it can be trusted (the backward flow
+    that checks it is not kept: nothing reads it again)."""
 
     forward: np.ndarray
     """[H, W, 2]: frame t's pixels to frame t+1."""
-    backward: np.ndarray
-    """[H, W, 2]: frame t+1's pixels to frame t."""
     valid: np.ndarray
     """[H, W] bool, on frame t: the match lies in frame t+1 and passes the forward–backward check."""
 
@@ -87,7 +89,7 @@ def source_flows(frames: list[Image.Image]) -> list[SourceFlow]:
         round_trip = forward + back_at_target
         bound = CONSISTENT_ALPHA * ((forward**2).sum(-1) + (back_at_target**2).sum(-1)) + CONSISTENT_BETA
         valid = ((round_trip**2).sum(-1) < bound) & _inside(forward)
-        flows.append(SourceFlow(forward, backward, valid))
+        flows.append(SourceFlow(forward, valid))
     return flows
 
 
