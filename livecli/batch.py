@@ -186,18 +186,17 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
             raise ConfigError(f"{label}: unknown key `{key}`", hint=f"a job's keys are {', '.join(sorted(known))}")
     for key in PATH_LISTS:
         value = entry.get(key)
-        if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
-            for item in value:
-                if has_control_character(item):
-                    raise ConfigError(
-                        f"{label}: `{key}` {shown_name(item)} holds a control character",
-                        hint="a path here is plain text: remove the character (a NUL, a newline, a tab…)",
-                    )
-            continue
-        if value is not None and not isinstance(value, str):
+        items = [value] if isinstance(value, str) else value
+        if value is not None and not (isinstance(items, list) and items and all(isinstance(i, str) for i in items)):
             raise ConfigError(
                 f"{label}: `{key}` must be a path or a list of paths, got {value!r}", hint="quote each in the TOML file"
             )
+        for item in items or []:
+            if has_control_character(item):
+                raise ConfigError(
+                    f"{label}: `{key}` {shown_name(item)} holds a control character",
+                    hint="a path or name here is plain text: remove the character (a NUL, a newline, a tab…)",
+                )
     for key in ("clip", "prompt", "object", "name", "project", "reference", "mask", *MODEL_KEYS):
         if key in entry and not isinstance(entry[key], str):
             raise ConfigError(
