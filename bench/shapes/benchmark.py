@@ -49,7 +49,16 @@ from livecli.flow import source_flows, warp_error
 from livecli.pipeline import Job, run_job
 from livecli.references import References
 from livecli.shapes.judge import Judge
-from livecli.shapes.scenes import COLOUR_NAMES, KINDS, SHAPES, ClipPair, clip_pair, reference_mask, reference_views
+from livecli.shapes.scenes import (
+    COLOUR_NAMES,
+    KINDS,
+    SHAPES,
+    ClipPair,
+    clip_pair,
+    read_as,
+    reference_mask,
+    reference_views,
+)
 from livecli.video import read_pngs, write_pngs
 from livecli.windows import plan_windows
 
@@ -84,7 +93,11 @@ class Variant:
     def training(self) -> str:
         """The project this variant's training lives in: equal trainings share one (the
         clip's masks change no training: they share the training of the variant without)."""
-        parts = sorted(name.replace("_", "-") for name, value in self.train.items() if value)
+        parts = sorted(
+            name.replace("_", "-") + (f"-{value}" if isinstance(value, str) else "")
+            for name, value in self.train.items()
+            if value
+        )
         parts += [self.views_folder] if self.views else []
         parts += ["refmask"] if self.reference_masks else []
         return "-".join(parts) or "live"
@@ -160,6 +173,11 @@ STEERED = (
         "live-augment",
         "`live` with --reference-augment light (random views of the reference)",
         train={"reference_augment": "light"},
+    ),
+    Variant(
+        "live-augment-strong",
+        "`live` with --reference-augment strong (wider zoom, shift and turn)",
+        train={"reference_augment": "strong"},
     ),
     Variant("live-refmask", "`live` with the reference's object mask (--reference-mask)", reference_masks=True),
     Variant("live-mask1", "`live` with the first frame's true mask, carried by optical flow (--mask)", mask="first"),
@@ -342,10 +360,18 @@ def judged(frames: list[Image.Image], pair: ClipPair) -> list[Image.Image]:
     ]
 
 
+def shapes_right(answers: np.ndarray, pair: ClipPair) -> np.ndarray:
+    """Per frame, whether the judge's shape is one the true object, turned as in that frame, reads as."""
+    turns = pair.turns or (0.0,) * len(answers)
+    return np.array(
+        [SHAPES[answer] in read_as(pair.target_object[0], turn) for answer, turn in zip(answers, turns, strict=True)]
+    )
+
+
 def score_frames(frames: list[Image.Image], pair: ClipPair, judge: Judge) -> dict[str, float | None]:
     """The benchmark's scores of `frames` (an edit, or the source or truth as baselines)."""
     answers = judge.read(judged(frames, pair))
-    shape_right = answers["shape"] == SHAPES.index(pair.target_object[0])
+    shape_right = shapes_right(answers["shape"], pair)
     colour_right = answers["colour"] == COLOUR_NAMES.index(pair.target_object[1])
     edit, truth = _array(frames), _array(pair.truth)
     target = _array(pair.truth_masks)[..., 0] > 127
@@ -404,7 +430,8 @@ def run_case(
     on_stage=lambda result: None,
 ) -> dict:
     """Every variant on case `index`: its scores, and the source's and truth's as baselines.
-    Each variant's scores are kept in the case's folder, so shards and later runs reuse them."""
+    Each variant's scores are kept in the case's folder, so shards and later runs reuse them
+    (read by the same judge: under a new one the done edits are only read again)."""
     pair = case_pair(settings, index)
     case = {
         "index": index,
@@ -417,8 +444,9 @@ def run_case(
         "source": score_frames(pair.source, pair, judge),
         "truth": score_frames(pair.truth, pair, judge),
     }
+    read_by = judge_key(judge)
     for variant in variants:
-        kept = folder / "scores" / f"{variant.name}-{variant_key(variant)}-{settings.key()}.json"
+        kept = folder / "scores" / f"{variant.name}-{variant_key(variant)}-{settings.key()}-{read_by}.json"
         if kept.is_file():
             case["variants"][variant.name] = json.loads(kept.read_text())
             continue
@@ -444,6 +472,16 @@ def run_case(
 
 SCORES_VERSION = 3
 """Bumped when a score is added or changes meaning: kept scores of another version are computed again."""
+
+
+def judge_key(judge: Judge) -> str:
+    """Names the judge that read a variant's kept scores: under another judge the edit is read
+    again (its project is up to date, so only the scoring runs)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(judge.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()[:8]
 
 
 def variant_key(variant: Variant) -> str:

@@ -14,8 +14,10 @@ in 46 % and 67 % of rotation and occlusion frames. This retrains it, same archit
   distractor kind's frames with the distractor painted over, as the benchmark reads them.
 
 It then reads the truth of the benchmark's own cases (reported and tuning sets, 48 clips)
-and of 80 fresh clips per kind (`--measure-clips`), and reports the share it reads right per kind. `--install`
-copies it into the package when it reads at least 95 % of the truth in every kind.
+and of 80 fresh clips per kind (`--measure-clips`), and reports the share it reads right per
+kind (a turned diamond is right read as a square where it is drawn as one: scenes.read_as).
+`--install` copies it into the package when it reads at least 95 % of the truth in every
+kind; `--measure` measures (and installs) the judge a run left in --out, training nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from bench.shapes.benchmark import judged  # noqa: E402
+from bench.shapes.benchmark import judged, shapes_right  # noqa: E402
 from livecli.progress import bar, say  # noqa: E402
 from livecli.shapes.judge import QUESTIONS, Judge, load_judge, roughen, to_pixels  # noqa: E402
 from livecli.shapes.model import PACKAGE_DIR  # noqa: E402
@@ -135,9 +137,7 @@ def truth_accuracy(judge: Judge, pairs: list[ClipPair], visible: bool = False) -
     hits: dict[str, list[bool]] = {}
     for pair in pairs:
         answers = judge.read(judged(pair.truth, pair))
-        right = (answers["shape"] == SHAPES.index(pair.target_object[0])) & (
-            answers["colour"] == COLOUR_NAMES.index(pair.target_object[1])
-        )
+        right = shapes_right(answers["shape"], pair) & (answers["colour"] == COLOUR_NAMES.index(pair.target_object[1]))
         areas = [np.count_nonzero(np.asarray(mask)) for mask in pair.truth_masks]
         shown = [area >= 0.5 * (max(areas) or 1) for area in areas]
         hits.setdefault(pair.kind, []).extend(
@@ -155,17 +155,26 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--measure-clips", type=int, default=80, help="fresh clips per kind to measure on")
     parser.add_argument("--install", action="store_true", help="copy the judge into the package if it meets the aim")
+    parser.add_argument(
+        "--measure", action="store_true", help="train nothing: measure (and install) the judge already in --out"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    pixels, labels = draw_pool(args.examples, args.seed)
-    judge = train(pixels, labels, args.steps, args.batch, args.seed)
-    from safetensors.torch import save_file
+    if args.measure:
+        judge = load_judge(args.out / "judge.safetensors")
+    else:
+        pixels, labels = draw_pool(args.examples, args.seed)
+        judge = train(pixels, labels, args.steps, args.batch, args.seed)
+        from safetensors.torch import save_file
 
-    save_file(judge.state_dict(), args.out / "judge.safetensors")
+        save_file(judge.state_dict(), args.out / "judge.safetensors")
     cases = [clip_pair(seed * 1000 + index, kind=KINDS[index % len(KINDS)]) for seed in (0, 1) for index in range(24)]
     fresh = [clip_pair(MEASURE_SEEDS + k, kind=KINDS[k % len(KINDS)]) for k in range(args.measure_clips * len(KINDS))]
     before = load_judge(PACKAGE_DIR / "judge.safetensors")
     report = {"examples": args.examples, "steps": args.steps}
+    earlier = args.out / "judge_report.json"
+    if args.measure and earlier.is_file():  # the run that trained it says how
+        report = {key: json.loads(earlier.read_text())[key] for key in report}
     for name, pairs in (("cases", cases), ("fresh", fresh)):
         for visible in (False, True):
             key = name + ("_visible" if visible else "")

@@ -174,6 +174,17 @@ def outline(shape: str, x: float, y: float, r: float, angle: float = 0.0) -> lis
     return [(x + (px - x) * cos - (py - y) * sin, y + (px - x) * sin + (py - y) * cos) for px, py in points]
 
 
+def read_as(shape: str, turn: float) -> frozenset[str]:
+    """The shape names that are right for `shape` drawn turned by `turn` degrees. A square and
+    a diamond are one outline 45° apart (the diamond 0.82× the size, and sizes vary), so from
+    22.5° to 67.5° past upright (mod 90°) each is drawn as the other upright-er: either name is
+    right."""
+    pair = frozenset({"square", "diamond"})
+    if shape in pair and abs(turn % 90.0 - 45.0) <= 22.5:
+        return pair
+    return frozenset({shape})
+
+
 def _outline(shape: str, x: float, y: float, r: float) -> list[tuple[float, float]] | None:
     if shape == "circle":
         return None
@@ -317,6 +328,8 @@ class ClipPair:
     """Per frame, the background alone (no object, no distractor, no bar)."""
     keep_masks: list[Image.Image] | None = None
     """Per frame, what is not the object but must stay as it is (the distractor, the bar)."""
+    turns: tuple[float, ...] = ()
+    """Per frame, how far the object is turned (degrees; 0 but in the rotation kind)."""
 
     @property
     def source_prompt(self) -> str:
@@ -548,6 +561,7 @@ def clip_pair(
         kind,
         backdrops,
         keep_masks if kind in ("occlusion", "distractor") else None,
+        tuple(pose.angle for pose in path),
     )
 
 
