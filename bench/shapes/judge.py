@@ -174,7 +174,8 @@ def main() -> int:
     report = {"examples": args.examples, "steps": args.steps}
     earlier = args.out / "judge_report.json"
     if args.measure and earlier.is_file():  # the run that trained it says how
-        report = {key: json.loads(earlier.read_text())[key] for key in report}
+        trained = json.loads(earlier.read_text())
+        report = {key: trained[key] for key in report}
     for name, pairs in (("cases", cases), ("fresh", fresh)):
         for visible in (False, True):
             key = name + ("_visible" if visible else "")
