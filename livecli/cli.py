@@ -573,7 +573,8 @@ def batch(
 
 @app.command(
     epilog=(
-        "Examples:\n\n  live demo\n\n  live demo --out /tmp/live-demo\n\n  live demo --model tiny --train-steps 30   "
+        "Examples:\n\n  live demo\n\n  live demo --out /tmp/live-demo\n\n"
+        "  live demo --model tiny --train-steps 30 --edit-steps 10   "
         "# seconds: the random model, to check an install\n\n  live demo --mask --references   "
         "# steered: the first frame's mask and four pictures of the new object"
     )
@@ -608,6 +609,15 @@ def demo(
             show_default=False,
         ),
     ] = None,
+    edit_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--edit-steps",
+            help=escape(f"DDIM steps of the inversion and the edit. [default: {EditConfig.steps}, the paper's]"),
+            metavar="N",
+            show_default=False,
+        ),
+    ] = None,
     mask: Annotated[
         bool,
         typer.Option(
@@ -634,9 +644,10 @@ def demo(
     preset = given.values(TrainConfig).get("preset")
     sample.check_model(model)
     try:
-        sample.check_settings(train_steps, preset)  # a contradicting flag writes nothing
+        sample.check_settings(train_steps, preset, edit_steps)  # a contradicting flag writes nothing
     except SettingError as exc:
-        raise exc.worded(flags_of(Section(TrainConfig, flags=TRAIN_IN_RUN))) from None
+        in_run = TRAIN_IN_RUN if exc.config is TrainConfig else EDIT_IN_RUN
+        raise exc.worded(flags_of(Section(exc.config, flags=in_run))) from None
     clip, image = sample.make_samples(out_dir)
     pair = sample.demo_pair()
     console.print(
@@ -644,7 +655,7 @@ def demo(
         f"with the reference {escape(render.where(image))} ({' '.join(pair.target_object[::-1])})",
         soft_wrap=True,
     )
-    outcome = sample.run(out_dir, render.report_stage, model, train_steps, preset, mask, references)
+    outcome = sample.run(out_dir, render.report_stage, model, train_steps, preset, mask, references, edit_steps)
     render.job_summary(outcome)
     if model == "tiny":
         console.print("The tiny model is random, so edit.mp4 shows the pipeline, not a real edit.", soft_wrap=True)

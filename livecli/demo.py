@@ -131,9 +131,11 @@ def edit_config(pair: ClipPair, **changes: Any) -> EditConfig:
     return EditConfig(replace=(f"{pair.source_object[0]}={TOKEN_ALIAS}",), **{**settings, **changes})
 
 
-def check_settings(train_steps: int | str | None = None, preset: str | None = None) -> None:
+def check_settings(
+    train_steps: int | str | None = None, preset: str | None = None, edit_steps: int | None = None
+) -> None:
     """The demo's settings with these flags, checked before anything is written."""
-    demo_job(Path("."), Path("clip"), Path("reference.png"), "shapes", train_steps, preset)
+    demo_job(Path("."), Path("clip"), Path("reference.png"), "shapes", train_steps, preset, edit_steps=edit_steps)
 
 
 def steered_references(folder: Path):
@@ -153,10 +155,11 @@ def demo_job(
     preset: str | None = None,
     mask: bool = False,
     references: bool = False,
+    edit_steps: int | None = None,
 ) -> Job:
-    """Every stage at 64 px, 8 frames: a few minutes on a laptop CPU. `train_steps` None: the
-    demo's (or the preset's). `mask`: steer with the first frame's mask; `references`: learn
-    the object from references/ (write_steering)."""
+    """Every stage at 64 px, 8 frames: a few minutes on a laptop CPU. `train_steps` and
+    `edit_steps` None: the demo's (or the preset's). `mask`: steer with the first frame's
+    mask; `references`: learn the object from references/ (write_steering)."""
     from livecli.pipeline import Job
 
     pair = demo_pair()
@@ -169,7 +172,7 @@ def demo_job(
         model=ModelConfig(model=model, device="cpu"),
         prepare=PrepareConfig(prompt=pair.source_prompt, object=pair.source_object[0], frames=FRAMES, size=SIZE),
         train=train_config(pair, **({"steps": train_steps} if train_steps else {}), preset=preset),
-        edit=edit_config(pair, preset=preset),
+        edit=edit_config(pair, **({"steps": edit_steps} if edit_steps else {}), preset=preset),
         eval=EvalConfig(clip_model="tiny"),
     )
 
@@ -182,9 +185,10 @@ def run(
     preset: str | None = None,
     mask: bool = False,
     references: bool = False,
+    edit_steps: int | None = None,
 ) -> JobOutcome:
     from livecli.pipeline import run_job
 
     clip, image = make_samples(folder)
-    job = demo_job(folder, clip, image, model, train_steps, preset, mask, references)
+    job = demo_job(folder, clip, image, model, train_steps, preset, mask, references, edit_steps)
     return run_job(job, on_stage, replace_other=True)

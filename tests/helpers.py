@@ -112,3 +112,44 @@ def copied_here(folder: Path) -> Path:
         manifest["sources"][name]["path"] = str(here / file)
     write_toml(project / "live.toml", manifest)
     return project
+
+
+def live_at_once(*commands: list[str]) -> list[tuple[int, str, str]]:
+    """`live ARGS…` for each command, in as many processes running at once, as separate
+    shells would run them: (exit code, stdout, stderr) of each. The processes are forked
+    from this one, where torch and live are imported already: the same commands in fresh
+    interpreters spend most of their time importing (5 s apiece here)."""
+    import multiprocessing
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="live-at-once-"))
+    context = multiprocessing.get_context("fork")
+    processes = [
+        context.Process(target=_live_to_files, args=(command, folder / str(n))) for n, command in enumerate(commands)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=600)
+    results = [
+        (process.exitcode, (folder / f"{n}.out").read_text(), (folder / f"{n}.err").read_text())
+        for n, process in enumerate(processes)
+    ]
+    shutil.rmtree(folder)
+    return results
+
+
+def _live_to_files(command: list[str], stem: Path) -> None:
+    """A forked process's `live COMMAND`, its output in `stem`.out and .err and its exit code its own."""
+    import sys
+
+    from livecli.cli import main
+
+    with open(f"{stem}.out", "w") as out, open(f"{stem}.err", "w") as err:
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        sys.stdout, sys.stderr = out, err
+        code = main([str(part) for part in command])
+        out.flush()
+        err.flush()
+    os._exit(code)

@@ -12,7 +12,7 @@ from livecli.shapes.model import MODEL_DIR
 
 def test_demo_runs_every_stage_and_a_second_run_redoes_nothing(cli, tmp_path):
     """On the tiny model (the suite's): the shapes demo's clip, reference, truth and every stage."""
-    result = cli("demo", "--out", tmp_path / "demo", "--model", "tiny", "--train-steps", "20")
+    result = cli("demo", "--out", tmp_path / "demo", "--model", "tiny", "--train-steps", "10", "--edit-steps", "10")
     assert result.code == 0, result.err
     project = tmp_path / "demo" / "demo.live"
     assert len(list((tmp_path / "demo" / "clip").iterdir())) == len(list((tmp_path / "demo" / "truth").iterdir())) == 8
@@ -20,10 +20,10 @@ def test_demo_runs_every_stage_and_a_second_run_redoes_nothing(cli, tmp_path):
     assert (project / "eval" / "cross-tok" / "metrics.json").is_file() and (
         project / "eval" / "cross-tok" / "contact_sheet.png"
     ).is_file()
-    assert "train: 20 steps" in result.err and "edit: 'a <@#$> on a dotted red background'" in result.err
+    assert "train: 10 steps" in result.err and "edit: 'a <@#$> on a dotted red background', 10 steps" in result.err
     assert "metrics: " in result.out and "tiny model is random" in result.err and "green star" in result.err
     before = tree_digest(project)
-    again = cli("demo", "--out", tmp_path / "demo", "--model", "tiny", "--train-steps", "20")
+    again = cli("demo", "--out", tmp_path / "demo", "--model", "tiny", "--train-steps", "10", "--edit-steps", "10")
     assert again.code == 0
     for stage in ("prepare", "train", "invert", "edit", "eval"):
         assert f"{stage}: up to date" in again.err
@@ -32,6 +32,9 @@ def test_demo_runs_every_stage_and_a_second_run_redoes_nothing(cli, tmp_path):
     contradicted = cli("demo", "--model", "tiny", "--preset", "paper", "--train-steps", "5", "--out", tmp_path / "p")
     assert contradicted.error_lines == ["error: --train-steps 5 contradicts --preset paper (the paper's: 500)"]
     assert not (tmp_path / "p").exists()  # checked before anything is written
+    contradicted = cli("demo", "--model", "tiny", "--preset", "paper", "--edit-steps", "5", "--out", tmp_path / "p")
+    assert contradicted.error_lines == ["error: --edit-steps 5 contradicts --preset paper (the paper's: 50)"]
+    assert not (tmp_path / "p").exists()
 
 
 def test_the_steered_demo_gives_the_first_frame_s_mask_and_four_masked_references(tmp_path):

@@ -26,8 +26,9 @@ def loss_rows(folder: Path) -> list[dict]:
 
 def test_video_loss_log_falls_when_it_can_overfit(cli, clip, image):
     """At the paper's rates 60 steps move a random tiny UNet less than the per-step noise of the
-    loss (each step draws its own timestep); at a higher rate the logged curve falls too."""
-    assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "60", "--lr", "1e-3").code == 0
+    loss (each step draws its own timestep); at a higher rate the logged curve falls too (30
+    steps at 1e-3: the last ten steps' sum 5 % under the first ten's)."""
+    assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "30", "--lr", "1e-3").code == 0
     video = [float(r["video_loss"]) for r in loss_rows(TRAIN)]
     assert sum(video[-10:]) < sum(video[:10])
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import PREPARE_ARGS, copied_here, tree_digest
+from helpers import PREPARE_ARGS, copied_here, live_at_once, tree_digest
 from livecli.store import write_toml
 from livecli.tensor_files import save_tensors
 
@@ -105,13 +105,8 @@ def test_the_loser_of_two_first_runs_is_told_who_holds_the_folder(cli, clip, ima
 
 
 def test_three_prepares_at_once_one_writes_and_the_others_refuse_in_one_line(cli, clip, image):
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "livecli", "prepare", str(clip), str(image), *SMALL]
-    commands = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
-        for _ in range(3)
-    ]
-    ended = [(c.wait(timeout=300), *c.communicate()) for c in commands]
+    command = ["prepare", str(clip), str(image), *SMALL]
+    ended = live_at_once(command, command, command)
     made = [out for code, out, _ in ended if code == 0 and "up to date" not in out]
     busy = [err for code, _, err in ended if code == 1]
     assert len(made) == 1 and len(made) + len(busy) + sum("up to date" in out for _, out, _ in ended) == 3, ended
@@ -119,7 +114,7 @@ def test_three_prepares_at_once_one_writes_and_the_others_refuse_in_one_line(cli
         assert "is in use by another live process" in err and "Traceback" not in err
         assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
     assert stages_of(cli)["prepare"]["state"] == "done"
-    again = cli(*command[3:])
+    again = cli(*command)
     assert again.code == 0 and "up to date" in again.out + again.err
 
 
@@ -360,20 +355,9 @@ def test_three_batch_workers_on_one_jobs_file_finish_every_job_once(cli, clip, i
             for n in range(1, 4)
         )
     )
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "livecli", "batch", str(jobs), "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=environment,
-        )
-        for _ in range(3)
-    ]
-    outputs = [worker.communicate(timeout=600) for worker in workers]
-    assert [worker.returncode for worker in workers] == [0, 0, 0], [err for _, err in outputs]
-    reports = [json.loads(line) for out, _ in outputs for line in out.splitlines() if line.strip()]
+    ended = live_at_once(*[["batch", jobs, "--json"]] * 3)
+    assert [code for code, _, _ in ended] == [0, 0, 0], [err for _, _, err in ended]
+    reports = [json.loads(line) for _, out, _ in ended for line in out.splitlines() if line.strip()]
     done = sorted(r["name"] for r in reports if r["status"] == "done")
     assert done == ["job1", "job2", "job3"]  # each job made once, by one worker
     assert all(r["status"] in ("done", "busy", "up to date") for r in reports)
