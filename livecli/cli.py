@@ -34,7 +34,7 @@ from livecli.interrupt import INTERRUPTED, TERMINATED, terminate_as_interrupt, t
 from livecli.options import Given, Section, flags_of, options
 from livecli.progress import console
 from livecli.references import References, gather
-from livecli.store import DamagedFile, Project, default_project_dir, find_project
+from livecli.store import MANIFEST, DamagedFile, Project, default_project_dir, find_project
 
 app = typer.Typer(
     name="live",
@@ -65,6 +65,15 @@ ProjectOpt = Annotated[
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Run the stage again even when it is up to date.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
+GalleryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--gallery",
+        metavar="DIR",
+        help="Then write (or refresh) the gallery page in DIR with these projects: see `live gallery`.",
+        show_default=False,
+    ),
+]
 ClipArg = Annotated[
     Path,
     typer.Argument(
@@ -326,6 +335,7 @@ def eval_(
         bool, typer.Option("--json", help="Print the metrics as JSON on stdout instead of a table.")
     ] = False,
     force: ForceOpt = False,
+    gallery_dir: GalleryOpt = None,
 ) -> None:
     """Score edits: CLIP score, frame consistency, similarity to the reference, background PSNR/SSIM."""
     from livecli.stages import evaluate as stage
@@ -339,6 +349,8 @@ def eval_(
     evaluations = stage.run(target, config, names, scorer, force=force)
     for evaluation in evaluations:
         render.report_stage(evaluation.result)
+    if gallery_dir is not None:
+        _gallery([target.root], gallery_dir)
     if as_json:
         out.print_json(json.dumps(render.evaluations_json(target.root, evaluations)))
         return
@@ -510,6 +522,7 @@ def batch(
             "--dry-run", help="Check the file and list the jobs this shard would run, with their projects; run nothing."
         ),
     ] = False,
+    gallery_dir: GalleryOpt = None,
 ) -> None:
     """Run many jobs (clip, image, prompt, replacements) through every stage; finished jobs are skipped."""
     from livecli import batch as batches
@@ -560,6 +573,9 @@ def batch(
     left = len(mine) - len(reports)
     if not as_json:
         out.print(render.batch_table(reports))
+    made = [r.job.project for r in reports if r.status != "failed" and (r.job.project / MANIFEST).is_file()]
+    if gallery_dir is not None and made:
+        _gallery(made, gallery_dir)
     console.print(f"[bold]batch[/]: {render.batch_counts(reports) or 'no jobs run'}", soft_wrap=True)
     if left:
         console.print(
@@ -569,6 +585,56 @@ def batch(
         )
     if failed:
         raise typer.Exit(1)
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  live gallery                           (every project under this folder: gallery/index.html)\n\n"
+    "  live gallery runs/ --out ~/www/edits   (a folder of batches; serve it with any static server)\n\n"
+    "  live gallery jobs.toml                 (the projects of a jobs file)\n\n"
+    "  live gallery --out gallery             (refresh: the paths it was made from, read again)\n\n"
+    "The folder holds index.html and copies of what it shows: open it from disk, copy it, or serve it "
+    "(python -m http.server -d gallery).",
+)
+def gallery(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="[PATHS]...",
+            help="Projects, folders holding projects (looked for 4 levels down), or jobs files. [default: this "
+            "folder, and the paths the gallery in --out was made from]",
+            show_default=False,
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            metavar="DIR",
+            help=escape("Folder of the page: new, empty, or a gallery to refresh. [default: gallery]"),
+            show_default=False,
+        ),
+    ] = Path("gallery"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Write one static page over every edit of the projects found: source and edit playing side
+    by side, the reference, the contact sheet, the scores beside the source's, the settings
+    that differ from the defaults, and a table of all edits that sorts by any score."""
+    written = _gallery(paths or ([] if (out_dir / "gallery.json").is_file() else [Path(".")]), out_dir)
+    if as_json:
+        print(json.dumps({"index": str(written.index), "projects": written.projects, "edits": len(written.cards)}))
+
+
+def _gallery(paths: list[Path], folder: Path):
+    from livecli import gallery as pages
+
+    written = pages.write_gallery(paths, folder)
+    console.print(
+        f"[bold]gallery[/]: {len(written.cards)} edit{'s' if len(written.cards) != 1 else ''} of "
+        f"{written.projects} project{'s' if written.projects != 1 else ''} -> {escape(render.where(written.index))}",
+        soft_wrap=True,
+    )
+    return written
 
 
 @app.command(

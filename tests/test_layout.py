@@ -49,7 +49,10 @@ COMMAND_CONFIGS = {
         },
     ),
 }
-NOT_CONFIG = {"project", "force", "as_json", "no_eval", "edit_name", "every", "reference", "reference_mask", "mask"}
+NOT_CONFIG = {
+    "project", "force", "as_json", "no_eval", "edit_name", "every", "reference", "reference_mask", "mask",
+    "gallery_dir",
+}  # fmt: skip
 """Options of the commands themselves, not settings: `--reference`, `--reference-mask` and `--mask` are inputs."""
 
 
@@ -173,7 +176,7 @@ LAYERS = [
     },
     {"models", "control", "objectives", "augment", "stopping", "sampling", "windows", "shapes"},
     {"stages"},
-    {"cli", "options", "render", "pipeline", "batch", "demo", "__main__"},
+    {"cli", "options", "render", "pipeline", "batch", "demo", "gallery", "__main__"},
 ]
 
 
