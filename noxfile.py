@@ -1,4 +1,5 @@
-"""Set-up and checks in fresh virtual environments: `nox -s lint`, `nox -s tests`, `nox -s slow`, `nox -s demo`.
+"""Set-up and checks in fresh virtual environments: `nox -s lint`, `nox -s tests`, `nox -s slow`,
+`nox -s browser`, `nox -s demo`.
 
 Each session installs torch first, pinned: on a machine without torch, a bare `torch`
 requirement would pull a multi-GB CUDA build. Here `torch==2.13.0` is the CPU build
@@ -28,7 +29,7 @@ def tests(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".[test]")
     workers = ["-n", "logical", "--dist", "loadfile", "--no-loadscope-reorder"]
-    session.run("pytest", "-m", "not slow", *workers, *session.posargs, env={"OMP_NUM_THREADS": "1"})
+    session.run("pytest", "-m", "not slow and not browser", *workers, *session.posargs, env={"OMP_NUM_THREADS": "1"})
 
 
 @nox.session
@@ -38,6 +39,16 @@ def slow(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".[test]")
     session.run("pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """The pages in a real browser: `live gallery` over tiny projects in headless Chromium, driven by
+    Playwright through the system's browser (Debian's `chromium` package: `apt-get install -y
+    chromium`; Playwright's own download is not used). CI runs it after the tests."""
+    session.install(TORCH)
+    session.install("-e", ".[test,browser]")
+    session.run("pytest", "-m", "browser", "tests/browser", *session.posargs, env={"OMP_NUM_THREADS": "1"})
 
 
 @nox.session

@@ -145,12 +145,28 @@ def _jobs_projects(path: Path) -> list[Path]:
 # --------------------------------------------------------------------------- reading a project
 
 
-def project_cards(root: Path, media: Path, folder: Path) -> list[Card]:
-    """A card for each edit of the project at `root`, its pictures and videos copied under
-    `media` (inside the gallery `folder`)."""
+def display_names(projects: list[Path]) -> dict[Path, str]:
+    """Each project's name on the page: its folder's name, with as many folders above it as
+    tell it from the others (`case0/live.live`, `case2/live.live`)."""
+    parts = {root: root.resolve().parts for root in projects}
+    names = {}
+    for root, path in parts.items():
+        depth = 1
+        while depth < len(path) and any(
+            other[-depth:] == path[-depth:] for key, other in parts.items() if key is not root
+        ):
+            depth += 1
+        names[root] = "/".join(path[-depth:])
+    return names
+
+
+def project_cards(root: Path, media: Path, folder: Path, shown_as: str | None = None) -> list[Card]:
+    """A card for each edit of the project at `root` (shown as `shown_as`), its pictures and
+    videos copied under `media` (inside the gallery `folder`)."""
     project = Project(root)
     manifest = project.manifest()
     slug = _slug(root)
+    shown = shown_as or root.name
     seconds = {}
     for stage in (PREPARE, TRAIN):
         record = _record(project, stage)
@@ -174,7 +190,7 @@ def project_cards(root: Path, media: Path, folder: Path) -> list[Card]:
             status, reason = "stale scores", project.stale_reason(evaluation, STAGES)
         card = Card(
             key=f"{slug}/{name}",
-            project=root.name,
+            project=shown,
             location=str(root.resolve()),
             edit=name,
             prompt=str(record.settings.get("source_prompt", manifest.get("prompt", ""))),
@@ -365,11 +381,12 @@ def write_gallery(paths: list[Path], folder: Path, add_earlier: bool = True, on_
     with locked(folder):
         media = folder / MEDIA
         cards: list[Card] = []
+        names = display_names(projects)
         for root in projects:
             try:
-                cards += project_cards(root, media, folder)
+                cards += project_cards(root, media, folder, names[root])
             except (DamagedFile, ProjectError, OSError) as exc:
-                cards.append(_unreadable(root, exc))
+                cards.append(_unreadable(root, names[root], exc))
             if on_project is not None:
                 on_project(root)
         _remove_unused(media, cards)
@@ -380,9 +397,9 @@ def write_gallery(paths: list[Path], folder: Path, add_earlier: bool = True, on_
     return Written(folder, cards, len(projects), [str(s) for s in sources])
 
 
-def _unreadable(root: Path, exc: Exception) -> Card:
+def _unreadable(root: Path, name: str, exc: Exception) -> Card:
     return Card(
-        key=f"{_slug(root)}/-", project=root.name, location=str(root.resolve()), edit="—", prompt="", target="",
+        key=f"{_slug(root)}/-", project=name, location=str(root.resolve()), edit="—", prompt="", target="",
         status="unreadable", reason=str(exc),
     )  # fmt: skip
 
@@ -577,6 +594,7 @@ SCRIPT = """
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
+<link rel="icon" href="data:,">
 <title>live gallery: {summary}</title>
 <style>{style}</style></head>
 <body>
