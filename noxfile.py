@@ -43,11 +43,12 @@ def slow(session: nox.Session) -> None:
 
 @nox.session
 def browser(session: nox.Session) -> None:
-    """The pages in a real browser: `live gallery` over tiny projects in headless Chromium, driven by
-    Playwright through the system's browser (Debian's `chromium` package: `apt-get install -y
-    chromium`; Playwright's own download is not used). CI runs it after the tests."""
+    """The pages in a real browser: `live gallery` over tiny projects and `live ui` on the tiny
+    model, in headless Chromium driven by Playwright through the system's browser (Debian's
+    `chromium` package: `apt-get install -y chromium`; Playwright's own download is not used).
+    CI runs it after the tests."""
     session.install(TORCH)
-    session.install("-e", ".[test,browser]")
+    session.install("-e", ".[test,browser,ui]")
     session.run("pytest", "-m", "browser", "tests/browser", *session.posargs, env={"OMP_NUM_THREADS": "1"})
 
 

@@ -28,7 +28,7 @@ from livecli.config import (
     resolve_clip_model,
     resolve_model_config,
 )
-from livecli.errors import Interrupted, LiveError, machine_fault
+from livecli.errors import InputError, Interrupted, LiveError, machine_fault
 from livecli.fields import SettingError
 from livecli.interrupt import INTERRUPTED, TERMINATED, terminate_as_interrupt, terminated
 from livecli.options import Given, Section, flags_of, options
@@ -623,6 +623,44 @@ def gallery(
     written = _gallery(paths or ([] if (out_dir / "gallery.json").is_file() else [Path(".")]), out_dir)
     if as_json:
         print(json.dumps({"index": str(written.index), "projects": written.projects, "edits": len(written.cards)}))
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  live ui                                 (the projects of this folder, on http://127.0.0.1:7860)\n\n"
+    "  live ui --folder ~/edits --model tiny --port 8000\n\n"
+    "Needs the ui extra: pip install 'live[ui]'. The app runs the same commands as the shell (train, edit, "
+    "eval), one at a time, on the same project folders.",
+)
+def ui(
+    folder: Annotated[
+        Path,
+        typer.Option(
+            "--folder", metavar="DIR", help="Folder of the projects. [default: this folder]", show_default=False
+        ),
+    ] = Path("."),
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (127.0.0.1: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 7860,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="The form's model for new projects. [default: the configured one]", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """A local web app over the stages: pick a clip and reference image(s), train, edit and
+    evaluate, watch the progress and the edit; the folder's projects and edits are listed."""
+    from livecli import ui as app
+
+    app.load_gradio()  # before anything else: without the extra, one line says how to get it
+    if not folder.is_dir():
+        raise InputError(f"--folder {folder} is not a folder", hint="give the folder of your projects")
+    if not 0 < port < 65536:
+        raise InputError(f"--port {port} is not a port", hint="give a number from 1 to 65535")
+    console.print(f"[bold]ui[/]: http://{host}:{port} over {escape(render.where(folder))} (Ctrl-C stops it)")
+    app.serve(folder.resolve(), host, port, model)
 
 
 def _gallery(paths: list[Path], folder: Path):

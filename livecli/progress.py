@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,14 +28,37 @@ def quiet() -> bool:
     return environment.flag(environment.QUIET)
 
 
+def events() -> bool:
+    """Whether progress goes out as JSON lines (LIVE_PROGRESS_EVENTS), for a program to read."""
+    return environment.flag(environment.PROGRESS_EVENTS)
+
+
+def emit(event: dict) -> None:
+    """One progress event as a JSON line on stderr."""
+    print(json.dumps(event), file=sys.stderr, flush=True)
+
+
 def say(message: str) -> None:
-    if not quiet():
+    if quiet():
+        return
+    if events():
+        emit({"message": message})
+    else:
         console.print(message, soft_wrap=True)
+
+
+EVENT_INTERVAL_S = 0.25
+"""How often a bar sends an event at most (the last one always goes)."""
 
 
 @contextmanager
 def bar(description: str, total: int, completed: int = 0) -> Iterator[Callable[..., None]]:
-    """A progress bar; yields `advance(n=1, description=None)`. Hidden when LIVE_QUIET is on."""
+    """A progress bar; yields `advance(n=1, description=None)`. Hidden when LIVE_QUIET is on;
+    JSON lines (`{"bar", "completed", "total", "elapsed", "eta"}`) with LIVE_PROGRESS_EVENTS."""
+    if events() and not quiet():
+        with _event_bar(description, total, completed) as advance:
+            yield advance
+        return
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -47,6 +72,41 @@ def bar(description: str, total: int, completed: int = 0) -> Iterator[Callable[.
     with progress:
         task = progress.add_task(description, total=total, completed=completed)
         yield lambda n=1, description=None: progress.update(task, advance=n, description=description)
+
+
+@contextmanager
+def _event_bar(description: str, total: int, completed: int) -> Iterator[Callable[..., None]]:
+    """The bar as events: the ETA is the rich bar's (the mean speed so far)."""
+    started = time.perf_counter()
+    state = {"completed": completed, "description": description, "sent": 0.0}
+
+    def send(force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - state["sent"] < EVENT_INTERVAL_S:
+            return
+        state["sent"] = now
+        elapsed = now - started
+        done = state["completed"] - completed
+        left = total - state["completed"]
+        eta = elapsed / done * left if done > 0 else None
+        emit(
+            {
+                "bar": state["description"],
+                "completed": state["completed"],
+                "total": total,
+                "elapsed": round(elapsed, 2),
+                "eta": None if eta is None else round(eta, 2),
+            }
+        )
+
+    def advance(n: int = 1, description: str | None = None) -> None:
+        state["completed"] += n
+        if description is not None:
+            state["description"] = description
+        send(force=state["completed"] >= total)
+
+    send(force=True)
+    yield advance
 
 
 def duration(seconds: float) -> str:

@@ -176,7 +176,7 @@ LAYERS = [
     },
     {"models", "control", "objectives", "augment", "stopping", "sampling", "windows", "shapes"},
     {"stages"},
-    {"cli", "options", "render", "pipeline", "batch", "demo", "gallery", "__main__"},
+    {"cli", "options", "render", "pipeline", "batch", "demo", "gallery", "ui", "__main__"},
 ]
 
 

@@ -1,0 +1,444 @@
+"""`live ui`: a local web app (Gradio, the `ui` extra) over the same stages and project folders.
+
+The form's fields are the configs' own: each shows its field's help and default, as the
+command line's options do. *Train*, *Edit* and *Evaluate* run the command line itself
+(`live train …`, `live edit …`, `live eval …`) in a worker process, with the flags the form
+changed from their defaults, so a project the app makes is the one the shell makes with
+the same settings: the project lock, "up to date", Ctrl-C and every check are the CLI's.
+The worker reports its progress as JSON lines (`LIVE_PROGRESS_EVENTS`), which the page
+shows as a bar with its ETA. The projects of the folder are listed with their edits, so
+what the shell made shows here and the other way round.
+
+One run at a time: a second is refused in one line while one is going. Closing the tab
+leaves the run going to its end (each stage writes whole or not at all); Ctrl-C on
+`live ui` reaches the worker as Ctrl-C reaches the CLI (training saves a checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from livecli.config import EditConfig, EvalConfig, ModelConfig, PrepareConfig, TrainConfig
+from livecli.errors import InputError
+from livecli.fields import choices_of, default_of, field_types, flag_of, help_for
+from livecli.progress import duration
+from livecli.stages import EDIT, EVAL, STAGES
+from livecli.store import MANIFEST, DamagedFile, Project
+
+INSTALL_HINT = "pip install 'live[ui]'  (Gradio)"
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One setting on the form: a config's field, for the command that takes it."""
+
+    config: type
+    name: str
+    command: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.command}.{self.name}"
+
+    @property
+    def flag(self) -> str:
+        return flag_of(self.name)
+
+    @property
+    def default(self) -> Any:
+        return default_of(self.config, self.name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.command} {self.flag}"
+
+    @property
+    def help(self) -> str:
+        return help_for(self.config, self.name)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return choices_of(field_types(self.config)[self.name])
+
+
+REQUIRED = (FormField(PrepareConfig, "prompt", "train"), FormField(PrepareConfig, "object", "train"))
+"""What every project needs: the clip's prompt and the object's word."""
+OPTIONS = (
+    FormField(ModelConfig, "model", "train"),
+    FormField(TrainConfig, "preset", "train"),
+    FormField(PrepareConfig, "frames", "train"),
+    FormField(PrepareConfig, "size", "train"),
+    FormField(TrainConfig, "steps", "train"),
+    FormField(EditConfig, "keep", "edit"),
+    FormField(EditConfig, "guidance", "edit"),
+    FormField(EditConfig, "steps", "edit"),
+    FormField(EvalConfig, "text", "eval"),
+)
+"""The main options, with the CLI's defaults and help; the rest keep their defaults."""
+REPLACE = FormField(EditConfig, "replace", "edit")
+
+
+def shown_default(item: FormField, model: str | None = None) -> str:
+    if item.name == "model" and model:
+        return model
+    default = item.default
+    return "" if default is None else str(default)
+
+
+def changed_flags(command: str, values: dict[str, str], model: str | None = None) -> list[str]:
+    """The flags of `command` whose form value differs from its default: the defaults are
+    left to the command, as a shell user leaves them out (a default given against a
+    preset would contradict it)."""
+    argv = []
+    for item in OPTIONS:
+        if item.command != command:
+            continue
+        value = values.get(item.key, "").strip()
+        if value and value != shown_default(item) or (item.name == "model" and value):
+            argv += [item.flag, value]
+    return argv
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+def train_argv(project: Path, clip: str, images: list[str], mask: str, values: dict[str, str]) -> list[str]:
+    argv = ["train", clip, *images]
+    for item in REQUIRED:
+        argv += [item.flag, values.get(item.key, "").strip()]
+    if mask:
+        argv += ["--mask", mask]
+    return [*argv, *changed_flags("train", values), "-p", str(project)]
+
+
+def edit_argv(project: Path, replace: str, name: str, values: dict[str, str]) -> list[str]:
+    argv = ["edit"]
+    for swap in (line.strip() for line in replace.replace(",", "\n").splitlines()):
+        if swap:
+            argv += [REPLACE.flag, swap]
+    if name.strip():
+        argv += ["--name", name.strip()]
+    return [*argv, *changed_flags("edit", values), "-p", str(project)]
+
+
+def eval_argv(project: Path, edit: str, values: dict[str, str]) -> list[str]:
+    argv = ["eval", "-p", str(project)] + (["--edit", edit] if edit else [])
+    return [*argv, *changed_flags("eval", values)]
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+class Worker:
+    """Runs one `live` command at a time in a process of its own and reads its progress."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.running: subprocess.Popen | None = None
+        self.what = ""
+        self._one = threading.Lock()
+
+    def run(self, argv: list[str]) -> Iterator[dict]:
+        """Events of `live ARGV`: {"bar": …}, {"message": …}, {"line": …}, then {"exit": code}.
+        A second run while one is going yields one {"refused": …} and nothing else."""
+        if not self._one.acquire(blocking=False):
+            yield {"refused": f"error: `live {self.what}` is running; wait for it to finish"}
+            return
+        try:
+            self.what = " ".join(argv[:1] + [a for a in argv if a.endswith(".live")][:1])
+            environment = {**os.environ, "LIVE_PROGRESS_EVENTS": "1", "LIVE_QUIET": "0"}
+            # The same process group as `live ui`: Ctrl-C in its terminal reaches the worker too.
+            self.running = subprocess.Popen(
+                [sys.executable, "-m", "livecli", *argv],
+                cwd=self.folder,
+                env=environment,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+            )
+            for line in self.running.stderr:
+                yield _event(line.rstrip("\n"))
+            yield {"exit": self.running.wait()}
+        finally:
+            self.running = None
+            self._one.release()
+
+    def stop(self) -> None:
+        """On the app's way out: the worker stops as the CLI does on Ctrl-C."""
+        if self.running is not None and self.running.poll() is None:
+            self.running.send_signal(2)  # SIGINT
+
+
+def _event(line: str) -> dict:
+    if line.startswith("{"):
+        try:
+            event = json.loads(line)
+            if isinstance(event, dict):
+                return event
+        except ValueError:
+            pass
+    return {"line": line}
+
+
+def progress_text(event: dict) -> str:
+    """A bar event as the page shows it: what, how far, and the time left."""
+    done, total = event["completed"], max(event["total"], 1)
+    eta = event.get("eta")
+    left = "" if eta is None else f", {duration(eta)} left"
+    return f"{event['bar']}: {done}/{event['total']} ({100 * done / total:.0f} %{left})"
+
+
+# --------------------------------------------------------------------------- the folder's projects
+
+
+def projects_of(folder: Path) -> list[Path]:
+    """The projects directly in `folder` (what the app makes, and what a shell made there)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and (p / MANIFEST).is_file())
+
+
+def edits_table(folder: Path) -> list[list[str]]:
+    """[project, edit, state, finished] for every edit of the folder's projects."""
+    rows = []
+    for root in projects_of(folder):
+        project = Project(root)
+        try:
+            runs = project.runs(EDIT)
+        except (DamagedFile, OSError):
+            rows.append([root.name, "—", "unreadable", ""])
+            continue
+        if not runs:
+            rows.append([root.name, "—", "no edit yet", ""])
+        for stage, record in runs:
+            state = "stale" if project.stale_reason(stage, STAGES) else "done"
+            scored = (project.stage_dir(EVAL.run(stage.run_name)) / "metrics.json").is_file()
+            rows.append([root.name, stage.run_name, state + (", scored" if scored else ""), record.finished])
+    return rows
+
+
+def latest_edit(project: Path) -> str:
+    """The edit of `project` finished last ("" when none)."""
+    try:
+        runs = Project(project).runs(EDIT)
+    except (DamagedFile, OSError):
+        return ""
+    return max(runs, key=lambda run: run[1].finished)[0].run_name if runs else ""
+
+
+def scores_markdown(project: Path, edit: str) -> str:
+    path = project / "eval" / edit / "metrics.json"
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (OSError, ValueError, KeyError):
+        return ""
+    from livecli.gallery import SCORES
+
+    lines = ["| score | edit | source |", "| --- | --- | --- |"]
+    for name, (label, _) in SCORES.items():
+        edit_value, source_value = rows["edit"].get(name), rows["source"].get(name)
+        if edit_value is None and source_value is None:
+            continue
+        lines.append(f"| {label} | {_number(edit_value)} | {_number(source_value)} |")
+    return "\n".join(lines)
+
+
+def _number(value) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def load_gradio():
+    try:
+        import gradio
+    except ImportError:
+        raise InputError("`live ui` needs Gradio, which is not installed", hint=INSTALL_HINT) from None
+    return gradio
+
+
+def build_app(folder: Path, model: str | None = None):
+    """The Gradio Blocks of the app over the projects of `folder`."""
+    gr = load_gradio()
+    worker = Worker(folder)
+    fields: dict[str, Any] = {}
+
+    with gr.Blocks(title="live", analytics_enabled=False) as app:
+        app.worker = worker
+        gr.Markdown(f"## live — image-driven video editing\nProjects in `{folder}`.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                project = gr.Dropdown(
+                    label="project",
+                    info="A project of this folder, or a new name (NAME.live is made here).",
+                    choices=[p.name for p in projects_of(folder)],
+                    value="clip.live",
+                    allow_custom_value=True,
+                    elem_id="project",
+                )
+                clip = gr.Textbox(label="clip", info="A video or a folder of frames (a path).", elem_id="clip")
+                clip_upload = gr.File(label="or upload the clip", file_count="single", height=120, elem_id="clip-upload")
+                images = gr.Textbox(label="reference image(s)", info="One path a line.", lines=2, elem_id="images")
+                images_upload = gr.File(
+                    label="or upload them", file_count="multiple", height=120, elem_id="images-upload"
+                )
+                mask = gr.Textbox(
+                    label="mask (optional)",
+                    info="The object's mask: one PNG for the first frame, a mask video, or a folder of masks.",
+                    elem_id="mask",
+                )
+                for item in REQUIRED:
+                    fields[item.key] = gr.Textbox(label=item.label, info=item.help, elem_id=item.key.replace(".", "-"))
+                replace = gr.Textbox(
+                    label=REPLACE.label, info=REPLACE.help + " One a line.", value="", elem_id="edit-replace"
+                )
+                edit_name = gr.Textbox(label="edit --name", info="Folder name under edits/ (optional).", elem_id="name")
+                with gr.Row():
+                    train_button = gr.Button("Train", variant="primary", elem_id="train")
+                    edit_button = gr.Button("Edit", variant="primary", elem_id="edit")
+                    eval_button = gr.Button("Evaluate", elem_id="evaluate")
+                status = gr.Markdown("", elem_id="status")
+                progress = gr.Textbox(label="progress", interactive=False, elem_id="progress")
+                with gr.Accordion("options", open=False):
+                    for item in OPTIONS:
+                        element = item.key.replace(".", "-")
+                        if item.choices and item.name != "frames":
+                            fields[item.key] = gr.Dropdown(
+                                label=item.label, info=item.help, choices=["", *item.choices],
+                                value=shown_default(item, model), elem_id=element,
+                            )  # fmt: skip
+                        else:
+                            fields[item.key] = gr.Textbox(
+                                label=item.label, info=item.help, value=shown_default(item, model), elem_id=element
+                            )
+            with gr.Column(scale=1):
+                video = gr.Video(label="source | edit", interactive=False, autoplay=True, loop=True, elem_id="video")
+                scores = gr.Markdown("", elem_id="scores")
+                log = gr.Textbox(label="log", lines=10, max_lines=20, interactive=False, elem_id="log")
+                edits = gr.Dataframe(
+                    headers=["project", "edit", "state", "finished"],
+                    value=edits_table(folder),
+                    interactive=False,
+                    label="edits in this folder",
+                    elem_id="edits",
+                )
+                refresh = gr.Button("Refresh the list", elem_id="refresh")
+
+        keys = list(fields)
+        inputs = [project, clip, clip_upload, images, images_upload, mask, replace, edit_name, *fields.values()]
+
+        def unpack(args):
+            chosen, clip_path, clip_file, image_paths, image_files, mask_path, swaps, name, *values = args
+            root = folder / (chosen if str(chosen).endswith(".live") else f"{chosen}.live")
+            clip_value = clip_path.strip() or (_uploaded(clip_file, folder) or "")
+            listed = [line.strip() for line in (image_paths or "").splitlines() if line.strip()]
+            uploaded = [_uploaded(f, folder) for f in image_files or []]
+            return (
+                root,
+                clip_value,
+                listed + uploaded,
+                (mask_path or "").strip(),
+                swaps,
+                name,
+                dict(zip(keys, values, strict=True)),
+            )
+
+        def stream(argv: list[str], root: Path, show_edit: bool):
+            lines: list[str] = []
+            bar = ""
+            yield "running `live " + " ".join(argv[:1]) + "` …", bar, "", None, "", edits_table(folder)
+            code = None
+            for event in worker.run(argv):
+                if "refused" in event:
+                    yield event["refused"], bar, "\n".join(lines), None, "", edits_table(folder)
+                    return
+                if "bar" in event:
+                    bar = progress_text(event)
+                elif "message" in event:
+                    lines.append(event["message"])
+                elif "line" in event:
+                    lines.append(event["line"])
+                elif "exit" in event:
+                    code = event["exit"]
+                yield "running …", bar, "\n".join(lines[-200:]), None, "", edits_table(folder)
+            errors = [line for line in lines if line.startswith("error:")]
+            outcome = "done" if code == 0 else (errors[0] if errors else f"stopped (exit code {code})")
+            shown, table = None, ""
+            edit = latest_edit(root) if show_edit and code == 0 else ""
+            if edit:
+                compare = root / "edits" / edit / "compare.mp4"
+                shown = str(compare) if compare.is_file() else None
+                table = scores_markdown(root, edit)
+            yield outcome, bar, "\n".join(lines[-200:]), shown, table, edits_table(folder)
+
+        outputs = [status, progress, log, video, scores, edits]
+
+        def train(*args):
+            root, clip_value, references, mask_value, _, _, values = unpack(args)
+            if not clip_value or not references:
+                yield "error: give the clip and at least one reference image", "", "", None, "", edits_table(folder)
+                return
+            yield from stream(train_argv(root, clip_value, references, mask_value, values), root, False)
+
+        def edit(*args):
+            root, _, _, _, swaps, name, values = unpack(args)
+            if not swaps.strip():
+                yield "error: give --replace, e.g. car=<tok>", "", "", None, "", edits_table(folder)
+                return
+            yield from stream(edit_argv(root, swaps, name, values), root, True)
+
+        def evaluate(*args):
+            root, _, _, _, _, name, values = unpack(args)
+            yield from stream(eval_argv(root, name.strip() or latest_edit(root), values), root, True)
+
+        train_button.click(train, inputs, outputs, concurrency_limit=None)
+        edit_button.click(edit, inputs, outputs, concurrency_limit=None)
+        eval_button.click(evaluate, inputs, outputs, concurrency_limit=None)
+        refresh.click(lambda: edits_table(folder), None, edits)
+    return app
+
+
+def _uploaded(file, folder: Path) -> str | None:
+    """An uploaded file kept in the folder's uploads/ (Gradio's copy is temporary, and the
+    project records where its sources are)."""
+    if file is None:
+        return None
+    source = Path(str(getattr(file, "name", file)))
+    kept = folder / "uploads" / source.name
+    if not kept.is_file() or kept.read_bytes() != source.read_bytes():
+        kept.parent.mkdir(exist_ok=True)
+        shutil.copyfile(source, kept)
+    return str(kept)
+
+
+def serve(folder: Path, host: str, port: int, model: str | None = None) -> None:
+    """Run the app until Ctrl-C; a run in progress stops as the CLI's does."""
+    gr = load_gradio()
+    app = build_app(folder, model)
+    # System fonts: the default theme's come from Google's servers, and nothing here may.
+    theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    try:
+        app.queue(default_concurrency_limit=None).launch(
+            server_name=host,
+            server_port=port,
+            inbrowser=False,
+            share=False,
+            quiet=True,
+            show_error=True,
+            allowed_paths=[str(folder)],  # the edits' videos, played in the page
+            theme=theme,
+            footer_links=[],
+        )
+    finally:
+        app.worker.stop()

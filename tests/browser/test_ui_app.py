@@ -1,0 +1,123 @@
+"""`live ui --model tiny` in headless Chromium: fill the form, train and edit a few steps,
+watch the progress and the edited video, and find the project the shell would make."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from clips import write_clip, write_image
+
+pytestmark = pytest.mark.browser
+
+SETTINGS = {"train-frames": "4", "train-size": "64", "train-steps": "2", "edit-steps": "2"}
+PROMPT = "a jeep car is moving on the road"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def app(tmp_path):
+    """`live ui` on the tiny model over an empty folder holding a clip and an image."""
+    write_clip(tmp_path / "clip.mp4", frames=12)
+    write_image(tmp_path / "ref.png")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "livecli", "ui", "--folder", str(tmp_path), "--model", "tiny", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            assert server.poll() is None, server.stdout.read()
+            time.sleep(0.2)
+    yield server, f"http://127.0.0.1:{port}/", tmp_path
+    if server.poll() is None:
+        server.kill()
+        server.wait()
+
+
+def fill(page, element: str, value: str) -> None:
+    page.locator(f"#{element} textarea, #{element} input").first.fill(value)
+
+
+def finished(page, timeout_s: float = 240) -> str:
+    """The status line once the run has ended ("done", an error, or how it stopped)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        text = page.locator("#status").inner_text().strip()
+        if text.startswith(("done", "error", "stopped")):
+            return text
+        page.wait_for_timeout(200)
+    raise AssertionError(f"still running after {timeout_s} s: {page.locator('#status').inner_text()}")
+
+
+def test_the_app_trains_and_edits_the_project_the_shell_would_make(page, app, cli):
+    server, url, folder = app
+    page.goto(url)
+    page.wait_for_selector("#clip textarea, #clip input")
+    fill(page, "clip", str(folder / "clip.mp4"))
+    fill(page, "images", str(folder / "ref.png"))
+    fill(page, "train-prompt", PROMPT)
+    fill(page, "train-object", "car")
+    page.get_by_text("options").first.click()
+    assert page.locator("#train-model textarea, #train-model input").first.input_value() == "tiny"
+    for element, value in SETTINGS.items():
+        fill(page, element, value)
+
+    started = time.perf_counter()
+    page.click("#train")
+    assert finished(page) == "done"
+    progress = page.locator("#progress textarea, #progress input").first.input_value()
+    assert progress.startswith("training") and "2/2 (100 %" in progress
+    fill(page, "edit-replace", "car=<tok>")
+    page.click("#edit")
+    assert finished(page) == "done"
+    in_app = time.perf_counter() - started
+
+    video = page.locator("#video video")
+    video.wait_for()
+    assert video.get_attribute("src").endswith("compare.mp4")
+    page.wait_for_function("document.querySelector('#video video').currentTime > 0", timeout=15000)
+    assert "car-tok" in page.locator("#edits").inner_text()  # the folder's edits, listed
+
+    project = folder / "clip.live"
+    ran = cli(
+        "run", folder / "clip.mp4", folder / "ref.png", "--prompt", PROMPT, "--object", "car", "--model", "tiny",
+        "--frames", "4", "--size", "64", "--train-steps", "2", "--edit-steps", "2", "--replace", "car=<tok>",
+        "--no-eval", "-p", project, "--json",
+    )  # fmt: skip
+    assert ran.code == 0, ran.err
+    outcome = json.loads(ran.out)
+    assert outcome["status"] == "up to date" and all(stage["skipped"] for stage in outcome["stages"])
+
+    shell = folder / "shell"  # the same train and edit from the shell: what the app adds to them
+    shell.mkdir()
+    live = [sys.executable, "-m", "livecli"]
+    started = time.perf_counter()
+    for args in (
+        ["train", folder / "clip.mp4", folder / "ref.png", "--prompt", PROMPT, "--object", "car", "--model", "tiny",
+         "--frames", "4", "--size", "64", "--steps", "2", "-p", shell / "clip.live"],
+        ["edit", "--replace", "car=<tok>", "--steps", "2", "-p", shell / "clip.live"],
+    ):  # fmt: skip
+        subprocess.run([*live, *map(str, args)], check=True, capture_output=True)
+    from_shell = time.perf_counter() - started
+    print(f"\ntrain + edit: app {in_app:.1f} s, shell {from_shell:.1f} s, ratio {in_app / from_shell:.2f}")
+
+    server.send_signal(signal.SIGINT)  # Ctrl-C
+    assert server.wait(timeout=30) is not None
