@@ -288,7 +288,9 @@ def build_app(folder: Path, model: str | None = None):
                     elem_id="project",
                 )
                 clip = gr.Textbox(label="clip", info="A video or a folder of frames (a path).", elem_id="clip")
-                clip_upload = gr.File(label="or upload the clip", file_count="single", height=120, elem_id="clip-upload")
+                clip_upload = gr.File(
+                    label="or upload the clip", file_count="single", height=120, elem_id="clip-upload"
+                )
                 images = gr.Textbox(label="reference image(s)", info="One path a line.", lines=2, elem_id="images")
                 images_upload = gr.File(
                     label="or upload them", file_count="multiple", height=120, elem_id="images-upload"
