@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -30,7 +31,7 @@ from typing import Any
 from livecli.config import EditConfig, EvalConfig, ModelConfig, PrepareConfig, TrainConfig
 from livecli.errors import InputError
 from livecli.fields import choices_of, default_of, field_types, flag_of, help_for
-from livecli.progress import duration
+from livecli.progress import duration, say
 from livecli.stages import EDIT, EVAL, STAGES
 from livecli.store import MANIFEST, DamagedFile, Project
 
@@ -156,7 +157,8 @@ class Worker:
         try:
             self.what = " ".join(argv[:1] + [a for a in argv if a.endswith(".live")][:1])
             environment = {**os.environ, "LIVE_PROGRESS_EVENTS": "1", "LIVE_QUIET": "0"}
-            # The same process group as `live ui`: Ctrl-C in its terminal reaches the worker too.
+            # A process group of its own: Ctrl-C in the terminal reaches `live ui`, which passes
+            # it on once (`stop`): a second one would tell training to stop without saving.
             self.running = subprocess.Popen(
                 [sys.executable, "-m", "livecli", *argv],
                 cwd=self.folder,
@@ -165,6 +167,7 @@ class Worker:
                 stderr=subprocess.PIPE,
                 text=True,
                 bufsize=1,
+                start_new_session=True,
             )
             for line in self.running.stderr:
                 yield _event(line.rstrip("\n"))
@@ -174,9 +177,19 @@ class Worker:
             self._one.release()
 
     def stop(self) -> None:
-        """On the app's way out: the worker stops as the CLI does on Ctrl-C."""
-        if self.running is not None and self.running.poll() is None:
-            self.running.send_signal(2)  # SIGINT
+        """On the app's way out: the worker gets the Ctrl-C, stops as the CLI does (training
+        finishes its step and saves a checkpoint), and is waited for; Ctrl-C again while
+        waiting passes a second one on, which stops it at once."""
+        running = self.running
+        if running is None or running.poll() is not None:
+            return
+        say(f"ui: stopping `live {self.what}` (Ctrl-C again to stop it at once)")
+        running.send_signal(signal.SIGINT)
+        try:
+            running.wait()
+        except KeyboardInterrupt:
+            running.send_signal(signal.SIGINT)
+            running.wait()
 
 
 def _event(line: str) -> dict:

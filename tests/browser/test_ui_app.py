@@ -4,6 +4,7 @@ watch the progress and the edited video, and find the project the shell would ma
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -37,6 +38,7 @@ def app(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, "LIVE_QUIET": "0"},  # its messages, as a user sees them
     )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -121,3 +123,34 @@ def test_the_app_trains_and_edits_the_project_the_shell_would_make(page, app, cl
 
     server.send_signal(signal.SIGINT)  # Ctrl-C
     assert server.wait(timeout=30) is not None
+
+
+def test_ctrl_c_on_the_app_stops_its_training_as_the_cli_does(page, app):
+    """The training started from the page gets one Ctrl-C when `live ui` does: it finishes its
+    step, saves a checkpoint and ends; the app ends after it, and nothing is left running."""
+    import psutil
+
+    server, url, folder = app
+    page.goto(url)
+    page.wait_for_selector("#clip textarea, #clip input")
+    fill(page, "clip", str(folder / "clip.mp4"))
+    fill(page, "images", str(folder / "ref.png"))
+    fill(page, "train-prompt", PROMPT)
+    fill(page, "train-object", "car")
+    page.get_by_text("options").first.click()
+    for element, value in {**SETTINGS, "train-steps": "5000"}.items():
+        fill(page, element, value)
+    page.click("#train")
+    page.wait_for_function(
+        "(document.querySelector('#progress textarea, #progress input') || {}).value?.startsWith('training')",
+        timeout=120000,
+    )
+    server.send_signal(signal.SIGINT)
+    output, _ = server.communicate(timeout=120)
+    assert "stopping `live train" in output
+    checkpoint = folder / "clip.live" / "checkpoints" / "train" / "state.toml"
+    assert checkpoint.is_file() and not (folder / "clip.live" / "train" / "record.toml").exists()
+    left = [
+        p for p in psutil.process_iter(["cmdline"]) if str(folder / "clip.live") in " ".join(p.info["cmdline"] or [])
+    ]
+    assert left == []
