@@ -91,7 +91,7 @@ def test_the_gallery_shows_every_edit_of_every_project_found_and_only_reads_them
     links = links_of(page)
     assert len(links) >= 3 * 3
     for link in links:
-        if link.startswith("#"):
+        if link.startswith("#") or link == "data:,":  # an anchor; the empty icon (no favicon request)
             continue
         assert not link.startswith(("/", "http:", "https:", "file:")), link
         assert (GALLERY / link).resolve().is_relative_to(GALLERY.resolve()) and (GALLERY / link).is_file(), link
@@ -101,18 +101,18 @@ def test_the_gallery_shows_every_edit_of_every_project_found_and_only_reads_them
 
 
 def test_a_gallery_refreshes_from_the_paths_it_was_made_from(cli, ran):
-    assert cli("edit", "--replace", "car=<tok>", "--guidance", "3", "--name", "soft").code == 0
-    assert cli("gallery", "clip.live", "--out", GALLERY).code == 0
-    soft = cards()["clip.live/soft"]
-    media = (GALLERY / soft["video"]).parent
+    shutil.copytree(ran, "other.live")
+    assert cli("gallery", "clip.live", "other.live", "--out", GALLERY).code == 0
+    other = cards()["other.live/car-tok"]
+    media = (GALLERY / other["video"]).parent
     assert media.is_dir()
 
-    shutil.rmtree(ran / "edits" / "soft")  # the user removes an edit
+    shutil.rmtree(Path("other.live") / "edits" / "car-tok")  # the user removes an edit
     again = cli("gallery", "--out", GALLERY)  # no paths: the ones it was made from
     assert again.code == 0, again.err
     assert set(cards()) == {"clip.live/car-tok"}
     assert not media.exists() and (GALLERY / cards()["clip.live/car-tok"]["video"]).is_file()
-    assert "soft" not in (GALLERY / "index.html").read_text()
+    assert "other.live" not in (GALLERY / "index.html").read_text()
 
 
 def test_a_batch_and_an_evaluation_write_the_gallery_they_are_given(cli, clip, image):
