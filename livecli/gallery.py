@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from livecli import __version__
 from livecli.config import EditConfig, TrainConfig
@@ -276,17 +277,33 @@ def _copy_references(project: Project, target: Path, folder: Path) -> list[str]:
 # --------------------------------------------------------------------------- copying media
 
 
+def _inside(target: Path, folder: Path) -> None:
+    """Media are written inside the gallery: never through a symbolic link placed in it
+    (checked before any folder is made on the way)."""
+    here = target.parent
+    linked = False
+    while here != folder and here != here.parent:
+        linked = linked or here.is_symlink()
+        here = here.parent
+    if linked or here != folder:
+        raise InputError(
+            f"{target.parent} leads out of the gallery {folder} (a symbolic link)",
+            hint="remove the link, or write the gallery to a new folder",
+        )
+
+
 def _copy(source: Path, target: Path, folder: Path) -> str | None:
     """`source` copied to `target` unless it is there already (same size and time); the path
     relative to the gallery folder, or None when there is no such file to show."""
     if source.is_symlink() or not source.is_file():
         return None
+    _inside(target, folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
     stat = source.stat()
     if target.is_file():
         have = target.stat()
         if have.st_size == stat.st_size and have.st_mtime_ns == stat.st_mtime_ns:
             return target.relative_to(folder).as_posix()
-    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
     shutil.copy2(source, partial)
     os.replace(partial, target)
@@ -295,6 +312,7 @@ def _copy(source: Path, target: Path, folder: Path) -> str | None:
 
 def _poster(video: Path, target: Path, folder: Path) -> str | None:
     """The video's first frame as a JPEG, shown until the video loads."""
+    _inside(target, folder)
     if target.is_file() and target.stat().st_mtime_ns >= video.stat().st_mtime_ns:
         return target.relative_to(folder).as_posix()
     import av
@@ -466,16 +484,16 @@ def _row(card: Card, shown: list[str]) -> str:
 
 def _card(card: Card) -> str:
     references = "".join(
-        f'<img class="reference" src="{html.escape(p)}" alt="reference" loading="lazy">' for p in card.references
+        f'<img class="reference" src="{_href(p)}" alt="reference" loading="lazy">' for p in card.references
     )
     video = (
-        f'<video class="compare" data-src="{html.escape(card.video)}" poster="{html.escape(card.poster or "")}" '
+        f'<video class="compare" data-src="{_href(card.video)}" poster="{_href(card.poster or "")}" '
         'muted loop playsinline preload="none" controls></video>'
         if card.video
         else '<p class="missing">no video</p>'
     )
     sheet = (
-        f'<a href="{html.escape(card.sheet)}"><img class="sheet" src="{html.escape(card.sheet)}" '
+        f'<a href="{_href(card.sheet)}"><img class="sheet" src="{_href(card.sheet)}" '
         'alt="contact sheet" loading="lazy"></a>'
         if card.sheet
         else ""
@@ -492,7 +510,7 @@ def _card(card: Card) -> str:
     settings = f"<table class='settings'>{settings}</table>" if settings else "<p>default settings</p>"
     times = " · ".join(f"{stage} {card.seconds[stage]:.1f} s" for stage in TIMED_STAGES if stage in card.seconds)
     links = " ".join(
-        f'<a href="{html.escape(path)}">{name}</a>'
+        f'<a href="{_href(path)}">{name}</a>'
         for name, path in (("compare.mp4", card.video), ("edit.mp4", card.edited), ("contact sheet", card.sheet))
         if path
     )
@@ -506,6 +524,11 @@ def _card(card: Card) -> str:
 <div class="facts">{scores}<div>{settings}<p class="times">{times}</p><p>{links}</p>
 <p class="where" title="the project">{html.escape(card.location)}</p></div></div>
 </article>"""
+
+
+def _href(path: str) -> str:
+    """A media path as a link: quoted (a `#` or a space in a project's name), then escaped."""
+    return html.escape(quote(path, safe="/"))
 
 
 def _number(value: float | None) -> str:

@@ -240,6 +240,15 @@ def edits_table(folder: Path) -> list[list[str]]:
     return rows
 
 
+def project_path(folder: Path, chosen: str | None) -> Path:
+    """The project the form names: NAME.live directly in `folder`, never elsewhere."""
+    name = (chosen or "").strip()
+    name = name if name.endswith(".live") else f"{name}.live"
+    if name == ".live" or "/" in name or "\\" in name or name.startswith(".") or not name.isprintable():
+        raise InputError(f"project {chosen!r} is not a plain folder name", hint="give a name like clip or clip.live")
+    return folder / name
+
+
 def latest_edit(project: Path) -> str:
     """The edit of `project` finished last ("" when none)."""
     try:
@@ -355,7 +364,7 @@ def build_app(folder: Path, model: str | None = None):
 
         def unpack(args):
             chosen, clip_path, clip_file, image_paths, image_files, mask_path, swaps, name, *values = args
-            root = folder / (chosen if str(chosen).endswith(".live") else f"{chosen}.live")
+            root = project_path(folder, chosen)
             clip_value = clip_path.strip() or (_uploaded(clip_file, folder) or "")
             listed = [line.strip() for line in (image_paths or "").splitlines() if line.strip()]
             uploaded = [_uploaded(f, folder) for f in image_files or []]
@@ -399,22 +408,37 @@ def build_app(folder: Path, model: str | None = None):
 
         outputs = [status, progress, log, video, scores, edits]
 
+        def refused(exc: InputError):
+            return f"error: {exc.message}", "", "", None, "", edits_table(folder)
+
         def train(*args):
-            root, clip_value, references, mask_value, _, _, values = unpack(args)
+            try:
+                root, clip_value, references, mask_value, _, _, values = unpack(args)
+            except InputError as exc:
+                yield refused(exc)
+                return
             if not clip_value or not references:
                 yield "error: give the clip and at least one reference image", "", "", None, "", edits_table(folder)
                 return
             yield from stream(train_argv(root, clip_value, references, mask_value, values), root, False)
 
         def edit(*args):
-            root, _, _, _, swaps, name, values = unpack(args)
+            try:
+                root, _, _, _, swaps, name, values = unpack(args)
+            except InputError as exc:
+                yield refused(exc)
+                return
             if not swaps.strip():
                 yield "error: give --replace, e.g. car=<tok>", "", "", None, "", edits_table(folder)
                 return
             yield from stream(edit_argv(root, swaps, name, values), root, True)
 
         def evaluate(*args):
-            root, _, _, _, _, name, values = unpack(args)
+            try:
+                root, _, _, _, _, name, values = unpack(args)
+            except InputError as exc:
+                yield refused(exc)
+                return
             yield from stream(eval_argv(root, name.strip() or latest_edit(root), values), root, True)
 
         train_button.click(train, inputs, outputs, concurrency_limit=None)

@@ -9,6 +9,7 @@ import json
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import av
 from PIL import Image
@@ -45,7 +46,7 @@ def cards() -> dict[str, dict]:
 def test_the_gallery_shows_every_edit_of_every_project_found_and_only_reads_them(cli, ran):
     """Two projects (one a folder down) and three edits: each card's media are copies in the
     gallery that decode, every link is relative and inside it, the scores are metrics.json's."""
-    other = Path("batch") / "other.live"
+    other = Path("batch") / "other #2.live"  # a name that must be quoted in a link
     shutil.copytree(ran, other)
     assert cli("edit", "--replace", "car=<tok>", "--guidance", "3", "--name", "soft").code == 0  # not scored
     (other / "eval" / "car-tok" / "metrics.json").write_text("{ damaged")  # shown without scores
@@ -58,7 +59,7 @@ def test_the_gallery_shows_every_edit_of_every_project_found_and_only_reads_them
     assert {name: tree_digest(Path(name)) for name in ("clip.live", "batch")} == before
 
     shown = cards()
-    assert set(shown) == {"clip.live/car-tok", "clip.live/soft", "other.live/car-tok"}
+    assert set(shown) == {"clip.live/car-tok", "clip.live/soft", "other #2.live/car-tok"}
     metrics = json.loads((ran / "eval" / "car-tok" / "metrics.json").read_text())["rows"]
     scored = shown["clip.live/car-tok"]
     assert scored["status"] == "done" and scored["scores"]["warp_error"] == [
@@ -70,7 +71,7 @@ def test_the_gallery_shows_every_edit_of_every_project_found_and_only_reads_them
         and "live eval --edit soft" in shown["clip.live/soft"]["reason"]
     )
     assert shown["clip.live/soft"]["settings"]["guidance"] == "3.0" and "guidance" not in scored["settings"]
-    assert shown["other.live/car-tok"]["scores"] == {}
+    assert shown["other #2.live/car-tok"]["scores"] == {}
     assert set(scored["seconds"]) == {"prepare", "train", "invert", "edit", "eval"}
 
     with av.open(str(GALLERY / scored["video"])) as container:
@@ -93,8 +94,9 @@ def test_the_gallery_shows_every_edit_of_every_project_found_and_only_reads_them
     for link in links:
         if link.startswith("#") or link == "data:,":  # an anchor; the empty icon (no favicon request)
             continue
-        assert not link.startswith(("/", "http:", "https:", "file:")), link
-        assert (GALLERY / link).resolve().is_relative_to(GALLERY.resolve()) and (GALLERY / link).is_file(), link
+        assert not link.startswith(("/", "http:", "https:", "file:")) and " " not in link and "#" not in link, link
+        path = GALLERY / unquote(link)
+        assert path.resolve().is_relative_to(GALLERY.resolve()) and path.is_file(), link
     text = page.read_text()
     assert "http://" not in text and "https://" not in text  # no script, font or picture from the network
     assert "a jeep &lt;@#$&gt; is moving on the road" in text  # text is escaped
@@ -163,6 +165,18 @@ def test_a_gallery_is_never_written_where_it_could_harm(cli, ran, tmp_path):
         assert result.code == 1 and "Traceback" not in result.err, (args, result.err)
         assert len(result.error_lines) == 1 and result.error_lines[0].startswith(expected), (args, result.err)
     assert tree_digest(tmp_path) == before and not GALLERY.exists()
+
+
+def test_a_symbolic_link_planted_in_the_gallery_is_not_written_through(cli, ran, tmp_path):
+    assert cli("gallery", "clip.live").code == 0
+    (media,) = (GALLERY / "media").iterdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(media)
+    media.symlink_to(elsewhere)
+    result = cli("gallery", "clip.live")
+    assert result.code == 1 and len(result.error_lines) == 1 and "(a symbolic link)" in result.error_lines[0]
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_a_second_writer_of_one_gallery_is_refused_in_one_line(cli, ran):

@@ -40,6 +40,17 @@ def test_the_form_gives_the_command_the_flags_it_changed_and_nothing_else():
     ]  # fmt: skip
 
 
+def test_the_project_is_a_plain_name_in_the_folder(tmp_path):
+    import pytest
+
+    from livecli.errors import InputError
+
+    assert ui.project_path(tmp_path, "clip") == ui.project_path(tmp_path, "clip.live") == tmp_path / "clip.live"
+    for hostile in ("../x", "a/b", "", ".live", ".hidden", "a\nb", "/etc/passwd"):
+        with pytest.raises(InputError, match="is not a plain folder name"):
+            ui.project_path(tmp_path, hostile)
+
+
 def test_every_form_field_is_a_config_field_with_its_help_and_default():
     from livecli.config import TrainConfig
 
