@@ -600,9 +600,11 @@ def gallery(
     paths: Annotated[
         list[Path] | None,
         typer.Argument(
-            metavar="[PATHS]...",
-            help="Projects, folders holding projects (looked for 4 levels down), or jobs files. [default: this "
-            "folder, and the paths the gallery in --out was made from]",
+            metavar="PATHS",
+            help=escape(
+                "Projects, folders holding projects (looked for 4 levels down), or jobs files. [default: this "
+                "folder; with a gallery in --out, the paths it was made from]"
+            ),
             show_default=False,
         ),
     ] = None,
@@ -629,14 +631,16 @@ def gallery(
     epilog="Examples:\n\n"
     "  live ui                                 (the projects of this folder, on http://127.0.0.1:7860)\n\n"
     "  live ui --folder ~/edits --model tiny --port 8000\n\n"
-    "Needs the ui extra: pip install 'live[ui]'. The app runs the same commands as the shell (train, edit, "
-    "eval), one at a time, on the same project folders.",
+    + escape(
+        "Needs the ui extra: pip install 'live[ui]'. The app runs the same commands as the shell (train, edit, "
+        "eval), one at a time, on the same project folders."
+    ),
 )
 def ui(
     folder: Annotated[
         Path,
         typer.Option(
-            "--folder", metavar="DIR", help="Folder of the projects. [default: this folder]", show_default=False
+            "--folder", metavar="DIR", help=escape("Folder of the projects. [default: this folder]"), show_default=False
         ),
     ] = Path("."),
     host: Annotated[
@@ -646,7 +650,9 @@ def ui(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", help="The form's model for new projects. [default: the configured one]", show_default=False
+            "--model",
+            help=escape("The form's model for new projects. [default: the configured one]"),
+            show_default=False,
         ),
     ] = None,
 ) -> None:

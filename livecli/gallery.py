@@ -389,6 +389,11 @@ def write_gallery(paths: list[Path], folder: Path, add_earlier: bool = True, on_
         _check_given(path)
     earlier = [path for path in earlier_sources(folder) if path.exists()] if add_earlier else []
     sources = list(dict.fromkeys([*(p.resolve() for p in paths), *earlier]))
+    if not sources:
+        raise InputError(
+            f"the gallery in {folder} names no paths to read again (its {DATA} is damaged, or they are gone)",
+            hint=f"give them: live gallery PATHS… --out {folder}",
+        )
     projects = find_projects(sources)
     if not projects:
         raise InputError(
