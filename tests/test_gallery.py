@@ -188,3 +188,8 @@ def test_a_second_writer_of_one_gallery_is_refused_in_one_line(cli, ran):
     assert result.code == 1
     assert result.error_lines == ["error: gallery gallery is being written by another live process"]
     assert tree_digest(GALLERY) == before
+    (GALLERY / "gallery.json").write_text("{ damaged")
+    again = cli("gallery", "--out", GALLERY)  # nothing to read again: says so
+    assert again.error_lines == [
+        "error: the gallery in gallery names no paths to read again (its gallery.json is damaged, or they are gone)"
+    ]
