@@ -445,6 +445,18 @@ def build_app(folder: Path, model: str | None = None):
         edit_button.click(edit, inputs, outputs, concurrency_limit=None)
         eval_button.click(evaluate, inputs, outputs, concurrency_limit=None)
         refresh.click(lambda: edits_table(folder), None, edits)
+
+        def show_project(chosen):
+            """A project picked: its last edit plays, with its scores."""
+            try:
+                root = project_path(folder, chosen)
+            except InputError:
+                return None, ""
+            edit = latest_edit(root)
+            compare = root / "edits" / edit / "compare.mp4"
+            return (str(compare) if edit and compare.is_file() else None), scores_markdown(root, edit) if edit else ""
+
+        project.change(show_project, project, [video, scores])
     return app
 
 
