@@ -35,7 +35,7 @@ from livecli import __version__
 from livecli.config import EditConfig, TrainConfig
 from livecli.errors import InputError, ProjectError
 from livecli.fields import default_of
-from livecli.stages import EDIT, EVAL, PREPARE, STAGES, TRAIN
+from livecli.stages import EDIT, EVAL, INVERT, PREPARE, STAGES, TRAIN
 from livecli.store import MANIFEST, DamagedFile, Project, atomic_write_bytes
 
 INDEX, DATA, MEDIA, LOCK = "index.html", "gallery.json", "media", ".gallery.lock"
@@ -168,12 +168,8 @@ def project_cards(root: Path, media: Path, folder: Path, shown_as: str | None = 
     manifest = project.manifest()
     slug = _slug(root)
     shown = shown_as or root.name
-    seconds = {}
-    for stage in (PREPARE, TRAIN):
-        record = _record(project, stage)
-        if record is not None:
-            seconds[stage.name] = record.seconds
-    train = _record(project, TRAIN)
+    prepared, train = _record(project, PREPARE), _record(project, TRAIN)
+    seconds = {stage: record.seconds for stage, record in (("prepare", prepared), ("train", train)) if record}
     trained = _differing(TrainConfig, train.settings if train else {}, prefix="train.")
     references = _copy_references(project, media / slug, folder)
     cards = []
@@ -187,8 +183,10 @@ def project_cards(root: Path, media: Path, folder: Path, shown_as: str | None = 
         status = "stale" if reason else "done"
         if not reason and scored is None:
             status, reason = "not scored", f"run `live eval --edit {name}`"
-        elif not reason and project.stale_reason(evaluation, STAGES):
-            status, reason = "stale scores", project.stale_reason(evaluation, STAGES)
+        elif not reason:
+            stale_scores = project.stale_reason(evaluation, STAGES)
+            if stale_scores:
+                status, reason = "stale scores", stale_scores
         card = Card(
             key=f"{slug}/{name}",
             project=shown,
@@ -226,13 +224,10 @@ def _record(project: Project, stage):
 def _invert_seconds(project: Project, edit_record) -> dict[str, float]:
     for name in edit_record.inputs:
         if name.startswith("invert/"):
-            record = _record(project, STAGES_BY_NAME["invert"].run(name.split("/", 1)[1]))
+            record = _record(project, INVERT.run(name.split("/", 1)[1]))
             if record is not None:
                 return {"invert": record.seconds}
     return {}
-
-
-STAGES_BY_NAME = {stage.name: stage for stage in STAGES}
 
 
 def _differing(config: type, settings: dict[str, Any], prefix: str = "") -> dict[str, str]:
