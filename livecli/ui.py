@@ -408,42 +408,37 @@ def build_app(folder: Path, model: str | None = None):
 
         outputs = [status, progress, log, video, scores, edits]
 
-        def refused(exc: InputError):
-            return f"error: {exc.message}", "", "", None, "", edits_table(folder)
+        def command(make, show_edit: bool):
+            """A button's handler: the command `make` builds from the form, streamed; a form
+            that cannot make one says why in one line."""
 
-        def train(*args):
-            try:
-                root, clip_value, references, mask_value, _, _, values = unpack(args)
-            except InputError as exc:
-                yield refused(exc)
-                return
+            def handle(*args):
+                try:
+                    root, *form = unpack(args)
+                    argv = make(root, *form)
+                except InputError as exc:
+                    yield f"error: {exc.message}", "", "", None, "", edits_table(folder)
+                    return
+                yield from stream(argv, root, show_edit)
+
+            return handle
+
+        def train(root, clip_value, references, mask_value, swaps, name, values):
             if not clip_value or not references:
-                yield "error: give the clip and at least one reference image", "", "", None, "", edits_table(folder)
-                return
-            yield from stream(train_argv(root, clip_value, references, mask_value, values), root, False)
+                raise InputError("give the clip and at least one reference image")
+            return train_argv(root, clip_value, references, mask_value, values)
 
-        def edit(*args):
-            try:
-                root, _, _, _, swaps, name, values = unpack(args)
-            except InputError as exc:
-                yield refused(exc)
-                return
+        def edit(root, clip_value, references, mask_value, swaps, name, values):
             if not swaps.strip():
-                yield "error: give --replace, e.g. car=<tok>", "", "", None, "", edits_table(folder)
-                return
-            yield from stream(edit_argv(root, swaps, name, values), root, True)
+                raise InputError("give --replace, e.g. car=<tok>")
+            return edit_argv(root, swaps, name, values)
 
-        def evaluate(*args):
-            try:
-                root, _, _, _, _, name, values = unpack(args)
-            except InputError as exc:
-                yield refused(exc)
-                return
-            yield from stream(eval_argv(root, name.strip() or latest_edit(root), values), root, True)
+        def evaluate(root, clip_value, references, mask_value, swaps, name, values):
+            return eval_argv(root, name.strip() or latest_edit(root), values)
 
-        train_button.click(train, inputs, outputs, concurrency_limit=None)
-        edit_button.click(edit, inputs, outputs, concurrency_limit=None)
-        eval_button.click(evaluate, inputs, outputs, concurrency_limit=None)
+        train_button.click(command(train, show_edit=False), inputs, outputs, concurrency_limit=None)
+        edit_button.click(command(edit, show_edit=True), inputs, outputs, concurrency_limit=None)
+        eval_button.click(command(evaluate, show_edit=True), inputs, outputs, concurrency_limit=None)
         refresh.click(lambda: edits_table(folder), None, edits)
 
         def show_project(chosen):

@@ -58,6 +58,19 @@ def fill(page, element: str, value: str) -> None:
     page.locator(f"#{element} textarea, #{element} input").first.fill(value)
 
 
+def fill_form(page, url: str, folder, settings: dict[str, str]) -> None:
+    """The app opened, its form given the folder's clip and image, the prompt, and `settings`."""
+    page.goto(url)
+    page.wait_for_selector("#clip textarea, #clip input")
+    fill(page, "clip", str(folder / "clip.mp4"))
+    fill(page, "images", str(folder / "ref.png"))
+    fill(page, "train-prompt", PROMPT)
+    fill(page, "train-object", "car")
+    page.get_by_text("options").first.click()
+    for element, value in settings.items():
+        fill(page, element, value)
+
+
 def finished(page, timeout_s: float = 240) -> str:
     """The status line once the run has ended ("done", an error, or how it stopped)."""
     started = time.monotonic()
@@ -71,16 +84,8 @@ def finished(page, timeout_s: float = 240) -> str:
 
 def test_the_app_trains_and_edits_the_project_the_shell_would_make(page, app, cli):
     server, url, folder = app
-    page.goto(url)
-    page.wait_for_selector("#clip textarea, #clip input")
-    fill(page, "clip", str(folder / "clip.mp4"))
-    fill(page, "images", str(folder / "ref.png"))
-    fill(page, "train-prompt", PROMPT)
-    fill(page, "train-object", "car")
-    page.get_by_text("options").first.click()
+    fill_form(page, url, folder, SETTINGS)
     assert page.locator("#train-model textarea, #train-model input").first.input_value() == "tiny"
-    for element, value in SETTINGS.items():
-        fill(page, element, value)
 
     started = time.perf_counter()
     page.click("#train")
@@ -131,15 +136,7 @@ def test_ctrl_c_on_the_app_stops_its_training_as_the_cli_does(page, app):
     import psutil
 
     server, url, folder = app
-    page.goto(url)
-    page.wait_for_selector("#clip textarea, #clip input")
-    fill(page, "clip", str(folder / "clip.mp4"))
-    fill(page, "images", str(folder / "ref.png"))
-    fill(page, "train-prompt", PROMPT)
-    fill(page, "train-object", "car")
-    page.get_by_text("options").first.click()
-    for element, value in {**SETTINGS, "train-steps": "5000"}.items():
-        fill(page, element, value)
+    fill_form(page, url, folder, {**SETTINGS, "train-steps": "5000"})
     page.click("#train")
     page.wait_for_function(
         "(document.querySelector('#progress textarea, #progress input') || {}).value?.startsWith('training')",
