@@ -153,3 +153,20 @@ def _live_to_files(command: list[str], stem: Path) -> None:
         out.flush()
         err.flush()
     os._exit(code)
+
+
+def tiny_jobs(path: Path, count: int, extra=lambda n: "", defaults: str = "") -> Path:
+    """A jobs file of `count` tiny jobs (job1 …) on `clip.mp4` and `ref.png` beside it: 4 square
+    frames of 64 px, 2 training and 2 edit steps; `defaults` adds lines to [defaults], and
+    `extra(n)` to job n."""
+    path.write_text(
+        '[defaults]\nmodel = "tiny"\nprepare = { frames = 4, size = 64, crop = "square" }\n'
+        "train = { steps = 2 }\nedit = { steps = 2 }\n"
+        + defaults
+        + "".join(
+            f'[[jobs]]\nname = "job{n}"\nclip = "clip.mp4"\nimage = "ref.png"\n'
+            'prompt = "a jeep car is moving on the road"\nobject = "car"\nreplace = ["car=<tok>"]\n' + extra(n)
+            for n in range(1, count + 1)
+        )
+    )
+    return path

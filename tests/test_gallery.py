@@ -14,7 +14,7 @@ from urllib.parse import unquote
 import av
 from PIL import Image
 
-from helpers import tree_digest
+from helpers import tiny_jobs, tree_digest
 
 GALLERY = Path("gallery")
 
@@ -118,16 +118,7 @@ def test_a_gallery_refreshes_from_the_paths_it_was_made_from(cli, ran):
 
 
 def test_a_batch_and_an_evaluation_write_the_gallery_they_are_given(cli, clip, image):
-    jobs = Path("jobs.toml")
-    jobs.write_text(
-        '[defaults]\nmodel = "tiny"\nprepare = { frames = 4, size = 64, crop = "square" }\n'
-        "train = { steps = 2 }\nedit = { steps = 2 }\n"
-        + "".join(
-            f'[[jobs]]\nname = "job{n}"\nclip = "clip.mp4"\nimage = "ref.png"\n'
-            'prompt = "a jeep car is moving on the road"\nobject = "car"\nreplace = ["car=<tok>"]\n'
-            for n in (1, 2)
-        )
-    )
+    jobs = tiny_jobs(Path("jobs.toml"), 2)
     result = cli("batch", jobs, "--gallery", "batch-gallery")
     assert result.code == 0, result.err
     assert "gallery: 2 edits of 2 projects" in result.err

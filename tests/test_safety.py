@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import PREPARE_ARGS, copied_here, live_at_once, tree_digest
+from helpers import PREPARE_ARGS, copied_here, live_at_once, tiny_jobs, tree_digest
 from livecli.store import write_toml
 from livecli.tensor_files import save_tensors
 
@@ -345,16 +345,7 @@ def test_a_clip_that_would_not_fit_in_memory_is_refused_in_one_line(cli, clip, i
 
 
 def test_three_batch_workers_on_one_jobs_file_finish_every_job_once(cli, clip, image, tmp_path):
-    jobs = tmp_path / "jobs.toml"
-    jobs.write_text(
-        '[defaults]\nmodel = "tiny"\nprepare = { frames = 4, size = 64, crop = "square" }\n'
-        "train = { steps = 2 }\nedit = { steps = 2 }\neval = false\n"
-        + "".join(
-            f'[[jobs]]\nname = "job{n}"\nclip = "clip.mp4"\nimage = "ref.png"\n'
-            'prompt = "a jeep car is moving on the road"\nobject = "car"\nreplace = ["car=<tok>"]\n'
-            for n in range(1, 4)
-        )
-    )
+    jobs = tiny_jobs(tmp_path / "jobs.toml", 3, defaults="eval = false\n")
     ended = live_at_once(*[["batch", jobs, "--json"]] * 3)
     assert [code for code, _, _ in ended] == [0, 0, 0], [err for _, _, err in ended]
     reports = [json.loads(line) for _, out, _ in ended for line in out.splitlines() if line.strip()]

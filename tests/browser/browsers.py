@@ -28,3 +28,28 @@ def chromium() -> Path:
     if not found:
         pytest.fail("no chromium: `apt-get install -y chromium` (or set LIVE_CHROMIUM to a Chromium binary)")
     return Path(found)
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, server, timeout_s: float) -> None:
+    """Until `server` (a process) accepts connections on `port`; it must not end meanwhile."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            assert server.poll() is None, f"the server ended with code {server.returncode}"
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on port {port} after {timeout_s} s")

@@ -5,15 +5,16 @@ video playing (and the check noticing when one does not)."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from browsers import free_port, wait_for_port
 
 from clips import write_clip, write_image
+from helpers import tiny_jobs
 
 pytestmark = pytest.mark.browser
 
@@ -28,17 +29,8 @@ def gallery(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("batch")
     write_clip(root / "clip.mp4", frames=12)
     write_image(root / "ref.png")
-    jobs = root / "jobs.toml"
-    jobs.write_text(
-        '[defaults]\nmodel = "tiny"\nprepare = { frames = 4, size = 64, crop = "square" }\n'
-        "train = { steps = 2 }\nedit = { steps = 2 }\n"
-        + "".join(
-            f'[[jobs]]\nname = "job{n}"\nclip = "clip.mp4"\nimage = "ref.png"\n'
-            'prompt = "a jeep car is moving on the road"\nobject = "car"\nreplace = ["car=<tok>"]\n'
-            + (f"edit = {{ steps = 2, guidance = {n + 2} }}\n" if n % 2 else "")
-            for n in range(1, JOBS + 1)
-        )
-    )
+    guided = lambda n: f"edit = {{ steps = 2, guidance = {n + 2} }}\n" if n % 2 else ""  # noqa: E731
+    jobs = tiny_jobs(root / "jobs.toml", JOBS, guided)
     assert main(["batch", str(jobs), "--gallery", str(root / "gallery")]) == 0
     return root / "gallery"
 
@@ -46,21 +38,13 @@ def gallery(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def served(gallery):
     """The gallery behind `python -m http.server`, on a free port of 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(gallery)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_for_port(port, server, 20)
     yield f"http://127.0.0.1:{port}/index.html"
     server.terminate()
     server.wait()

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
+from browsers import free_port, wait_for_port
 
 from clips import write_clip, write_image
 
@@ -19,12 +19,6 @@ pytestmark = pytest.mark.browser
 
 SETTINGS = {"train-frames": "4", "train-size": "64", "train-steps": "2", "edit-steps": "2"}
 PROMPT = "a jeep car is moving on the road"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -40,14 +34,7 @@ def app(tmp_path):
         text=True,
         env={**os.environ, "LIVE_QUIET": "0"},  # its messages, as a user sees them
     )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            assert server.poll() is None, server.stdout.read()
-            time.sleep(0.2)
+    wait_for_port(port, server, 90)
     yield server, f"http://127.0.0.1:{port}/", tmp_path
     if server.poll() is None:
         server.kill()
