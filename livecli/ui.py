@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -203,6 +204,12 @@ def _event(line: str) -> dict:
     return {"line": line}
 
 
+def command_line(argv: list[str]) -> str:
+    """`live ARGV` as it would be typed in a shell: the app's log starts with it, so a run
+    from the page can be repeated (or checked) from the shell."""
+    return shlex.join(["live", *argv])
+
+
 def progress_text(event: dict) -> str:
     """A bar event as the page shows it: what, how far, and the time left."""
     done, total = event["completed"], max(event["total"], 1)
@@ -379,13 +386,18 @@ def build_app(folder: Path, model: str | None = None):
             )
 
         def stream(argv: list[str], root: Path, show_edit: bool):
+            command = "$ " + command_line(argv)
             lines: list[str] = []
+
+            def log() -> str:  # the command, then the last lines it printed
+                return "\n".join([command, *lines[-199:]])
+
             bar = ""
-            yield "running `live " + " ".join(argv[:1]) + "` …", bar, "", None, "", edits_table(folder)
+            yield "running `live " + " ".join(argv[:1]) + "` …", bar, log(), None, "", edits_table(folder)
             code = None
             for event in worker.run(argv):
                 if "refused" in event:
-                    yield event["refused"], bar, "\n".join(lines), None, "", edits_table(folder)
+                    yield event["refused"], bar, log(), None, "", edits_table(folder)
                     return
                 if "bar" in event:
                     bar = progress_text(event)
@@ -395,7 +407,7 @@ def build_app(folder: Path, model: str | None = None):
                     lines.append(event["line"])
                 elif "exit" in event:
                     code = event["exit"]
-                yield "running …", bar, "\n".join(lines[-200:]), None, "", edits_table(folder)
+                yield "running …", bar, log(), None, "", edits_table(folder)
             errors = [line for line in lines if line.startswith("error:")]
             outcome = "done" if code == 0 else (errors[0] if errors else f"stopped (exit code {code})")
             shown, table = None, ""
@@ -404,7 +416,7 @@ def build_app(folder: Path, model: str | None = None):
                 compare = root / "edits" / edit / "compare.mp4"
                 shown = str(compare) if compare.is_file() else None
                 table = scores_markdown(root, edit)
-            yield outcome, bar, "\n".join(lines[-200:]), shown, table, edits_table(folder)
+            yield outcome, bar, log(), shown, table, edits_table(folder)
 
         outputs = [status, progress, log, video, scores, edits]
 

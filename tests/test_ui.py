@@ -82,6 +82,13 @@ def test_a_second_run_while_one_is_going_is_refused_in_one_line(tmp_path):
         going.close()
 
 
+def test_the_log_starts_with_the_command_as_a_shell_would_take_it():
+    argv = ui.train_argv(Path("my clips/clip.live"), "clip.mp4", ["ref.png"], "", {**FORM, "train.steps": "2"})
+    line = ui.command_line(argv)
+    assert line.startswith("live train clip.mp4 ref.png --prompt 'a jeep car is moving on the road' ")
+    assert line.endswith("--steps 2 -p 'my clips/clip.live'")
+
+
 def test_progress_events_read_as_a_bar_with_the_time_left():
     event = ui._event('{"bar": "training", "completed": 3, "total": 12, "elapsed": 30.0, "eta": 90.0}')
     assert ui.progress_text(event) == "training: 3/12 (25 %, 1.5 min left)"

@@ -42,7 +42,13 @@ def app(tmp_path):
 
 
 def fill(page, element: str, value: str) -> None:
-    page.locator(f"#{element} textarea, #{element} input").first.fill(value)
+    """Typed as a user types it, then Tab: key events and the blur the app reacts to, not
+    only a value set at once (once, on a slow machine, a form so filled ran with a default)."""
+    box = page.locator(f"#{element} textarea, #{element} input").first
+    box.fill("")
+    box.press_sequentially(value)
+    box.press("Tab")
+    assert box.input_value() == value, element
 
 
 def fill_form(page, url: str, folder, settings: dict[str, str]) -> None:
@@ -53,7 +59,8 @@ def fill_form(page, url: str, folder, settings: dict[str, str]) -> None:
     fill(page, "images", str(folder / "ref.png"))
     fill(page, "train-prompt", PROMPT)
     fill(page, "train-object", "car")
-    page.get_by_text("options").first.click()
+    page.locator("button.label-wrap", has_text="options").click()
+    page.locator("#train-steps textarea, #train-steps input").first.wait_for(state="visible")
     for element, value in settings.items():
         fill(page, element, value)
 
@@ -77,6 +84,8 @@ def test_the_app_trains_and_edits_the_project_the_shell_would_make(page, app, cl
     started = time.perf_counter()
     page.click("#train")
     assert finished(page) == "done"
+    log = page.locator("#log textarea, #log input").first.input_value()
+    assert log.startswith("$ live train ") and "--frames 4 --size 64 --steps 2 " in log.splitlines()[0], log
     progress = page.locator("#progress textarea, #progress input").first.input_value()
     assert progress.startswith("training") and "2/2 (100 %" in progress
     fill(page, "edit-replace", "car=<tok>")
