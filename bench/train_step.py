@@ -67,7 +67,7 @@ def one(size: int, frames: int, steps: int, checkpointing: str, window: int, par
         torch.randn(frames, 4, latent, latent),
         torch.randn(1, 4, latent, latent),
         "a jeep car is moving on the road",
-        "a jeep <@#$> is moving on the road",
+        ("a jeep <@#$> is moving on the road",),
     )
     config = TrainConfig(steps=steps, mixed_precision=precision, window=window)
     trainer = LiveTrainer(

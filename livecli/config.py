@@ -383,12 +383,13 @@ class TrainConfig:
     token: str = field(
         default=DEFAULT_TOKEN, metadata=setting("The placeholder string that learns the reference object.")
     )
-    reference_prompt: str | None = field(
+    reference_prompt: str | tuple[str, ...] | None = field(
         default=None,
         metadata=setting(
             "What the reference image shows, with <tok> (or the object word) where the new object is, "
             "e.g. 'a <tok> on a beach'. Default: the source prompt. Name the reference's own background: "
-            "what the prompt leaves unsaid, the token learns.",
+            "what the prompt leaves unsaid, the token learns. With several references, give it once for all "
+            "or once per reference, in their order (each names its own picture's background).",
             metavar="TEXT",
             paper=True,
             omit_default=True,
@@ -519,7 +520,10 @@ class TrainConfig:
                 "e.g. {token:'{token.default}'}",
                 value=self.token,
             )
-        if self.reference_prompt is not None and not self.reference_prompt.strip():
+        if isinstance(self.reference_prompt, (list, tuple)):  # given once: the one caption, as before
+            captions = tuple(self.reference_prompt)
+            object.__setattr__(self, "reference_prompt", captions[0] if len(captions) == 1 else captions or None)
+        if any(not caption.strip() for caption in self.reference_captions):
             raise error(
                 "{reference_prompt} is empty",
                 "describe the reference image, e.g. {reference_prompt:'a <tok> on a beach'}",
@@ -527,6 +531,13 @@ class TrainConfig:
         if self.init_word is not None and not self.init_word.strip():
             raise error("{init_word} is empty", "name the reference object, e.g. {init_word:dog}, or leave it out")
         apply_preset(self)
+
+    @property
+    def reference_captions(self) -> tuple[str, ...]:
+        """--reference-prompt as given: none, one for every reference, or one per reference."""
+        if self.reference_prompt is None:
+            return ()
+        return (self.reference_prompt,) if isinstance(self.reference_prompt, str) else self.reference_prompt
 
     def _steps(self) -> int | str:
         """--steps as a number or 'auto'."""

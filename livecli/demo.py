@@ -94,8 +94,8 @@ def write_steering(folder: Path) -> None:
         pair.source_masks[0].save(partial)
         partial.replace(mask)
     drawn = reference_views(pair, EXTRA_VIEWS, same_background=True)  # the background its caption names
-    pngs_once(views, [pair.reference, *(view for view, _ in drawn)])
-    pngs_once(view_masks, [reference_mask(pair), *(object_mask for _, object_mask in drawn)])
+    pngs_once(views, [pair.reference, *(view.image for view in drawn)])
+    pngs_once(view_masks, [reference_mask(pair), *(view.mask for view in drawn)])
 
 
 def pngs_once(target: Path, pictures: list) -> None:

@@ -53,8 +53,9 @@ class TrainingData:
     """Prepared reference-image latents [R, 4, h, w]: one row per reference image."""
     prompt: str
     """The source prompt."""
-    token_prompt: str
-    """The source prompt with the learned token in the object word's place."""
+    token_prompts: tuple[str, ...]
+    """Per reference image, the image objective's prompt: its caption with the learned token
+    in the object's place (the same for every reference unless each was given its own)."""
     reference_weights: torch.Tensor | None = None
     """[R, 1, h, w] 0/1: where each reference's object is (its mask, grown), the image
     objective's loss weights; None: every cell counts (no reference has a mask)."""
@@ -174,8 +175,8 @@ class LiveTrainer:
         # inference_mode: the tensor feeds graphs that autograd saves.)
         with torch.no_grad():
             self.source_text = text_model.encode(text_encoder, text_model.tokenize(tokenizer, [data.prompt])).float()
-        self.token_prompt = data.token_prompt
-        self.token_ids = text_model.tokenize(tokenizer, [data.token_prompt])
+        self.token_prompts = data.token_prompts
+        self.token_ids = text_model.tokenize(tokenizer, list(data.token_prompts))
         self.generator = torch.Generator().manual_seed(config.seed)
 
     # -- the objectives
@@ -243,13 +244,13 @@ class LiveTrainer:
         a reference mask, the loss counts the object's latent cells only (and a margin), so
         that the photo's background does not go into the token."""
         generator = generator or self.generator
-        _, reference, weights = self.reference_view(generator)
+        index, reference, weights = self.reference_view(generator)
         noisy, timestep, target = self._noised(reference, generator, timestep)
         with (
             self.precision.autocast(),
             text_model.learned_token(self.text_encoder, self.placeholder.id, self.token_vector),
         ):
-            token_text = text_model.encode(self.text_encoder, self.token_ids)
+            token_text = text_model.encode(self.text_encoder, self.token_ids[index : index + 1])
             predicted = self._predict(reference, noisy, timestep, token_text, temporal=self.config.image_temporal)
         if weights is None:
             return F.mse_loss(predicted.float(), target.float())

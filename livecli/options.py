@@ -176,6 +176,8 @@ def _cli_type(kind: Any) -> Any:
         return str
     if get_origin(kind) in (Union, types.UnionType):
         members = [member for member in get_args(kind) if member is not type(None)]
+        if any(get_origin(member) is tuple for member in members):
+            return list[str]  # text or a list of texts: the option repeats, the config reads one as the text
         return _cli_type(members[0]) if len(members) == 1 else str
     if get_origin(kind) is tuple:
         return list[str]

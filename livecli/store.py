@@ -102,6 +102,7 @@ SHAPE = Fact(
     lambda value: isinstance(value, list) and bool(value) and all(_is_count(size, 1) for size in value),
 )
 TEXT = Fact("text", lambda value: isinstance(value, str))
+TEXTS = Fact("a list of texts", lambda value: isinstance(value, list) and all(isinstance(v, str) for v in value))
 FLAG = Fact("true or false", lambda value: isinstance(value, bool))
 TABLE = Fact("a table", lambda value: isinstance(value, dict))
 

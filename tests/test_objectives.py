@@ -112,7 +112,7 @@ def test_the_reference_prompt_and_init_word_are_what_the_image_objective_uses(cl
 
     assert cli("train", clip, image, *PREPARE_ARGS, "--steps", "1").code == 0
     trainer = capture_trainer[-1]
-    assert trainer.token_prompt == "a jeep <@#$> is moving on the road"
+    assert trainer.token_prompts[0] == "a jeep <@#$> is moving on the road"
     torch.testing.assert_close(trainer.placeholder.init, embedding_of("car"), rtol=0, atol=0)
     settings = read_toml(TRAIN / "record.toml")["settings"]
     assert "reference_prompt" not in settings and "init_word" not in settings
@@ -120,7 +120,7 @@ def test_the_reference_prompt_and_init_word_are_what_the_image_objective_uses(cl
     result = cli("train", "--steps", "1", "--reference-prompt", "a <tok> on a green lawn", "--init-word", "puppy dog")
     assert result.code == 0, result.err
     trainer = capture_trainer[-1]
-    assert trainer.token_prompt == "a <@#$> on a green lawn"
+    assert trainer.token_prompts[0] == "a <@#$> on a green lawn"
     assert len(_ids("puppy dog")) > 1
     torch.testing.assert_close(trainer.placeholder.init, embedding_of("puppy dog"), rtol=0, atol=1e-7)
     record = read_toml(TRAIN / "record.toml")
@@ -132,7 +132,7 @@ def test_the_reference_prompt_and_init_word_are_what_the_image_objective_uses(cl
 
     # the object word may stand for the token, as in the source prompt
     assert cli("train", "--steps", "1", "--reference-prompt", "a car on a green lawn").code == 0
-    assert capture_trainer[-1].token_prompt == "a <@#$> on a green lawn"
+    assert capture_trainer[-1].token_prompts[0] == "a <@#$> on a green lawn"
 
 
 def test_auto_mixed_precision_is_fp32_on_the_cpu_and_half_on_a_gpu(monkeypatch):

@@ -87,6 +87,46 @@ def test_several_references_are_prepared_kept_and_drawn_by_the_image_objective(c
     assert other == record["inputs"]["references"].split(",")[1:]
 
 
+CAPTIONS = ("a <tok> on a gradient", "a <tok> on a red wall", "a <tok> on green grass")
+
+
+def test_each_reference_may_have_its_own_caption_which_the_image_objective_reads_with_it(
+    cli, clip, image, tmp_path, monkeypatch
+):
+    from livecli.models import text as text_model
+
+    views = write_views(tmp_path / "refs", 2)
+    assert cli("prepare", clip, image, *views, *PREPARE_ARGS).code == 0
+    trainer = trainer_of(Project(PROJECT), reference_prompt=CAPTIONS)
+    assert trainer.token_prompts == tuple(c.replace("<tok>", "<@#$>") for c in CAPTIONS)
+    encoded = []
+    original = text_model.encode
+    monkeypatch.setattr(text_model, "encode", lambda encoder, ids: encoded.append(ids) or original(encoder, ids))
+    from livecli.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(resolve_model("tiny"))
+    tokenizer.add_tokens(["<@#$>"])
+    generator, drawn = torch.Generator().manual_seed(5), set()
+    for _ in range(12):
+        index = trainer.reference_view(torch.Generator().set_state(generator.get_state()))[0]
+        trainer.text_loss(generator, timestep=300)
+        expected = text_model.tokenize(tokenizer, [trainer.token_prompts[index]])
+        assert torch.equal(encoded[-1], expected), index  # the caption of the picture drawn
+        drawn.add(index)
+    assert drawn == {0, 1, 2}
+
+    before = tree_digest(PROJECT)
+    wrong = cli("train", "--steps", "1", "--reference-prompt", CAPTIONS[0], "--reference-prompt", CAPTIONS[1])
+    assert wrong.code != 0 and "Traceback" not in wrong.err
+    assert wrong.error_lines == ["error: --reference-prompt was given 2 times for 3 reference images"]
+    assert tree_digest(PROJECT) == before
+    captions = [arg for caption in CAPTIONS for arg in ("--reference-prompt", caption)]
+    assert cli("train", "--steps", "1", *captions).code == 0
+    record = read_toml(PROJECT / "train" / "record.toml")
+    assert record["settings"]["reference_prompt"] == list(CAPTIONS)
+    assert record["facts"]["token_prompts"] == list(trainer.token_prompts)
+
+
 def test_one_reference_draws_nothing_and_keeps_the_manifest_it_always_had(cli, clip, image):
     assert cli("prepare", clip, image, *PREPARE_ARGS).code == 0
     manifest = read_toml(PROJECT / "live.toml")

@@ -358,7 +358,7 @@ def test_preset_paper_trains_with_the_papers_settings_and_records_them(cli, clip
     assert stopped.code == 130 and "checkpoint saved at step 2 of 500" in stopped.err
     trainer = capture_trainer[-1]
     assert trainer.config.settings() == {**settings, "mixed_precision": "no"}
-    assert trainer.token_prompt == "a jeep <@#$> is moving on the road"  # the source prompt, the object's place
+    assert trainer.token_prompts[0] == "a jeep <@#$> is moving on the road"  # the source prompt, the object's place
     assert [group["lr"] for group in trainer.optimizer.param_groups] == [3e-5, 5e-3]  # the latent prompt at --lr
 
 

@@ -61,6 +61,7 @@ from livecli.shapes.scenes import (
 )
 from livecli.video import read_pngs, write_pngs
 from livecli.windows import plan_windows
+from livecli.words import TOKEN_ALIAS
 
 FRAMES = demo.FRAMES
 SIZE = demo.SIZE
@@ -81,6 +82,9 @@ class Variant:
     """The views on the reference's own background (which the reference's caption names)."""
     reference_masks: bool = False
     """Each reference with its true object mask (--reference-mask)."""
+    captions: bool = False
+    """Each reference with its own caption (--reference-prompt once per reference), which
+    names its own background; else the reference's caption for all."""
     mask: str | None = None
     """The clip's object masks: 'first' (the first frame's true mask, carried by optical
     flow) or 'all' (every frame's true mask: the blend's ceiling); they retrain nothing."""
@@ -100,6 +104,7 @@ class Variant:
         )
         parts += [self.views_folder] if self.views else []
         parts += ["refmask"] if self.reference_masks else []
+        parts += ["captioned"] if self.captions else []
         return "-".join(parts) or "live"
 
 
@@ -164,6 +169,12 @@ STEERED = (
         reference_masks=True,
     ),
     Variant(
+        "live-refs3-captioned",
+        "`live-refs3` with a caption per reference, each naming its own picture's background",
+        views=3,
+        captions=True,
+    ),
+    Variant(
         "live-refs3-same",
         "`live` with three more references on the reference's own background (its caption names it)",
         views=3,
@@ -188,6 +199,14 @@ STEERED = (
         train={"no_latent_prompt": True},
         edit={"cross_replace": 0.0, "self_replace": 0.0, "no_blend": True, "latent_prompt": "trained"},
         views=3,
+    ),
+    Variant(
+        "tav-refs3-captioned",
+        "`tav` with the three more references, each with its own caption",
+        train={"no_latent_prompt": True},
+        edit={"cross_replace": 0.0, "self_replace": 0.0, "no_blend": True, "latent_prompt": "trained"},
+        views=3,
+        captions=True,
     ),
 )
 VARIANTS = VARIANTS + STEERED
@@ -263,8 +282,8 @@ def write_steering(folder: Path, pair: ClipPair, variant: Variant) -> None:
     views = folder / variant.views_folder
     if variant.views and not views.is_dir():
         drawn = reference_views(pair, variant.views, same_background=variant.same_background)
-        write_pngs([view for view, _ in drawn], views)
-        write_pngs([mask for _, mask in drawn], views.with_name(views.name + "_masks"))
+        write_pngs([view.image for view in drawn], views)
+        write_pngs([view.mask for view in drawn], views.with_name(views.name + "_masks"))
 
 
 def variant_references(folder: Path, variant: Variant) -> References:
@@ -311,6 +330,15 @@ def edit_config(pair: ClipPair, settings: Settings, name: str | None = None, **c
     return demo.edit_config(pair, **{**shared, "name": name, **changes})
 
 
+def variant_captions(pair: ClipPair, variant: Variant) -> dict[str, tuple[str, ...]]:
+    """--reference-prompt once per reference, when the variant captions each (else nothing:
+    the demo's one caption for all)."""
+    if not variant.captions:
+        return {}
+    views = reference_views(pair, variant.views, same_background=variant.same_background)
+    return {"reference_prompt": (pair.reference_prompt(TOKEN_ALIAS), *(view.prompt for view in views))}
+
+
 def variant_job(folder: Path, pair: ClipPair, variant: Variant, settings: Settings) -> Job:
     clip, image = write_case(folder, pair)
     write_steering(folder, pair, variant)
@@ -325,7 +353,7 @@ def variant_job(folder: Path, pair: ClipPair, variant: Variant, settings: Settin
         prepare=PrepareConfig(
             prompt=pair.source_prompt, object=pair.source_object[0], frames=settings.frames, size=SIZE
         ),
-        train=train_config(pair, settings, **variant.train),
+        train=train_config(pair, settings, **variant.train, **variant_captions(pair, variant)),
         edit=edit_config(pair, settings, variant.name, **variant.edit),
         eval=EvalConfig(clip_model="tiny"),
     )
@@ -490,6 +518,7 @@ def variant_key(variant: Variant) -> str:
     if variant.views or variant.reference_masks or variant.mask:
         described |= {"views": variant.views, "reference_masks": variant.reference_masks, "mask": variant.mask}
         described |= {"same_background": True} if variant.same_background else {}
+        described |= {"captions": True} if variant.captions else {}
     text = json.dumps(described, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 

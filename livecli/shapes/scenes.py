@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageDraw
 
+from livecli.words import TOKEN_ALIAS
+
 SIDE = 64
 SUPERSAMPLE = 4
 
@@ -565,10 +567,18 @@ def clip_pair(
     )
 
 
-def reference_views(
-    pair: ClipPair, count: int, seed: int = 0, same_background: bool = False
-) -> list[tuple[Image.Image, Image.Image]]:
-    """`count` more pictures of the reference's object, each with its object mask (L 0/255):
+@dataclass(frozen=True)
+class ReferenceView:
+    """One more picture of a reference's object, its object mask (L 0/255), and its caption
+    with `<tok>` for the object (as ClipPair.reference_prompt writes the reference's)."""
+
+    image: Image.Image
+    mask: Image.Image
+    prompt: str
+
+
+def reference_views(pair: ClipPair, count: int, seed: int = 0, same_background: bool = False) -> list[ReferenceView]:
+    """`count` more pictures of the reference's object, each with its object mask and caption:
     at other sizes and places, on other backgrounds (never its own colour, nor the clip's
     background colour), for training with several references. Upright, as every scene the
     `shapes` model learnt from: turned ±30°, they made the token useless (0 % object
@@ -588,7 +598,8 @@ def reference_views(
         radius = float(rng.uniform(*RADIUS_RANGE))
         x, y = rng.uniform(radius + 1, SIDE - radius - 1, size=2)
         placed = Placed(shape, colour, float(x), float(y), radius)  # upright: the model never saw a turned object
-        views.append((render(Scene(backdrop, placed), SIDE), object_mask(placed, SIDE)))
+        prompt = caption(TOKEN_ALIAS, None, backdrop.pattern, backdrop.colour)
+        views.append(ReferenceView(render(Scene(backdrop, placed), SIDE), object_mask(placed, SIDE), prompt))
     return views
 
 

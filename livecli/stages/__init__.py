@@ -9,7 +9,7 @@ that others read must be (checked whenever the record is read).
 
 from __future__ import annotations
 
-from livecli.store import COUNT, FLAG, FRACTION, NUMBER, POSITIVE, SHAPE, TABLE, TEXT, Stage, table_of
+from livecli.store import COUNT, FLAG, FRACTION, NUMBER, POSITIVE, SHAPE, TABLE, TEXT, TEXTS, Stage, table_of
 
 PREPARE = Stage(
     "prepare",
@@ -45,6 +45,7 @@ TRAIN = Stage(
     facts={
         "token": TEXT,
         "token_prompt": TEXT.or_absent,
+        "token_prompts": TEXTS.or_absent,
         "frames": COUNT.or_absent,
         "latent_prompt_shape": SHAPE.or_absent,
         "latent_prompt_moved": NUMBER.or_absent,

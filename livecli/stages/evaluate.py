@@ -123,7 +123,9 @@ def clip_text(given: str | None, target_prompt: str, token: str, trained: dict[s
         return ClipText(
             read_token_as(target_prompt, token, init_word), f"the edit's prompt, {token} read as --init-word"
         )
-    reference = (trained.get("reference_prompt") or "").replace(TOKEN_ALIAS, token).split()
+    captions = trained.get("reference_prompt") or ""
+    first = captions if isinstance(captions, str) else captions[0]  # the first reference's: the one the edit shows
+    reference = first.replace(TOKEN_ALIAS, token).split()
     words = [word for word in reference if token not in word]
     if names_the_object(reference, token) and source_word not in {word.lower().strip(".,;:!?") for word in words}:
         return ClipText(" ".join(words), "the words of --reference-prompt")

@@ -109,13 +109,27 @@ def check_token_not_in_prompt(token: str, prompt: str) -> None:
         )
 
 
-def reference_caption(config: TrainConfig, prompt: str, object_word: str) -> str:
-    """The image objective's prompt: --reference-prompt (else the source prompt) with the
-    token where the new object is: written as <tok> or the token, or in the object word's place."""
-    caption = (config.reference_prompt or prompt).replace(TOKEN_ALIAS, config.token)
-    if config.token in caption:
+def reference_captions(config: TrainConfig, prompt: str, object_word: str, references: int) -> tuple[str, ...]:
+    """The image objective's prompt for each of the `references` images: --reference-prompt
+    (one for all, or one per reference; else the source prompt) with the token where the new
+    object is: written as <tok> or the token, or in the object word's place."""
+    given = config.reference_captions or (prompt,)
+    if len(given) not in (1, references):
+        raise SettingError(
+            TrainConfig,
+            "{reference_prompt} was given {given} times for {references} reference images",
+            "give it once (for every reference) or once per reference, in their order",
+            given=len(given),
+            references=references,
+        )
+    return tuple(_with_token(caption, config.token, object_word) for caption in given) * (references // len(given))
+
+
+def _with_token(caption: str, token: str, object_word: str) -> str:
+    caption = caption.replace(TOKEN_ALIAS, token)
+    if token in caption:
         return caption
-    replaced = replace_word(caption, object_word, config.token)
+    replaced = replace_word(caption, object_word, token)
     if replaced == caption:
         raise ConfigError(
             f"--reference-prompt {caption!r} names neither <tok> nor the object word {object_word!r}",
@@ -330,9 +344,10 @@ def build_trainer(
     placeholder = text_model.add_placeholder(
         models.tokenizer, models.text_encoder, config.token, config.init_word or object_word
     )
-    caption = reference_caption(config, prompt, object_word)
+    captions = reference_captions(config, prompt, object_word, latents["reference"].shape[0])
     check_prompt_fits(models.tokenizer, prompt, object_word)
-    check_prompt_fits(models.tokenizer, caption, config.token, "the image objective's prompt")
+    for caption in dict.fromkeys(captions):
+        check_prompt_fits(models.tokenizer, caption, config.token, "the image objective's prompt")
     torch.manual_seed(config.seed)  # the temporal attentions' initial weights
     video_unet = inflate(models.unet)
     trainable = set(trainable_names(video_unet))
@@ -358,7 +373,7 @@ def build_trainer(
         latents["frames"].float(),
         latents["reference"].float(),
         prompt,
-        caption,
+        captions,
         None if weights is None else weights.float(),
     )
     trainer = LiveTrainer(
@@ -433,7 +448,8 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
     with project.lock():
         prepared, manifest = prepare_stage.require(project), project.manifest()
         check_token_not_in_prompt(config.token, manifest["prompt"])
-        reference_caption(config, manifest["prompt"], manifest["object"])
+        references = len(prepare_stage.recorded_references(manifest).images)
+        reference_captions(config, manifest["prompt"], manifest["object"], references)
         source = resolve_model(model.model, config=model.model_config)
         device = resolve_device(model.device)
         # The record keeps the precision that ran: `auto` on the CPU is "no", as before it existed.
@@ -501,7 +517,8 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
             head, tail = rows[:10], rows[-10:]
             work.facts = {
                 "token": config.token,
-                "token_prompt": trainer.token_prompt,
+                "token_prompt": trainer.token_prompts[0],
+                "token_prompts": list(trainer.token_prompts) if len(set(trainer.token_prompts)) > 1 else None,
                 "frames": int(latents["frames"].shape[0]),
                 "latent_prompt_shape": list(trainer.latent_prompt.shape) if trainer.latent_prompt is not None else None,
                 "latent_prompt_moved": _rounded(trainer.latent_prompt_moved()),
