@@ -39,7 +39,6 @@ from livecli.config import (
     EvalConfig,
     PrepareConfig,
     TrainConfig,
-    check_overlap,
     plain_name,
     resolve_clip_model,
     resolve_model_config,
@@ -47,9 +46,8 @@ from livecli.config import (
 )
 from livecli.errors import ConfigError, InputError, Interrupted, LiveError, ProjectBusy, machine_fault, reason
 from livecli.fields import SettingError, field_types, from_table, typed_table
-from livecli.pipeline import Job, JobOutcome, run_job
+from livecli.pipeline import Job, JobOutcome, check_job, run_job
 from livecli.references import gather
-from livecli.stages.edit import check_words
 from livecli.store import PROJECT_SUFFIX, UNREADABLE_TOML, StageResult, read_toml
 from livecli.video import source_problem
 from livecli.words import has_control_character
@@ -245,17 +243,17 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
         )
         train = from_table(TrainConfig, _table(entry, "train"), "train")
         edit = from_table(EditConfig, {"replace": replace, **_table(entry, "edit")}, "edit")
-        check_words(prepare.prompt, edit, train.token)
-        check_overlap(EditConfig, edit.overlap, edit.window or train.window)
         evaluate = None
         if entry.get("eval") is not False:
             settings = typed_table(field_types(EvalConfig), _table(entry, "eval"), "eval")
             clip_model = resolve_clip_model(_local(settings.pop("clip_model", None), base), model.model)
             evaluate = EvalConfig(clip_model=clip_model, **settings)
+        job = Job(name, clip, references, project.resolve(), model, prepare, train, edit, evaluate, mask)
+        check_job(job)
     except LiveError as exc:
         worded = exc.worded(job_keys) if isinstance(exc, SettingError) else exc
         raise ConfigError(f"{label}: {worded.message}", hint=worded.hint) from None
-    return Job(name, clip, references, project.resolve(), model, prepare, train, edit, evaluate, mask)
+    return job
 
 
 def job_keys(config: type, name: str, value: str | None = None) -> str:

@@ -94,6 +94,15 @@ class JobOutcome:
         return self.evaluation.metrics["rows"] if self.evaluation is not None else None
 
 
+def check_job(job: Job) -> None:
+    """What the settings of `job` say against each other and its inputs, before any stage
+    runs (not after the training): the edit's words, the windows, a caption per reference."""
+    edit_stage.check_words(job.prepare.prompt, job.edit, job.train.token)
+    check_overlap(EditConfig, job.edit.overlap, job.edit.window or job.train.window)
+    references = len(job.image.images) if isinstance(job.image, References) else 1
+    train_stage.reference_captions(job.train, job.prepare.prompt, job.prepare.object, references)
+
+
 def run_job(
     job: Job,
     on_stage: Callable[[StageResult], None] = lambda result: None,
@@ -106,8 +115,7 @@ def run_job(
     name (the stages before them still run only when stale); `replace_other` replaces
     it only when it was made with other settings.
     """
-    edit_stage.check_words(job.prepare.prompt, job.edit, job.train.token)
-    check_overlap(EditConfig, job.edit.overlap, job.edit.window or job.train.window)  # before the training, not after
+    check_job(job)
     project = Project(job.project)
     project.check_writable()
     with project.lock():  # the whole job: a second worker on the same jobs file skips it
@@ -196,6 +204,8 @@ def train_project(
         on_stage(prepare_stage.refresh(project, model))
         masks = masks_stage.refresh(project)
     else:
+        references = len(image.images) if isinstance(image, References) else 1
+        train_stage.reference_captions(train, prepare.prompt, prepare.object, references)  # before preparing
         on_stage(prepare_stage.run(project, prepare, clip, image, model))
         masks = masks_stage.run(project, mask)
     if masks is not None:

@@ -314,14 +314,19 @@ def test_train_takes_references_and_masks_only_with_a_clip(cli, clip, image):
         ('image = ["ref.png", "nothere.png"]', "reference image"),
         ("image = 3", "`image` must be a path or a list of paths"),
         ('reference_mask = ["m.png"]\nimage = ["ref.png", "ref.png"]', "1 --reference-mask for 2 reference images"),
+        (
+            'image = ["ref.png", "ref.png"]\n[jobs.train]\nreference_prompt = ["a <tok>", "a <tok>", "a <tok>"]',
+            "`train.reference_prompt` was given 3 times for 2 reference images",
+        ),
+        ('image = "ref.png"\ntrain = { reference_prompt = "a dog" }', "names neither <tok> nor the object word"),
     ],
 )
 def test_a_jobs_file_s_references_are_checked_before_any_job_runs(cli, clip, image, tmp_path, keys, message):
     (tmp_path / "m.png").write_bytes(b"")
     jobs = tmp_path / "jobs.toml"
     jobs.write_text(
-        f'[[jobs]]\nclip = "clip.mp4"\n{keys}\nprompt = "a jeep car is moving on the road"\nobject = "car"\n'
-        'replace = "car=<tok>"\nmodel = "tiny"\n'
+        '[[jobs]]\nclip = "clip.mp4"\nprompt = "a jeep car is moving on the road"\nobject = "car"\n'
+        f'replace = "car=<tok>"\nmodel = "tiny"\n{keys}\n'
     )
     result = cli("batch", jobs, "--dry-run")
     assert result.code == 1 and message in result.error_lines[0], result.err

@@ -131,9 +131,12 @@ def _with_token(caption: str, token: str, object_word: str) -> str:
         return caption
     replaced = replace_word(caption, object_word, token)
     if replaced == caption:
-        raise ConfigError(
-            f"--reference-prompt {caption!r} names neither <tok> nor the object word {object_word!r}",
-            hint="write <tok> where the new object is, e.g. --reference-prompt 'a <tok> on a beach'",
+        raise SettingError(
+            TrainConfig,
+            "{reference_prompt} {caption!r} names neither <tok> nor the object word {object_word!r}",
+            "write <tok> where the new object is, e.g. {reference_prompt:'a <tok> on a beach'}",
+            caption=caption,
+            object_word=object_word,
         )
     return replaced
 
