@@ -108,6 +108,10 @@ class Variant:
         return "-".join(parts) or "live"
 
 
+TAV_TRAIN = {"no_latent_prompt": True}
+TAV_EDIT = {"cross_replace": 0.0, "self_replace": 0.0, "no_blend": True, "latent_prompt": "trained"}
+"""Tune-A-Video's way: first + previous frame attention, no attention control, no blend."""
+
 VARIANTS = (
     Variant(
         "live",
@@ -156,8 +160,8 @@ VARIANTS = (
     Variant(
         "tav",
         "Tune-A-Video style: first + previous frame attention, textual inversion, DDIM inversion, no attention control",
-        train={"no_latent_prompt": True},
-        edit={"cross_replace": 0.0, "self_replace": 0.0, "no_blend": True, "latent_prompt": "trained"},
+        train=TAV_TRAIN,
+        edit=TAV_EDIT,
     ),
 )
 STEERED = (
@@ -196,15 +200,15 @@ STEERED = (
     Variant(
         "tav-refs3",
         "`tav` with the three more references",
-        train={"no_latent_prompt": True},
-        edit={"cross_replace": 0.0, "self_replace": 0.0, "no_blend": True, "latent_prompt": "trained"},
+        train=TAV_TRAIN,
+        edit=TAV_EDIT,
         views=3,
     ),
     Variant(
         "tav-refs3-captioned",
         "`tav` with the three more references, each with its own caption",
-        train={"no_latent_prompt": True},
-        edit={"cross_replace": 0.0, "self_replace": 0.0, "no_blend": True, "latent_prompt": "trained"},
+        train=TAV_TRAIN,
+        edit=TAV_EDIT,
         views=3,
         captions=True,
     ),
