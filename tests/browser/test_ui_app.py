@@ -33,6 +33,9 @@ def app(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "LIVE_QUIET": "0"},  # its messages, as a user sees them
+        # As from a terminal, where Ctrl-C is heard: a suite started in the background by a
+        # script (`cmd &`) passes SIGINT on ignored, and Python then never raises KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     wait_for_port(port, server, 90)
     yield server, f"http://127.0.0.1:{port}/", tmp_path
@@ -48,12 +51,14 @@ def fill(page, element: str, value: str) -> None:
     box.fill("")
     box.press_sequentially(value)
     box.press("Tab")
-    assert box.input_value() == value, element
+    assert box.input_value() == value, f"{element}: typed {value!r}, the field holds {box.input_value()!r}"
 
 
 def fill_form(page, url: str, folder, settings: dict[str, str]) -> None:
     """The app opened, its form given the folder's clip and image, the prompt, and `settings`."""
     page.goto(url)
+    # The whole app loaded, not only its first field: a user types into a page that is ready.
+    page.wait_for_load_state("networkidle")
     page.wait_for_selector("#clip textarea, #clip input")
     fill(page, "clip", str(folder / "clip.mp4"))
     fill(page, "images", str(folder / "ref.png"))
