@@ -131,9 +131,11 @@ def test_the_app_trains_and_edits_the_project_the_shell_would_make(page, app, cl
     assert server.wait(timeout=30) is not None
 
 
-def test_ctrl_c_on_the_app_stops_its_training_as_the_cli_does(page, app):
-    """The training started from the page gets one Ctrl-C when `live ui` does: it finishes its
-    step, saves a checkpoint and ends; the app ends after it, and nothing is left running."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_on_the_app_stops_its_training_as_the_cli_does(page, app, signum):
+    """The training started from the page gets one Ctrl-C when `live ui` gets Ctrl-C or SIGTERM:
+    it finishes its step, saves a checkpoint and ends; the app ends after it, and nothing is
+    left running."""
     import psutil
 
     server, url, folder = app
@@ -143,7 +145,7 @@ def test_ctrl_c_on_the_app_stops_its_training_as_the_cli_does(page, app):
         "(document.querySelector('#progress textarea, #progress input') || {}).value?.startsWith('training')",
         timeout=120000,
     )
-    server.send_signal(signal.SIGINT)
+    server.send_signal(signum)
     output, _ = server.communicate(timeout=120)
     assert "stopping `live train" in output
     checkpoint = folder / "clip.live" / "checkpoints" / "train" / "state.toml"
