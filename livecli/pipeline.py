@@ -99,8 +99,13 @@ def check_job(job: Job) -> None:
     runs (not after the training): the edit's words, the windows, a caption per reference."""
     edit_stage.check_words(job.prepare.prompt, job.edit, job.train.token)
     check_overlap(EditConfig, job.edit.overlap, job.edit.window or job.train.window)
-    references = len(job.image.images) if isinstance(job.image, References) else 1
-    train_stage.reference_captions(job.train, job.prepare.prompt, job.prepare.object, references)
+    check_captions(job.train, job.prepare, job.image)
+
+
+def check_captions(train: TrainConfig, prepare: PrepareConfig, image: Path | References | None) -> None:
+    """--reference-prompt once, or once per reference image: said before anything is prepared."""
+    references = len(image.images) if isinstance(image, References) else 1
+    train_stage.reference_captions(train, prepare.prompt, prepare.object, references)
 
 
 def run_job(
@@ -204,8 +209,7 @@ def train_project(
         on_stage(prepare_stage.refresh(project, model))
         masks = masks_stage.refresh(project)
     else:
-        references = len(image.images) if isinstance(image, References) else 1
-        train_stage.reference_captions(train, prepare.prompt, prepare.object, references)  # before preparing
+        check_captions(train, prepare, image)
         on_stage(prepare_stage.run(project, prepare, clip, image, model))
         masks = masks_stage.run(project, mask)
     if masks is not None:
