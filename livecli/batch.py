@@ -47,7 +47,7 @@ from livecli.config import (
 from livecli.errors import ConfigError, InputError, Interrupted, LiveError, ProjectBusy, machine_fault, reason
 from livecli.fields import SettingError, field_types, from_table, typed_table
 from livecli.pipeline import Job, JobOutcome, check_job, run_job
-from livecli.references import gather
+from livecli.references import gather, masking
 from livecli.store import PROJECT_SUFFIX, UNREADABLE_TOML, StageResult, read_toml
 from livecli.video import source_problem
 from livecli.words import has_control_character
@@ -231,7 +231,8 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
         )
     project = base / Path(entry["project"]).expanduser() if "project" in entry else base / f"{name}{PROJECT_SUFFIX}"
     try:
-        references = gather(images, folder, masks, what="`image`")
+        word = masking(_paths(entry.get("reference_mask")), flag="`reference_mask`")
+        references = gather(images, folder, [] if word else masks, what="`image`")
         model = resolve_model_config(
             _local(entry.get("model"), base),
             entry.get("device"),
@@ -241,7 +242,7 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
         prepare = from_table(
             PrepareConfig, {"prompt": entry["prompt"], "object": entry["object"], **_table(entry, "prepare")}, "prepare"
         )
-        train = from_table(TrainConfig, _table(entry, "train"), "train")
+        train = from_table(TrainConfig, {**word, **_table(entry, "train")}, "train")
         edit = from_table(EditConfig, {"replace": replace, **_table(entry, "edit")}, "edit")
         evaluate = None
         if entry.get("eval") is not False:

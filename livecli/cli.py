@@ -28,12 +28,12 @@ from livecli.config import (
     resolve_clip_model,
     resolve_model_config,
 )
-from livecli.errors import InputError, Interrupted, LiveError, machine_fault
+from livecli.errors import ConfigError, InputError, Interrupted, LiveError, machine_fault
 from livecli.fields import SettingError
 from livecli.interrupt import INTERRUPTED, TERMINATED, terminate_as_interrupt, terminated
 from livecli.options import Given, Section, flags_of, options
 from livecli.progress import console
-from livecli.references import References, gather
+from livecli.references import References, gather, mask_files, masking
 from livecli.store import MANIFEST, DamagedFile, Project, default_project_dir, find_project
 
 app = typer.Typer(
@@ -104,11 +104,12 @@ ReferenceMaskOpt = Annotated[
     list[Path] | None,
     typer.Option(
         "--reference-mask",
-        metavar="PATH",
+        metavar="PATH|auto|none",
         help=(
             "Where the object is in a reference image (white or opaque: the object), once per image in order: the "
             "learned token then takes the object, not the photo's background. Default: a PNG's alpha channel, if "
-            "any; else the whole picture."
+            "any; else 'auto': training finds the object with the model itself (train/reference_masks/). 'none': "
+            "the whole picture (the paper)."
         ),
         rich_help_panel=PREPARING,
         show_default=False,
@@ -131,7 +132,7 @@ MaskOpt = Annotated[
 
 
 def _references(images: list[Path] | None, folder: Path | None, masks: list[Path] | None) -> References:
-    return gather(images or [], folder, masks or [])
+    return gather(images or [], folder, mask_files(masks))
 
 
 # --------------------------------------------------------------------------- the settings each command takes
@@ -139,6 +140,8 @@ def _references(images: list[Path] | None, folder: Path | None, masks: list[Path
 MODEL = Section(ModelConfig)
 """--model, --model-config, --device, --dtype, --compile: None until resolved (the
 project's model, then config.toml, then the default)."""
+FROM_INPUTS = ("reference_mask",)
+"""Settings given with an input's option: --reference-mask auto or none sets the training's."""
 TRAIN_IN_RUN = {"steps": "--train-steps"}
 EDIT_IN_RUN = {"steps": "--edit-steps", "seed": "--edit-seed"}
 """`live run` names the training's and the edit's step counts and seeds apart."""
@@ -200,6 +203,11 @@ def prepare(
     from livecli.stages import prepare as stage
 
     config = given.config(PrepareConfig)
+    if masking(reference_mask):
+        raise ConfigError(
+            f"--reference-mask {reference_mask[0]} is the training's: give it to live train or live run",
+            hint="prepare takes mask files (or a PNG's alpha channel)",
+        )
     references = _references(images, reference, reference_mask)
     target = Project(project or default_project_dir(clip))
     result = stage.run(target, config, clip, references, _model(target, given), force=force)
@@ -219,7 +227,7 @@ def prepare(
     "--object motorcycle      (every picture in refs/, with random views)\n\n"
     "Ctrl-C saves a checkpoint after the current step; the same command resumes from it.",
 )
-@options(Section(PrepareConfig, panel=PREPARING, optional=True), MODEL, Section(TrainConfig))
+@options(Section(PrepareConfig, panel=PREPARING, optional=True), MODEL, Section(TrainConfig, skip=FROM_INPUTS))
 def train(
     clip: Annotated[
         Path | None,
@@ -250,8 +258,9 @@ def train(
     """
     from livecli.pipeline import check_train_inputs, train_project
 
-    config = given.config(TrainConfig)
-    check_train_inputs(clip, bool(images or reference or reference_mask), given.values(PrepareConfig), mask)
+    config = given.config(TrainConfig, **masking(reference_mask))
+    files = mask_files(reference_mask)
+    check_train_inputs(clip, bool(images or reference or files), given.values(PrepareConfig), mask)
     references = _references(images, reference, reference_mask) if clip is not None else None
     target = find_project(project) if clip is None else Project(project or default_project_dir(clip))
     prepared = given.config(PrepareConfig) if clip is not None else None
@@ -411,7 +420,7 @@ def _edit_names() -> list[str]:
 @options(
     Section(PrepareConfig),
     MODEL,
-    Section(TrainConfig, flags=TRAIN_IN_RUN),
+    Section(TrainConfig, flags=TRAIN_IN_RUN, skip=FROM_INPUTS),
     Section(EditConfig, flags=EDIT_IN_RUN, skip=("window",)),  # the edit's window is the training's
     Section(EvalConfig),
 )
@@ -459,7 +468,7 @@ def run(
         project=target.root,
         model=models,
         prepare=given.config(PrepareConfig),
-        train=given.config(TrainConfig),
+        train=given.config(TrainConfig, **masking(reference_mask)),
         edit=given.config(EditConfig),
         eval=evaluate,
         mask=mask,

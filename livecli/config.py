@@ -52,6 +52,8 @@ EVALUATING = "Evaluating"
 
 Augment = Literal["none", "light", "strong"]
 """--reference-augment's choices (augment.py)."""
+ReferenceMasking = Literal["auto", "none"]
+"""What a reference image without a mask gets: a mask found by the model (find_object.py), or none."""
 
 Preset = Literal["paper"]
 PRESET = setting(
@@ -348,6 +350,8 @@ def check_refine(config: Any) -> None:
 @dataclass(frozen=True)
 class TrainConfig:
     PANEL: ClassVar[str] = TRAINING
+    PAPER: ClassVar[dict[str, Any]] = {"reference_mask": "none", "show_object": True}
+    """Where the paper's setting differs from the default: it learns the whole picture, shown whole."""
 
     steps: int | str = field(
         default=500,
@@ -403,6 +407,29 @@ class TrainConfig:
             metavar="WORD",
             paper=True,
             omit_default=True,
+        ),
+    )
+    reference_mask: ReferenceMasking = field(
+        default="auto",
+        metadata=setting(
+            "Where a reference image without a mask (a --reference-mask file, or a PNG's alpha) shows the object: "
+            "'auto' finds it with the model itself (its attention to --init-word and how the caption changes its "
+            "prediction, cut along the picture by GrabCut) and weights the image objective's loss to it, written "
+            "to train/reference_masks/; 'none' learns the whole picture (the paper). Given as --reference-mask "
+            "auto or --reference-mask none.",
+            metavar=CHOICES,
+            paper=True,
+            omit_default=True,
+        ),
+    )
+    show_object: bool = field(
+        default=False,
+        metadata=setting(
+            "With a reference mask (given or found): let the image objective's latent prompt show the reference "
+            "whole, as the paper does. By default its object is hidden there (its latent cells set to its "
+            "background's mean), so that the token, not frame attention reading the clean reference, carries the "
+            "object's look: with the object shown, masks cost the token the object's colour.",
+            paper=True,
         ),
     )
     reference_augment: Augment = field(
@@ -555,8 +582,11 @@ class TrainConfig:
 
     def settings(self) -> dict[str, Any]:
         """What the trained result depends on: not how often to checkpoint, nor whether to
-        recompute activations (the stage leaves out the window too where the clip fits in one)."""
+        recompute activations (the stage leaves out the window too where the clip fits in one,
+        and records --reference-mask where some reference is found a mask)."""
         values = settings_of(self)
+        values.pop("reference_mask", None)  # the stage records it where a reference is found a mask (train.py)
+        values.pop("show_object", None)  # and whether the object is hidden, where a mask weights the loss
         if self.image_temporal:  # since the image objective trains the temporal attentions: earlier runs are stale
             values["image_objective_trains"] = "token and temporal attentions"
         return values
@@ -610,9 +640,17 @@ def edit_slug(replacements: tuple[str, ...]) -> str:
 
 SourceBranch = Literal["sample", "inversion", "auto"]
 """Where an edit reads the source's attention: a source branch sampled beside it, or what the inversion stored."""
-EditLatentPrompt = Literal["trained", "reference"]
+EditLatentPrompt = Literal["trained", "reference", "swapped"]
 BlendBackground = Literal["source", "clip"]
 BlendMask = Literal["auto", "attention", "given", "both"]
+MaskRegion = Literal["box", "hull", "outline"]
+SelfReplaceLayers = Literal["coarse", "all"]
+
+
+MAX_BLEND_POOL = 15
+"""--blend-pool's largest window: 15 cells of a 16×16 map is the whole frame."""
+MAX_MASK_GROW = 4.0
+"""--mask-grow's largest value: a region nine times the object's box is the whole frame anyway."""
 
 
 @dataclass(frozen=True)
@@ -648,6 +686,19 @@ class EditConfig:
             paper=True,
         ),
     )
+    self_replace_layers: SelfReplaceLayers = field(
+        default="coarse",
+        metadata=setting(
+            "Which frame-attention layers --self-replace gives the source's maps: 'coarse' (every layer below the "
+            "UNet's top resolution: Prompt-to-Prompt's ≤ 32×32 at 512 px; the top layers keep the edit's own, as "
+            "FateZero's) or 'all' (the top layers too: their maps bring the old object's outline and colour into "
+            "the new one).",
+            panel=EDIT_CONTROL,
+            metavar=CHOICES,
+            paper=True,
+            omit_default=True,
+        ),
+    )
     keep: str | None = field(
         default=None,
         metadata=setting(
@@ -673,6 +724,16 @@ class EditConfig:
             "Local blend: where in each frame's range of attention (0: least, 1: most) the object begins.",
             panel=EDIT_CONTROL,
             paper=True,
+        ),
+    )
+    blend_pool: int = field(
+        default=3,
+        metadata=setting(
+            "Local blend: the max-pool window (odd, in cells of the blend layers' maps: 16×16 at 512 px) that grows "
+            "the attention before the threshold; 3 is Prompt-to-Prompt's (the paper's).",
+            panel=EDIT_CONTROL,
+            paper=True,
+            omit_default=True,
         ),
     )
     blur_sigma: float = field(
@@ -720,6 +781,25 @@ class EditConfig:
             omit_default=True,
         ),
     )
+    mask_region: MaskRegion = field(
+        default="box",
+        metadata=setting(
+            "Local blend with object masks: the region the new object may take, from each frame's mask: its "
+            "bounding 'box' or convex 'hull' (grown by --mask-grow), inside which the edit's own attention to the "
+            "new word draws the outline; or 'outline': the mask itself is the edit's outline (a new object of "
+            "another shape must fit the old one's).",
+            panel=EDIT_CONTROL,
+            metavar=CHOICES,
+        ),
+    )
+    mask_grow: float = field(
+        default=0.25,
+        metadata=setting(
+            "Local blend with object masks: how far the region reaches past the object, as a fraction of its box's "
+            "width and height on each side (0: the box or hull itself).",
+            panel=EDIT_CONTROL,
+        ),
+    )
     refine: int = field(default=0, metadata=setting(REFINE_HELP, paper=True))
     pin_source: bool = field(
         default=False,
@@ -737,8 +817,11 @@ class EditConfig:
         default="trained",
         metadata=setting(
             "The edit's latent prompt in the conditional branch: 'trained' (the paper: learnt from the clip, it "
-            "carries the source object's look) or 'reference' (the reference image's latents: the new object's "
-            "look). Not in the paper.",
+            "carries the source object's look; the unconditional branch has the reference's latents) or 'reference' "
+            "(the reference image's latents in both branches: the new object's look) or 'swapped' (the paper's two "
+            "the other way round: the reference's latents in the conditional branch, the trained latent prompt in "
+            "the unconditional one, so that guidance adds the reference rather than subtracting it). Not in the "
+            "paper but 'trained'.",
             paper=True,
             omit_default=True,
         ),
@@ -793,8 +876,20 @@ class EditConfig:
                     f"{{{name}}} is a fraction of the steps or of the attention's range",
                     value=value,
                 )
+        if not (1 <= self.blend_pool <= MAX_BLEND_POOL and self.blend_pool % 2):
+            raise error(
+                f"{{blend_pool}} must be an odd number from 1 to {MAX_BLEND_POOL}, got {{value}}",
+                "the default is {blend_pool.default} (Prompt-to-Prompt's)",
+                value=self.blend_pool,
+            )
         if not self.blur_sigma >= 0:
             raise error("{blur_sigma} must be 0 or more, got {value:g}", "0 turns the blur off", value=self.blur_sigma)
+        if not 0 <= self.mask_grow <= MAX_MASK_GROW:
+            raise error(
+                f"{{mask_grow}} must be between 0 and {MAX_MASK_GROW:g}, got {{value:g}}",
+                "0 keeps the box or hull; the default is {mask_grow.default:g}",
+                value=self.mask_grow,
+            )
         if self.name is not None and not plain_name(self.name):
             raise error(
                 "{name:{value}} is not a plain folder name",
@@ -816,10 +911,18 @@ class EditConfig:
 
     def settings(self) -> dict[str, Any]:
         """What the edited video depends on: not the folder's name, nor the windows (the
-        stage adds them where they matter), nor the seed unless η > 0."""
+        stage adds them where they matter), nor the seed unless η > 0, nor the masks' region
+        unless local blend reads masks (edits made before the region existed stay up to date),
+        nor which layers --self-replace reaches (the edit stage records it where the frames'
+        size makes it change them)."""
         values = settings_of(self)
+        values.pop("self_replace_layers", None)  # the edit stage records it where it changes the layers (edit.py)
         if not self.eta:
             del values["seed"]
+        if not (self.blend_reads_masks and self.blend_mask == "given"):
+            del values["mask_region"], values["mask_grow"]
+        elif self.mask_region == "outline":
+            del values["mask_grow"]
         return values
 
 

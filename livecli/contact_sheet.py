@@ -2,6 +2,7 @@
 
 ┌───────────┬─────────────────────────────────────────┐
 │ reference │ title lines (edit, text, scores)        │
+│ (masked)  │                                         │
 ├───────────┼────┬────┬────┬────────────────────────  │
 │           │ 1  │ 2  │ 3  │ …      frame numbers      │
 │ source    │ ▢  │ ▢  │ ▢  │                          │
@@ -27,6 +28,8 @@ MIN_WIDTH = 480
 BACKGROUND = (250, 250, 248)
 INK = (30, 30, 30)
 FRAME = (190, 190, 185)
+FADED = 0.75
+"""How far a reference's background is faded towards the sheet's where its mask leaves it out."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,18 @@ def spread(frames: int, at_most: int = SHEET_FRAMES) -> list[int]:
     return [round(k * (frames - 1) / (at_most - 1)) for k in range(at_most)]
 
 
-def contact_sheet(reference: Image.Image, rows: dict[str, list[Image.Image]], title: list[str]) -> Image.Image:
-    """The sheet: `reference` top left, `title` beside it, then one labelled row of
+def learnt_part(reference: Image.Image, mask: Image.Image) -> Image.Image:
+    """The reference as the image objective learns it under `mask` (L): the object as it is,
+    the rest faded to the sheet's background."""
+    faded = Image.blend(reference.convert("RGB"), Image.new("RGB", reference.size, BACKGROUND), FADED)
+    return Image.composite(reference.convert("RGB"), faded, mask.convert("L").resize(reference.size))
+
+
+def contact_sheet(
+    reference: Image.Image, rows: dict[str, list[Image.Image]], title: list[str], mask: Image.Image | None = None
+) -> Image.Image:
+    """The sheet: `reference` top left (with `mask`, the reference's object mask, the rest of
+    it faded: what the token learnt from), `title` beside it, then one labelled row of
     numbered frames per entry of `rows` (all rows the same length and frame size): every
     frame of a short clip, `SHEET_FRAMES` spread evenly over a longer one."""
     first = next(iter(rows.values()))
@@ -82,7 +95,7 @@ def contact_sheet(reference: Image.Image, rows: dict[str, list[Image.Image]], ti
     draw = ImageDraw.Draw(sheet)
     small, large = _font(12), _font(14)
 
-    sheet.paste(_thumbnail(reference, shape.thumb), (GAP, GAP))
+    sheet.paste(_thumbnail(reference if mask is None else learnt_part(reference, mask), shape.thumb), (GAP, GAP))
     for line, text in enumerate(title):
         draw.text((GAP + shape.thumb + 2 * GAP, GAP + line * 20), text, fill=INK, font=large if line == 0 else small)
     for frame in range(shape.frames):

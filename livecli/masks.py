@@ -11,13 +11,20 @@ A mask is given as
 Each is framed as the frames are, and read as L 0/255: a picture's alpha channel where it
 has one, else its grey levels above half. Prepare stores them beside the frames; local
 blend then keeps what they say (`--blend-mask`).
+
+A mask says where the old object is, not what shape the new one takes: `object_region`
+grows each frame's mask to a region (its bounding box or convex hull, scaled about the
+box's centre), inside which the edit's own attention to the new word draws the outline
+(control/blend.py). An occluder that cuts the mask does not cut its hull or box.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -141,3 +148,39 @@ def latent_cells(masks: list[Image.Image], latent_size: tuple[int, int], grow: i
     the image objective's loss weights and for local blend."""
     cells = (F.adaptive_avg_pool2d(mask_tensor(masks), latent_size) > 0).float()
     return F.max_pool2d(cells, kernel_size=2 * grow + 1, stride=1, padding=grow)
+
+
+RegionShape = Literal["box", "hull"]
+
+
+def object_region(mask: Image.Image, shape: RegionShape, grow: float) -> Image.Image:
+    """The region (L 0/255) where the edit may draw the new object, from the old one's mask:
+    its bounding box or convex hull, scaled about the box's centre by 1 + 2·`grow` (so each
+    side of the box moves out by `grow` × its width or height), within the frame. Empty
+    where the mask is: the object is out of sight there."""
+    points = cv2.findNonZero(np.asarray(mask))
+    if points is None:
+        return Image.new("L", mask.size, 0)
+    points = points.reshape(-1, 2).astype(np.float64)
+    low, high = points.min(axis=0) - 0.5, points.max(axis=0) + 0.5  # pixel edges, not centres
+    if shape == "box":
+        outline = np.array([low, (high[0], low[1]), high, (low[0], high[1])])
+    else:
+        corners = (points[:, None, :] + np.array([(-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5)])).reshape(-1, 2)
+        outline = cv2.convexHull(corners.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    centre = (low + high) / 2
+    polygon = centre + (outline - centre) * (1 + 2 * grow)
+    return Image.fromarray(np.where(inside_convex(polygon, mask.size), 255, 0).astype(np.uint8))
+
+
+def inside_convex(polygon: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """[H, W] bool: the pixels of a W×H frame whose centres lie inside (or on) the convex
+    `polygon` [n, 2] (x, y; pixel i's centre at i): on the inner side of every edge."""
+    width, height = size
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    ahead = np.roll(polygon, -1, axis=0)
+    turn = np.sign(np.sum(polygon[:, 0] * ahead[:, 1] - ahead[:, 0] * polygon[:, 1])) or 1.0  # its orientation
+    inside = np.ones((height, width), bool)
+    for (x0, y0), (x1, y1) in zip(polygon, ahead, strict=True):
+        inside &= turn * ((x1 - x0) * (ys - y0) - (y1 - y0) * (xs - x0)) >= 0
+    return inside

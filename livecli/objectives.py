@@ -67,6 +67,17 @@ def weighted_mse(predicted: torch.Tensor, target: torch.Tensor, weights: torch.T
     return ((predicted - target).square() * kept).sum() / kept.sum().clamp_min(1)
 
 
+def hidden(latents: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """`latents` [1, 4, h, w] with the cells `weights` keeps (the object) set to the mean of
+    the others (its background), per channel: a latent prompt that shows where the object is
+    not, so that frame attention cannot copy the object into the prediction."""
+    background = 1 - weights
+    if not background.any():
+        return latents
+    mean = (latents * background).sum(dim=(2, 3), keepdim=True) / background.sum(dim=(2, 3), keepdim=True)
+    return latents * background + mean * weights
+
+
 class NonFiniteStep(ArithmeticError):
     """A training step's loss or gradient is not finite (what, in the message): the step
     was not taken, so the trained weights are still the last finite ones."""
@@ -251,7 +262,8 @@ class LiveTrainer:
             text_model.learned_token(self.text_encoder, self.placeholder.id, self.token_vector),
         ):
             token_text = text_model.encode(self.text_encoder, self.token_ids[index : index + 1])
-            predicted = self._predict(reference, noisy, timestep, token_text, temporal=self.config.image_temporal)
+            prompt = reference if weights is None or self.config.show_object else hidden(reference, weights)
+            predicted = self._predict(prompt, noisy, timestep, token_text, temporal=self.config.image_temporal)
         if weights is None:
             return F.mse_loss(predicted.float(), target.float())
         return weighted_mse(predicted.float(), target.float(), weights.float())

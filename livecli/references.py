@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
+from livecli.config import ReferenceMasking
 from livecli.errors import ConfigError, InputError
 from livecli.video import IMAGE_SUFFIXES, natural_key, shown_path, source_problem
 
+MASKING_WORDS = get_args(ReferenceMasking)
+"""--reference-mask's words instead of files: the training's `reference_mask` (config.py)."""
 MAX_REFERENCES = 16
 """More pictures than this teach the token nothing more, and each is encoded and kept."""
 
@@ -102,3 +106,20 @@ def gather(
         if problem:
             raise InputError(f"--reference-mask {shown_path(mask)} {problem}", hint="check the path; pass a PNG")
     return References(tuple(found), tuple(masks) if masks else ())
+
+
+def masking(masks: list[Path] | list[str] | None, flag: str = "--reference-mask") -> dict[str, str]:
+    """--reference-mask auto or none, as the training's setting ({} for mask files or nothing)."""
+    words = [str(mask) for mask in masks or [] if str(mask) in MASKING_WORDS]
+    if words and len(masks) > 1:
+        raise ConfigError(
+            f"{flag} {words[0]} was given with {len(masks) - 1} more",
+            hint=f"give {flag} auto (or none) once, for every reference without a mask file; or one mask file per "
+            "reference (./auto for a file of that name)",
+        )
+    return {"reference_mask": words[0]} if words else {}
+
+
+def mask_files(masks: list[Path] | None) -> list[Path]:
+    """--reference-mask's files: none when it is the word auto or none (`masking`)."""
+    return [] if masking(masks) else list(masks or [])

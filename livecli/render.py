@@ -105,7 +105,18 @@ def trained(result: StageResult) -> str:
         f"{steps} token {facts['token']}; loss on fixed draws: "
         f"video {before['video']:.4f} -> {after['video']:.4f}, image {before['text']:.4f} -> {after['text']:.4f}"
         + (f"; latent prompt moved {moved:.1%}" if (moved := facts.get("latent_prompt_moved")) is not None else "")
+        + found_masks(facts.get("found_reference_masks"))
     )
+
+
+def found_masks(found: dict[str, float] | None) -> str:
+    """'; the object found in reference 1 (13% of it)', for --reference-mask auto."""
+    if not found:
+        return ""
+    shares = [f"{number} ({share:.0%} of it)" for number, share in found.items() if share]
+    if not shares:
+        return f"; no object found in {'reference' if len(found) == 1 else 'references'} {', '.join(found)}"
+    return f"; the object found in reference{'s' if len(shares) > 1 else ''} {', '.join(shares)}"
 
 
 def inverted(result: StageResult) -> str:

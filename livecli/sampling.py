@@ -30,7 +30,7 @@ from livecli.config import BlendBackground, EditConfig, EditLatentPrompt, Source
 from livecli.control.attention import AttentionControl, Batch, controlled, cross_attention_factors
 from livecli.control.blend import LocalBlend, downsampled, pick_factor
 from livecli.control.prompts import EditPrompts, edit_prompts, edit_words
-from livecli.control.source_attention import AttentionPlan, CachedSource
+from livecli.control.source_attention import AttentionPlan, CachedSource, self_replace_tokens
 from livecli.errors import ProjectError
 from livecli.models.attention import WindowLinks
 from livecli.models.trained import TrainedModel
@@ -50,14 +50,16 @@ def guided_noise(
     guidance: float,
     conditional: torch.Tensor | None = None,
     links: WindowLinks | None = None,
+    unconditional: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """ε for V videos [V, F, 4, h, w] under their prompts `text` [V, 77, d], guided.
 
     The UNet sees one batch: the V unconditional videos first, then the V conditional
     ones (just the conditional ones when the guidance is 1, which needs no other).
     The conditional videos' latent prompts are `conditional` [V, 1, 4, h, w], by default
-    the trained one (the paper); the unconditional ones get the reference's. `links`: for
-    a window of a longer clip (windows.py).
+    the trained one (the paper); the unconditional ones get `unconditional` [1, 4, h, w],
+    by default the reference's (the paper). `links`: for a window of a longer clip
+    (windows.py).
     """
     videos = latents.shape[0]
     if model.latent_prompt is None:  # trained without one: plain guidance
@@ -65,7 +67,8 @@ def guided_noise(
     else:
         if conditional is None:
             conditional = model.latent_prompt.expand(videos, 1, *model.latent_prompt.shape[1:])
-        unconditional = model.reference.expand(videos, 1, *model.reference.shape[1:])
+        unconditional = model.reference if unconditional is None else unconditional
+        unconditional = unconditional.expand(videos, 1, *unconditional.shape[1:])
     if guidance == 1:
         return model.noise(latents, timestep, alpha, text, conditional, links)
     noise = model.noise(
@@ -152,16 +155,18 @@ def plan_edit(
     windows: list[Window] | None = None,
     stored: CachedSource | None = None,
     given: torch.Tensor | None = None,
+    region: torch.Tensor | None = None,
 ) -> EditPlan:
     """The edit `config` asks for, of a clip of `frames` latents of `latent_size` under
     `source_prompt`, in `windows` (default: the whole clip as one); `stored`, the source's
     attention an inversion stored, for an edit from the inversion; `given`, the object
-    masks [F, 1, h, w] local blend reads under --blend-mask given or both."""
+    masks [F, 1, h, w] local blend reads under --blend-mask given or both, and `region`,
+    their grown regions (None under --mask-region outline)."""
     if (config.source_branch == "inversion") != (stored is not None):
         raise ValueError("an edit from the inversion reads the attention it stored: pass `stored`, and only then")
     replacements, keep, blend = edit_words(config)
     prompts = edit_prompts(model.tokenizer, source_prompt, replacements, model.token, keep, blend)
-    control = make_control(model, prompts, config, frames, latent_size, given)
+    control = make_control(model, prompts, config, frames, latent_size, given, region)
     control.cached = stored
     return EditPlan(
         prompts=prompts,
@@ -188,14 +193,18 @@ def make_control(
     frames: int,
     latent_size: tuple[int, int],
     given: torch.Tensor | None = None,
+    region: torch.Tensor | None = None,
 ) -> AttentionControl:
     """Word swap and local blend as `config` sets them (paper §3.4)."""
     blend = None
     mode = config.blend_mask if config.blend_reads_masks else "attention"
     if mode != "attention" and given is None:
         raise ValueError(f"--blend-mask {mode} reads the object masks: pass `given`")
+    outline = mode == "given" and config.mask_region == "outline"
+    if mode == "given" and (region is None) != outline:
+        raise ValueError("--mask-region box or hull reads the masks' regions: pass `region`, and only then")
     if not config.no_blend:
-        if mode != "given" and not prompts.source_blend and not prompts.target_blend:
+        if not outline and not prompts.source_blend and not prompts.target_blend:
             raise ProjectError(
                 "local blend has no word to make its mask from", hint="name words with --blend, or pass --no-blend"
             )
@@ -204,9 +213,13 @@ def make_control(
             frames, latent_size, factor, prompts.source_blend, prompts.target_blend,
             config.blend_threshold, config.blur_sigma, latent_prompt=model.latent_prompt is not None,
             scale=config.blend_scale, given=given if mode != "attention" else None, mode=mode,
+            region=region if mode == "given" else None, pool=config.blend_pool,
         )  # fmt: skip
     batch = branch_batch(config.guidance, config.source_branch)
-    return AttentionControl(prompts, config.steps, config.cross_replace, config.self_replace, batch, blend)
+    self_tokens = self_replace_tokens(latent_size, config.self_replace_layers)
+    return AttentionControl(
+        prompts, config.steps, config.cross_replace, config.self_replace, batch, blend, self_tokens=self_tokens
+    )
 
 
 def source_attention_plan(
@@ -218,7 +231,10 @@ def source_attention_plan(
     factor = pick_factor(cross_attention_factors(model.video_unet), max(latent_size))
     height, width = (downsampled(side, factor) for side in latent_size)
     steps = config.steps
-    return AttentionPlan(int(config.cross_replace * steps), int(config.self_replace * steps), words, height * width)
+    self_tokens = self_replace_tokens(latent_size, config.self_replace_layers)
+    return AttentionPlan(
+        int(config.cross_replace * steps), int(config.self_replace * steps), words, height * width, self_tokens
+    )
 
 
 @dataclass
@@ -251,7 +267,8 @@ def sample_edit(
       paper's method;
     - `latent_prompt` "reference" gives the edit's conditional branch the reference's
       latents as latent prompt instead of the trained one (the source keeps the trained
-      one): an extension too;
+      one): an extension too; "swapped" does the same and gives both unconditional
+      branches the trained latent prompt instead of the reference's;
     - `keeps_clip` makes local blend keep the clip's own inverted latents outside the mask
       instead of the source branch's, which drift from the clip under guidance: an
       extension (blended latent diffusion's rule), off in the paper;
@@ -271,9 +288,11 @@ def sample_edit(
     pinned = trajectory if plan.pin_source else None
     texts, null, schedule = plan.texts, plan.null, plan.schedule
     mask: torch.Tensor | None = None
-    conditional = None
-    if plan.latent_prompt == "reference" and model.latent_prompt is not None:
+    conditional = unconditional = None
+    if plan.latent_prompt != "trained" and model.latent_prompt is not None:
         conditional = torch.stack([model.latent_prompt, model.reference])
+    if plan.latent_prompt == "swapped" and model.latent_prompt is not None:
+        unconditional = model.latent_prompt
     if one_branch:
         texts = texts[1:]
         conditional = None if conditional is None else conditional[1:]
@@ -289,7 +308,9 @@ def sample_edit(
 
         def window_noise(batch, links):
             alpha = schedule.alphas[index]
-            return guided_noise(model, batch, timestep, alpha, texts, null, plan.guidance, conditional, links)
+            return guided_noise(
+                model, batch, timestep, alpha, texts, null, plan.guidance, conditional, links, unconditional
+            )
 
         return windowed_noise(window_noise, latents, plan.windows, focus, after_window)
 

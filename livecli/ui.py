@@ -80,9 +80,12 @@ OPTIONS = (
     FormField(PrepareConfig, "frames", "train"),
     FormField(PrepareConfig, "size", "train"),
     FormField(TrainConfig, "steps", "train"),
+    FormField(TrainConfig, "reference_mask", "train"),
     FormField(EditConfig, "keep", "edit"),
     FormField(EditConfig, "guidance", "edit"),
     FormField(EditConfig, "steps", "edit"),
+    FormField(EditConfig, "mask_region", "edit"),
+    FormField(EditConfig, "mask_grow", "edit"),
     FormField(EvalConfig, "text", "eval"),
 )
 """The main options, with the CLI's defaults and help; the rest keep their defaults."""

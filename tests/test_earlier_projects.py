@@ -10,6 +10,10 @@ from the configs) with the tiny model, on its four-frame clip and reference imag
     live eval -p project --edit fast
 
 (its training checkpoint left out, which a finished training does not need).
+
+Since 0.1.0 a reference without a mask is masked automatically (`--reference-mask auto`, the
+default): 0.1.0's training learnt the whole picture, which is `--reference-mask none` now, so
+the same command names it; with the new default the training would be redone, and rightly.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ MADE_BY_0_1_0 = Path(__file__).parent / "data" / "made-by-0.1.0"
 RUN_ARGS = (
     "--prompt", "a red car on the grass", "--object", "car", "--model", "tiny", "--size", "64", "--crop", "square",
     "--frames", "3", "--train-steps", "2", "--edit-steps", "2", "--replace", "car=<tok>", "--keep", "grass",
+    "--reference-mask", "none",
 )  # fmt: skip
 
 

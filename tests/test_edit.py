@@ -78,6 +78,32 @@ def test_an_edit_name_with_other_settings_is_refused_unless_forced(cli, trained_
     assert read_toml(PROJECT / "edits" / "car-tok" / "record.toml")["settings"]["guidance"] == 3.0
 
 
+def test_frame_attention_is_replaced_below_the_top_resolution_and_earlier_edits_say_why_they_differ(cli, trained_here):
+    """--self-replace-layers coarse (the default) leaves the top-resolution frame attention
+    (8×8 here) to the edit; it is recorded only where it changes the layers from the earlier
+    rule's (≤ 32×32 positions, which here was every layer). An edit the earlier rule made
+    is refused under the new default with a hint that keeps it."""
+    from livecli.control.attention import AttentionControl
+    from livecli.control.source_attention import differs_from_earlier, self_replace_tokens
+
+    assert self_replace_tokens((8, 8), "coarse") == 16 and self_replace_tokens((8, 8), "all") == 64
+    assert self_replace_tokens((64, 64), "coarse") == 32 * 32 and not differs_from_earlier((64, 64), 32 * 32)
+    assert differs_from_earlier((64, 112), self_replace_tokens((64, 112), "coarse"))  # 16:9 at 512 px: 56×32 too
+    control = AttentionControl.__new__(AttentionControl)
+    control.step, control.self_steps, control.self_tokens = 0, 1, 16
+    assert control.replaces_self(16) and not control.replaces_self(64) and control.replaces_self()
+
+    assert cli("edit", "--replace", "car=<tok>", "--steps", "4").code == 0
+    assert read_toml(PROJECT / "edits/car-tok/record.toml")["settings"]["self_replace_layers"] == "coarse"
+    earlier = cli("edit", "--replace", "car=<tok>", "--steps", "4", "--self-replace-layers", "all", "--name", "old")
+    assert earlier.code == 0, earlier.err
+    assert "self_replace_layers" not in read_toml(PROJECT / "edits/old/record.toml")["settings"]  # the earlier rule
+    before = tree_digest(PROJECT / "edits")
+    refused = cli("edit", "--replace", "car=<tok>", "--steps", "4", "--name", "old")
+    assert refused.code == 1 and "(self_replace_layers None -> 'coarse')" in refused.error_lines[0]
+    assert "--self-replace-layers all keeps it as it is" in refused.err and tree_digest(PROJECT / "edits") == before
+
+
 def test_invert_command_caches_by_settings(cli, trained_here):
     first = cli("invert", "--steps", "4")
     assert first.code == 0, first.err
@@ -272,6 +298,10 @@ def test_edit_help_shows_every_flag(cli):
         "--refine",
         "--no-blend",
         "--pin-source",
+        "--self-replace-layers",
+        "--blend-pool",
+        "--mask-region",
+        "--mask-grow",
         "Examples:",
         "[default: 12.5]",
         "[default: 0.6]",

@@ -96,6 +96,7 @@ def test_run_covers_every_field_of_the_stages_it_runs():
     }
     covered.add((EditConfig, "window"))  # `live run --window` is the training's, which the edit follows
     covered.add((EditConfig, "preset"))  # `live run --preset` is both stages'
+    covered.add((TrainConfig, "reference_mask"))  # `--reference-mask auto` or `none`, beside its mask files
     for config in configs:
         for name in fields_of(config):
             assert (config, name) in covered, f"live run has no option for {config.__name__}.{name}"
@@ -174,7 +175,7 @@ LAYERS = [
         "flow",
         "masks",
     },
-    {"models", "control", "objectives", "augment", "stopping", "sampling", "windows", "shapes"},
+    {"models", "control", "objectives", "augment", "stopping", "sampling", "windows", "shapes", "find_object"},
     {"stages"},
     {"cli", "options", "render", "pipeline", "batch", "demo", "gallery", "ui", "__main__"},
 ]

@@ -118,6 +118,34 @@ def test_the_reference_latent_prompt_goes_to_the_edit_branch_only(trained):
     assert not torch.allclose(mixed[1], guided_noise(model, latents, 500, 0.5, text, null, 4.0)[1], atol=1e-4)
 
 
+def test_swapped_latent_prompts_give_the_unconditional_branches_the_trained_one(trained, monkeypatch):
+    """--latent-prompt swapped: the paper's two the other way round, the reference's latents
+    in the edit's conditional branch, the trained latent prompt in the unconditional ones."""
+    project, model, frames = trained
+    latents = torch.randn((2, *frames.shape), generator=torch.Generator().manual_seed(3))
+    text, null = model.encode([PROMPT, PROMPT]), model.encode([""])
+    both = torch.stack([model.latent_prompt, model.reference])
+    swapped = guided_noise(model, latents, 500, 0.5, text, null, 4.0, both, unconditional=model.latent_prompt)
+    for video, prompt in ((0, model.latent_prompt), (1, model.reference)):
+        conditional = model.noise(latents[video : video + 1], 500, 0.5, text[:1], prompt[None])
+        unconditional = model.noise(latents[video : video + 1], 500, 0.5, null, model.latent_prompt[None])
+        torch.testing.assert_close(swapped[video : video + 1], unconditional + 4.0 * (conditional - unconditional))
+
+    import livecli.sampling as sampling
+
+    seen = []
+    original = sampling.guided_noise
+
+    def spy(*args, **kwargs):
+        seen.append((args[7], args[9] if len(args) > 9 else kwargs.get("unconditional")))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sampling, "guided_noise", spy)
+    run_edit(model, frames, EditConfig(replace=("car=<tok>",), steps=2, latent_prompt="swapped"))
+    conditional, unconditional = seen[0]
+    assert torch.equal(conditional, both) and torch.equal(unconditional, model.latent_prompt)
+
+
 def test_blend_maps_do_not_grow_with_the_steps(trained):
     project, model, frames = trained
     peaks = []

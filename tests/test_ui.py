@@ -61,6 +61,20 @@ def test_every_form_field_is_a_config_field_with_its_help_and_default():
     assert next(item for item in ui.OPTIONS if item.key == "train.preset").choices == ("paper",)
 
 
+def test_the_steering_settings_reach_the_commands_the_form_runs(tmp_path):
+    """The reference's mask (auto or none), the masks' region and its growth are in the form,
+    and a value off its default becomes the command's flag."""
+    keys = {item.key for item in ui.OPTIONS}
+    assert {"train.reference_mask", "edit.mask_region", "edit.mask_grow"} <= keys
+    values = {"train.reference_mask": "none", "edit.mask_region": "hull", "edit.mask_grow": "0.5"}
+    train = ui.train_argv(tmp_path / "p.live", "clip.mp4", ["ref.png"], "", values)
+    assert train[train.index("--reference-mask") + 1] == "none"
+    edit = ui.edit_argv(tmp_path / "p.live", "car=<tok>", "", values)
+    assert edit[edit.index("--mask-region") + 1] == "hull" and edit[edit.index("--mask-grow") + 1] == "0.5"
+    defaults = {"train.reference_mask": "auto", "edit.mask_region": "box", "edit.mask_grow": "0.25"}
+    assert "--reference-mask" not in ui.train_argv(tmp_path / "p.live", "clip.mp4", ["ref.png"], "", defaults)
+
+
 def test_the_worker_runs_live_and_reads_its_lines_and_exit_code(tmp_path):
     worker = ui.Worker(tmp_path)
     events = list(worker.run(["status", "-p", "nowhere.live"]))

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from livecli.config import (
     PrepareConfig,
     TrainConfig,
 )
+from livecli.fields import default_of
 from livecli.flow import source_flows, warp_error
 from livecli.pipeline import Job, run_job
 from livecli.references import References
@@ -96,11 +97,12 @@ class Variant:
     @property
     def training(self) -> str:
         """The project this variant's training lives in: equal trainings share one (the
-        clip's masks change no training: they share the training of the variant without)."""
+        clip's masks change no training: they share the training of the variant without;
+        a setting at TrainConfig's default changes nothing)."""
         parts = sorted(
             name.replace("_", "-") + (f"-{value}" if isinstance(value, str) else "")
             for name, value in self.train.items()
-            if value
+            if value and value != default_of(TrainConfig, name)
         )
         parts += [self.views_folder] if self.views else []
         parts += ["refmask"] if self.reference_masks else []
@@ -195,8 +197,74 @@ STEERED = (
         train={"reference_augment": "strong"},
     ),
     Variant("live-refmask", "`live` with the reference's object mask (--reference-mask)", reference_masks=True),
+    Variant(
+        "live-refmask-auto",
+        "`live` with the reference's object found by the model (--reference-mask auto)",
+        train={"reference_mask": "auto"},
+    ),
+    Variant(
+        "live-show",
+        "`live` with the found object shown in the image objective's latent prompt (--show-object: the paper's)",
+        train={"show_object": True},
+    ),
+    Variant(
+        "live-refmask-none",
+        "`live` learning the whole reference picture (--reference-mask none: the paper)",
+        train={"reference_mask": "none"},
+    ),
+    Variant(
+        "live-refs3-show",
+        "`live-refs3` (automatic masks, one caption) with each found object shown in the image objective's latent "
+        "prompt (--show-object)",
+        train={"show_object": True},
+        views=3,
+    ),
+    Variant(
+        "live-refs3-none",
+        "`live-refs3` learning each whole picture (--reference-mask none)",
+        train={"reference_mask": "none"},
+        views=3,
+    ),
     Variant("live-mask1", "`live` with the first frame's true mask, carried by optical flow (--mask)", mask="first"),
     Variant("live-masks", "`live` with every frame's true mask (--mask): the ceiling of the blend", mask="all"),
+    Variant(
+        "live-mask1-outline",
+        "`live-mask1` with the mask as the edit's outline (--mask-region outline: before the regions)",
+        mask="first",
+        edit={"mask_region": "outline"},
+    ),
+    Variant(
+        "live-masks-outline",
+        "`live-masks` with the masks as the edit's outline (--mask-region outline)",
+        mask="all",
+        edit={"mask_region": "outline"},
+    ),
+    Variant("live-mask1-hull", "`live-mask1` with the mask's convex hull", mask="first", edit={"mask_region": "hull"}),
+    Variant("live-mask1-grow0", "`live-mask1` with the box not grown", mask="first", edit={"mask_grow": 0.0}),
+    Variant(
+        "live-mask1-grow0.5", "`live-mask1` with the box grown by half its size", mask="first", edit={"mask_grow": 0.5}
+    ),
+    Variant(
+        "live-self-all",
+        "`live` with frame attention replaced at every layer, the top resolution too (--self-replace-layers all)",
+        edit={"self_replace_layers": "all"},
+    ),
+    Variant("live-self0", "`live` without frame-attention replacement (--self-replace 0)", edit={"self_replace": 0.0}),
+    Variant(
+        "live-swapped",
+        "`live` with the latent prompts the other way round: the reference's in the conditional branch, the trained "
+        "one in the unconditional (--latent-prompt swapped)",
+        edit={"latent_prompt": "swapped"},
+    ),
+    Variant("live-cross0", "`live` without word swap (--cross-replace 0)", edit={"cross_replace": 0.0}),
+    Variant(
+        "live-pool5",
+        "`live` with the blend's attention grown by a 5×5 max-pool (--blend-pool 5)",
+        edit={"blend_pool": 5},
+    ),
+    Variant(
+        "live-blend-late", "`live` blending from 40 % of the steps on (--blend-start 0.4)", edit={"blend_start": 0.4}
+    ),
     Variant(
         "tav-refs3",
         "`tav` with the three more references",
@@ -516,9 +584,19 @@ def judge_key(judge: Judge) -> str:
     return digest.hexdigest()[:8]
 
 
+def config_defaults() -> dict[str, dict[str, Any]]:
+    """TrainConfig's and EditConfig's defaults: a changed default (a method change) runs the
+    variants again (done projects then only score again, when their stages are up to date)."""
+    return {
+        config.__name__: {item.name: repr(item.default) for item in fields(config)}
+        for config in (TrainConfig, EditConfig)
+    }
+
+
 def variant_key(variant: Variant) -> str:
-    """Names a variant's kept scores: a changed variant is run again."""
+    """Names a variant's kept scores: a changed variant, or a changed default, is run again."""
     described = {"train": variant.train, "edit": variant.edit, "scores": SCORES_VERSION}
+    described["defaults"] = config_defaults()
     if variant.views or variant.reference_masks or variant.mask:
         described |= {"views": variant.views, "reference_masks": variant.reference_masks, "mask": variant.mask}
         described |= {"same_background": True} if variant.same_background else {}

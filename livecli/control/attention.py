@@ -11,8 +11,10 @@ conditional branch (Prompt-to-Prompt leaves the unconditional one alone):
 - frame attention (`attn1`) and temporal attention, steps [0, int(self·steps)): the
   edit takes the source's maps whole. softmax(Q_s K_sᵀ)·V_e is SDPA run on the source's
   queries and keys with the edit's values, so no map is ever materialised. As in
-  Prompt-to-Prompt, frame attention is replaced only where the query has at most 32×32
-  positions; temporal maps (frames × frames) are replaced everywhere;
+  Prompt-to-Prompt (32×32 at 512 px) and FateZero, frame attention is replaced only below
+  the UNet's top resolution (`--self-replace-layers coarse`): replaced there too, the
+  source's maps bring the old object's outline and colour into the new one (measured:
+  docs/shapes.md). Temporal maps (frames × frames) are replaced everywhere;
 - the local blend's layers record their blend-word maps as they are produced.
 
 An edit from the inversion (`--source-branch inversion`) has no source video in the
@@ -31,7 +33,7 @@ from diffusers.models.attention_processor import Attention
 
 from livecli.control.blend import LocalBlend
 from livecli.control.prompts import EditPrompts
-from livecli.control.source_attention import CROSS, MAX_SELF_TOKENS, TEMPORAL, CachedSource
+from livecli.control.source_attention import CROSS, EARLIER_SELF_TOKENS, TEMPORAL, CachedSource
 from livecli.models.attention import (
     CrossAttnProcessor,
     TemporalAttnProcessor,
@@ -66,9 +68,13 @@ class AttentionControl:
         batch: Batch,
         blend: LocalBlend | None = None,
         cached: CachedSource | None = None,
+        self_tokens: int = EARLIER_SELF_TOKENS,
     ):
         self.cross_steps = int(cross_replace * steps)
         self.self_steps = int(self_replace * steps)
+        self.self_tokens = self_tokens
+        """Frame attention is replaced at the layers with at most this many query positions
+        (sampling.py gives --self-replace-layers' count; by default Prompt-to-Prompt's 32×32)."""
         self.mapper = prompts.mapper
         self.alpha = prompts.alpha
         self.batch = batch
@@ -84,7 +90,7 @@ class AttentionControl:
 
     def replaces_self(self, query_tokens: int | None = None) -> bool:
         """At this step; `query_tokens` given: for a frame-attention layer of that size."""
-        return self.step < self.self_steps and (query_tokens is None or query_tokens <= MAX_SELF_TOKENS)
+        return self.step < self.self_steps and (query_tokens is None or query_tokens <= self.self_tokens)
 
     def wants_cross_maps(self, query_tokens: int) -> bool:
         return self.replaces_cross() or (self.blend is not None and self.blend.wants(query_tokens))

@@ -6,15 +6,23 @@ and steps as it is produced: the only maps kept between UNet calls are these sum
 `[2, frames, h, w]`, whatever the number of steps. After each step from `--blend-start`
 on, the mask is made from the sums so far:
 
-    max-pool 3×3 → upsample to the latents → scale the frame's range to [0, 1] → > threshold
+    max-pool 3×3 (--blend-pool) → upsample to the latents → scale the frame's range to [0, 1] → > threshold
     → OR over source and edit → Gaussian blur (σ in latent pixels)
 
 and the edit keeps the source branch's latents where the mask is 0 (with
 `--blend-background clip`, the clip's inverted latents of the step):
 `edit ← source + mask · (edit − source)`.
 
-With object masks given to prepare (`--blend-mask given`), the given mask takes the place
-of the thresholded attention (`both`: either of them), then is blurred the same way.
+With object masks given to prepare (`--blend-mask given`), a mask says where, not what
+shape: each frame's mask grown to a region (its box or hull, `--mask-region`, grown by
+`--mask-grow`; masks.object_region) bounds the thresholded attention, and the given mask
+itself is always in, so the old object is always replaced:
+
+    (attention > threshold, OR over source and edit) AND region, OR given
+
+then blurred the same way. `--mask-region outline` takes the given mask alone as the
+mask (the new object must then fit the old one's outline); `both` is either of the
+attention and the given mask, anywhere.
 """
 
 from __future__ import annotations
@@ -73,6 +81,8 @@ class LocalBlend:
         scale: str = "range",
         given: torch.Tensor | None = None,
         mode: str = "attention",
+        region: torch.Tensor | None = None,
+        pool: int = 3,
     ):
         self.frames = frames
         self.first = 1 if latent_prompt else 0
@@ -84,6 +94,8 @@ class LocalBlend:
         self.target_tokens = list(target_tokens)
         self.threshold = threshold
         self.sigma = sigma
+        self.pool = pool
+        """The max-pool window over the maps (Prompt-to-Prompt's 3×3)."""
         self.scale = scale
         """'range' (minimum to 0, maximum to 1) or 'max' (divided by the maximum: Prompt-to-Prompt)."""
         self.sums: torch.Tensor | None = None
@@ -96,6 +108,9 @@ class LocalBlend:
         """`given` mode: the mask, blurred once (it does not change from step to step)."""
         self.mode = mode
         """'attention', 'given' or 'both': what makes the mask (--blend-mask)."""
+        self.region = None if region is None else region > 0.5
+        """`given` mode: [frames, 1, h, w] bool, where the attention may add to the given
+        masks (their grown regions); None: the given masks alone are the mask (`outline`)."""
 
     def focus(self, window: Window) -> None:
         """The maps recorded next are those of `window`'s frames."""
@@ -129,7 +144,7 @@ class LocalBlend:
     def mask(self) -> torch.Tensor:
         """[frames, 1, h, w] in [0, 1] at the latents' size, from the maps recorded so far
         and/or the given masks."""
-        if self.mode == "given":
+        if self.mode == "given" and self.region is None:
             if self._given_mask is None:
                 given = self.given.float()
                 self._given_mask = gaussian_blur(given, self.sigma) if self.sigma > 0 else given
@@ -138,7 +153,7 @@ class LocalBlend:
         if self.sums is None:
             raise RuntimeError("no blend layer ran: the mask has no maps to come from")
         maps = self.sums.reshape(2 * self.frames, 1, *self.map_size)
-        maps = F.max_pool2d(maps, kernel_size=3, stride=1, padding=1)
+        maps = F.max_pool2d(maps, kernel_size=self.pool, stride=1, padding=self.pool // 2)
         maps = F.interpolate(maps, size=(height, width))
         # Prompt-to-Prompt divides by the maximum alone: in SD the object word's attention
         # off the object is near 0, so that is the same as this. A smaller model spreads a
@@ -147,7 +162,9 @@ class LocalBlend:
         maps = (maps - floor) / (maps.amax(dim=(2, 3), keepdim=True) - floor).clamp_min(torch.finfo(maps.dtype).tiny)
         chosen = maps > self.threshold
         chosen = chosen[: self.frames] | chosen[self.frames :]
-        if self.mode == "both":
+        if self.mode == "given":
+            chosen = chosen & self.region.to(chosen.device)
+        if self.mode != "attention":
             chosen = chosen | self.given.to(chosen.device)
         mask = chosen.float()
         return gaussian_blur(mask, self.sigma) if self.sigma > 0 else mask

@@ -11,7 +11,7 @@ and window by window, in fp16:
 - cross-attention (`attn2`): the maps of the start token and the source prompt's words
   (the only columns word swap and the blend read), at every layer for the word-swap
   steps and at the blend layers for every step;
-- frame attention (`attn1`, query ≤ 32×32, self-replace steps): the layer's input, from
+- frame attention (`attn1`, the layers --self-replace-layers names, self-replace steps): the layer's input, from
   which the edit recomputes the source's queries and keys with the same weights; the
   maps themselves would be ~19× larger (each frame has three frames' keys per query);
 - temporal attention (self-replace steps): the maps, [positions, heads, F, F], smaller
@@ -47,8 +47,31 @@ from livecli.models.attention import (
 from livecli.models.video_unet import VideoUNet, attention_processors
 from livecli.tensor_files import save_tensors
 
-MAX_SELF_TOKENS = 32 * 32
-"""Frame-attention maps are replaced only at layers with at most this many query positions."""
+EARLIER_SELF_TOKENS = 32 * 32
+"""Before --self-replace-layers, frame-attention maps were replaced at the layers with at
+most this many query positions, whatever the frames' size (Prompt-to-Prompt's 32×32 at
+512 px): what an inversion recorded before then stored."""
+
+
+def self_replace_tokens(latent_size: tuple[int, int], layers: str) -> int:
+    """The most query positions a frame-attention layer may have for --self-replace to give
+    it the source's maps: 'coarse', fewer than the latents' (every layer below the UNet's
+    top resolution: Prompt-to-Prompt's ≤ 32×32 at 512 px, FateZero's); 'all', every layer."""
+    height, width = latent_size
+    return height * width if layers == "all" else -(-height // 2) * -(-width // 2)
+
+
+def differs_from_earlier(latent_size: tuple[int, int], tokens: int) -> bool:
+    """Whether the frame-attention layers with at most `tokens` query positions are another
+    set than the earlier rule's (at most EARLIER_SELF_TOKENS), at any level of the UNet."""
+    height, width = latent_size
+    while True:
+        if (height * width <= tokens) != (height * width <= EARLIER_SELF_TOKENS):
+            return True
+        if height * width == 1:
+            return False
+        height, width = -(-height // 2), -(-width // 2)
+
 
 CACHE_DTYPE = torch.float16
 CROSS, FRAME, TEMPORAL = "cross", "frame", "temporal"
@@ -66,6 +89,8 @@ class AttentionPlan:
     """Columns of the cross-attention maps kept: the start token and the prompt's words."""
     blend_tokens: int
     """Query positions of the blend layers, whose maps are stored at every step."""
+    self_tokens: int = EARLIER_SELF_TOKENS
+    """Frame attention is stored at the layers with at most this many query positions."""
 
     def covers(self, wanted: AttentionPlan) -> bool:
         """Whether what this plan stored is all that `wanted` needs."""
@@ -74,6 +99,7 @@ class AttentionPlan:
             and self.self_steps >= wanted.self_steps
             and self.words == wanted.words
             and self.blend_tokens == wanted.blend_tokens
+            and (self.self_tokens >= wanted.self_tokens or not wanted.self_steps)
         )
 
     def as_facts(self) -> dict:
@@ -81,9 +107,10 @@ class AttentionPlan:
 
     @classmethod
     def from_facts(cls, facts: dict | None) -> AttentionPlan | None:
+        """The plan an inversion's record gives (one recorded before `self_tokens` stored the earlier rule's layers)."""
         if not facts:
             return None
-        return cls(*(int(facts[f.name]) for f in dataclasses.fields(cls)))
+        return cls(*(int(facts.get(f.name, f.default)) for f in dataclasses.fields(cls)))
 
 
 @dataclass(frozen=True)
@@ -127,7 +154,7 @@ def stored_bytes(plan: AttentionPlan, layers: list[AttentionLayer], batches: lis
             for layer in layers:
                 if layer.kind == CROSS and (step < plan.cross_steps or layer.query_tokens == plan.blend_tokens):
                     total += batch * layer.heads * layer.query_tokens * plan.words * size
-                elif layer.kind == FRAME and step < plan.self_steps and layer.query_tokens <= MAX_SELF_TOKENS:
+                elif layer.kind == FRAME and step < plan.self_steps and layer.query_tokens <= plan.self_tokens:
                     total += batch * layer.query_tokens * layer.width * size
                 elif layer.kind == TEMPORAL and step < plan.self_steps:
                     total += layer.query_tokens * layer.heads * batch * batch * size
@@ -188,7 +215,7 @@ class SourceRecorder(_Steps):
         return self.step < self.plan.cross_steps or query_tokens == self.plan.blend_tokens
 
     def wants_frame(self, query_tokens: int) -> bool:
-        return self.step < self.plan.self_steps and query_tokens <= MAX_SELF_TOKENS
+        return self.step < self.plan.self_steps and query_tokens <= self.plan.self_tokens
 
     def wants_temporal(self) -> bool:
         return self.step < self.plan.self_steps

@@ -51,6 +51,7 @@ TRAIN = Stage(
         "latent_prompt_moved": NUMBER.or_absent,
         "fixed_draw_loss_before": LOSSES,
         "fixed_draw_loss_after": LOSSES,
+        "found_reference_masks": TABLE.or_absent,
     },
 )
 INVERT = Stage(

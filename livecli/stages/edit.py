@@ -30,10 +30,15 @@ from PIL import Image
 from livecli import progress
 from livecli.config import EditConfig, InvertConfig, ModelConfig
 from livecli.control.prompts import EditPrompts, check_edit_words, edit_words
-from livecli.control.source_attention import AttentionPlan, store_bytes
+from livecli.control.source_attention import (
+    AttentionPlan,
+    differs_from_earlier,
+    self_replace_tokens,
+    store_bytes,
+)
 from livecli.errors import ProjectError
 from livecli.fields import SettingError
-from livecli.masks import latent_cells
+from livecli.masks import latent_cells, object_region
 from livecli.models.loading import dtype_name, load_vae
 from livecli.models.trained import TrainedModel
 from livecli.models.vae import decode_latents
@@ -128,6 +133,7 @@ def run(
             config = dataclasses.replace(config, source_branch=chosen)
         settings = {
             **config.settings(),
+            **self_replace_settings(config, _latent_size(project)),
             **window_settings(count, window, overlap),
             "dtype": dtype_name(runtime.dtype),
             "source_prompt": manifest["prompt"],
@@ -139,7 +145,8 @@ def run(
         if existing is not None and existing.settings != settings and not (force or replace_other):
             raise ProjectError(
                 f"edit {config.folder_name!r} exists with other settings ({_changed(existing.settings, settings)})",
-                hint="pass --name to keep both, or --force to replace it",
+                hint=_earlier_layers_hint(existing.settings, settings, _latent_size(project))
+                + "pass --name to keep both, or --force to replace it",
             )
 
         inversion = _inversion(project, config, invert_config, runtime, trained.facts["token"])
@@ -152,9 +159,10 @@ def run(
         if work.skipped:
             return EditResult(inversion.result, work.result)
 
-        if config.latent_prompt == "reference" and trained.settings.get("no_latent_prompt"):
+        if config.latent_prompt != "trained" and trained.settings.get("no_latent_prompt"):
             progress.say(
-                "edit: the model was trained without a latent prompt, so --latent-prompt reference changes nothing"
+                f"edit: the model was trained without a latent prompt, so --latent-prompt {config.latent_prompt} "
+                "changes nothing"
             )
         given = given_masks(project, config)
         prompts, outcome = _sample(config, runtime, inversion, manifest["prompt"], window, overlap, given)
@@ -209,6 +217,27 @@ def run(
     return EditResult(inversion.result, work.result)
 
 
+def _earlier_layers_hint(old: dict, new: dict, latent_size: tuple[int, int]) -> str:
+    """For an edit made before --self-replace-layers that differs in it alone: why, and how to keep it."""
+    if "self_replace_layers" in old or {**old, "self_replace_layers": new.get("self_replace_layers")} != new:
+        return ""
+    keeps = not differs_from_earlier(latent_size, self_replace_tokens(latent_size, "all"))
+    return (
+        "an earlier live made it, replacing frame attention at the layers of at most 32×32 positions whatever the "
+        "frames' size" + (" (--self-replace-layers all keeps it as it is)" if keeps else "") + "; "
+    )
+
+
+def self_replace_settings(config: EditConfig, latent_size: tuple[int, int]) -> dict[str, str]:
+    """`self_replace_layers` for the record where it changes which layers the frame-attention
+    replacement reaches from the earlier rule's (≤ 32×32 whatever the size): edits made
+    before it existed stay up to date where it changes nothing (SD at 512 px square)."""
+    tokens = self_replace_tokens(latent_size, config.self_replace_layers)
+    if int(config.self_replace * config.steps) and differs_from_earlier(latent_size, tokens):
+        return {"self_replace_layers": config.self_replace_layers}
+    return {}
+
+
 def resolve_blend_mask(config: EditConfig, project: Project) -> str:
     """--blend-mask: `auto` is `given` when the project has object masks, else `attention`,
     which records as `auto` did before masks existed (so earlier edits stay up to date);
@@ -228,14 +257,19 @@ def resolve_blend_mask(config: EditConfig, project: Project) -> str:
     return config.blend_mask
 
 
-def given_masks(project: Project, config: EditConfig) -> torch.Tensor | None:
+def given_masks(project: Project, config: EditConfig) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """The object masks at the latents' size [F, 1, h, w] (0/1: a cell any object pixel falls
-    in, and the cells around it), when local blend reads them."""
+    in, and the cells around it) and, but for --mask-region outline, their regions (the
+    cells any pixel of a mask's grown box or hull falls in), when local blend reads them."""
     if not config.blend_reads_masks:
         return None
-    # Grown by one cell, as the attention's maps are by their 3×3 max-pool: the new object
-    # need not have the old one's outline.
-    return latent_cells(masks_stage.clip_masks(project), _latent_size(project), grow=1)
+    masks, latent_size = masks_stage.clip_masks(project), _latent_size(project)
+    # Grown by one cell, as the attention's maps are by their 3×3 max-pool.
+    cells = latent_cells(masks, latent_size, grow=1)
+    if config.blend_mask != "given" or config.mask_region == "outline":
+        return cells, None
+    regions = [object_region(mask, config.mask_region, config.mask_grow) for mask in masks]
+    return cells, latent_cells(regions, latent_size, grow=0)
 
 
 AUTO_MIN_LATENT_SIDE = 32
@@ -299,7 +333,7 @@ def _sample(
     source_prompt: str,
     window: int,
     overlap: int,
-    given: torch.Tensor | None = None,
+    given: tuple[torch.Tensor, torch.Tensor | None] | None = None,
 ) -> tuple[EditPrompts, EditOutcome]:
     """The edit's prompts and latents, sampled from the inversion as `config` plans them."""
     model = runtime.trained()
@@ -307,8 +341,8 @@ def _sample(
     frames, _, height, width = start.shape
     stored = inversion.stored_attention(runtime.device, runtime.dtype) if config.source_branch == "inversion" else None
     windows = plan_windows(frames, window, overlap)
-    given = None if given is None else given.to(runtime.device)
-    plan = plan_edit(model, config, source_prompt, frames, (height, width), windows, stored, given)
+    cells, region = (None, None) if given is None else (t if t is None else t.to(runtime.device) for t in given)
+    plan = plan_edit(model, config, source_prompt, frames, (height, width), windows, stored, cells, region)
     trajectory = list(inversion.trajectory()) if plan.needs_trajectory else None
     with progress.window_bar("editing (DDIM)", frames, config.steps, len(windows)) as advance:
         return plan.prompts, sample_edit(model, plan, start, trajectory, after_window=advance)

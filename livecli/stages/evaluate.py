@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -33,7 +34,7 @@ from livecli.flow import SourceFlow, source_flows
 from livecli.metrics import PSNR_CAP_DB, VideoScores, background, mask_tensor, score_video
 from livecli.models.clip import ClipEmbedder, ClipSource, load_clip, resolve_clip
 from livecli.models.loading import dtype_name, resolve_device, resolve_dtype
-from livecli.stages import EDIT, EVAL, MASKS, PREPARE, STAGES, TRAIN
+from livecli.stages import EDIT, EVAL, MASKS, PREPARE, STAGES, TRAIN, reference_masks
 from livecli.stages import edit as edit_stage
 from livecli.stages import masks as masks_stage
 from livecli.stages import prepare as prepare_stage
@@ -321,8 +322,11 @@ def _evaluate(
             f"source: {_headline(rows['source'], clip_note)}",
         ]
         sheet_rows = {"source": source, "edit": frames, **({"mask": masks} if masks else {})}
-        contact_sheet(reference, sheet_rows, title).save(staged / SHEET)
-        atomic_write_bytes(staged / REPORT, render_report(metrics, project, name).encode())
+        learnt = reference_masks.learnt(project)
+        if learnt is not None:
+            title.append(f"reference: its object {'found by the model' if learnt.found else 'as given'} (bright)")
+        contact_sheet(reference, sheet_rows, title, learnt and learnt.picture).save(staged / SHEET)
+        atomic_write_bytes(staged / REPORT, render_report(metrics, project, name, learnt).encode())
         work.facts = facts
     return Evaluation(name, work.result, metrics)
 
@@ -392,8 +396,10 @@ def format_value(value: float | None) -> str:
     return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4f}"
 
 
-def render_report(metrics: dict[str, Any], project: Project, name: str) -> str:
-    """report.md: the table, what each number means, the settings and the files."""
+def render_report(
+    metrics: dict[str, Any], project: Project, name: str, learnt: reference_masks.LearntMask | None = None
+) -> str:
+    """report.md: the table, what each number means, the learnt reference's mask, the settings and the files."""
     edit_link = f"../../{EDIT.run(name).folder}"
     lines = [
         f"# Evaluation of edit `{name}`",
@@ -444,6 +450,17 @@ def render_report(metrics: dict[str, Any], project: Project, name: str) -> str:
                 "the reference image."
             ]
             if metrics["rows"]["edit"].get("object_match") is not None
+            else []
+        ),
+        *(
+            [
+                "- The reference's object: the token learnt from the part of the reference the mask keeps ("
+                + ("found by the model, `--reference-mask auto`" if learnt.found else "as given")
+                + f"): ![reference mask](../../{learnt.path.relative_to(project.root).as_posix()}) "
+                f"({float(np.asarray(learnt.picture).mean()) / 255:.0%} of the picture); the contact sheet shows "
+                "the rest of it faded."
+            ]
+            if learnt is not None
             else []
         ),
         "",

@@ -66,6 +66,11 @@ def run(project: Project, mask: Path | None, force: bool = False) -> StageResult
                     advance()
                 write_pngs(given.masks, folder)
                 work.facts = {"given_as": given.given_as, "coverage": round(given.coverage, 4), "frames": len(frames)}
+                if given.coverage >= prepare_stage.WHOLE:
+                    progress.say(
+                        f"masks: --mask {shown_path(mask)} covers {given.coverage:.0%} of the frames: local blend "
+                        "keeps almost nothing of the clip (paint only the object white)"
+                    )
         project.update_manifest(sources={**sources, "mask": {"path": str(mask), "sha256": digest}})
     return work.result
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, ImageOps
 
@@ -65,6 +66,7 @@ from livecli.video import (
     load_image,
     load_mask,
     probe_clip,
+    read_pngs,
     same_aspect,
     sample_frames,
     shown_path,
@@ -76,6 +78,8 @@ from livecli.video import (
 LATENTS = "latents.safetensors"
 AUDIO = "audio.m4a"
 REFERENCES, REFERENCE_MASKS = "references", "reference_masks"
+WHOLE = 0.98
+"""A mask that covers this share of its picture or more is all object: it keeps nothing out."""
 REFERENCE_MARGIN = 1
 """Latent cells the reference's mask grows by for the loss: the object's edge and what
 the VAE's receptive field mixes into it stay in."""
@@ -108,6 +112,29 @@ def latents(project: Project) -> dict[str, torch.Tensor]:
     if record.facts.get("reference_weights_shape"):
         shapes["reference_weights"] = record.facts["reference_weights_shape"]
     return load_tensors(project.verified(PREPARE, LATENTS), shapes, f"make it again: {PREPARE.remake_command}")
+
+
+def masked_references(prepared: Record) -> list[bool]:
+    """Per reference, whether it was prepared with a mask (a file or its alpha channel)."""
+    count = int(prepared.facts["reference_shape"][0])
+    kinds = prepared.inputs.get("reference_masks")
+    return [kind != "none" for kind in kinds.split(",")] if kinds else [False] * count
+
+
+def reference_pictures(project: Project) -> list[Image.Image]:
+    """The reference images as prepared (framed as the frames), in order."""
+    if project.record(PREPARE).facts["reference_shape"][0] > 1:
+        return [picture.convert("RGB") for picture in read_pngs(project.verified(PREPARE, REFERENCES))]
+    with Image.open(project.verified(PREPARE, "reference.png")) as opened:
+        return [opened.convert("RGB")]
+
+
+def reference_mask_pictures(project: Project) -> list[Image.Image] | None:
+    """The references' object masks as prepared (all white for one without), or None when
+    none had a mask."""
+    if not (project.stage_dir(PREPARE) / REFERENCE_MASKS).is_dir():
+        return None
+    return [mask.convert("L") for mask in read_pngs(project.verified(PREPARE, REFERENCE_MASKS))]
 
 
 def require(project: Project) -> Record:
@@ -342,6 +369,11 @@ def reference_masks(
                 hint="give each reference image a mask of its own size (or scaled to it)",
             )
         framed = frame_reference_mask(given, framing)
+        if np.mean(np.asarray(given.convert("L")) > 127) >= WHOLE:
+            progress.say(
+                f"prepare: the mask of reference image {shown_path(image)} covers all of it: it keeps nothing of its "
+                "background out of the learned token (paint only the object white)"
+            )
         if not framed.getbbox():
             raise InputError(
                 f"the mask of reference image {shown_path(image)} is empty: no pixel is above half",

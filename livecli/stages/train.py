@@ -7,6 +7,9 @@ Reads `prepare/latents.safetensors` and the base model; writes `train/`:
     token.safetensors              {token: embedding}, diffusers' textual-inversion format
     latent_prompt.safetensors      `latent_prompt` [1, 4, h, w] (none with --no-latent-prompt)
     losses.csv                     step, video_loss, text_loss, loss, lr, ti_lr, seconds
+    reference_masks/0000.png …     where the model found the object in each reference that
+                                   had no mask (--reference-mask auto; stages/reference_masks.py),
+                                   L 0/255 at the prepared picture's size, named by reference
     record.toml
 
 Resumable: `checkpoints/train/` holds the deltas, token, latent prompt, AdamW state,
@@ -40,7 +43,7 @@ from livecli.fields import SettingError
 from livecli.interrupt import stop_at_safe_point
 from livecli.models import deltas as attention_deltas
 from livecli.models import text as text_model
-from livecli.models.loading import load_denoiser, resolve_device, resolve_model
+from livecli.models.loading import DenoiserParts, load_denoiser, resolve_device, resolve_model
 from livecli.models.trained import TrainedFiles
 from livecli.models.video_unet import compile_blocks, enable_checkpointing, inflate, trainable_names
 from livecli.objectives import (
@@ -51,7 +54,7 @@ from livecli.objectives import (
     TrainingData,
     resolve_mixed_precision,
 )
-from livecli.stages import PREPARE, TRAIN
+from livecli.stages import PREPARE, TRAIN, reference_masks
 from livecli.stages import prepare as prepare_stage
 from livecli.stopping import AUTO, EarlyStopping
 from livecli.store import (
@@ -339,11 +342,12 @@ def build_trainer(
     latents: dict[str, torch.Tensor],
     checkpoint: Checkpoint | None,
     compile_unet: bool = False,
+    models: DenoiserParts | None = None,
 ) -> tuple[LiveTrainer, dict[str, torch.Tensor]]:
-    """The trainer at step 0 or at the checkpoint, and the base query weights the deltas subtract."""
+    """The trainer at step 0 or at the checkpoint, and the base query weights the deltas
+    subtract; `models`: the base model's parts, when the caller has loaded them already."""
     prompt, object_word = manifest["prompt"], manifest["object"]
-    progress.say(f"train: loading {source.id}")
-    models = load_denoiser(source, precision.device, torch.float32)
+    models = models or load_base(source, precision)
     placeholder = text_model.add_placeholder(
         models.tokenizer, models.text_encoder, config.token, config.init_word or object_word
     )
@@ -386,6 +390,11 @@ def build_trainer(
         with damaged_checkpoint(checkpoint):
             restore(trainer, checkpoint)
     return trainer, base
+
+
+def load_base(source, precision: MixedPrecision) -> DenoiserParts:
+    progress.say(f"train: loading {source.id}")
+    return load_denoiser(source, precision.device, torch.float32)
 
 
 def checkpointing_mode(
@@ -463,6 +472,11 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
             del settings["window"]
         else:  # how windows are drawn (windows.py); trainings drawn the earlier way are stale
             settings["window_draw"] = WINDOW_DRAW
+        finding = reference_masks.unmasked(prepared, config)
+        if finding:  # where it finds masks (trainings made before it existed learnt every picture whole)
+            settings["reference_mask"] = "auto"
+        if (finding or any(prepare_stage.masked_references(prepared))) and not config.show_object:
+            settings["hide_object"] = True  # where a mask weights the loss (before, the object was shown)
         inputs = {PREPARE.folder: prepared.fingerprint, "model": source.key}
         work = project.run_stage(TRAIN, settings, inputs, force=force, reads=(PREPARE,))
         if work.skipped:
@@ -474,7 +488,14 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         checkpoint = None if force else find_checkpoint(project, run_key, limit)
         precision = MixedPrecision(config.mixed_precision, device)
         latents = prepare_stage.latents(project)
-        trainer, base = build_trainer(source, config, precision, manifest, latents, checkpoint, model.compile)
+        models, found = None, {}
+        if finding:
+            models = load_base(source, precision)
+            found = reference_masks.find(project, models, config, manifest, latents, finding)
+            latents = {**latents, "reference_weights": reference_masks.weights(project, found, latents)}
+        trainer, base = build_trainer(
+            source, config, precision, manifest, latents, checkpoint, model.compile, models=models
+        )
         if checkpoint is not None:
             rows, first, before = checkpoint.losses[: checkpoint.step], checkpoint.step, StepLosses(**checkpoint.before)
             progress.say(f"train: resuming at step {first} of {'at most ' if stopping else ''}{limit}")
@@ -517,6 +538,7 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
 
         with work.staging() as folder:
             write_trained(folder, trainer, base, rows)
+            reference_masks.write(found, folder)
             head, tail = rows[:10], rows[-10:]
             work.facts = {
                 "token": config.token,
@@ -538,5 +560,10 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
                 **({"auto_steps": stopping.facts()} if stopping is not None else {}),
                 "train_seconds": round(sum(float(r["seconds"]) for r in rows), 3),
             }
+            if found:  # per reference number (from 1): the share of its picture the found mask covers, or 0
+                work.facts["found_reference_masks"] = {
+                    str(index + 1): round(result.coverage, 4) if result.mask is not None else 0.0
+                    for index, result in found.items()
+                }
         project.update_manifest(token=config.token)
     return work.result
