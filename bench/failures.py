@@ -15,12 +15,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
 
-def strip(folder: Path, variant: str, judge, pair) -> Image.Image:  # noqa: F821
+def strip(folder: Path, variant: str, judge, pair) -> Image.Image:
     """The case's picture: reference (and learnt mask), then source, truth, edit, masks; the judge's
     reading of each edited frame under it."""
     from PIL import Image, ImageDraw

@@ -156,6 +156,8 @@ def test_a_png_s_alpha_channel_weights_the_image_objective_to_the_object(cli, cl
     trainer = trainer_of(Project(PROJECT))
     weights = trainer.reference_weights
     assert weights.shape == (1, 1, 8, 8) and 0 < float(weights.mean()) < 1
+    touched = torch.nn.functional.max_pool2d(torch.from_numpy(mask > 0).float()[None, None], 8)
+    assert torch.equal(weights.cpu(), touched)  # the cells the object touches, no ring of background around them
     seen = {}
     original = trainer._predict
 

@@ -73,11 +73,12 @@ def find(
 
 
 def weights(project: Project, found: dict[int, FoundObject], latents: dict[str, torch.Tensor]) -> torch.Tensor | None:
-    """The image objective's loss weights with the found masks: each reference's found mask,
-    else its given one, else the whole picture; the prepared weights when nothing was found."""
-    if not any(result.mask is not None for result in found.values()):
-        return latents.get("reference_weights")
+    """The image objective's loss weights: each reference's found mask, else its given one,
+    else the whole picture; None when no reference has a mask. Made here from the masks, not
+    read from prepare, so that a project prepared with another REFERENCE_MARGIN trains alike."""
     given = prepare_stage.reference_mask_pictures(project)
+    if given is None and not any(result.mask is not None for result in found.values()):
+        return None
     masks = []
     for index, picture in enumerate(prepare_stage.reference_pictures(project)):
         result = found.get(index)

@@ -492,7 +492,10 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         if finding:
             models = load_base(source, precision)
             found = reference_masks.find(project, models, config, manifest, latents, finding)
-            latents = {**latents, "reference_weights": reference_masks.weights(project, found, latents)}
+        if found or "reference_weights" in latents:
+            weights = reference_masks.weights(project, found, latents)
+            latents = {name: tensor for name, tensor in latents.items() if name != "reference_weights"}
+            latents |= {} if weights is None else {"reference_weights": weights}
         trainer, base = build_trainer(
             source, config, precision, manifest, latents, checkpoint, model.compile, models=models
         )
