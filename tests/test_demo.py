@@ -62,7 +62,8 @@ def test_the_steered_demo_gives_the_first_frame_s_mask_and_four_masked_reference
 def test_the_demo_swaps_the_object_and_keeps_the_background(cli, tmp_path):
     """`live demo` on the shipped model (two to three minutes on 2 cores): the cross becomes the
     reference's green star, which the model never saw, and the background stays the clip's.
-    Measured: object match 75 % (6 of 8 frames), background PSNR 33.4 dB."""
+    Measured: object match 100 % (8 of 8 frames), background PSNR 33.0 dB (before frame
+    attention kept its top layers and the reference's object was found: 62 %)."""
     import json
 
     result = cli("demo", "--out", tmp_path / "demo")
@@ -70,6 +71,6 @@ def test_the_demo_swaps_the_object_and_keeps_the_background(cli, tmp_path):
     metrics = json.loads((tmp_path / "demo" / "demo.live" / "eval" / "cross-tok" / "metrics.json").read_text())
     edit, source = metrics["rows"]["edit"], metrics["rows"]["source"]
     assert source["object_match"] == 0.0
-    assert edit["object_match"] >= 0.5, edit
+    assert edit["object_match"] >= 0.75, edit
     assert edit["background_psnr"] >= 30.0, edit
     assert "object match" in result.err
