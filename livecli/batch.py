@@ -34,7 +34,7 @@ from typing import Any
 
 from livecli.config import (
     BUILT_IN_MODELS,
-    NAME_LENGTH,
+    NAME_RULE,
     EditConfig,
     EvalConfig,
     PrepareConfig,
@@ -48,6 +48,7 @@ from livecli.errors import ConfigError, InputError, Interrupted, LiveError, Proj
 from livecli.fields import SettingError, field_types, from_table, typed_table
 from livecli.pipeline import Job, JobOutcome, check_job, run_job
 from livecli.references import gather, masking
+from livecli.stages import STAGES
 from livecli.store import PROJECT_SUFFIX, UNREADABLE_TOML, StageResult, read_toml
 from livecli.video import source_problem
 from livecli.words import has_control_character
@@ -57,7 +58,7 @@ REQUIRED = ("clip", "prompt", "object", "replace")
 PATH_LISTS = ("image", "reference_mask")
 """Keys that take one path or a list of them."""
 MODEL_KEYS = ("model", "model_config", "device", "dtype")
-STAGE_TABLES: dict[str, type] = {"prepare": PrepareConfig, "train": TrainConfig, "edit": EditConfig, "eval": EvalConfig}
+STAGE_TABLES: dict[str, type] = {stage.table: stage.config for stage in STAGES if stage.table}
 SET_ELSEWHERE = {"prompt": "the job's `prompt`", "object": "the job's `object`", "replace": "the job's `replace`"}
 """Stage fields that a job sets at its top level, not in the stage's table."""
 TABLE_OF = {config: table for table, config in STAGE_TABLES.items()}
@@ -117,7 +118,12 @@ def load_jobs(path: Path) -> list[Job]:
     defaults, entries = data.get("defaults", {}), data.get("jobs")
     if not isinstance(defaults, dict):
         raise ConfigError(f"{path}: `defaults` must be a table", hint="write it as [defaults]")
-    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+    if entries is not None and not (isinstance(entries, list) and all(isinstance(e, dict) for e in entries)):
+        raise ConfigError(
+            f"{path}: `jobs` must be a list of [[jobs]] tables, got {str(entries)[:40]}",
+            hint="write each job as a [[jobs]] table with clip, image, prompt, object and replace",
+        )
+    if not entries:
         raise ConfigError(
             f"{path} has no jobs", hint="add at least one [[jobs]] entry with clip, image, prompt, object and replace"
         )
@@ -227,7 +233,7 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
     if not plain_name(name):
         raise ConfigError(
             f"{label}: `name` {shown_name(name)} is not a plain folder name",
-            hint=f"use up to {NAME_LENGTH} letters, digits, '.', '-', '_' or '+'",
+            hint=f"use {NAME_RULE}",
         )
     project = base / Path(entry["project"]).expanduser() if "project" in entry else base / f"{name}{PROJECT_SUFFIX}"
     try:
@@ -319,7 +325,7 @@ class JobReport:
     job: Job
     status: str
     """"done" (some stage ran), "up to date" (nothing to do), "busy" (another live process
-    holds its project: skipped) or "failed"."""
+    holds its project: skipped), "failed", or "stopped" (Ctrl-C or SIGTERM: the batch ends)."""
     outcome: JobOutcome | None = None
     error: str | None = None
     hint: str | None = None
@@ -354,7 +360,11 @@ def run_batch(
             if isinstance(exc, SettingError):  # a stage's error naming settings: in the jobs file's words
                 exc = exc.worded(job_keys)
             report = JobReport(position, job, "failed", error=exc.message, hint=exc.hint)
-        except Interrupted:  # Ctrl-C, caught by training at a safe point: the batch stops too
+        except (Interrupted, KeyboardInterrupt) as exc:  # Ctrl-C or SIGTERM: the batch stops, saying where
+            stopped = exc.message if isinstance(exc, Interrupted) else "the project keeps its last complete state"
+            report = JobReport(position, job, "stopped", error=stopped, hint="run the batch again to finish")
+            report.seconds = time.perf_counter() - started
+            yield report
             raise
         except Exception as exc:  # a bug or an out-of-memory in one job must not hide the others' results
             if debug:

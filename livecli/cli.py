@@ -199,8 +199,7 @@ def prepare(
     force: ForceOpt = False,
 ) -> None:
     """Sample the clip's frames and encode them and the reference image(s) with the VAE."""
-    from livecli.stages import masks as masks_stage
-    from livecli.stages import prepare as stage
+    from livecli.pipeline import prepare_project
 
     config = given.config(PrepareConfig)
     if masking(reference_mask):
@@ -210,11 +209,10 @@ def prepare(
         )
     references = _references(images, reference, reference_mask)
     target = Project(project or default_project_dir(clip))
-    result = stage.run(target, config, clip, references, _model(target, given), force=force)
-    render.report_stage(result)
-    masks = masks_stage.run(target, mask, force=force)
-    if masks is not None:
-        render.report_stage(masks)
+    prepared = prepare_project(target, config, clip, references, _model(target, given), mask, force=force)
+    render.report_stage(prepared.prepare)
+    if prepared.masks is not None:
+        render.report_stage(prepared.masks)
 
 
 @app.command(
@@ -381,7 +379,7 @@ def eval_(
 @app.command(epilog="Examples:\n\n  live status\n\n  live status -p clip.live --json")
 def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """Show each stage of the project: done, stale or missing, with sizes and times."""
-    from livecli.stages import PREPARE, STAGES
+    from livecli.stages import PREPARE, STAGES, clip_line
 
     target = find_project(project)
     stages = target.status(STAGES)
@@ -394,7 +392,7 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
         return
     out.print(render.status_table(target.root, stages))
     if prepared is not None:
-        out.print(f"clip: {escape(render.clip_line(prepared))}", soft_wrap=True)
+        out.print(f"clip: {escape(clip_line(prepared))}", soft_wrap=True)
 
 
 def _edit_names() -> list[str]:
@@ -694,7 +692,7 @@ def _gallery(paths: list[Path], folder: Path):
     epilog=(
         "Examples:\n\n  live demo\n\n  live demo --out /tmp/live-demo\n\n"
         "  live demo --model tiny --train-steps 30 --edit-steps 10   "
-        "# seconds: the random model, to check an install\n\n  live demo --mask --references   "
+        "# seconds: the random model, to check an install\n\n  live demo --with-mask --references   "
         "# steered: the first frame's mask and four pictures of the new object"
     )
 )
@@ -740,11 +738,12 @@ def demo(
     mask: Annotated[
         bool,
         typer.Option(
-            "--mask",
+            "--with-mask",
             help="Steer with mask.png (written beside the clip): the object's mask in the first frame, carried along "
             "the clip by optical flow; local blend keeps to it.",
         ),
     ] = False,
+    old_mask: Annotated[bool, typer.Option("--mask", hidden=True)] = False,
     references: Annotated[
         bool,
         typer.Option(
@@ -760,6 +759,9 @@ def demo(
     The clip is a shape gliding over a patterned background; the reference image shows another
     shape, in a colour the model never saw it in. The true edit is written to truth/ beside it.
     """
+    if old_mask:  # everywhere else --mask takes a path; scripts written before keep working
+        console.print("[yellow]note[/]: `live demo --mask` is now `--with-mask`", soft_wrap=True)
+    mask = mask or old_mask
     preset = given.values(TrainConfig).get("preset")
     sample.check_model(model)
     try:

@@ -454,6 +454,7 @@ class TrainConfig:
         metadata=setting(
             "Compute precision of the forward passes: auto (bf16 autocast on a GPU that has it, else fp16 on a GPU; "
             "no on the CPU), no, fp16 (GPU) or bf16. Weights and optimizer state stay fp32.",
+            metavar=CHOICES,
             choice_hint="{mixed_precision:fp16} on a GPU, no on the CPU",
         ),
     )
@@ -615,6 +616,8 @@ class InvertConfig:
 NAME_LENGTH = 100
 """The longest edit or job name: a folder name that fits every file system with room to spare."""
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+NAME_RULE = f"up to {NAME_LENGTH} plain letters (a-z, A-Z: no accents), digits, '.', '-', '_' or '+'"
+"""What `plain_name` allows, in a hint's words."""
 
 
 def plain_name(name: str) -> bool:
@@ -893,7 +896,7 @@ class EditConfig:
         if self.name is not None and not plain_name(self.name):
             raise error(
                 "{name:{value}} is not a plain folder name",
-                f"use up to {NAME_LENGTH} letters, digits, '.', '-', '_' or '+', e.g. {{name:dog}}",
+                f"use {NAME_RULE}, e.g. {{name:dog}}",
                 value=shown_name(self.name),
             )
         if self.no_blend and self.blend is not None:

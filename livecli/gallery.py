@@ -17,9 +17,8 @@ only read.
 
 from __future__ import annotations
 
-import fcntl
+import functools
 import hashlib
-import html
 import json
 import math
 import os
@@ -27,33 +26,28 @@ import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+import jinja2
+from markupsafe import Markup
 
 from livecli import __version__
 from livecli.config import EditConfig, TrainConfig
 from livecli.errors import InputError, ProjectError
 from livecli.fields import default_of
+from livecli.scores import catalogue
 from livecli.stages import EDIT, EVAL, INVERT, PREPARE, STAGES, TRAIN
-from livecli.store import MANIFEST, DamagedFile, Project, atomic_write_bytes
+from livecli.store import MANIFEST, DamagedFile, Project, atomic_write_bytes, held_lock
 
 INDEX, DATA, MEDIA, LOCK = "index.html", "gallery.json", "media", ".gallery.lock"
 SCHEMA = 1
 SEARCH_DEPTH = 4
 """How deep below a given folder projects are looked for (a batch's folder, a folder of batches)."""
 
-SCORES = {  # metrics.json's rows: label, and whether higher is better
-    "clip_score": ("CLIP score", True),
-    "consistency_consecutive": ("consistency", True),
-    "reference_similarity": ("CLIP-I reference", True),
-    "reference_similarity_crop": ("CLIP-I crop", True),
-    "background_psnr": ("background PSNR (dB)", True),
-    "background_ssim": ("background SSIM", True),
-    "warp_error": ("warp error", False),
-    "object_match": ("object match", True),
-}
-TIMED_STAGES = ("prepare", "train", "invert", "edit", "eval")
+TIMED_STAGES = tuple(stage.name for stage in STAGES if stage.timed)
 
 
 @dataclass
@@ -201,15 +195,17 @@ def project_cards(root: Path, media: Path, folder: Path, shown_as: str | None = 
             seconds={**seconds, **_invert_seconds(project, record), "edit": record.seconds},
             finished=record.finished or "",
         )
-        card.video = _copy(edit_folder / "compare.mp4", target / "compare.mp4", folder)
-        card.edited = _copy(edit_folder / "edit.mp4", target / "edit.mp4", folder)
+        video, compare = EDIT.outputs["video"], EDIT.outputs["compare"]
+        card.video = _copy(edit_folder / compare, target / compare, folder)
+        card.edited = _copy(edit_folder / video, target / video, folder)
         if card.video is not None:
             card.poster = _poster(folder / card.video, target / "poster.jpg", folder)
         if scored is not None:
             card.seconds["eval"] = scored.seconds
             eval_folder = project.stage_dir(evaluation)
-            card.sheet = _copy(eval_folder / "contact_sheet.png", target / "contact_sheet.png", folder)
-            card.scores = _scores(eval_folder / "metrics.json")
+            sheet = EVAL.outputs["contact_sheet"]
+            card.sheet = _copy(eval_folder / sheet, target / sheet, folder)
+            card.scores = _scores(eval_folder / EVAL.outputs["metrics"])
         cards.append(card)
     return cards
 
@@ -252,7 +248,7 @@ def _scores(path: Path) -> dict[str, list[float | None]]:
         edit, source = rows["edit"], rows["source"]
     except (OSError, ValueError, KeyError, TypeError):
         return {}
-    return {name: [_finite(edit.get(name)), _finite(source.get(name))] for name in SCORES}
+    return {score.name: [_finite(edit.get(score.name)), _finite(source.get(score.name))] for score in catalogue()}
 
 
 def _finite(value: Any) -> float | None:
@@ -357,14 +353,14 @@ def check_folder(folder: Path, projects: list[Path]) -> None:
 def locked(folder: Path) -> Iterator[None]:
     """One writer of a gallery folder at a time; a second one fails at once."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ProjectError(
-                f"gallery {folder} is being written by another live process",
-                hint="wait for it to finish and run this again",
-            ) from None
+
+    def busy(holder: str) -> ProjectError:
+        return ProjectError(
+            f"gallery {folder} is being written by another live process",
+            hint="wait for it to finish and run this again",
+        )
+
+    with held_lock(folder / LOCK, busy):
         yield
 
 
@@ -444,91 +440,91 @@ def _remove_unused(media: Path, cards: list[Card]) -> None:
 
 
 def page(cards: list[Card]) -> str:
-    """index.html: the table of edits, then a card per edit; no script or font from the network."""
-    head = "".join(
-        f'<th data-sort="{name}" data-better="{"high" if higher else "low"}" title="edit (source)">{label}</th>'
-        for name, (label, higher) in SCORES.items()
-        if any(card.scores.get(name, [None])[0] is not None for card in cards)
-    )
-    shown = [name for name, _ in SCORES.items() if f'data-sort="{name}"' in head]
-    rows = "\n".join(_row(card, shown) for card in cards)
-    body = "\n".join(_card(card) for card in cards)
+    """index.html: the table of edits, then a card per edit; no script or font from the
+    network. The markup is templates/gallery.html (autoescaped: every value from a project
+    is text), its style and script the files beside it."""
+    columns = [
+        score for score in catalogue() if any(card.scores.get(score.name, [None])[0] is not None for card in cards)
+    ]
     projects = len({card.location for card in cards})
     summary = f"{len(cards)} edit{'s' if len(cards) != 1 else ''} of {projects} project{'s' if projects != 1 else ''}"
-    return TEMPLATE.format(
-        version=html.escape(__version__),
+    return _template().render(
+        version=__version__,
         summary=summary,
-        head=head,
-        rows=rows,
-        cards=body,
-        style=STYLE,
-        script=SCRIPT,
+        columns=columns,
+        cards=[_view(card, columns) for card in cards],
+        style=Markup(_packaged("gallery.css")),  # our own files: not escaped
+        script=Markup(_packaged("gallery.js")),
     )
 
 
-def _row(card: Card, shown: list[str]) -> str:
+def _view(card: Card, columns: list) -> dict[str, Any]:
+    """What the template shows of one card: its text as it is (escaped there), links quoted."""
     cells = []
-    for name in shown:
-        edit, source = (card.scores.get(name) or [None, None])[:2]
-        value = "" if edit is None else f"{edit:g}"
-        text = "—" if edit is None else f"{edit:.4g}" + ("" if source is None else f" <small>({source:.4g})</small>")
-        cells.append(f'<td data-value="{value}">{text}</td>')
-    search = html.escape(" ".join([card.project, card.edit, card.prompt, card.target, card.status, *card.settings]))
-    return (
-        f'<tr data-key="{html.escape(card.key)}" data-search="{search.lower()}">'
-        f'<td><a href="#{_anchor(card)}">{html.escape(card.project)}</a></td><td>{html.escape(card.edit)}</td>'
-        f'<td class="status {_status_class(card)}">{html.escape(card.status)}</td>'
-        f"<td>{html.escape(card.target)}</td>{''.join(cells)}</tr>"
-    )
-
-
-def _card(card: Card) -> str:
-    references = "".join(
-        f'<img class="reference" src="{_href(p)}" alt="reference" loading="lazy">' for p in card.references
-    )
-    video = (
-        f'<video class="compare" data-src="{_href(card.video)}" poster="{_href(card.poster or "")}" '
-        'muted loop playsinline preload="none" controls></video>'
-        if card.video
-        else '<p class="missing">no video</p>'
-    )
-    sheet = (
-        f'<a href="{_href(card.sheet)}"><img class="sheet" src="{_href(card.sheet)}" '
-        'alt="contact sheet" loading="lazy"></a>'
-        if card.sheet
-        else ""
-    )
-    scores = "".join(
-        f"<tr><th>{label}</th><td>{_number(card.scores[name][0])}</td><td>{_number(card.scores[name][1])}</td></tr>"
-        for name, (label, _) in SCORES.items()
-        if name in card.scores and (card.scores[name][0] is not None or card.scores[name][1] is not None)
-    )
-    scores = f"<table class='scores'><tr><th></th><th>edit</th><th>source</th></tr>{scores}</table>" if scores else ""
-    settings = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in sorted(card.settings.items())
-    )
-    settings = f"<table class='settings'>{settings}</table>" if settings else "<p>default settings</p>"
-    times = " · ".join(f"{stage} {card.seconds[stage]:.1f} s" for stage in TIMED_STAGES if stage in card.seconds)
-    links = " ".join(
-        f'<a href="{_href(path)}">{name}</a>'
-        for name, path in (("compare.mp4", card.video), ("edit.mp4", card.edited), ("contact sheet", card.sheet))
+    for score in columns:
+        edit, source = (card.scores.get(score.name) or [None, None])[:2]
+        cells.append(
+            {
+                "value": "" if edit is None else f"{edit:g}",
+                "edit": None if edit is None else f"{edit:.4g}",
+                "source": None if source is None else f"{source:.4g}",
+            }
+        )
+    scores = [
+        {
+            "label": score.titled,
+            "edit": _number(card.scores[score.name][0]),
+            "source": _number(card.scores[score.name][1]),
+        }
+        for score in catalogue()
+        if score.name in card.scores and any(value is not None for value in card.scores[score.name])
+    ]
+    links = [
+        (name, _href(path))
+        for name, path in (
+            (EDIT.outputs["compare"], card.video),
+            (EDIT.outputs["video"], card.edited),
+            ("contact sheet", card.sheet),
+        )
         if path
-    )
-    reason = f' <span class="reason">{html.escape(card.reason)}</span>' if card.reason else ""
-    return f"""<article class="card" id="{_anchor(card)}" data-key="{html.escape(card.key)}">
-<h2>{html.escape(card.project)} · {html.escape(card.edit)}
-<span class="status {_status_class(card)}">{html.escape(card.status)}</span>{reason}</h2>
-<p class="prompt">{html.escape(card.prompt)} → <b>{html.escape(card.target)}</b></p>
-<div class="media"><div class="references">{references}</div>{video}</div>
-{sheet}
-<div class="facts">{scores}<div>{settings}<p class="times">{times}</p><p>{links}</p>
-<p class="where" title="the project">{html.escape(card.location)}</p></div></div>
-</article>"""
+    ]
+    return {
+        "key": card.key,
+        "anchor": _anchor(card),
+        "search": " ".join([card.project, card.edit, card.prompt, card.target, card.status, *card.settings]).lower(),
+        "project": card.project,
+        "edit": card.edit,
+        "status": card.status,
+        "status_class": _status_class(card),
+        "reason": card.reason,
+        "prompt": card.prompt,
+        "target": card.target,
+        "location": card.location,
+        "cells": cells,
+        "references": [_href(path) for path in card.references],
+        "video": _href(card.video) if card.video else None,
+        "poster": _href(card.poster or ""),
+        "sheet": _href(card.sheet) if card.sheet else None,
+        "scores": scores,
+        "settings": sorted(card.settings.items()),
+        "times": " · ".join(f"{stage} {card.seconds[stage]:.1f} s" for stage in TIMED_STAGES if stage in card.seconds),
+        "links": links,
+    }
+
+
+@functools.cache
+def _template():
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("livecli", "templates"), autoescape=True)
+    return environment.get_template("gallery.html")
+
+
+def _packaged(name: str) -> str:
+    return (files("livecli") / "templates" / name).read_text(encoding="utf-8")
 
 
 def _href(path: str) -> str:
-    """A media path as a link: quoted (a `#` or a space in a project's name), then escaped."""
-    return html.escape(quote(path, safe="/"))
+    """A media path as a link: quoted (a `#` or a space in a project's name); the template escapes it."""
+    return quote(path, safe="/")
 
 
 def _number(value: float | None) -> str:
@@ -541,96 +537,3 @@ def _anchor(card: Card) -> str:
 
 def _status_class(card: Card) -> str:
     return "ok" if card.status == "done" else "warn"
-
-
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:1.5rem;background:#fafafa;color:#222}
-h1{font-size:1.4rem;margin:0 0 .3rem}
-header p{margin:.2rem 0;color:#555}
-#filter{font-size:1rem;padding:.3rem .5rem;width:22rem;max-width:100%;margin:.5rem 0}
-table{border-collapse:collapse}
-#edits{width:100%;background:#fff;font-size:.9rem}
-#edits th,#edits td{border-bottom:1px solid #ddd;padding:.25rem .5rem;text-align:left}
-#edits th[data-sort]{cursor:pointer;user-select:none}
-#edits th[aria-sort=ascending]::after{content:" ▲"}
-#edits th[aria-sort=descending]::after{content:" ▼"}
-small{color:#777}
-.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:1rem;margin:1rem 0}
-.card h2{font-size:1.1rem;margin:0 0 .4rem}
-.status{font-size:.8rem;padding:.1rem .4rem;border-radius:3px}
-.status.ok{background:#dfd}.status.warn{background:#fec}
-.reason{font-size:.8rem;color:#a60;font-weight:normal}
-.prompt{margin:.2rem 0 .6rem;color:#333}
-.media{display:flex;gap:1rem;align-items:flex-start;flex-wrap:wrap}
-.references{display:flex;flex-direction:column;gap:.3rem}
-.reference{width:96px;height:96px;object-fit:contain;background:#eee;border:1px solid #ccc}
-video.compare{width:min(100%,640px);background:#000;image-rendering:pixelated}
-img.sheet{max-width:min(100%,640px);margin:.6rem 0;border:1px solid #ddd}
-.facts{display:flex;gap:2rem;flex-wrap:wrap;align-items:flex-start;font-size:.85rem}
-.facts th{text-align:left;padding-right:.8rem;font-weight:normal;color:#555}
-.facts td{padding-right:.8rem}
-.where{color:#888;font-size:.75rem;word-break:break-all}
-.missing{color:#a00}
-tr.hidden,article.hidden{display:none}
-"""
-
-SCRIPT = """
-(function(){
-  const rows=[...document.querySelectorAll('#edits tbody tr')];
-  const cards=new Map([...document.querySelectorAll('article.card')].map(c=>[c.dataset.key,c]));
-  document.getElementById('filter').addEventListener('input',e=>{
-    const words=e.target.value.toLowerCase().split(/\\s+/).filter(Boolean);
-    let shown=0;
-    for(const row of rows){
-      const hit=words.every(w=>row.dataset.search.includes(w));
-      row.classList.toggle('hidden',!hit);
-      const card=cards.get(row.dataset.key); if(card) card.classList.toggle('hidden',!hit);
-      if(hit) shown++;
-    }
-    document.getElementById('count').textContent=shown+' shown';
-  });
-  for(const th of document.querySelectorAll('#edits th[data-sort]')){
-    th.addEventListener('click',()=>{
-      const column=[...th.parentNode.children].indexOf(th);
-      const down=th.getAttribute('aria-sort')!=='descending';
-      for(const other of document.querySelectorAll('#edits th')) other.removeAttribute('aria-sort');
-      th.setAttribute('aria-sort',down?'descending':'ascending');
-      const value=r=>{const v=r.children[column].dataset.value;return v===''?NaN:parseFloat(v);};
-      rows.sort((a,b)=>{const x=value(a),y=value(b);
-        if(isNaN(x))return 1; if(isNaN(y))return -1; return down?y-x:x-y;});
-      const body=document.querySelector('#edits tbody'); rows.forEach(r=>body.appendChild(r));
-    });
-  }
-  const seen=new IntersectionObserver(entries=>{
-    for(const entry of entries){
-      const video=entry.target;
-      if(entry.isIntersecting){
-        if(!video.src){video.src=video.dataset.src;}
-        video.play().catch(()=>{});
-      }else if(video.src){video.pause();}
-    }
-  },{rootMargin:'200px'});
-  document.querySelectorAll('video.compare').forEach(v=>seen.observe(v));
-})();
-"""
-
-TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1">
-<link rel="icon" href="data:,">
-<title>live gallery: {summary}</title>
-<style>{style}</style></head>
-<body>
-<header><h1>live gallery</h1>
-<p>{summary}; written by live {version}. Each video is the source (left) and the edit (right).
-Click a score's heading to sort; scores are the edit's, the source's in brackets.</p>
-<input id="filter" type="search" placeholder="filter: project, edit, prompt, setting…" aria-label="filter">
-<span id="count"></span></header>
-<table id="edits"><thead><tr><th>project</th><th>edit</th><th>status</th><th>prompt</th>{head}</tr></thead>
-<tbody>
-{rows}
-</tbody></table>
-{cards}
-<script>{script}</script>
-</body></html>
-"""

@@ -110,15 +110,20 @@ def read_clip_masks(
     else:
         shown = probe_clip(path)
         check_size(path, Image.new("L", (shown.width, shown.height)), info)
-        sampled = sample_frames(
-            path, sampling.frames, framing, sampling.stride, sampling.start, duration=sampling.duration
-        )
-        if len(sampled.frames) != count:
-            raise _problem(
-                path,
-                f"gives {len(sampled.frames)} frames with the clip's sampling; the clip gives {count}",
-                "pass a mask video as long as the clip, at its frame rate",
+        try:
+            sampled = sample_frames(
+                path, sampling.frames, framing, sampling.stride, sampling.start, duration=sampling.duration
             )
+        except InputError:  # its own words name the clip's flags; the mask is what is short
+            sampled = None
+        if sampled is None or len(sampled.frames) != count:
+            length = f" of {shown.frames} frames" if shown.frames else ""
+            short = (
+                f"is a mask video{length}, too short for the clip's {count} sampled frames"
+                if sampled is None
+                else f"gives {len(sampled.frames)} frames with the clip's sampling; the clip gives {count}"
+            )
+            raise _problem(path, short, "pass a mask video as long as the clip, at its frame rate")
         masks, given_as = [as_mask(frame) for frame in sampled.frames], VIDEO
     if not any(np.asarray(mask).any() for mask in masks):
         raise _problem(path, "is empty in every frame: no pixel is above half", "paint the object white on black")

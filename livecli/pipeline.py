@@ -21,8 +21,9 @@ from livecli.config import (
     TrainConfig,
     check_overlap,
 )
-from livecli.errors import ConfigError
+from livecli.errors import ConfigError, LiveError
 from livecli.fields import SettingError
+from livecli.models.loading import resolve_model
 from livecli.references import References
 from livecli.stages import EDIT
 from livecli.stages import edit as edit_stage
@@ -81,11 +82,10 @@ class JobOutcome:
 
     def paths(self) -> dict[str, Path]:
         edit_dir = self.project.stage_dir(EDIT.run(self.job.edit.folder_name))
-        paths = {
-            "project": self.project.root,
-            "video": edit_dir / edit_stage.VIDEO,
-            "compare": edit_dir / edit_stage.COMPARE,
-        }
+        paths = {"project": self.project.root}
+        paths |= {
+            role: edit_dir / file for role, file in EDIT.outputs.items() if role != "gif"
+        }  # a GIF only when short
         if self.evaluation is not None:
             paths.update(eval_stage.outputs(self.project, self.evaluation.name))
         return paths
@@ -98,6 +98,12 @@ def check_job(job: Job) -> None:
     """What the settings of `job` say against each other and its inputs, before any stage
     runs (not after the training): the edit's words, the windows, a caption per reference."""
     edit_stage.check_words(job.prepare.prompt, job.edit, job.train.token)
+    try:  # the target prompt's length, where the model's tokenizer is at hand (else prepare names the model)
+        source = resolve_model(job.model.model, config=job.model.model_config)
+    except LiveError:
+        source = None
+    if source is not None:
+        edit_stage.check_words(job.prepare.prompt, job.edit, job.train.token, source)
     check_overlap(EditConfig, job.edit.overlap, job.edit.window or job.train.window)
     check_captions(job.train, job.prepare, job.image)
 
@@ -139,11 +145,16 @@ def _run_stages(
         on_stage(result)
         return result
 
-    timed(lambda: prepare_stage.run(project, job.prepare, job.clip, job.references, job.model))
-    masks = masks_stage.run(project, job.mask)
-    if masks is not None:
-        outcome.stages.append(StageTime(masks, 0.0 if masks.skipped else masks.record.seconds))
-        on_stage(masks)
+    def heard(result: StageResult) -> None:  # the masks, read inside prepare's time: their own record's
+        outcome.stages.append(StageTime(result, 0.0 if result.skipped else result.record.seconds))
+        on_stage(result)
+
+    started = time.perf_counter()
+    prepared = prepare_project(project, job.prepare, job.clip, job.references, job.model, job.mask)
+    outcome.stages.append(StageTime(prepared.prepare, time.perf_counter() - started))
+    on_stage(prepared.prepare)
+    if prepared.masks is not None:
+        heard(prepared.masks)
     timed(lambda: train_stage.run(project, job.train, job.model))
     started = time.perf_counter()
     edited = edit_stage.run(project, job.edit, job.model, force=redo_edit, replace_other=replace_other)
@@ -160,6 +171,31 @@ def _run_stages(
         outcome.stages.append(StageTime(outcome.evaluation.result, time.perf_counter() - started))
         on_stage(outcome.evaluation.result)
     return outcome
+
+
+@dataclass(frozen=True)
+class Prepared:
+    prepare: StageResult
+    masks: StageResult | None
+    """None: no --mask (an earlier run's masks removed)."""
+
+
+def prepare_project(
+    project: Project,
+    config: PrepareConfig,
+    clip: Path,
+    image: Path | References,
+    model: ModelConfig,
+    mask: Path | None,
+    force: bool = False,
+) -> Prepared:
+    """Prepare, then the clip's masks: new frames are recorded only once the masks have been
+    read against them, so a mask that does not fit leaves the project as it was."""
+    reading = masks_stage.Reading.of(masks_stage.check_source(mask), config)
+    project.check_writable(repair=force)
+    with project.lock():
+        prepared = prepare_stage.run(project, config, clip, image, model, force=force, check_frames=reading)
+        return Prepared(prepared, masks_stage.run(project, mask, force=force, read=reading))
 
 
 def check_train_inputs(clip: Path | None, images: bool, prepare: dict[str, Any], mask: Path | None = None) -> None:
@@ -210,8 +246,9 @@ def train_project(
         masks = masks_stage.refresh(project)
     else:
         check_captions(train, prepare, image)
-        on_stage(prepare_stage.run(project, prepare, clip, image, model))
-        masks = masks_stage.run(project, mask)
+        prepared = prepare_project(project, prepare, clip, image, model, mask)
+        on_stage(prepared.prepare)
+        masks = prepared.masks
     if masks is not None:
         on_stage(masks)
     on_stage(train_stage.run(project, train, model, force=force))

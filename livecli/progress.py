@@ -143,3 +143,11 @@ def window_bar(description: str, frames: int, passes: int, windows: int) -> Iter
             advance()
 
         yield after_window
+
+
+def size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""

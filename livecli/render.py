@@ -14,19 +14,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from livecli.progress import console
+from livecli.progress import console, size
+from livecli.scores import catalogue
+from livecli.stages import clip_facts, stage_named
 from livecli.store import StageResult
 
 out = Console(highlight=False, soft_wrap=True)
 """stdout: results and --json."""
-
-
-def size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return ""
 
 
 def where(path: Path) -> str:
@@ -42,154 +36,32 @@ def report_stage(result: StageResult) -> None:
         console.print(f"[bold]{result.stage}[/]: up to date ({escape(where(result.folder))})", soft_wrap=True)
     else:
         console.print(
-            f"[bold]{result.stage}[/]: {escape(SUMMARIES[result.stage](result))} in {result.record.seconds:.1f} s -> "
+            f"[bold]{result.stage}[/]: {escape(stage_named(result.stage).summary(result.record))} in "
+            f"{result.record.seconds:.1f} s -> "
             f"{escape(where(result.folder))}",
             soft_wrap=True,
         )
 
 
-def clip_facts(record) -> dict:
-    """What the prepare record says of the sampled clip: frames, span, frame rate, size, sound."""
-    facts = record.facts
-    width, height = facts.get("frame_size") or [facts["frames_shape"][-1] * 8] * 2
-    span = facts.get("span") or {}
-    return {
-        "frames": facts["frames_shape"][0],
-        "start": span.get("start"),
-        "end": span.get("end"),
-        "stride": span.get("stride", record.settings.get("stride", 1)),
-        "fps": facts.get("fps"),
-        "width": width,
-        "height": height,
-        "audio": bool(facts.get("audio")),
-    }
-
-
-def clip_line(record) -> str:
-    """80 frames 512×288, 0.0–8.0 s at 10 fps, with sound."""
-    clip = clip_facts(record)
-    every = f" every {clip['stride']} frames" if clip["stride"] > 1 else ""
-    span = f", {clip['start']:.1f}–{clip['end']:.1f} s{every}" if clip["start"] is not None else ""
-    fps = f" at {clip['fps']:g} fps" if clip["fps"] else ""
-    sound = "with sound" if clip["audio"] else "silent"
-    return f"{clip['frames']} frames {clip['width']}×{clip['height']}{span}{fps}, {sound}"
-
-
-def prepared(result: StageResult) -> str:
-    facts = result.record.facts
-    count = facts["reference_shape"][0]
-    references = "reference" if count == 1 else f"{count} references"
-    weighted = (
-        f", reference masks cover {facts['reference_mask_coverage']:.0%} of their latents"
-        if facts.get("reference_mask_coverage") is not None
-        else ""
-    )
-    latents = f"latents {facts['frames_shape']} + {references} {facts['reference_shape']}"
-    return f"{clip_line(result.record)}; {latents}{weighted}"
-
-
-def masked(result: StageResult) -> str:
-    facts = result.record.facts
-    return f"{facts['frames']} object masks ({facts['given_as']}), covering {facts['coverage']:.0%} of the pixels"
-
-
-def trained(result: StageResult) -> str:
-    facts = result.record.facts
-    before, after = facts["fixed_draw_loss_before"], facts["fixed_draw_loss_after"]
-    steps = result.record.settings["steps"]
-    if "auto_steps" in facts:
-        steps = f"auto: {facts['auto_steps']['stopped_at']} steps, kept step {facts['auto_steps']['kept_step']},"
-    else:
-        steps = f"{steps} steps,"
-    return (
-        f"{steps} token {facts['token']}; loss on fixed draws: "
-        f"video {before['video']:.4f} -> {after['video']:.4f}, image {before['text']:.4f} -> {after['text']:.4f}"
-        + (f"; latent prompt moved {moved:.1%}" if (moved := facts.get("latent_prompt_moved")) is not None else "")
-        + found_masks(facts.get("found_reference_masks"))
-    )
-
-
-def found_masks(found: dict[str, float] | None) -> str:
-    """'; the object found in reference 1 (13% of it)', for --reference-mask auto."""
-    if not found:
-        return ""
-    shares = [f"{number} ({share:.0%} of it)" for number, share in found.items() if share]
-    if not shares:
-        return f"; no object found in {'reference' if len(found) == 1 else 'references'} {', '.join(found)}"
-    return f"; the object found in reference{'s' if len(shares) > 1 else ''} {', '.join(shares)}"
-
-
-def inverted(result: StageResult) -> str:
-    settings, facts = result.record.settings, result.record.facts
-    refined = f", {settings['refine']} fixed-point iterations a step" if settings.get("refine") else ""
-    attention = facts.get("attention")
-    stored = f", source attention stored ({size(attention['bytes'])})" if attention else ""
-    return f"{settings['steps']} DDIM steps{refined} under {settings['prompt']!r}, x_T std {facts['noise_std']}{stored}"
-
-
-def edited(result: StageResult) -> str:
-    settings, facts = result.record.settings, result.record.facts
-    blend = "no blend" if facts.get("mask_coverage") is None else f"blend mask covers {facts['mask_coverage']:.0%}"
-    return f"{settings['target_prompt']!r}, {settings['steps']} steps, guidance {settings['guidance']:g}, {blend}"
-
-
-def evaluated(result: StageResult) -> str:
-    facts = result.record.facts
-    if facts.get("background_share") is None:
-        psnr = "no blend mask, no background score"
-    elif facts.get("background_psnr") is None:
-        psnr = "the blend mask covers every pixel, no background score"
-    else:
-        psnr = f"background PSNR {facts['background_psnr']:.1f} dB over {facts['background_share']:.0%} of the pixels"
-    judged = f", object match {facts['object_match']:.0%} (judge)" if facts.get("object_match") is not None else ""
-    if facts.get("clip_score") is None:
-        clip = f"CLIP score {facts.get('clip_score_note', 'n/a')}"
-    else:
-        clip = f"CLIP score {facts['clip_score']:.1f} (source {facts['source_clip_score']:.1f})"
-    return f"{clip}, CLIP-I {facts['reference_similarity']:.3f}, {psnr}{judged}"
-
-
-SUMMARIES = {
-    "prepare": prepared,
-    "masks": masked,
-    "train": trained,
-    "invert": inverted,
-    "edit": edited,
-    "eval": evaluated,
-}
-
-
-TABLE_METRICS = {
-    "clip_score": "CLIP",
-    "consistency_consecutive": "consist.",
-    "reference_similarity": "CLIP-I",
-    "reference_similarity_crop": "CLIP-I crop",
-    "background_psnr": "bg PSNR",
-    "background_ssim": "bg SSIM",
-    "warp_error": "warp err",
-    "object_match": "object",
-}
-"""The columns of `live eval`'s table (metrics.json and report.md have every metric)."""
-
-
 def metrics_table(evaluations, title: str) -> Table:
     """One row per edit and, dimmed under it, its source video's (the baseline)."""
-    table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD)  # the scores with a column
     table.add_column("edit", no_wrap=True)
     # A metric no row has (the judge's, on models other than shapes) gets no column.
     shown = [
-        f
-        for f in TABLE_METRICS
-        if f != "object_match" or any(e.metrics["rows"]["edit"].get(f) is not None for e in evaluations)
+        score
+        for score in catalogue()
+        if score.column
+        and (not score.optional or any(e.metrics["rows"]["edit"].get(score.name) is not None for e in evaluations))
     ]
-    for field in shown:
-        table.add_column(TABLE_METRICS[field], justify="right", min_width=6)  # headers wrap, values never do
+    for score in shown:
+        table.add_column(score.column, justify="right", min_width=6)  # headers wrap, values never do
     for evaluation in evaluations:
         for video, label, style in (("edit", escape(evaluation.name), ""), ("source", "  source", "dim")):
             row = evaluation.metrics["rows"][video]
-            values = [short(row.get(field)) for field in shown]
+            values = [short(row.get(score.name)) for score in shown]
             if evaluation.metrics.get("clip_score_note"):  # say why there is no CLIP score, never show a random 0
-                values[shown.index("clip_score")] = "n/a"
+                values[[score.name for score in shown].index("clip_score")] = "n/a"
             table.add_row(label, *values, style=style)
     notes = sorted({e.metrics["clip_score_note"] for e in evaluations if e.metrics.get("clip_score_note")})
     if notes:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import tomli_w
@@ -154,6 +154,16 @@ class Stage:
     run_name: str = ""
     facts: Mapping[str, Fact] = field(default_factory=dict)
     """What its records' facts must be, for those later stages and `live status` read."""
+    config: type | None = None
+    """Its settings' dataclass (config.py); None for a stage without settings of its own."""
+    table: str = ""
+    """Its table in a jobs file (`edit = { guidance = 7.5 }`); "" when a job cannot set it."""
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    """Its files that people open, by role (`video`: `edit.mp4`), inside its folder."""
+    summary: Callable[[Record], str] | None = None
+    """The line it finishes with, from its record."""
+    timed: bool = False
+    """Whether the gallery shows the time it took."""
 
     def run(self, name: str) -> Stage:
         return replace(self, folder=f"{self.folder}/{name}", runs=False, run_name=name)
@@ -313,6 +323,9 @@ class Record:
         for name, table in (("inputs", record.inputs), ("outputs", record.outputs)):
             if not all(isinstance(value, str) for value in table.values()):
                 raise DamagedFile(path, f"`{name}` holds a value that is not a digest")
+        outside = next((name for name in record.outputs if not _inside(name)), None)
+        if outside is not None:  # a record must never lead a reader out of its folder
+            raise DamagedFile(path, f"`outputs` names {outside[:60]!r}, which is not a file inside its folder")
         for name, fact in (("seconds", NUMBER), ("finished", TEXT), ("facts", TABLE)):
             if not fact(getattr(record, name)) or (name == "seconds" and record.seconds < 0):
                 raise DamagedFile(path, f"`{name}` is {getattr(record, name)!r}, not {fact.means}")
@@ -325,6 +338,12 @@ class Record:
             if not fact(value):
                 shown = "missing" if value is None else f"{value!r}"[:60]
                 raise DamagedFile(path, f"`facts.{name}` is {shown}, not {fact.means}")
+
+
+def _inside(name: str) -> bool:
+    """`name` is a relative path that stays inside the folder it is joined to."""
+    parts = PurePosixPath(name).parts
+    return bool(parts) and not PurePosixPath(name).is_absolute() and ".." not in parts and "\\" not in name
 
 
 class DamagedFile(ProjectError):
@@ -876,6 +895,27 @@ def open_lock_file(path: Path) -> int:
         os.close(fd)
         raise ProjectError(f"{path} is not live's lock file: {why}", hint=hint)
     return fd
+
+
+@contextmanager
+def held_lock(path: Path, busy: Callable[[str], Exception]) -> Iterator[None]:
+    """Hold the lock file at `path` (the kernel's lock on live's own file, `open_lock_file`),
+    with this process's id in it; `busy(holder)` is raised at once when another holds it.
+    The one lock of every folder live writes but a project (a gallery's); a project's adds
+    recovery and clean-up around the same calls (`Project.lock`)."""
+    fd = open_lock_file(path)
+    try:
+        if not _try_lock(fd):
+            raise busy(_lock_holder(fd) or "unknown")
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {_HOST}\n".encode(), 0)
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # a clean release leaves the file empty
+            _unlock(fd)
+    finally:
+        os.close(fd)
 
 
 def _acquire(root: Path) -> int:

@@ -33,6 +33,7 @@ from livecli.config import EditConfig, EvalConfig, ModelConfig, PrepareConfig, T
 from livecli.errors import InputError
 from livecli.fields import choices_of, default_of, field_types, flag_of, help_for
 from livecli.progress import duration, say
+from livecli.scores import catalogue
 from livecli.stages import EDIT, EVAL, STAGES
 from livecli.store import MANIFEST, DamagedFile, Project
 
@@ -245,7 +246,7 @@ def edits_table(folder: Path) -> list[list[str]]:
             rows.append([root.name, "—", "no edit yet", ""])
         for stage, record in runs:
             state = "stale" if project.stale_reason(stage, STAGES) else "done"
-            scored = (project.stage_dir(EVAL.run(stage.run_name)) / "metrics.json").is_file()
+            scored = (project.stage_dir(EVAL.run(stage.run_name)) / EVAL.outputs["metrics"]).is_file()
             rows.append([root.name, stage.run_name, state + (", scored" if scored else ""), record.finished])
     return rows
 
@@ -269,19 +270,17 @@ def latest_edit(project: Path) -> str:
 
 
 def scores_markdown(project: Path, edit: str) -> str:
-    path = project / "eval" / edit / "metrics.json"
+    path = project / EVAL.folder / edit / EVAL.outputs["metrics"]
     try:
         rows = json.loads(path.read_text())["rows"]
     except (OSError, ValueError, KeyError):
         return ""
-    from livecli.gallery import SCORES
-
     lines = ["| score | edit | source |", "| --- | --- | --- |"]
-    for name, (label, _) in SCORES.items():
-        edit_value, source_value = rows["edit"].get(name), rows["source"].get(name)
+    for score in catalogue():
+        edit_value, source_value = rows["edit"].get(score.name), rows["source"].get(score.name)
         if edit_value is None and source_value is None:
             continue
-        lines.append(f"| {label} | {_number(edit_value)} | {_number(source_value)} |")
+        lines.append(f"| {score.titled} | {_number(edit_value)} | {_number(source_value)} |")
     return "\n".join(lines)
 
 
@@ -416,7 +415,7 @@ def build_app(folder: Path, model: str | None = None):
             shown, table = None, ""
             edit = latest_edit(root) if show_edit and code == 0 else ""
             if edit:
-                compare = root / "edits" / edit / "compare.mp4"
+                compare = root / EDIT.folder / edit / EDIT.outputs["compare"]
                 shown = str(compare) if compare.is_file() else None
                 table = scores_markdown(root, edit)
             yield outcome, bar, log(), shown, table, edits_table(folder)
@@ -463,7 +462,7 @@ def build_app(folder: Path, model: str | None = None):
             except InputError:
                 return None, ""
             edit = latest_edit(root)
-            compare = root / "edits" / edit / "compare.mp4"
+            compare = root / EDIT.folder / edit / EDIT.outputs["compare"]
             return (str(compare) if edit and compare.is_file() else None), scores_markdown(root, edit) if edit else ""
 
         project.change(show_project, project, [video, scores])

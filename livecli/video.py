@@ -387,9 +387,17 @@ def _sample_folder(clip: Path, wanted: Wanted, framing: Framing, advance) -> Sam
             hint=f"pass a --start below {len(files) / IMAGE_FOLDER_FPS:g} (a folder plays at {IMAGE_FOLDER_FPS:g} fps)",
         )
     wanted.check_limit(clip, len(chosen))
-    images = []
+    images, size = [], None
     for path in chosen:
-        images.append(framing(_open_image(path)))
+        image = _open_image(path)
+        size = size or image.size
+        if image.size != size:  # framed alike they would be stretched or cropped unlike each other
+            raise InputError(
+                f"{shown_path(path)} is {image.width}×{image.height}, and the frames before it in {shown_path(clip)} "
+                f"{size[0]}×{size[1]}: a clip's frames are all one size",
+                hint="resize the folder's frames to one size (or take the odd ones out)",
+            )
+        images.append(framing(image))
         if advance:
             advance(1)
     return SampledClip(images, IMAGE_FOLDER_FPS / wanted.stride, first / IMAGE_FOLDER_FPS)

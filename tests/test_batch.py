@@ -209,7 +209,9 @@ def test_ctrl_c_stops_the_whole_batch(cli, jobs_file, monkeypatch, tmp_path):
     interrupt_after(monkeypatch, 3)
     result = cli("batch", jobs_file, "--keep-going", "--json")
     assert result.code == 130 and "interrupted" in result.err
-    assert result.out == ""  # no job finished, none was reported as failed
+    (stopped,) = json_lines(result.out)  # the stopped job says so (a script reads why); none was reported failed
+    assert stopped["job"] == 1 and stopped["status"] == "stopped" and stopped["metrics"] is None
+    assert "checkpoint saved at step 3" in stopped["error"]
     assert not (tmp_path / "third.live").exists()
     again = cli("batch", jobs_file, "--keep-going", "--json")  # resumes the first job's training
     assert [r["status"] for r in json_lines(again.out)] == ["done", "failed", "done"]

@@ -38,7 +38,7 @@ def test_demo_runs_every_stage_and_a_second_run_redoes_nothing(cli, tmp_path):
 
 
 def test_the_steered_demo_gives_the_first_frame_s_mask_and_four_masked_references(tmp_path):
-    """`live demo --mask --references`: mask.png (the cross's true mask in the first frame),
+    """`live demo --with-mask --references`: mask.png (the cross's true mask in the first frame),
     references/ (the reference, then three upright views on its background) and
     reference_masks/ beside the clip, and a job that reads them (test_steering.py runs such
     inputs through every stage)."""

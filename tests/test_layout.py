@@ -1,5 +1,5 @@
 """The house rules: each default lives once (in its config field), text becomes a config
-through one typed path, and imports only go down the layers of DESIGN.md."""
+through one typed path, and imports only go down the floors of docs/architecture.md."""
 
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def test_user_config_goes_through_the_same_path(tmp_path, monkeypatch):
 
 PACKAGE = Path(livecli.__file__).parent
 
-# DESIGN.md's layers, lowest first; a module may import its own layer or those below.
+# docs/architecture.md's floors, lowest first; a module may import its own floor or those below.
 LAYERS = [
     {
         "errors",
@@ -170,6 +170,7 @@ LAYERS = [
         "video",
         "ddim",
         "metrics",
+        "scores",
         "contact_sheet",
         "references",
         "flow",
@@ -189,7 +190,7 @@ def _layer(module: str) -> int:
     for rank, names in enumerate(LAYERS):
         if top in names:
             return rank
-    raise AssertionError(f"{module} is in no layer of tests/test_layout.py: add it where DESIGN.md puts it")
+    raise AssertionError(f"{module} is in no layer of tests/test_layout.py: add it where docs/architecture.md puts it")
 
 
 def _module_name(path: Path) -> str:

@@ -224,6 +224,7 @@ def edit_prompts(
     (default: the replaced words and what replaces them).
     """
     target = check_edit_words(source, replacements, token, keep, blend)
+    check_prompt_fits(tokenizer, target, token, "the target prompt that --replace makes")
     replaced = {r.old for r in replacements}
     source_spans = word_spans(tokenizer, source)
     length = tokenizer.model_max_length

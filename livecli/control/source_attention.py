@@ -1,6 +1,6 @@
 """The source's attention, recorded while inverting and read back by an edit that runs
-one branch (DESIGN.md, "Editing from the inversion"; FateZero's attention fusion, Qi et
-al. 2023).
+one branch (docs/architecture.md, "Editing from the inversion"; FateZero's attention
+fusion, Qi et al. 2023).
 
 Prompt-to-Prompt runs a source branch beside the edit only to read its attention. The
 inversion has already run the source prompt through the same model at the same

@@ -24,6 +24,7 @@ import platformdirs
 import torch
 
 from livecli import environment
+from livecli.errors import InputError
 from livecli.words import byte_characters
 
 TINY_VERSION = "tiny-v1"
@@ -167,15 +168,36 @@ def tiny_clip_dir() -> Path:
     return _cached(TINY_CLIP_VERSION, save)
 
 
+def _unusable_cache(folder: Path, exc: OSError) -> InputError:
+    """The one line for a cache folder that cannot be written, naming what sets it."""
+    if environment.folder(environment.CACHE_DIR):
+        setting = f"${environment.CACHE_DIR}"
+    elif os.environ.get("XDG_CACHE_HOME"):
+        setting = "$XDG_CACHE_HOME"
+    else:
+        setting = "the platform's cache folder"
+    reason = exc.strerror or exc.__class__.__name__
+    return InputError(
+        f"the model cache {folder} cannot be written ({reason}); it is set by {setting}",
+        hint=f"set {environment.CACHE_DIR} to a folder you can write",
+    )
+
+
 def _cached(name: str, save) -> Path:
     """`cache_root()/models/<name>`, written by `save(folder)` once, atomically."""
     folder = cache_root() / "models" / name
     if folder.is_dir():
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}."))
     try:
-        save(scratch)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}."))
+    except OSError as exc:
+        raise _unusable_cache(folder.parent, exc) from None
+    try:
+        try:
+            save(scratch)
+        except OSError as exc:  # a full disk, a quota
+            raise _unusable_cache(folder.parent, exc) from None
         try:
             os.replace(scratch, folder)
         except OSError:  # another process finished first; its copy is identical

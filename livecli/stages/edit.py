@@ -29,7 +29,7 @@ from PIL import Image
 
 from livecli import progress
 from livecli.config import EditConfig, InvertConfig, ModelConfig
-from livecli.control.prompts import EditPrompts, check_edit_words, edit_words
+from livecli.control.prompts import EditPrompts, check_edit_words, check_prompt_fits, edit_words
 from livecli.control.source_attention import (
     AttentionPlan,
     differs_from_earlier,
@@ -39,7 +39,7 @@ from livecli.control.source_attention import (
 from livecli.errors import ProjectError
 from livecli.fields import SettingError
 from livecli.masks import latent_cells, object_region
-from livecli.models.loading import dtype_name, load_vae
+from livecli.models.loading import ModelSource, dtype_name, load_tokenizer, load_vae
 from livecli.models.trained import TrainedModel
 from livecli.models.vae import decode_latents
 from livecli.resources import amount, disk_room
@@ -54,7 +54,7 @@ from livecli.store import Project, Record, StageResult
 from livecli.video import GIF_MAX_FRAMES, read_pngs, write_gif, write_mp4, write_pngs
 from livecli.windows import plan_windows, window_settings
 
-VIDEO, GIF, COMPARE = "edit.mp4", "edit.gif", "compare.mp4"
+VIDEO, GIF, COMPARE = (EDIT.outputs[role] for role in ("video", "gif", "compare"))
 
 
 @dataclass
@@ -68,11 +68,31 @@ def _changed(old: dict, new: dict) -> str:
     return ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in names[:3])
 
 
-def check_words(prompt: str, config: EditConfig, token: str) -> str:
-    """The target prompt, or the error a bad --replace, --keep or --blend gets: before any
-    stage runs, so that `live run` and `live batch` do not train for an edit they refuse."""
+def check_words(prompt: str, config: EditConfig, token: str, source: ModelSource | None = None) -> str:
+    """The target prompt, or the error a bad --replace, --keep or --blend gets, or a target
+    prompt longer than `source`'s text encoder reads: before any stage runs, so that `live
+    run` and `live batch` do not train (nor `live edit` invert) for an edit they refuse."""
     replacements, keep, blend = edit_words(config)
-    return check_edit_words(prompt, replacements, token, keep, blend)
+    target = check_edit_words(prompt, replacements, token, keep, blend)
+    tokenizer = load_tokenizer(source) if source is not None else None
+    if tokenizer is not None:
+        tokenizer.add_tokens([token])  # one token, as training adds it
+        check_prompt_fits(tokenizer, target, token, "the target prompt that --replace makes")
+    return target
+
+
+def say_kept_replaced(config: EditConfig) -> None:
+    """A word both replaced and kept is Prompt-to-Prompt's plain word swap (the new word takes
+    the old one's map, so the old object's shape): allowed, and said, since LIVE keeps the
+    object's own maps out by default."""
+    replacements, keep, _ = edit_words(config)
+    kept = sorted({r.old.lower() for r in replacements} & {word.lower() for word in keep or []})
+    if kept:
+        words = ", ".join(repr(word) for word in kept)
+        progress.say(
+            f"edit: --keep names {words}, which --replace changes: the new words take its cross-attention maps, "
+            "so the old object's shape (leave it out of --keep to let the reference's shape show)"
+        )
 
 
 def mask_images(mask: torch.Tensor, size: tuple[int, int]) -> list[Image.Image]:
@@ -123,8 +143,8 @@ def run(
                 "train with it first (`live train --preset {preset_value} --force`), or leave {preset} out of the edit",
                 preset_value=config.preset,
             )
-        target = check_words(manifest["prompt"], config, trained.facts["token"])
         runtime = Runtime.resolve(project, model)
+        target = check_words(manifest["prompt"], config, trained.facts["token"], runtime.source)
         count = frame_count(project)
         window, overlap = resolve_windows(config, trained)
         invert_config = InvertConfig(steps=config.steps, refine=config.refine, window=window, overlap=overlap)
@@ -159,6 +179,7 @@ def run(
         if work.skipped:
             return EditResult(inversion.result, work.result)
 
+        say_kept_replaced(config)
         if config.latent_prompt != "trained" and trained.settings.get("no_latent_prompt"):
             progress.say(
                 f"edit: the model was trained without a latent prompt, so --latent-prompt {config.latent_prompt} "

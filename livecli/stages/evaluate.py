@@ -34,6 +34,7 @@ from livecli.flow import SourceFlow, source_flows
 from livecli.metrics import PSNR_CAP_DB, VideoScores, background, mask_tensor, score_video
 from livecli.models.clip import ClipEmbedder, ClipSource, load_clip, resolve_clip
 from livecli.models.loading import dtype_name, resolve_device, resolve_dtype
+from livecli.scores import catalogue
 from livecli.stages import EDIT, EVAL, MASKS, PREPARE, STAGES, TRAIN, reference_masks
 from livecli.stages import edit as edit_stage
 from livecli.stages import masks as masks_stage
@@ -42,23 +43,11 @@ from livecli.store import Project, Record, Stage, StageResult, atomic_write_byte
 from livecli.video import read_pngs
 from livecli.words import TOKEN_ALIAS
 
-METRICS, REPORT, SHEET = "metrics.json", "report.md", "contact_sheet.png"
+METRICS, REPORT, SHEET = (EVAL.outputs[role] for role in ("metrics", "report", "contact_sheet"))
 METRICS_SCHEMA = 2
 """Version of metrics.json; bumped when a field changes meaning or goes away (2: the CLIP score is
 null when it cannot be trusted, with `clip_score_note` saying why; the default text names the
 reference's object)."""
-
-METRIC_LABELS = {
-    "clip_score": "CLIP score",
-    "consistency_consecutive": "consistency (consecutive)",
-    "consistency_all_pairs": "consistency (all pairs)",
-    "reference_similarity": "CLIP-I reference",
-    "reference_similarity_crop": "CLIP-I reference, object crop",
-    "background_psnr": "background PSNR (dB)",
-    "background_ssim": "background SSIM",
-    "warp_error": "warp error (source flow)",
-    "object_match": "object match (judge, shapes only)",
-}
 
 
 @dataclass
@@ -208,10 +197,71 @@ def run(
         return [_evaluate(project, manifest, prepared, name, config, scorer, force) for name in names]
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """What one evaluation scores, and with what: the edit's record, the text the CLIP score
+    reads (or the note in its place), and the record's settings and inputs."""
+
+    name: str
+    edited: Record
+    chosen: ClipText
+    clip_note: str | None
+    settings: dict[str, Any]
+    inputs: dict[str, str]
+    reads: tuple[Stage, ...]
+
+
+@dataclass(frozen=True)
+class Pictures:
+    frames: list[Image.Image]
+    """The edit's."""
+    source: list[Image.Image]
+    reference: Image.Image
+    blend: list[Image.Image] | None
+    """The edit's blend masks (None without local blend)."""
+    given: list[Image.Image] | None
+    """The clip's object masks, where the user gave them."""
+
+
 def _evaluate(
     project: Project, manifest: dict, prepared: Record, name: str, config: EvalConfig, scorer: Scorer, force: bool
 ) -> Evaluation:
-    stage, edit = EVAL.run(name), EDIT.run(name)
+    scoring = _plan(project, manifest, prepared, name, config, scorer)
+    stage = EVAL.run(name)
+    work = project.run_stage(stage, scoring.settings, scoring.inputs, force=force, reads=scoring.reads)
+    if work.skipped:
+        return Evaluation(name, work.result, _load_metrics(project, stage))
+    pictures = _read_pictures(project, name)
+    rows, share = _score(pictures, prepared, config, scorer, scoring, manifest)
+    metrics = {
+        "schema": METRICS_SCHEMA,
+        "live_version": __version__,
+        "edit": name,
+        "text": scoring.chosen.text,
+        "text_from": scoring.chosen.why,
+        "clip_score_note": scoring.clip_note,
+        "clip_model": scorer.source.id,
+        "settings": {"eval": scoring.settings, "edit": scoring.edited.settings},
+        "frames": len(pictures.frames),
+        "background_share": share,
+        "background_outside": "the given object masks"
+        if pictures.given
+        else "the blend mask"
+        if pictures.blend
+        else None,
+        "psnr_cap_db": PSNR_CAP_DB,
+        "rows": measured_rows(rows, {"edit": pictures.frames, "source": pictures.source}),
+        "per_frame": {video: scores.per_frame for video, scores in rows.items()},
+    }
+    with work.staging() as staged:
+        _write(staged, project, scoring, metrics, rows, pictures)
+        work.facts = _facts(metrics, scoring.clip_note, scorer)
+    return Evaluation(name, work.result, metrics)
+
+
+def _plan(project: Project, manifest: dict, prepared: Record, name: str, config: EvalConfig, scorer: Scorer) -> Scoring:
+    """The edit to score (said when stale), the text, and what the record will say."""
+    edit = EDIT.run(name)
     edited = project.record(edit)
     if edited is None:
         raise ProjectError(
@@ -229,11 +279,10 @@ def _evaluate(
         trained.settings if trained is not None else {},
         manifest["object"],
     )
-    text = chosen.text
-    clip_note = RANDOM_CLIP if scorer.source.kind == "tiny" else None if text else "n/a (no text)"
+    clip_note = RANDOM_CLIP if scorer.source.kind == "tiny" else None if chosen.text else "n/a (no text)"
     settings = {
         **config.settings(),
-        "text": text or "",
+        "text": chosen.text or "",
         "clip_model": scorer.source.key,
         "dtype": dtype_name(scorer.dtype),
         **({"clip_score": clip_note} if clip_note else {}),
@@ -244,62 +293,38 @@ def _evaluate(
     if masks is not None:  # the background is scored outside them
         inputs[MASKS.folder] = masks.fingerprint
         reads += (MASKS,)
-    work = project.run_stage(stage, settings, inputs, force=force, reads=reads)
-    if work.skipped:
-        return Evaluation(name, work.result, _load_metrics(project, stage))
+    return Scoring(name, edited, chosen, clip_note, settings, inputs, reads)
 
-    frames, source, reference, masks = _read_pictures(project, name)
-    given = masks_stage.clip_masks(project)  # the object's true place, where the user gave it
-    scored = given or masks
+
+def _score(
+    pictures: Pictures, prepared: Record, config: EvalConfig, scorer: Scorer, scoring: Scoring, manifest: dict
+) -> tuple[dict[str, VideoScores], float | None]:
+    """The edit's and the source's scores, and the share of pixels the background scores cover."""
+    scored = pictures.given or pictures.blend
     mask = mask_tensor(scored) if scored else None
     margin = config.mask_margin * latent_cell(prepared)
-
+    frames, source, reference = pictures.frames, pictures.source, pictures.reference
     flows = scorer.flows_once(f"flow {prepared.fingerprint}", source)
     embedder = scorer.embedder
-    with progress.bar(f"scoring {name} (CLIP)", 2) as advance:
-        text_embedding = None if clip_note else embedder.texts([text])[0]
+    with progress.bar(f"scoring {scoring.name} (CLIP)", 2) as advance:
+        text_embedding = None if scoring.clip_note else embedder.texts([scoring.chosen.text])[0]
         reference_embedding = scorer.images_once(f"reference {prepared.fingerprint}", [reference])[0]
         source_embeddings = scorer.images_once(f"frames {prepared.fingerprint}", source)
-        rows = {
-            "edit": score_video(
-                embedder, frames, source, text_embedding, reference_embedding, mask, margin, flows=flows
-            )
-        }
+        against = (text_embedding, reference_embedding, mask, margin)
+        rows = {"edit": score_video(embedder, frames, source, *against, flows=flows)}
         advance()
-        rows["source"] = score_video(
-            embedder,
-            source,
-            source,
-            text_embedding,
-            reference_embedding,
-            mask,
-            margin,
-            whole=source_embeddings,
-            flows=flows,
-        )
+        rows["source"] = score_video(embedder, source, source, *against, whole=source_embeddings, flows=flows)
         advance()
     if manifest.get("model", {}).get("kind") == "shapes":
         for video, matches in judge_object_match(reference, {"edit": frames, "source": source}).items():
             rows[video].object_match = sum(matches) / len(matches)
             rows[video].per_frame["object_match"] = matches
-
     share = None if mask is None else round(float(background(mask, margin).float().mean()), 4)
-    metrics = {
-        "schema": METRICS_SCHEMA,
-        "live_version": __version__,
-        "edit": name,
-        "text": text,
-        "text_from": chosen.why,
-        "clip_score_note": clip_note,
-        "clip_model": scorer.source.id,
-        "settings": {"eval": settings, "edit": edited.settings},
-        "frames": len(frames),
-        "background_share": share,
-        "background_outside": "the given object masks" if given else "the blend mask" if masks else None,
-        "psnr_cap_db": PSNR_CAP_DB,
-        "rows": {video: scores.summary() for video, scores in rows.items()},
-        "per_frame": {video: scores.per_frame for video, scores in rows.items()},
-    }
+    return rows, share
+
+
+def _facts(metrics: dict[str, Any], clip_note: str | None, scorer: Scorer) -> dict[str, Any]:
+    """What the record says of the scores, for `live status`, the gallery and the stage line."""
     edit_row, source_row = metrics["rows"]["edit"], metrics["rows"]["source"]
     facts = {
         "clip_score": edit_row["clip_score"],
@@ -307,28 +332,53 @@ def _evaluate(
         **({"clip_score_note": clip_note} if clip_note else {}),
         "reference_similarity": edit_row["reference_similarity"],
         "background_psnr": edit_row["background_psnr"],
-        "background_share": share,
+        "background_share": metrics["background_share"],
         "warp_error": edit_row["warp_error"],
         "source_warp_error": source_row["warp_error"],
         "device": str(scorer.device),
     }
     if edit_row.get("object_match") is not None:
         facts["object_match"] = edit_row["object_match"]
-    with work.staging() as staged:
-        atomic_write_bytes(staged / METRICS, (json.dumps(metrics, indent=2) + "\n").encode())
-        title = [
-            f"{name}: {text or chosen.why}",
-            _headline(rows["edit"], clip_note),
-            f"source: {_headline(rows['source'], clip_note)}",
-        ]
-        sheet_rows = {"source": source, "edit": frames, **({"mask": masks} if masks else {})}
-        learnt = reference_masks.learnt(project)
-        if learnt is not None:
-            title.append(f"reference: its object {'found by the model' if learnt.found else 'as given'} (bright)")
-        contact_sheet(reference, sheet_rows, title, learnt and learnt.picture).save(staged / SHEET)
-        atomic_write_bytes(staged / REPORT, render_report(metrics, project, name, learnt).encode())
-        work.facts = facts
-    return Evaluation(name, work.result, metrics)
+    return facts
+
+
+def _write(
+    staged: Path,
+    project: Project,
+    scoring: Scoring,
+    metrics: dict[str, Any],
+    rows: dict[str, VideoScores],
+    pictures: Pictures,
+) -> None:
+    """metrics.json, the contact sheet and report.md."""
+    atomic_write_bytes(staged / METRICS, (json.dumps(metrics, indent=2) + "\n").encode())
+    title = [
+        f"{scoring.name}: {scoring.chosen.text or scoring.chosen.why}",
+        _headline(rows["edit"], scoring.clip_note),
+        f"source: {_headline(rows['source'], scoring.clip_note)}",
+    ]
+    sheet_rows = {
+        "source": pictures.source,
+        "edit": pictures.frames,
+        **({"mask": pictures.blend} if pictures.blend else {}),
+    }
+    learnt = reference_masks.learnt(project)
+    if learnt is not None:
+        title.append(f"reference: its object {'found by the model' if learnt.found else 'as given'} (bright)")
+    contact_sheet(pictures.reference, sheet_rows, title, learnt and learnt.picture).save(staged / SHEET)
+    atomic_write_bytes(staged / REPORT, render_report(metrics, project, scoring.name, learnt).encode())
+
+
+def measured_rows(rows: dict[str, VideoScores], videos: dict[str, list[Image.Image]]) -> dict[str, dict]:
+    """metrics.json's rows: each video's scores, with those of the catalogue that bring
+    their own measure (`scores.Score.measure`) computed against the source."""
+    summaries = {video: scores.summary() for video, scores in rows.items()}
+    for score in catalogue():
+        if score.measure is not None:
+            for video, frames in videos.items():
+                value = score.measure(frames, videos["source"])
+                summaries[video][score.name] = None if value is None else round(float(value), 4)
+    return summaries
 
 
 def latent_cell(prepared: Record) -> int:
@@ -353,11 +403,9 @@ def judge_object_match(reference: Image.Image, videos: dict[str, list[Image.Imag
     return matches
 
 
-def _read_pictures(
-    project: Project, name: str
-) -> tuple[list[Image.Image], list[Image.Image], Image.Image, list[Image.Image] | None]:
-    """The edit's frames, the prepared frames, the reference image and the edit's masks
-    (None without local blend); an error when the edit's frames do not match the clip's."""
+def _read_pictures(project: Project, name: str) -> Pictures:
+    """The edit's frames, the prepared frames, the reference image, the edit's masks and the
+    clip's; an error when the edit's frames do not match the clip's."""
     edit = EDIT.run(name)
     edit_dir = project.stage_dir(edit)
     if not (edit_dir / "frames").is_dir():
@@ -376,7 +424,7 @@ def _read_pictures(
     with Image.open(project.verified(PREPARE, "reference.png")) as opened:
         reference = opened.convert("RGB")
     masks = read_pngs(project.verified(edit, "masks")) if (edit_dir / "masks").is_dir() else None
-    return frames, source, reference, masks
+    return Pictures(frames, source, reference, masks, masks_stage.clip_masks(project))
 
 
 def _load_metrics(project: Project, stage: Stage) -> dict[str, Any]:
@@ -400,8 +448,26 @@ def render_report(
     metrics: dict[str, Any], project: Project, name: str, learnt: reference_masks.LearntMask | None = None
 ) -> str:
     """report.md: the table, what each number means, the learnt reference's mask, the settings and the files."""
-    edit_link = f"../../{EDIT.run(name).folder}"
     lines = [
+        *_report_head(metrics, project, name),
+        *_score_table(metrics),
+        "",
+        *(f"- {line}" for line in _explained(metrics, project, learnt)),
+        "",
+        "![contact sheet](contact_sheet.png)",
+        "",
+        *_files_and_settings(metrics, name),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _report_head(metrics: dict[str, Any], project: Project, name: str) -> list[str]:
+    random_clip = [
+        "The tiny CLIP is random: its CLIP score says nothing of the edit and is not shown; its CLIP-I and "
+        "consistency only show that the scoring runs.",
+        "",
+    ]
+    return [
         f"# Evaluation of edit `{name}`",
         "",
         f"Project `{project.root.name}`, {metrics['frames']} frames, scored by CLIP `{metrics['clip_model']}`"
@@ -409,63 +475,51 @@ def render_report(
         "",
         f"> {metrics['text'] or metrics['text_from']}",
         "",
-        *(
-            [
-                "The tiny CLIP is random: its CLIP score says nothing of the edit and is not shown; its CLIP-I and "
-                "consistency only show that the scoring runs.",
-                "",
-            ]
-            if metrics["clip_score_note"] == RANDOM_CLIP
-            else []
-        ),
-        "| metric | edit | source (baseline) |",
-        "| --- | --- | --- |",
+        *(random_clip if metrics["clip_score_note"] == RANDOM_CLIP else []),
     ]
-    for field, label in METRIC_LABELS.items():
-        if field == "object_match" and metrics["rows"]["edit"].get(field) is None:
-            continue
-        edit_value, source_value = (format_value(metrics["rows"][video][field]) for video in ("edit", "source"))
-        if field == "clip_score" and metrics["clip_score_note"]:
+
+
+def _shown(metrics: dict[str, Any]) -> list:
+    """The catalogue's scores the report shows (an optional one only where the edit has it)."""
+    return [s for s in catalogue() if not s.optional or metrics["rows"]["edit"].get(s.name) is not None]
+
+
+def _score_table(metrics: dict[str, Any]) -> list[str]:
+    lines = ["| metric | edit | source (baseline) |", "| --- | --- | --- |"]
+    for score in _shown(metrics):
+        edit_value, source_value = (
+            format_value(metrics["rows"][video].get(score.name)) for video in ("edit", "source")
+        )
+        if score.name == "clip_score" and metrics["clip_score_note"]:
             edit_value = source_value = metrics["clip_score_note"]
-        lines.append(f"| {label} | {edit_value} | {source_value} |")
+        lines.append(f"| {score.titled} | {edit_value} | {source_value} |")
+    return lines
+
+
+def _explained(metrics: dict[str, Any], project: Project, learnt: reference_masks.LearntMask | None) -> list[str]:
+    """What each score means, and what the reference's mask kept."""
     share = metrics["background_share"]
-    lines += [
-        "",
-        "- CLIP score: per frame 100 · max(cos(text, frame), 0), averaged (higher: the frames match the text).",
-        "- Consistency: mean cosine of CLIP embeddings of consecutive frames, and of all pairs (higher: steadier).",
-        "- CLIP-I reference: mean cosine of each frame with the reference image; the crop is the square around the "
-        "blend mask.",
-        f"- Background: PSNR and SSIM against the source outside {metrics.get('background_outside') or 'the mask'} "
-        "grown by "
-        f"{metrics['settings']['eval']['mask_margin']} latent cells"
-        + ("" if share is None else f" ({share:.0%} of the pixels)")
-        + f"; PSNR is capped at {metrics['psnr_cap_db']:g} dB (identical pixels). "
-        "The source row compares the source with itself.",
-        "- Warp error: frame t+1 warped back to frame t along the source's optical flow (OpenCV DIS), mean absolute "
-        "difference (RGB 0–1) where the flow passes the forward–backward check (lower: steadier); the source's own "
-        "is the flow's residual.",
-        *(
-            [
-                "- Object match: the share of frames in which the shapes judge reads the shape and colour it reads in "
-                "the reference image."
-            ]
-            if metrics["rows"]["edit"].get("object_match") is not None
-            else []
-        ),
-        *(
-            [
-                "- The reference's object: the token learnt from the part of the reference the mask keeps ("
-                + ("found by the model, `--reference-mask auto`" if learnt.found else "as given")
-                + f"): ![reference mask](../../{learnt.path.relative_to(project.root).as_posix()}) "
-                f"({float(np.asarray(learnt.picture).mean()) / 255:.0%} of the picture); the contact sheet shows "
-                "the rest of it faded."
-            ]
-            if learnt is not None
-            else []
-        ),
-        "",
-        "![contact sheet](contact_sheet.png)",
-        "",
+    filled = {
+        "outside": metrics.get("background_outside") or "the mask",
+        "margin": metrics["settings"]["eval"]["mask_margin"],
+        "share": "" if share is None else f" ({share:.0%} of the pixels)",
+        "cap": metrics["psnr_cap_db"],
+    }
+    lines = [score.about.format(**filled) for score in _shown(metrics) if score.about]
+    if learnt is not None:
+        lines.append(
+            "The reference's object: the token learnt from the part of the reference the mask keeps ("
+            + ("found by the model, `--reference-mask auto`" if learnt.found else "as given")
+            + f"): ![reference mask](../../{learnt.path.relative_to(project.root).as_posix()}) "
+            f"({float(np.asarray(learnt.picture).mean()) / 255:.0%} of the picture); the contact sheet shows "
+            "the rest of it faded."
+        )
+    return lines
+
+
+def _files_and_settings(metrics: dict[str, Any], name: str) -> list[str]:
+    edit_link = f"../../{EDIT.run(name).folder}"
+    lines = [
         f"Files: [edit.mp4]({edit_link}/{edit_stage.VIDEO}), [compare.mp4]({edit_link}/{edit_stage.COMPARE}), "
         f"[metrics.json]({METRICS}).",
         "",
@@ -474,9 +528,9 @@ def render_report(
     ]
     for stage, settings in metrics["settings"].items():
         lines.append(f"- {stage}: " + ", ".join(f"{key} = `{value}`" for key, value in settings.items()))
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def outputs(project: Project, name: str) -> dict[str, Path]:
     folder = project.stage_dir(EVAL.run(name))
-    return {"metrics": folder / METRICS, "report": folder / REPORT, "contact_sheet": folder / SHEET}
+    return {role: folder / file for role, file in EVAL.outputs.items()}

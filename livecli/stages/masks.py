@@ -15,30 +15,62 @@ trained project (or changing them) retrains and re-inverts nothing. A prepare ru
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
 from livecli import progress
+from livecli.config import PrepareConfig
 from livecli.errors import InputError, ProjectError
-from livecli.masks import Sampling, read_clip_masks
+from livecli.masks import ClipMasks, Sampling, read_clip_masks
 from livecli.stages import MASKS, PREPARE
 from livecli.stages import prepare as prepare_stage
 from livecli.store import Project, Record, StageResult, sha256_path
-from livecli.video import probe_clip, read_pngs, shown_path, source_problem, write_pngs
+from livecli.video import ClipInfo, Framing, probe_clip, read_pngs, shown_path, source_problem, write_pngs
 
 
-def run(project: Project, mask: Path | None, force: bool = False) -> StageResult | None:
+def check_source(mask: Path | None) -> Path | None:
+    """`--mask` resolved, or the error for a path that is not a mask (a FIFO, a device, a
+    missing file): said before any stage runs."""
+    if mask is None:
+        return None
+    problem = source_problem(mask, folder_allowed=True)
+    if problem:
+        raise InputError(
+            f"--mask {shown_path(mask)} {problem}",
+            hint="pass a mask video, a folder of mask PNGs or one PNG for the first frame",
+        )
+    return mask.resolve()
+
+
+@dataclass
+class Reading:
+    """The clip's masks read against the frames prepare has just sampled, inside its staging
+    (`prepare.run(check_frames=…)`): a mask that does not fit them fails that prepare, and
+    the project keeps the frames, and everything made from them, that it had."""
+
+    path: Path
+    sampling: Sampling
+    given: ClipMasks | None = None
+
+    @classmethod
+    def of(cls, mask: Path | None, config: PrepareConfig) -> Reading | None:
+        if mask is None:
+            return None
+        return cls(mask, Sampling(config.frame_count, config.stride, config.start, config.duration))
+
+    def __call__(self, frames: list[Image.Image], framing: Framing, info: ClipInfo) -> None:
+        with progress.bar("reading the masks", 1) as advance:
+            self.given = read_clip_masks(self.path, frames, framing, info, self.sampling)
+            advance()
+
+
+def run(project: Project, mask: Path | None, force: bool = False, read: Reading | None = None) -> StageResult | None:
     """Read `mask` for the project's prepared frames, unless up to date; None (and an
-    earlier run's masks removed) when no mask is given."""
-    if mask is not None:
-        problem = source_problem(mask, folder_allowed=True)
-        if problem:
-            raise InputError(
-                f"--mask {shown_path(mask)} {problem}",
-                hint="pass a mask video, a folder of mask PNGs or one PNG for the first frame",
-            )
-        mask = mask.resolve()
+    earlier run's masks removed) when no mask is given. `read`: the masks already read
+    against the frames as prepared this run."""
+    mask = check_source(mask)
     with project.lock():
         prepared = prepare_stage.require(project)
         manifest = project.manifest()
@@ -54,18 +86,14 @@ def run(project: Project, mask: Path | None, force: bool = False) -> StageResult
         inputs = {PREPARE.folder: prepared.fingerprint, "mask": digest}
         work = project.run_stage(MASKS, {}, inputs, force=force, reads=(PREPARE,))
         if not work.skipped:
-            clip = Path(sources["clip"]["path"])
-            config = prepare_stage.recorded_config(prepared)
-            frames = read_pngs(project.verified(PREPARE, "frames"))
-            sampling = Sampling(config.frame_count, config.stride, config.start, config.duration)
+            given = read.given if read is not None and read.given is not None else _read(project, prepared, mask)
             with work.staging() as folder:
-                with progress.bar("reading the masks", 1) as advance:
-                    given = read_clip_masks(
-                        mask, frames, prepare_stage.framing_of(prepared), probe_clip(clip), sampling
-                    )
-                    advance()
                 write_pngs(given.masks, folder)
-                work.facts = {"given_as": given.given_as, "coverage": round(given.coverage, 4), "frames": len(frames)}
+                work.facts = {
+                    "given_as": given.given_as,
+                    "coverage": round(given.coverage, 4),
+                    "frames": len(given.masks),
+                }
                 if given.coverage >= prepare_stage.WHOLE:
                     progress.say(
                         f"masks: --mask {shown_path(mask)} covers {given.coverage:.0%} of the frames: local blend "
@@ -73,6 +101,14 @@ def run(project: Project, mask: Path | None, force: bool = False) -> StageResult
                     )
         project.update_manifest(sources={**sources, "mask": {"path": str(mask), "sha256": digest}})
     return work.result
+
+
+def _read(project: Project, prepared: Record, mask: Path) -> ClipMasks:
+    """The masks `mask` gives for the frames as prepared."""
+    clip = Path(project.manifest()["sources"]["clip"]["path"])
+    reading = Reading.of(mask, prepare_stage.recorded_config(prepared))
+    reading(read_pngs(project.verified(PREPARE, "frames")), prepare_stage.framing_of(prepared), probe_clip(clip))
+    return reading.given
 
 
 def refresh(project: Project) -> StageResult | None:

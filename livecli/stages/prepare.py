@@ -24,7 +24,8 @@ and the manifest `live.toml` (model, sources with SHA-256, prompt, object).
 
 from __future__ import annotations
 
-from dataclasses import fields
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ from livecli.errors import ConfigError, InputError, ProjectError
 from livecli.fields import default_of
 from livecli.masks import latent_cells
 from livecli.models.loading import (
+    ModelSource,
     dtype_name,
     load_tokenizer,
     load_vae,
@@ -223,6 +225,30 @@ def reference_inputs(references: References, alphas: list[Image.Image | None]) -
     return inputs
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What prepare reads and makes, all checked before anything is written."""
+
+    config: PrepareConfig
+    source: ModelSource
+    info: ClipInfo
+    framing: Framing
+    expected: int | None
+    """Frames the settings take, as the clip's container tells (None: unknown until decoded)."""
+    device: torch.device
+    dtype: torch.dtype
+    references: References
+    alphas: list[Image.Image | None]
+    """Per reference without a mask file, its alpha channel (its mask then), if it has one."""
+    settings: dict
+    inputs: dict
+    manifest: dict
+
+
+FramesCheck = Callable[[list[Image.Image], Framing, ClipInfo], None]
+"""Something read against the frames just sampled, before they are recorded (the clip's masks)."""
+
+
 def run(
     project: Project,
     config: PrepareConfig,
@@ -230,123 +256,153 @@ def run(
     image: Path | References,
     model: ModelConfig,
     force: bool = False,
+    check_frames: FramesCheck | None = None,
 ) -> StageResult:
     """Prepare the project from CLIP and IMAGE (one reference image, or `References`),
     unless it is already up to date. (The clip's object masks are a stage of their own,
-    stages/masks.py, so that giving them retrains nothing.)"""
-    clip = check_source(clip, "clip")
-    references = References.of(image)
-    references = References(
-        tuple(check_source(path, "reference image") for path in references.images),
-        tuple(None if path is None else check_source(path, "reference mask") for path in references.masks),
-    )
-    image = references.first
+    stages/masks.py, so that giving them retrains nothing; `check_frames` reads them against
+    new frames before those are recorded.)"""
+    clip, references = check_sources(clip, References.of(image))
     project.check_writable(repair=force)
     with project.lock():
         damaged = project.manifest_damaged()
         if damaged:
             progress.say(f"prepare: {project.manifest_path} is damaged ({damaged}); --force writes it anew")
-        source = resolve_model(model.model, config=model.model_config)
-        tokenizer = load_tokenizer(source)
-        if tokenizer is not None:
-            check_prompt_fits(tokenizer, config.prompt, config.object)
-        info = probe_clip(clip)
-        framing = plan_framing(config, info, native_size(source), size_multiple(source))
-        expected = expected_frames(config, info, clip)
-        device = resolve_device(model.device)
-        dtype = resolve_dtype(model.dtype, device)
-        check_fits(
-            prepare_bytes(expected or 1, framing.width, framing.height, vae_width(source), vae_batch(device), dtype),
-            device,
-            f"preparing {expected or 'the'} frames at {framing.width}x{framing.height}",
-            hint="pass a smaller --size, or fewer frames (--frames, --duration, --stride)",
-        )
-        settings = {**config.settings(), "size": f"{framing.width}x{framing.height}", "dtype": dtype_name(dtype)}
-        if config.crop == "square":
-            settings["size"] = framing.width
-        alphas = [  # a reference without a mask file may have an alpha channel, which is its mask then
-            load_alpha(path) if given is None else None
-            for path, given in zip(references.images, references.masks, strict=True)
-        ]
-        inputs = {
-            "clip": sha256_path(clip),
-            "image": sha256_path(image),
-            "model": source.key,
-            **reference_inputs(references, alphas),
-        }
-        sources = {
+        plan = plan_prepare(config, clip, references, model)
+        work = project.run_stage(PREPARE, plan.settings, plan.inputs, force=force)
+        if work.skipped:
+            project.update_manifest(**plan.manifest)  # a crash may have cut it off after the swap
+            return work.result
+        pictures = [load_image(path, plan.framing) for path in references.images]  # cheap: fails before decoding
+        object_masks = reference_masks(references, plan.alphas, plan.framing)
+        with work.staging() as folder:
+            sampled = sample(clip, plan)
+            if check_frames is not None:
+                check_frames(sampled.frames, plan.framing, plan.info)
+            write_pictures(folder, sampled, pictures, object_masks)
+            audio = save_audio(clip, sampled, folder / AUDIO) if plan.info.audio else False
+            work.facts = encode(folder, plan, sampled, pictures, object_masks) | {"audio": audio}
+        project.update_manifest(anew=bool(damaged), **plan.manifest)
+    return work.result
+
+
+def check_sources(clip: Path, references: References) -> tuple[Path, References]:
+    """The clip and the reference images (and their masks), each a file or folder that can be read."""
+    return check_source(clip, "clip"), References(
+        tuple(check_source(path, "reference image") for path in references.images),
+        tuple(None if path is None else check_source(path, "reference mask") for path in references.masks),
+    )
+
+
+def plan_prepare(config: PrepareConfig, clip: Path, references: References, model: ModelConfig) -> Plan:
+    """The model, the frames' size and count, the memory they need, and what the record and
+    the manifest will say: every check of the inputs that needs no decoding."""
+    source = resolve_model(model.model, config=model.model_config)
+    tokenizer = load_tokenizer(source)
+    if tokenizer is not None:
+        check_prompt_fits(tokenizer, config.prompt, config.object)
+    info = probe_clip(clip)
+    framing = plan_framing(config, info, native_size(source), size_multiple(source))
+    expected = expected_frames(config, info, clip)
+    device = resolve_device(model.device)
+    dtype = resolve_dtype(model.dtype, device)
+    check_fits(
+        prepare_bytes(expected or 1, framing.width, framing.height, vae_width(source), vae_batch(device), dtype),
+        device,
+        f"preparing {expected or 'the'} frames at {framing.width}x{framing.height}",
+        hint="pass a smaller --size, or fewer frames (--frames, --duration, --stride)",
+    )
+    settings = {**config.settings(), "size": f"{framing.width}x{framing.height}", "dtype": dtype_name(dtype)}
+    if config.crop == "square":
+        settings["size"] = framing.width
+    alphas = [  # a reference without a mask file may have an alpha channel, which is its mask then
+        load_alpha(path) if given is None else None
+        for path, given in zip(references.images, references.masks, strict=True)
+    ]
+    image = references.first
+    inputs = {"clip": sha256_path(clip), "image": sha256_path(image), "model": source.key}
+    inputs |= reference_inputs(references, alphas)
+    manifest = {
+        "prompt": config.prompt,
+        "object": config.object,
+        "model": source.manifest_entry(),
+        "sources": {
             "clip": {"path": str(clip), "sha256": inputs["clip"]},
             "image": {"path": str(image), "sha256": inputs["image"]},
-        }
-        manifest = {
-            "prompt": config.prompt,
-            "object": config.object,
-            "model": source.manifest_entry(),
-            "sources": sources,
-            # A project of one picture without a mask keeps the manifest it always had.
-            "references": None if references.single else manifest_references(references),
-        }
-        work = project.run_stage(PREPARE, settings, inputs, force=force)
-        if work.skipped:
-            project.update_manifest(**manifest)  # a crash may have cut it off after the swap
-            return work.result
+        },
+        # A project of one picture without a mask keeps the manifest it always had.
+        "references": None if references.single else manifest_references(references),
+    }
+    return Plan(config, source, info, framing, expected, device, dtype, references, alphas, settings, inputs, manifest)
 
-        pictures = [load_image(path, framing) for path in references.images]  # cheap: fails before decoding
-        object_masks = reference_masks(references, alphas, framing)
-        with work.staging() as folder:
-            with progress.bar("decoding frames", expected or 0) as advance:
-                clip_frames = sample_frames(
-                    clip,
-                    config.frame_count,
-                    framing,
-                    config.stride,
-                    config.start,
-                    advance,
-                    duration=config.duration,
-                    limit=config.max_frames,
-                )
-            count = len(clip_frames.frames)
-            write_pngs(clip_frames.frames, folder / "frames")
-            pictures[0].save(folder / "reference.png")
-            if len(pictures) > 1:
-                write_pngs(pictures, folder / REFERENCES)
-            if object_masks is not None:
-                write_pngs(object_masks, folder / REFERENCE_MASKS)
-            audio = save_audio(clip, clip_frames, folder / AUDIO) if info.audio else False
 
-            vae = load_vae(source, device, dtype)
-            with progress.bar("encoding latents", count + len(pictures)) as advance:
-                latents = encode_images(vae, [*clip_frames.frames, *pictures], vae_batch(device), advance)
-            frame_latents, reference_latents = latents[:count].contiguous(), latents[count:].contiguous()
-            scaling = float(vae.config.scaling_factor)
-            tensors = {"frames": frame_latents, "reference": reference_latents}
-            if object_masks is not None:
-                tensors["reference_weights"] = loss_weights(object_masks, tuple(reference_latents.shape[-2:]))
-            save_tensors(
-                folder / LATENTS,
-                tensors,
-                metadata={"scaling_factor": repr(scaling), "size": f"{framing.width}x{framing.height}"},
-            )
-            work.facts = {
-                "frames_shape": list(frame_latents.shape),
-                "reference_shape": list(reference_latents.shape),
-                "scaling_factor": scaling,
-                "fps": clip_frames.fps,
-                "source_fps": info.fps,
-                "frame_size": [framing.width, framing.height],
-                "source_size": [info.width, info.height],
-                "span": {
-                    "start": round(clip_frames.first_time, 4),
-                    "end": round(clip_frames.end_time, 4),
-                    "stride": config.stride,
-                },
-                "audio": audio,
-            }
-            if object_masks is not None:
-                work.facts["reference_weights_shape"] = list(tensors["reference_weights"].shape)
-                work.facts["reference_mask_coverage"] = round(float(tensors["reference_weights"].mean()), 4)
-        project.update_manifest(anew=bool(damaged), **manifest)
-    return work.result
+def sample(clip: Path, plan: Plan) -> SampledClip:
+    """The clip's frames as the settings take them, framed."""
+    config = plan.config
+    with progress.bar("decoding frames", plan.expected or 0) as advance:
+        return sample_frames(
+            clip,
+            config.frame_count,
+            plan.framing,
+            config.stride,
+            config.start,
+            advance,
+            duration=config.duration,
+            limit=config.max_frames,
+        )
+
+
+def write_pictures(
+    folder: Path, sampled: SampledClip, pictures: list[Image.Image], object_masks: list[Image.Image] | None
+) -> None:
+    """The frames, the reference picture(s) and their masks as PNGs."""
+    write_pngs(sampled.frames, folder / "frames")
+    pictures[0].save(folder / "reference.png")
+    if len(pictures) > 1:
+        write_pngs(pictures, folder / REFERENCES)
+    if object_masks is not None:
+        write_pngs(object_masks, folder / REFERENCE_MASKS)
+
+
+def encode(
+    folder: Path,
+    plan: Plan,
+    sampled: SampledClip,
+    pictures: list[Image.Image],
+    object_masks: list[Image.Image] | None,
+) -> dict:
+    """The frames' and the references' VAE latents (and the references' loss weights) into
+    LATENTS; the record's facts about them."""
+    count = len(sampled.frames)
+    vae = load_vae(plan.source, plan.device, plan.dtype)
+    with progress.bar("encoding latents", count + len(pictures)) as advance:
+        latents = encode_images(vae, [*sampled.frames, *pictures], vae_batch(plan.device), advance)
+    frame_latents, reference_latents = latents[:count].contiguous(), latents[count:].contiguous()
+    scaling = float(vae.config.scaling_factor)
+    tensors = {"frames": frame_latents, "reference": reference_latents}
+    if object_masks is not None:
+        tensors["reference_weights"] = loss_weights(object_masks, tuple(reference_latents.shape[-2:]))
+    framing, info = plan.framing, plan.info
+    metadata = {"scaling_factor": repr(scaling), "size": f"{framing.width}x{framing.height}"}
+    save_tensors(folder / LATENTS, tensors, metadata=metadata)
+    facts = {
+        "frames_shape": list(frame_latents.shape),
+        "reference_shape": list(reference_latents.shape),
+        "scaling_factor": scaling,
+        "fps": sampled.fps,
+        "source_fps": info.fps,
+        "frame_size": [framing.width, framing.height],
+        "source_size": [info.width, info.height],
+        "span": {
+            "start": round(sampled.first_time, 4),
+            "end": round(sampled.end_time, 4),
+            "stride": plan.config.stride,
+        },
+    }
+    if object_masks is not None:
+        facts["reference_weights_shape"] = list(tensors["reference_weights"].shape)
+        facts["reference_mask_coverage"] = round(float(tensors["reference_weights"].mean()), 4)
+    return facts
 
 
 def reference_masks(
@@ -421,6 +477,15 @@ def plan_framing(config: PrepareConfig, info: ClipInfo, native: int, multiple: i
     if config.crop == "square":
         return Framing(requested, requested, square=True)
     width, height = frame_size(info.width, info.height, requested, multiple)
+    if max(width, height) > largest:  # the aspect ratio carries the long side past --size's bound
+        fitting = largest * min(width, height) // max(width, height) // multiple * multiple
+        fits = fitting >= multiple and max(frame_size(info.width, info.height, fitting, multiple)) <= largest
+        raise InputError(
+            f"the clip is {info.width}×{info.height}: at --size {requested} its frames would be {width}×{height}, "
+            f"and this model takes sides up to {largest} px",
+            hint=(f"pass --size {fitting}{' or less' if fitting > multiple else ''}, or " if fits else "")
+            + "crop it with --crop square or --size WIDTHxHEIGHT",
+        )
     return Framing(width, height)
 
 

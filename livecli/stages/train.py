@@ -43,7 +43,7 @@ from livecli.fields import SettingError
 from livecli.interrupt import stop_at_safe_point
 from livecli.models import deltas as attention_deltas
 from livecli.models import text as text_model
-from livecli.models.loading import DenoiserParts, load_denoiser, resolve_device, resolve_model
+from livecli.models.loading import DenoiserParts, ModelSource, load_denoiser, resolve_device, resolve_model
 from livecli.models.trained import TrainedFiles
 from livecli.models.video_unet import compile_blocks, enable_checkpointing, inflate, trainable_names
 from livecli.objectives import (
@@ -73,7 +73,7 @@ from livecli.store import (
     write_toml,
 )
 from livecli.tensor_files import save_tensors
-from livecli.windows import fits, training_batch
+from livecli.windows import training_batch, window_settings
 from livecli.words import DEFAULT_TOKEN, TOKEN_ALIAS, replace_word
 
 DELTAS = "attention_deltas.safetensors"
@@ -454,50 +454,39 @@ def diverged(config: TrainConfig, step: int, what: str) -> SettingError:
     )
 
 
+@dataclass(frozen=True)
+class TrainPlan:
+    """What a training reads and how, all checked before anything is loaded or written."""
+
+    config: TrainConfig
+    """With --mixed-precision resolved for the device (the record keeps what ran)."""
+    prepared: Record
+    manifest: dict
+    source: ModelSource
+    device: torch.device
+    settings: dict
+    inputs: dict
+    finding: list[int]
+    """The references whose object the model finds (--reference-mask auto)."""
+
+
 def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool = False) -> StageResult:
     """Train the project's video UNet, latent prompt and token, unless up to date."""
     project.check_writable()
     with project.lock():
-        prepared, manifest = prepare_stage.require(project), project.manifest()
-        check_token_not_in_prompt(config.token, manifest["prompt"])
-        references = len(prepare_stage.recorded_references(manifest).images)
-        reference_captions(config, manifest["prompt"], manifest["object"], references)
-        source = resolve_model(model.model, config=model.model_config)
-        device = resolve_device(model.device)
-        # The record keeps the precision that ran: `auto` on the CPU is "no", as before it existed.
-        config = dataclasses.replace(config, mixed_precision=resolve_mixed_precision(config.mixed_precision, device))
-        check_precision(config, device)
-        settings = config.settings()
-        if fits(int(prepared.facts["frames_shape"][0]), config.window):  # one window: its size changes nothing
-            del settings["window"]
-        else:  # how windows are drawn (windows.py); trainings drawn the earlier way are stale
-            settings["window_draw"] = WINDOW_DRAW
-        finding = reference_masks.unmasked(prepared, config)
-        if finding:  # where it finds masks (trainings made before it existed learnt every picture whole)
-            settings["reference_mask"] = "auto"
-        if (finding or any(prepare_stage.masked_references(prepared))) and not config.show_object:
-            settings["hide_object"] = True  # where a mask weights the loss (before, the object was shown)
-        inputs = {PREPARE.folder: prepared.fingerprint, "model": source.key}
-        work = project.run_stage(TRAIN, settings, inputs, force=force, reads=(PREPARE,))
+        plan = plan_training(project, config, model)
+        config = plan.config
+        work = project.run_stage(TRAIN, plan.settings, plan.inputs, force=force, reads=(PREPARE,))
         if work.skipped:
             return work.result
-
-        run_key = fingerprint(TRAIN.name, {k: v for k, v in settings.items() if k != "steps"}, inputs)
+        run_key = fingerprint(TRAIN.name, {k: v for k, v in plan.settings.items() if k != "steps"}, plan.inputs)
         stopping = EarlyStopping() if config.steps == AUTO else None
         limit = stopping.max_steps if stopping else config.steps
         checkpoint = None if force else find_checkpoint(project, run_key, limit)
-        precision = MixedPrecision(config.mixed_precision, device)
-        latents = prepare_stage.latents(project)
-        models, found = None, {}
-        if finding:
-            models = load_base(source, precision)
-            found = reference_masks.find(project, models, config, manifest, latents, finding)
-        if found or "reference_weights" in latents:
-            weights = reference_masks.weights(project, found, latents)
-            latents = {name: tensor for name, tensor in latents.items() if name != "reference_weights"}
-            latents |= {} if weights is None else {"reference_weights": weights}
+        precision = MixedPrecision(config.mixed_precision, plan.device)
+        latents, found, models = training_latents(project, plan, precision)
         trainer, base = build_trainer(
-            source, config, precision, manifest, latents, checkpoint, model.compile, models=models
+            plan.source, config, precision, plan.manifest, latents, checkpoint, model.compile, models=models
         )
         if checkpoint is not None:
             rows, first, before = checkpoint.losses[: checkpoint.step], checkpoint.step, StepLosses(**checkpoint.before)
@@ -508,65 +497,164 @@ def run(project: Project, config: TrainConfig, model: ModelConfig, force: bool =
         if stopping is not None:
             best = start_stopping(stopping, trainer, checkpoint, before, first)
             last = first if first and stopping.done(first) else limit  # its checkpoint is where the rule stopped
-
-        stopped = "train: stopping after this step to save a checkpoint"
-        with stop_at_safe_point(stopped) as stop, progress.bar("training", limit, completed=first) as advance:
-            for step in range(first + 1, last + 1):
-                tick = time.perf_counter()
-                try:
-                    losses = trainer.step()
-                except NonFiniteStep as exc:
-                    raise diverged(config, step, str(exc)) from None
-                rows.append(loss_row(step, losses, config, time.perf_counter() - tick))
-                finished = step == limit
-                if stopping is not None and stopping.due(step):
-                    if stopping.observe(step, trainer.evaluate().total(config.text_weight)):
-                        best = trainer.snapshot()
-                    finished = stopping.done(step)
-                advance(description=f"training (video {losses.video:.4f}, image {losses.text:.4f})")
-                if stop.requested or step % config.checkpoint_every == 0 or finished:
-                    save_checkpoint(project, trainer, base, rows, step, limit, run_key, before, stopping, best)
-                if stop.requested:
-                    raise Interrupted(
-                        f"checkpoint saved at step {step} of {limit}; run the same command again to resume",
-                        exit_code=stop.exit_code,
-                    )
-                if finished:
-                    break
+        saving = Saving(project, base, run_key, before, stopping, limit)
+        best = train_steps(trainer, config, rows, first, last, saving, best)
         if stopping is not None:
             trainer.restore_snapshot(best)
             kept, at = stopping.best[0], stopping.history[-1][0]
             progress.say(f"train: auto stopped at step {at}; keeping step {kept}, the lowest loss on fixed draws")
         after = trainer.evaluate()
-
         with work.staging() as folder:
             write_trained(folder, trainer, base, rows)
             reference_masks.write(found, folder)
-            head, tail = rows[:10], rows[-10:]
-            work.facts = {
-                "token": config.token,
-                "token_prompt": trainer.token_prompts[0],
-                "token_prompts": list(trainer.token_prompts) if len(set(trainer.token_prompts)) > 1 else None,
-                "frames": int(latents["frames"].shape[0]),
-                "latent_prompt_shape": list(trainer.latent_prompt.shape) if trainer.latent_prompt is not None else None,
-                "latent_prompt_moved": _rounded(trainer.latent_prompt_moved()),
-                "trainable_parameters": sum(p.numel() for p in trainer.video_params) + trainer.token_vector.numel(),
-                "fixed_draw_loss_before": asdict(before),
-                "fixed_draw_loss_after": asdict(after),
-                "video_loss_first10": _mean(head, "video_loss"),
-                "video_loss_last10": _mean(tail, "video_loss"),
-                "text_loss_first10": _mean(head, "text_loss"),
-                "text_loss_last10": _mean(tail, "text_loss"),
-                "resumed_from": first or None,
-                "device": str(device),
-                "gradient_checkpointing": trainer.config.gradient_checkpointing,
-                **({"auto_steps": stopping.facts()} if stopping is not None else {}),
-                "train_seconds": round(sum(float(r["seconds"]) for r in rows), 3),
-            }
-            if found:  # per reference number (from 1): the share of its picture the found mask covers, or 0
-                work.facts["found_reference_masks"] = {
-                    str(index + 1): round(result.coverage, 4) if result.mask is not None else 0.0
-                    for index, result in found.items()
-                }
+            work.facts = trained_facts(trainer, config, latents, rows, before, after, first, plan, stopping, found)
         project.update_manifest(token=config.token)
     return work.result
+
+
+def plan_training(project: Project, config: TrainConfig, model: ModelConfig) -> TrainPlan:
+    """The checks of the words and the precision, and the record's settings and inputs."""
+    prepared, manifest = prepare_stage.require(project), project.manifest()
+    check_token_not_in_prompt(config.token, manifest["prompt"])
+    references = len(prepare_stage.recorded_references(manifest).images)
+    reference_captions(config, manifest["prompt"], manifest["object"], references)
+    source = resolve_model(model.model, config=model.model_config)
+    device = resolve_device(model.device)
+    # The record keeps the precision that ran: `auto` on the CPU is "no", as before it existed.
+    config = dataclasses.replace(config, mixed_precision=resolve_mixed_precision(config.mixed_precision, device))
+    check_precision(config, device)
+    # The window only where the clip needs several (windows.py), with how they are drawn:
+    # trainings drawn the earlier way are stale.
+    windowed = window_settings(int(prepared.facts["frames_shape"][0]), config.window)
+    settings = {name: value for name, value in config.settings().items() if name != "window"} | windowed
+    if windowed:
+        settings["window_draw"] = WINDOW_DRAW
+    finding = reference_masks.unmasked(prepared, config)
+    if finding:  # where it finds masks (trainings made before it existed learnt every picture whole)
+        settings["reference_mask"] = "auto"
+    if (finding or any(prepare_stage.masked_references(prepared))) and not config.show_object:
+        settings["hide_object"] = True  # where a mask weights the loss (before, the object was shown)
+    inputs = {PREPARE.folder: prepared.fingerprint, "model": source.key}
+    return TrainPlan(config, prepared, manifest, source, device, settings, inputs, finding)
+
+
+def training_latents(
+    project: Project, plan: TrainPlan, precision: MixedPrecision
+) -> tuple[dict[str, torch.Tensor], dict, DenoiserParts | None]:
+    """The prepared latents with the references' loss weights as training uses them (from
+    the masks given, or found now by the base model, which is then handed on)."""
+    latents = prepare_stage.latents(project)
+    models, found = None, {}
+    if plan.finding:
+        models = load_base(plan.source, precision)
+        found = reference_masks.find(project, models, plan.config, plan.manifest, latents, plan.finding)
+    if found or "reference_weights" in latents:
+        weights = reference_masks.weights(project, found, latents)
+        latents = {name: tensor for name, tensor in latents.items() if name != "reference_weights"}
+        latents |= {} if weights is None else {"reference_weights": weights}
+    return latents, found, models
+
+
+@dataclass(frozen=True)
+class Saving:
+    """What a checkpoint is saved with, beside the trainer and its losses."""
+
+    project: Project
+    base: dict[str, torch.Tensor]
+    run_key: str
+    before: StepLosses
+    stopping: EarlyStopping | None
+    limit: int
+
+
+def train_steps(
+    trainer: LiveTrainer,
+    config: TrainConfig,
+    rows: list[dict],
+    first: int,
+    last: int,
+    saving: Saving,
+    best: dict[str, torch.Tensor] | None,
+) -> dict[str, torch.Tensor] | None:
+    """Steps first+1 … last (or until `--steps auto` stops), a checkpoint every
+    --checkpoint-every steps, at the end and on Ctrl-C; the losses appended to `rows`; the
+    best step's tensors under `--steps auto`."""
+    stopping, limit = saving.stopping, saving.limit
+    stopped = "train: stopping after this step to save a checkpoint"
+    with stop_at_safe_point(stopped) as stop, progress.bar("training", limit, completed=first) as advance:
+        for step in range(first + 1, last + 1):
+            tick = time.perf_counter()
+            try:
+                losses = trainer.step()
+            except NonFiniteStep as exc:
+                raise diverged(config, step, str(exc)) from None
+            rows.append(loss_row(step, losses, config, time.perf_counter() - tick))
+            finished = step == limit
+            if stopping is not None and stopping.due(step):
+                if stopping.observe(step, trainer.evaluate().total(config.text_weight)):
+                    best = trainer.snapshot()
+                finished = stopping.done(step)
+            advance(description=f"training (video {losses.video:.4f}, image {losses.text:.4f})")
+            if stop.requested or step % config.checkpoint_every == 0 or finished:
+                save_checkpoint(
+                    saving.project,
+                    trainer,
+                    saving.base,
+                    rows,
+                    step,
+                    limit,
+                    saving.run_key,
+                    saving.before,
+                    stopping,
+                    best,
+                )
+            if stop.requested:
+                raise Interrupted(
+                    f"checkpoint saved at step {step} of {limit}; run the same command again to resume",
+                    exit_code=stop.exit_code,
+                )
+            if finished:
+                break
+    return best
+
+
+def trained_facts(
+    trainer: LiveTrainer,
+    config: TrainConfig,
+    latents: dict[str, torch.Tensor],
+    rows: list[dict],
+    before: StepLosses,
+    after: StepLosses,
+    first: int,
+    plan: TrainPlan,
+    stopping: EarlyStopping | None,
+    found: dict,
+) -> dict:
+    """What the training record says: the token, the losses before and after, the time."""
+    head, tail = rows[:10], rows[-10:]
+    facts = {
+        "token": config.token,
+        "token_prompt": trainer.token_prompts[0],
+        "token_prompts": list(trainer.token_prompts) if len(set(trainer.token_prompts)) > 1 else None,
+        "frames": int(latents["frames"].shape[0]),
+        "latent_prompt_shape": list(trainer.latent_prompt.shape) if trainer.latent_prompt is not None else None,
+        "latent_prompt_moved": _rounded(trainer.latent_prompt_moved()),
+        "trainable_parameters": sum(p.numel() for p in trainer.video_params) + trainer.token_vector.numel(),
+        "fixed_draw_loss_before": asdict(before),
+        "fixed_draw_loss_after": asdict(after),
+        "video_loss_first10": _mean(head, "video_loss"),
+        "video_loss_last10": _mean(tail, "video_loss"),
+        "text_loss_first10": _mean(head, "text_loss"),
+        "text_loss_last10": _mean(tail, "text_loss"),
+        "resumed_from": first or None,
+        "device": str(plan.device),
+        "gradient_checkpointing": trainer.config.gradient_checkpointing,
+        **({"auto_steps": stopping.facts()} if stopping is not None else {}),
+        "train_seconds": round(sum(float(r["seconds"]) for r in rows), 3),
+    }
+    if found:  # per reference number (from 1): the share of its picture the found mask covers, or 0
+        facts["found_reference_masks"] = {
+            str(index + 1): round(result.coverage, 4) if result.mask is not None else 0.0
+            for index, result in found.items()
+        }
+    return facts
