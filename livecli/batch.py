@@ -176,6 +176,52 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
     label = f"job {position}" + (
         f" ({given if plain_name(given) else shown_name(given)})" if isinstance(given, str) else ""
     )
+    _check_entry(label, entry)
+    replace = entry["replace"]
+    replace = [replace] if isinstance(replace, str) else replace
+    clip = base / Path(entry["clip"]).expanduser()
+    images = [base / Path(path).expanduser() for path in _paths(entry.get("image"))]
+    folder = base / Path(entry["reference"]).expanduser() if "reference" in entry else None
+    masks = [base / Path(path).expanduser() for path in _paths(entry.get("reference_mask"))]
+    mask = base / Path(entry["mask"]).expanduser() if "mask" in entry else None
+    name = entry.get("name") or f"{_stem(clip)}-{_stem(images[0] if images else folder)}"
+    if not plain_name(name):
+        raise ConfigError(f"{label}: `name` {shown_name(name)} is not a plain folder name", hint=f"use {NAME_RULE}")
+    project = base / Path(entry["project"]).expanduser() if "project" in entry else base / f"{name}{PROJECT_SUFFIX}"
+    try:
+        word = masking(_paths(entry.get("reference_mask")), flag="`reference_mask`")
+        references = gather(images, folder, [] if word else masks, what="`image`")
+        model = resolve_model_config(
+            _local(entry.get("model"), base),
+            entry.get("device"),
+            entry.get("dtype"),
+            _local(entry.get("model_config"), base),
+        )
+        prepare = from_table(
+            PrepareConfig, {"prompt": entry["prompt"], "object": entry["object"], **_table(entry, "prepare")}, "prepare"
+        )
+        train = from_table(TrainConfig, {**word, **_table(entry, "train")}, "train")
+        edit = from_table(EditConfig, {"replace": replace, **_table(entry, "edit")}, "edit")
+        evaluate = _eval_config(entry, base, model.model)
+        job = Job(name, clip, references, project.resolve(), model, prepare, train, edit, evaluate, mask)
+        check_job(job)
+    except LiveError as exc:
+        worded = exc.worded(job_keys) if isinstance(exc, SettingError) else exc
+        raise ConfigError(f"{label}: {worded.message}", hint=worded.hint) from None
+    return job
+
+
+def _eval_config(entry: dict[str, Any], base: Path, model: str) -> EvalConfig | None:
+    """The job's `eval` table as a config; None for `eval = false` (the job stops after its edit)."""
+    if entry.get("eval") is False:
+        return None
+    settings = typed_table(field_types(EvalConfig), _table(entry, "eval"), "eval")
+    clip_model = resolve_clip_model(_local(settings.pop("clip_model", None), base), model)
+    return EvalConfig(clip_model=clip_model, **settings)
+
+
+def _check_entry(label: str, entry: dict[str, Any]) -> None:
+    """A job's keys: the required ones there, none unknown, each of its kind, no control character."""
     for key in REQUIRED:
         if key not in entry:
             raise ConfigError(f"{label} has no `{key}`", hint="every job needs clip, image, prompt, object and replace")
@@ -196,25 +242,14 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
                 f"{label}: `{key}` must be a path or a list of paths, got {value!r}", hint="quote each in the TOML file"
             )
         for item in items or []:
-            if has_control_character(item):
-                raise ConfigError(
-                    f"{label}: `{key}` {shown_name(item)} holds a control character",
-                    hint="a path or name here is plain text: remove the character (a NUL, a newline, a tab…)",
-                )
+            _check_plain(label, key, item)
     for key in ("clip", "prompt", "object", "name", "project", "reference", "mask", *MODEL_KEYS):
         if key in entry and not isinstance(entry[key], str):
             raise ConfigError(
                 f"{label}: `{key}` must be a string, got {entry[key]!r}", hint="quote it in the TOML file"
             )
-        if (
-            key in ("clip", "project", "reference", "mask", *MODEL_KEYS)
-            and key in entry
-            and has_control_character(entry[key])
-        ):
-            raise ConfigError(
-                f"{label}: `{key}` {shown_name(entry[key])} holds a control character",
-                hint="a path or name here is plain text: remove the character (a NUL, a newline, a tab…)",
-            )
+        if key in ("clip", "project", "reference", "mask", *MODEL_KEYS) and key in entry:
+            _check_plain(label, key, entry[key])
     replace = entry["replace"]
     replace = [replace] if isinstance(replace, str) else replace
     if not isinstance(replace, list) or not replace or not all(isinstance(r, str) for r in replace):
@@ -223,44 +258,13 @@ def _job(position: int, entry: dict[str, Any], base: Path) -> Job:
             hint='e.g. replace = ["car=<tok>"]',
         )
 
-    clip = base / Path(entry["clip"]).expanduser()
-    images = [base / Path(path).expanduser() for path in _paths(entry.get("image"))]
-    folder = base / Path(entry["reference"]).expanduser() if "reference" in entry else None
-    masks = [base / Path(path).expanduser() for path in _paths(entry.get("reference_mask"))]
-    mask = base / Path(entry["mask"]).expanduser() if "mask" in entry else None
-    image = images[0] if images else folder
-    name = entry.get("name") or f"{_stem(clip)}-{_stem(image)}"
-    if not plain_name(name):
+
+def _check_plain(label: str, key: str, text: str) -> None:
+    if has_control_character(text):
         raise ConfigError(
-            f"{label}: `name` {shown_name(name)} is not a plain folder name",
-            hint=f"use {NAME_RULE}",
+            f"{label}: `{key}` {shown_name(text)} holds a control character",
+            hint="a path or name here is plain text: remove the character (a NUL, a newline, a tab…)",
         )
-    project = base / Path(entry["project"]).expanduser() if "project" in entry else base / f"{name}{PROJECT_SUFFIX}"
-    try:
-        word = masking(_paths(entry.get("reference_mask")), flag="`reference_mask`")
-        references = gather(images, folder, [] if word else masks, what="`image`")
-        model = resolve_model_config(
-            _local(entry.get("model"), base),
-            entry.get("device"),
-            entry.get("dtype"),
-            _local(entry.get("model_config"), base),
-        )
-        prepare = from_table(
-            PrepareConfig, {"prompt": entry["prompt"], "object": entry["object"], **_table(entry, "prepare")}, "prepare"
-        )
-        train = from_table(TrainConfig, {**word, **_table(entry, "train")}, "train")
-        edit = from_table(EditConfig, {"replace": replace, **_table(entry, "edit")}, "edit")
-        evaluate = None
-        if entry.get("eval") is not False:
-            settings = typed_table(field_types(EvalConfig), _table(entry, "eval"), "eval")
-            clip_model = resolve_clip_model(_local(settings.pop("clip_model", None), base), model.model)
-            evaluate = EvalConfig(clip_model=clip_model, **settings)
-        job = Job(name, clip, references, project.resolve(), model, prepare, train, edit, evaluate, mask)
-        check_job(job)
-    except LiveError as exc:
-        worded = exc.worded(job_keys) if isinstance(exc, SettingError) else exc
-        raise ConfigError(f"{label}: {worded.message}", hint=worded.hint) from None
-    return job
 
 
 def job_keys(config: type, name: str, value: str | None = None) -> str:

@@ -563,34 +563,14 @@ def batch(
         reports.append(done)
         if as_json:
             print(json.dumps(render.job_report_json(done)), flush=True)
-        if done.status == "failed":
-            render.print_error(f"job {done.position} ({done.job.name}) failed: {done.error}", done.hint)
-        elif done.status == "busy":
-            console.print(
-                f"[bold]job {done.position}/{len(jobs)}[/] {escape(done.job.name)}: skipped, {escape(done.error)}",
-                soft_wrap=True,
-            )
-        else:
-            console.print(
-                f"[bold]job {done.position}/{len(jobs)}[/] {escape(done.job.name)}: {done.status} in "
-                f"{done.seconds:.1f} s",
-                soft_wrap=True,
-            )
-    failed = [r for r in reports if r.status == "failed"]
-    left = len(mine) - len(reports)
+        render.job_ended(done, len(jobs))
     if not as_json:
         out.print(render.batch_table(reports))
     made = [r.job.project for r in reports if r.status != "failed" and (r.job.project / MANIFEST).is_file()]
     if gallery_dir is not None and made:
         _gallery(made, gallery_dir)
-    console.print(f"[bold]batch[/]: {render.batch_counts(reports) or 'no jobs run'}", soft_wrap=True)
-    if left:
-        console.print(
-            f"[yellow]stopped[/]: {left} job{'s' if left != 1 else ''} not run after a failure (pass --keep-going to "
-            "go on)",
-            soft_wrap=True,
-        )
-    if failed:
+    render.batch_ended(reports, len(mine))
+    if any(r.status == "failed" for r in reports):
         raise typer.Exit(1)
 
 

@@ -24,6 +24,7 @@ from livecli.fields import (
     CHOICES,
     MAIN,
     SettingError,
+    Within,
     apply_preset,
     check_fields,
     field_types,
@@ -347,6 +348,9 @@ def check_refine(config: Any) -> None:
         )
 
 
+LR_HINT = "the defaults are {lr:{lr.default}} {ti_lr:{ti_lr.default}}"
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     PANEL: ClassVar[str] = TRAINING
@@ -365,11 +369,33 @@ class TrainConfig:
     )
     lr: float = field(
         default=3e-5,
-        metadata=setting("Learning rate of the attention queries, temporal attentions and latent prompt.", paper=True),
+        metadata=setting(
+            "Learning rate of the attention queries, temporal attentions and latent prompt.",
+            paper=True,
+            within=Within(
+                0,
+                1,
+                low_open=True,
+                low_words="a positive number",
+                why_high=": AdamW's steps would outgrow the weights",
+                hint=LR_HINT,
+            ),
+        ),
     )
     ti_lr: float = field(
         default=5e-3,
-        metadata=setting("Learning rate of the learned token's embedding (textual inversion).", paper=True),
+        metadata=setting(
+            "Learning rate of the learned token's embedding (textual inversion).",
+            paper=True,
+            within=Within(
+                0,
+                1,
+                low_open=True,
+                low_words="a positive number",
+                why_high=": AdamW's steps would outgrow the weights",
+                hint=LR_HINT,
+            ),
+        ),
     )
     lp_lr: float | None = field(
         default=None,
@@ -378,11 +404,23 @@ class TrainConfig:
             "--lr 3e-5 the latent prompt moves ≤1.5 % of its size in 500 steps: it stays the first frame.",
             paper=True,
             omit_default=True,
+            within=Within(
+                0,
+                1,
+                low_open=True,
+                low_words="a positive number",
+                why_high=": AdamW's steps would outgrow the weights",
+                hint=LR_HINT,
+            ),
         ),
     )
     text_weight: float = field(
         default=1.0,
-        metadata=setting("λ in L = L_unet + λ·L_text: the weight of the textual-inversion loss.", paper=True),
+        metadata=setting(
+            "λ in L = L_unet + λ·L_text: the weight of the textual-inversion loss.",
+            paper=True,
+            within=Within(0, hint="{text_weight:1} weighs both objectives equally"),
+        ),
     )
     token: str = field(
         default=DEFAULT_TOKEN, metadata=setting("The placeholder string that learns the reference object.")
@@ -447,7 +485,12 @@ class TrainConfig:
         default=33, metadata=setting("Seed of the noise, timesteps and new weights: equal seeds give equal runs.")
     )
     checkpoint_every: int = field(
-        default=100, metadata=setting("Save a resumable checkpoint every N steps (and on Ctrl-C).", inert=True)
+        default=100,
+        metadata=setting(
+            "Save a resumable checkpoint every N steps (and on Ctrl-C).",
+            inert=True,
+            within=Within(1, hint="e.g. {checkpoint_every:100}"),
+        ),
     )
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = field(
         default="auto",
@@ -469,8 +512,17 @@ class TrainConfig:
             inert=True,
         ),
     )
-    weight_decay: float = field(default=1e-2, metadata=setting("AdamW weight decay."))
-    max_grad_norm: float = field(default=1.0, metadata=setting("Clip the video objective's gradient to this norm."))
+    weight_decay: float = field(
+        default=1e-2,
+        metadata=setting("AdamW weight decay.", within=Within(0, hint="the default is {weight_decay.default:g}")),
+    )
+    max_grad_norm: float = field(
+        default=1.0,
+        metadata=setting(
+            "Clip the video objective's gradient to this norm.",
+            within=Within(0, low_open=True, hint="the default is {max_grad_norm.default}"),
+        ),
+    )
     no_latent_prompt: bool = field(
         default=False,
         metadata=setting(
@@ -509,39 +561,6 @@ class TrainConfig:
         check_fields(self)
         check_window(TrainConfig, self.window)
         object.__setattr__(self, "steps", self._steps())
-        for name, value in (("lr", self.lr), ("ti_lr", self.ti_lr), ("lp_lr", self.lp_lr)):
-            if value is not None and not 0 < value <= 1:
-                raise error(
-                    f"{{{name}}} must be a positive number, got {{value:g}}"
-                    if not value > 0
-                    else f"{{{name}}} must be at most 1, got {{value:g}}: AdamW's steps would outgrow the weights",
-                    "the defaults are {lr:{lr.default}} {ti_lr:{ti_lr.default}}",
-                    value=value,
-                )
-        if not self.text_weight >= 0:
-            raise error(
-                "{text_weight} must be 0 or more, got {value:g}",
-                "{text_weight:1} weighs both objectives equally",
-                value=self.text_weight,
-            )
-        if self.checkpoint_every < 1:
-            raise error(
-                "{checkpoint_every} must be at least 1, got {value}",
-                "e.g. {checkpoint_every:100}",
-                value=self.checkpoint_every,
-            )
-        if not self.weight_decay >= 0:
-            raise error(
-                "{weight_decay} must be 0 or more, got {value:g}",
-                "the default is {weight_decay.default:g}",
-                value=self.weight_decay,
-            )
-        if not self.max_grad_norm > 0:
-            raise error(
-                "{max_grad_norm} must be positive, got {value:g}",
-                "the default is {max_grad_norm.default}",
-                value=self.max_grad_norm,
-            )
         if not self.token or any(c.isspace() or has_control_character(c) for c in self.token):
             raise error(
                 "{token} must be one string without spaces or control characters, got {value!r}",
@@ -603,6 +622,11 @@ class InvertConfig:
     refine: int = field(default=0, metadata=setting(REFINE_HELP))
     window: int | None = field(default=None, metadata=setting(WINDOW_HELP))
     overlap: int = field(default=DEFAULT_OVERLAP, metadata=setting(OVERLAP_HELP))
+
+    @classmethod
+    def for_edit(cls, edit: Any, window: int, overlap: int) -> InvertConfig:
+        """The inversion an edit starts from: its steps and refinement, in its windows."""
+        return cls(steps=edit.steps, refine=edit.refine, window=window, overlap=overlap)
 
     def __post_init__(self) -> None:
         check_fields(self)

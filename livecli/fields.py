@@ -35,6 +35,34 @@ CHOICES = "|"
 """A metavar that shows a field's choices: `sample|inversion`."""
 
 
+@dataclass(frozen=True)
+class Within:
+    """A number field's range, which the one typed reader checks (`check_fields`): from
+    `low` (excluded where `low_open`) to `high`, each optional; the error says the bound in
+    words ("must be 0 or more", "must be at least 1", "must be positive", "must be at most
+    1") and why where `why_high` says (after the value), with `hint`."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    hint: str = ""
+    low_words: str = ""
+    """The low bound in words, where the default ones would not do ("a positive number")."""
+    why_high: str = ""
+
+    def problem(self, value: float) -> str | None:
+        """The bound `value` breaks, in words ("must be …"); None within."""
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            if self.low_words:
+                return f"must be {self.low_words}"
+            if self.low_open:
+                return "must be positive" if self.low == 0 else f"must be more than {self.low:g}"
+            return "must be 0 or more" if self.low == 0 else f"must be at least {self.low:g}"
+        if self.high is not None and value > self.high:
+            return f"must be at most {self.high:g}"
+        return None
+
+
 def setting(
     help: str,
     *,
@@ -44,6 +72,7 @@ def setting(
     paper: bool = False,
     inert: bool = False,
     omit_default: bool = False,
+    within: Within | None = None,
 ) -> dict[str, Any]:
     """A config field's metadata.
 
@@ -57,9 +86,10 @@ def setting(
       (the config's `PAPER` where it differs from the default) and refuses another;
     - `inert`: it does not change what the stage makes, so its records leave it out;
     - `omit_default`: at its default, records leave it out (a field added after the first
-      projects were made: so that those projects stay up to date).
+      projects were made: so that those projects stay up to date);
+    - `within`: its range (`Within`), checked by the typed reader with the other checks.
     """
-    values = {"help": help, "panel": panel, "metavar": metavar, "choice_hint": choice_hint}
+    values = {"help": help, "panel": panel, "metavar": metavar, "choice_hint": choice_hint, "within": within}
     return {key: value for key, value in values.items() if value is not None} | {
         "paper": paper,
         "inert": inert,
@@ -270,7 +300,8 @@ WHOLE_NUMBER_LIMIT = 2**63 - 1
 def check_fields(config: Any) -> None:
     """The checks every config's `__post_init__` starts with: each number is finite (no
     `inf`, no `nan`) and a whole number fits in 64 bits; each choice field's value is one
-    of its choices. A field's own range its config checks after."""
+    of its choices; each number within its declared range (`Within`). What a field must be
+    beside the others its config checks after."""
     kinds = field_types(type(config))
     for item in fields(config):
         choices = choices_of(kinds[item.name])
@@ -286,6 +317,15 @@ def check_fields(config: Any) -> None:
                 _number_hint(item) + " (whole numbers here stay within ±(2**63 - 1))",
                 value=float(value),
             )
+        within = item.metadata.get("within")
+        if within is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            problem = within.problem(value)
+            if problem is not None:
+                why = within.why_high if problem.startswith("must be at most") else ""
+                shown = "{value}" if isinstance(value, int) else "{value:g}"
+                raise SettingError(
+                    type(config), f"{{{item.name}}} {problem}, got {shown}{why}", within.hint, value=value
+                )
         if choices and value is not None and value not in choices:
             raise SettingError(
                 type(config),

@@ -19,7 +19,6 @@ from livecli.config import (
     ModelConfig,
     PrepareConfig,
     TrainConfig,
-    check_overlap,
 )
 from livecli.errors import ConfigError, LiveError
 from livecli.fields import SettingError
@@ -31,6 +30,7 @@ from livecli.stages import evaluate as eval_stage
 from livecli.stages import masks as masks_stage
 from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
+from livecli.stages.runtime import resolve_windows
 from livecli.store import Project, StageResult
 
 
@@ -104,7 +104,7 @@ def check_job(job: Job) -> None:
         source = None
     if source is not None:
         edit_stage.check_words(job.prepare.prompt, job.edit, job.train.token, source)
-    check_overlap(EditConfig, job.edit.overlap, job.edit.window or job.train.window)
+    resolve_windows(job.edit, job.train.window)
     check_captions(job.train, job.prepare, job.image)
 
 

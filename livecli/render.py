@@ -191,6 +191,27 @@ def planned_job_json(position: int, job) -> dict:
     return {"job": position, "name": job.name, "project": str(job.project)}
 
 
+def job_ended(done, total: int) -> None:
+    """`live batch`: one line as a job ends (its error, for a failed one)."""
+    if done.status == "failed":
+        print_error(f"job {done.position} ({done.job.name}) failed: {done.error}", done.hint)
+        return
+    what = f"skipped, {escape(done.error)}" if done.status == "busy" else f"{done.status} in {done.seconds:.1f} s"
+    console.print(f"[bold]job {done.position}/{total}[/] {escape(done.job.name)}: {what}", soft_wrap=True)
+
+
+def batch_ended(reports: list, mine: int) -> None:
+    """`live batch`: the counts, and how many jobs a failure left unrun."""
+    console.print(f"[bold]batch[/]: {batch_counts(reports) or 'no jobs run'}", soft_wrap=True)
+    left = mine - len(reports)
+    if left:
+        console.print(
+            f"[yellow]stopped[/]: {left} job{'s' if left != 1 else ''} not run after a failure (pass --keep-going to "
+            "go on)",
+            soft_wrap=True,
+        )
+
+
 def job_report_json(report) -> dict:
     """`live batch --json`: a job as it ends."""
     outcome = report.outcome

@@ -16,6 +16,21 @@ An edit is planned, then sampled: `plan_edit` turns an EditConfig into everythin
 sampling needs (prompts, their embeddings, the schedule, the attention control, where the
 source comes from), and `sample_edit` runs the plan from x_T. The edit stage, the tests
 and the benchmarks call the same two.
+
+What a plan's extensions do (each off in the paper's method):
+
+- `pin_source` keeps the source branch on the inverted latents and moves the edit by the
+  same correction (Direct Inversion, Ju et al. 2023);
+- `latent_prompt` "reference" gives the edit's conditional branch the reference's latents
+  as latent prompt instead of the trained one (the source keeps the trained one);
+  "swapped" does the same and gives both unconditional branches the trained latent
+  prompt instead of the reference's;
+- `keeps_clip` makes local blend keep the clip's own inverted latents outside the mask
+  instead of the source branch's, which drift from the clip under guidance (blended
+  latent diffusion's rule);
+- with the source from the inversion (`source_branch` "inversion") the edit runs alone:
+  the source's attention is what the inversion stored (`plan.control.cached`), and its
+  latents are the clip's inverted ones.
 """
 
 from __future__ import annotations
@@ -248,6 +263,51 @@ class EditOutcome:
     peak_stored_bytes: int
 
 
+def branch_latent_prompts(
+    model: TrainedModel, latent_prompt: EditLatentPrompt, one_branch: bool
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(the conditional branches' latent prompts, one a branch; the unconditional's), None
+    where the trained ones stay: `reference` gives the edit's conditional branch the
+    reference's latents, `swapped` also gives the unconditional branches the trained one."""
+    if model.latent_prompt is None or latent_prompt == "trained":
+        return None, None
+    conditional = torch.stack([model.latent_prompt, model.reference])
+    unconditional = model.latent_prompt if latent_prompt == "swapped" else None
+    return (conditional[1:] if one_branch else conditional), unconditional
+
+
+def predictor(
+    model: TrainedModel,
+    plan: EditPlan,
+    texts: torch.Tensor,
+    conditional: torch.Tensor | None,
+    unconditional: torch.Tensor | None,
+    after_window: Callable[[Window], None] | None,
+) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
+    """The guided noise of a step, window by window, under the plan's attention control
+    (which each window points at its frames: the blend's maps, the stored source's)."""
+    control = plan.control
+
+    def focus(window: Window) -> None:
+        if control.blend is not None:
+            control.blend.focus(window)
+        if control.cached is not None:
+            control.cached.focus(window)
+
+    def predict(latents: torch.Tensor, timestep: torch.Tensor, index: int) -> torch.Tensor:
+        control.begin_step(index)
+
+        def window_noise(batch, links):
+            alpha = plan.schedule.alphas[index]
+            return guided_noise(
+                model, batch, timestep, alpha, texts, plan.null, plan.guidance, conditional, links, unconditional
+            )
+
+        return windowed_noise(window_noise, latents, plan.windows, focus, after_window)
+
+    return predict
+
+
 def sample_edit(
     model: TrainedModel,
     plan: EditPlan,
@@ -256,29 +316,11 @@ def sample_edit(
     watch: StepWatcher | None = None,
     after_window: Callable[[Window], None] | None = None,
 ) -> EditOutcome:
-    """Source and edit from x_T [F, 4, h, w] side by side, as `plan` says.
-
-    After each step from `plan.blend_from` on, local blend keeps the source's latents
-    outside the mask. `trajectory` is the inversion's, which the plan may read
-    (`plan.needs_trajectory`):
-
-    - `pin_source` keeps the source branch on the inverted latents and moves the edit by
-      the same correction (Direct Inversion, Ju et al. 2023): an extension, off in the
-      paper's method;
-    - `latent_prompt` "reference" gives the edit's conditional branch the reference's
-      latents as latent prompt instead of the trained one (the source keeps the trained
-      one): an extension too; "swapped" does the same and gives both unconditional
-      branches the trained latent prompt instead of the reference's;
-    - `keeps_clip` makes local blend keep the clip's own inverted latents outside the mask
-      instead of the source branch's, which drift from the clip under guidance: an
-      extension (blended latent diffusion's rule), off in the paper;
-    - with the source from the inversion (`source_branch` "inversion") the edit runs alone:
-      the source's attention is what the inversion stored (`plan.control.cached`), and
-      its latents are the clip's inverted ones.
-
-    The plan's windows (windows.py; default: the whole clip as one) run in order at each
-    step, and local blend records each window's maps for its frames.
-    """
+    """Source and edit from x_T [F, 4, h, w] side by side, as `plan` says (the module's
+    "What a plan's extensions do"). After each step from `plan.blend_from` on, local blend
+    keeps the source's latents outside the mask; `trajectory` is the inversion's, which the
+    plan may read (`plan.needs_trajectory`). The plan's windows run in order at each step,
+    and local blend records each window's maps for its frames."""
     control = plan.control
     blend: LocalBlend | None = control.blend
     one_branch = plan.source_branch == "inversion"
@@ -286,33 +328,13 @@ def sample_edit(
         raise ValueError("this edit reads the inversion's trajectory: pass `trajectory`")
     clip_background = trajectory if plan.keeps_clip else None
     pinned = trajectory if plan.pin_source else None
-    texts, null, schedule = plan.texts, plan.null, plan.schedule
+    texts, schedule = plan.texts, plan.schedule
     mask: torch.Tensor | None = None
-    conditional = unconditional = None
-    if plan.latent_prompt != "trained" and model.latent_prompt is not None:
-        conditional = torch.stack([model.latent_prompt, model.reference])
-    if plan.latent_prompt == "swapped" and model.latent_prompt is not None:
-        unconditional = model.latent_prompt
+    conditional, unconditional = branch_latent_prompts(model, plan.latent_prompt, one_branch)
     if one_branch:
         texts = texts[1:]
-        conditional = None if conditional is None else conditional[1:]
 
-    def focus(window: Window) -> None:
-        if blend is not None:
-            blend.focus(window)
-        if control.cached is not None:
-            control.cached.focus(window)
-
-    def predict(latents, timestep, index):
-        control.begin_step(index)
-
-        def window_noise(batch, links):
-            alpha = schedule.alphas[index]
-            return guided_noise(
-                model, batch, timestep, alpha, texts, null, plan.guidance, conditional, links, unconditional
-            )
-
-        return windowed_noise(window_noise, latents, plan.windows, focus, after_window)
+    predict = predictor(model, plan, texts, conditional, unconditional, after_window)
 
     def after_step(index: int, latents: torch.Tensor) -> torch.Tensor:
         nonlocal mask

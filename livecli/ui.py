@@ -299,174 +299,233 @@ def load_gradio():
     return gradio
 
 
+@dataclass
+class Form:
+    """The left column: where the project, its inputs and the settings are given, the
+    buttons, and what the running command says."""
+
+    project: Any
+    clip: Any
+    clip_upload: Any
+    images: Any
+    images_upload: Any
+    mask: Any
+    replace: Any
+    edit_name: Any
+    fields: dict[str, Any]
+    """The config fields' inputs, by `stage.field` key."""
+    train: Any
+    edit: Any
+    evaluate: Any
+    status: Any
+    progress: Any
+
+    @property
+    def inputs(self) -> list:
+        """What a button's handler reads, in `Runner.unpack`'s order."""
+        given = [self.project, self.clip, self.clip_upload, self.images, self.images_upload, self.mask]
+        return [*given, self.replace, self.edit_name, *self.fields.values()]
+
+
+@dataclass
+class Views:
+    """The right column: the edit playing, its scores, the log and the folder's edits."""
+
+    video: Any
+    scores: Any
+    log: Any
+    edits: Any
+    refresh: Any
+
+
 def build_app(folder: Path, model: str | None = None):
-    """The Gradio Blocks of the app over the projects of `folder`."""
+    """The Gradio Blocks of the app over the projects of `folder`: the form, the views, and
+    the runner that turns a button into a `live` command in the worker."""
     gr = load_gradio()
     worker = Worker(folder)
-    fields: dict[str, Any] = {}
-
     with gr.Blocks(title="live", analytics_enabled=False) as app:
         app.worker = worker
         gr.Markdown(f"## live — image-driven video editing\nProjects in `{folder}`.")
         with gr.Row():
             with gr.Column(scale=1):
-                project = gr.Dropdown(
-                    label="project",
-                    info="A project of this folder, or a new name (NAME.live is made here).",
-                    choices=[p.name for p in projects_of(folder)],
-                    value="clip.live",
-                    allow_custom_value=True,
-                    elem_id="project",
-                )
-                clip = gr.Textbox(label="clip", info="A video or a folder of frames (a path).", elem_id="clip")
-                clip_upload = gr.File(
-                    label="or upload the clip", file_count="single", height=120, elem_id="clip-upload"
-                )
-                images = gr.Textbox(label="reference image(s)", info="One path a line.", lines=2, elem_id="images")
-                images_upload = gr.File(
-                    label="or upload them", file_count="multiple", height=120, elem_id="images-upload"
-                )
-                mask = gr.Textbox(
-                    label="mask (optional)",
-                    info="The object's mask: one PNG for the first frame, a mask video, or a folder of masks.",
-                    elem_id="mask",
-                )
-                for item in REQUIRED:
-                    fields[item.key] = gr.Textbox(label=item.label, info=item.help, elem_id=item.key.replace(".", "-"))
-                replace = gr.Textbox(
-                    label=REPLACE.label, info=REPLACE.help + " One a line.", value="", elem_id="edit-replace"
-                )
-                edit_name = gr.Textbox(label="edit --name", info="Folder name under edits/ (optional).", elem_id="name")
-                with gr.Row():
-                    train_button = gr.Button("Train", variant="primary", elem_id="train")
-                    edit_button = gr.Button("Edit", variant="primary", elem_id="edit")
-                    eval_button = gr.Button("Evaluate", elem_id="evaluate")
-                status = gr.Markdown("", elem_id="status")
-                progress = gr.Textbox(label="progress", interactive=False, elem_id="progress")
-                with gr.Accordion("options", open=False):
-                    for item in OPTIONS:
-                        element = item.key.replace(".", "-")
-                        if item.choices and item.name != "frames":
-                            fields[item.key] = gr.Dropdown(
-                                label=item.label, info=item.help, choices=["", *item.choices],
-                                value=shown_default(item, model), elem_id=element,
-                            )  # fmt: skip
-                        else:
-                            fields[item.key] = gr.Textbox(
-                                label=item.label, info=item.help, value=shown_default(item, model), elem_id=element
-                            )
+                form = build_form(gr, folder, model)
             with gr.Column(scale=1):
-                video = gr.Video(label="source | edit", interactive=False, autoplay=True, loop=True, elem_id="video")
-                scores = gr.Markdown("", elem_id="scores")
-                log = gr.Textbox(label="log", lines=10, max_lines=20, interactive=False, elem_id="log")
-                edits = gr.Dataframe(
-                    headers=["project", "edit", "state", "finished"],
-                    value=edits_table(folder),
-                    interactive=False,
-                    label="edits in this folder",
-                    elem_id="edits",
-                )
-                refresh = gr.Button("Refresh the list", elem_id="refresh")
-
-        keys = list(fields)
-        inputs = [project, clip, clip_upload, images, images_upload, mask, replace, edit_name, *fields.values()]
-
-        def unpack(args):
-            chosen, clip_path, clip_file, image_paths, image_files, mask_path, swaps, name, *values = args
-            root = project_path(folder, chosen)
-            clip_value = clip_path.strip() or (_uploaded(clip_file, folder) or "")
-            listed = [line.strip() for line in (image_paths or "").splitlines() if line.strip()]
-            uploaded = [_uploaded(f, folder) for f in image_files or []]
-            return (
-                root,
-                clip_value,
-                listed + uploaded,
-                (mask_path or "").strip(),
-                swaps,
-                name,
-                dict(zip(keys, values, strict=True)),
-            )
-
-        def stream(argv: list[str], root: Path, show_edit: bool):
-            command = "$ " + command_line(argv)
-            lines: list[str] = []
-
-            def log() -> str:  # the command, then the last lines it printed
-                return "\n".join([command, *lines[-199:]])
-
-            bar = ""
-            yield "running `live " + " ".join(argv[:1]) + "` …", bar, log(), None, "", edits_table(folder)
-            code = None
-            for event in worker.run(argv):
-                if "refused" in event:
-                    yield event["refused"], bar, log(), None, "", edits_table(folder)
-                    return
-                if "bar" in event:
-                    bar = progress_text(event)
-                elif "message" in event:
-                    lines.append(event["message"])
-                elif "line" in event:
-                    lines.append(event["line"])
-                elif "exit" in event:
-                    code = event["exit"]
-                yield "running …", bar, log(), None, "", edits_table(folder)
-            errors = [line for line in lines if line.startswith("error:")]
-            outcome = "done" if code == 0 else (errors[0] if errors else f"stopped (exit code {code})")
-            shown, table = None, ""
-            edit = latest_edit(root) if show_edit and code == 0 else ""
-            if edit:
-                compare = root / EDIT.folder / edit / EDIT.outputs["compare"]
-                shown = str(compare) if compare.is_file() else None
-                table = scores_markdown(root, edit)
-            yield outcome, bar, log(), shown, table, edits_table(folder)
-
-        outputs = [status, progress, log, video, scores, edits]
-
-        def command(make, show_edit: bool):
-            """A button's handler: the command `make` builds from the form, streamed; a form
-            that cannot make one says why in one line."""
-
-            def handle(*args):
-                try:
-                    root, *form = unpack(args)
-                    argv = make(root, *form)
-                except InputError as exc:
-                    yield f"error: {exc.message}", "", "", None, "", edits_table(folder)
-                    return
-                yield from stream(argv, root, show_edit)
-
-            return handle
-
-        def train(root, clip_value, references, mask_value, swaps, name, values):
-            if not clip_value or not references:
-                raise InputError("give the clip and at least one reference image")
-            return train_argv(root, clip_value, references, mask_value, values)
-
-        def edit(root, clip_value, references, mask_value, swaps, name, values):
-            if not swaps.strip():
-                raise InputError("give --replace, e.g. car=<tok>")
-            return edit_argv(root, swaps, name, values)
-
-        def evaluate(root, clip_value, references, mask_value, swaps, name, values):
-            return eval_argv(root, name.strip() or latest_edit(root), values)
-
-        train_button.click(command(train, show_edit=False), inputs, outputs, concurrency_limit=None)
-        edit_button.click(command(edit, show_edit=True), inputs, outputs, concurrency_limit=None)
-        eval_button.click(command(evaluate, show_edit=True), inputs, outputs, concurrency_limit=None)
-        refresh.click(lambda: edits_table(folder), None, edits)
-
-        def show_project(chosen):
-            """A project picked: its last edit plays, with its scores."""
-            try:
-                root = project_path(folder, chosen)
-            except InputError:
-                return None, ""
-            edit = latest_edit(root)
-            compare = root / EDIT.folder / edit / EDIT.outputs["compare"]
-            return (str(compare) if edit and compare.is_file() else None), scores_markdown(root, edit) if edit else ""
-
-        project.change(show_project, project, [video, scores])
+                views = build_views(gr, folder)
+        runner = Runner(folder, worker, list(form.fields))
+        outputs = [form.status, form.progress, views.log, views.video, views.scores, views.edits]
+        form.train.click(runner.handler(train_command, show_edit=False), form.inputs, outputs, concurrency_limit=None)
+        form.edit.click(runner.handler(edit_command, show_edit=True), form.inputs, outputs, concurrency_limit=None)
+        form.evaluate.click(runner.handler(eval_command, show_edit=True), form.inputs, outputs, concurrency_limit=None)
+        views.refresh.click(lambda: edits_table(folder), None, views.edits)
+        form.project.change(lambda chosen: shown_project(folder, chosen), form.project, [views.video, views.scores])
     return app
+
+
+def build_form(gr, folder: Path, model: str | None) -> Form:
+    project = gr.Dropdown(
+        label="project",
+        info="A project of this folder, or a new name (NAME.live is made here).",
+        choices=[p.name for p in projects_of(folder)],
+        value="clip.live",
+        allow_custom_value=True,
+        elem_id="project",
+    )
+    clip = gr.Textbox(label="clip", info="A video or a folder of frames (a path).", elem_id="clip")
+    clip_upload = gr.File(label="or upload the clip", file_count="single", height=120, elem_id="clip-upload")
+    images = gr.Textbox(label="reference image(s)", info="One path a line.", lines=2, elem_id="images")
+    images_upload = gr.File(label="or upload them", file_count="multiple", height=120, elem_id="images-upload")
+    mask = gr.Textbox(
+        label="mask (optional)",
+        info="The object's mask: one PNG for the first frame, a mask video, or a folder of masks.",
+        elem_id="mask",
+    )
+    fields = {
+        item.key: gr.Textbox(label=item.label, info=item.help, elem_id=item.key.replace(".", "-")) for item in REQUIRED
+    }
+    replace = gr.Textbox(label=REPLACE.label, info=REPLACE.help + " One a line.", value="", elem_id="edit-replace")
+    edit_name = gr.Textbox(label="edit --name", info="Folder name under edits/ (optional).", elem_id="name")
+    with gr.Row():
+        train = gr.Button("Train", variant="primary", elem_id="train")
+        edit = gr.Button("Edit", variant="primary", elem_id="edit")
+        evaluate = gr.Button("Evaluate", elem_id="evaluate")
+    status = gr.Markdown("", elem_id="status")
+    progress = gr.Textbox(label="progress", interactive=False, elem_id="progress")
+    with gr.Accordion("options", open=False):
+        for item in OPTIONS:
+            fields[item.key] = option_input(gr, item, model)
+    return Form(
+        project, clip, clip_upload, images, images_upload, mask, replace, edit_name, fields,
+        train, edit, evaluate, status, progress,
+    )  # fmt: skip
+
+
+def option_input(gr, item: FormField, model: str | None):
+    """A setting's input: its choices in a dropdown (frames' `all` is one choice among numbers: text), else text."""
+    element = item.key.replace(".", "-")
+    if item.choices and item.name != "frames":
+        return gr.Dropdown(
+            label=item.label, info=item.help, choices=["", *item.choices],
+            value=shown_default(item, model), elem_id=element,
+        )  # fmt: skip
+    return gr.Textbox(label=item.label, info=item.help, value=shown_default(item, model), elem_id=element)
+
+
+def build_views(gr, folder: Path) -> Views:
+    video = gr.Video(label="source | edit", interactive=False, autoplay=True, loop=True, elem_id="video")
+    scores = gr.Markdown("", elem_id="scores")
+    log = gr.Textbox(label="log", lines=10, max_lines=20, interactive=False, elem_id="log")
+    edits = gr.Dataframe(
+        headers=["project", "edit", "state", "finished"],
+        value=edits_table(folder),
+        interactive=False,
+        label="edits in this folder",
+        elem_id="edits",
+    )
+    return Views(video, scores, log, edits, gr.Button("Refresh the list", elem_id="refresh"))
+
+
+@dataclass(frozen=True)
+class Given:
+    """The form, read: the project's folder and what each input holds."""
+
+    root: Path
+    clip: str
+    references: list[str]
+    mask: str
+    replace: str
+    name: str
+    values: dict[str, Any]
+
+
+class Runner:
+    """Turns a button into a `live` command run in the worker, and streams what it prints
+    into the views: (status, progress, log, video, scores, the folder's edits)."""
+
+    def __init__(self, folder: Path, worker: Worker, keys: list[str]):
+        self.folder, self.worker, self.keys = folder, worker, keys
+
+    def unpack(self, args) -> Given:
+        chosen, clip_path, clip_file, image_paths, image_files, mask_path, swaps, name, *values = args
+        listed = [line.strip() for line in (image_paths or "").splitlines() if line.strip()]
+        uploaded = [_uploaded(f, self.folder) for f in image_files or []]
+        return Given(
+            project_path(self.folder, chosen),
+            clip_path.strip() or (_uploaded(clip_file, self.folder) or ""),
+            listed + uploaded,
+            (mask_path or "").strip(),
+            swaps,
+            name,
+            dict(zip(self.keys, values, strict=True)),
+        )
+
+    def handler(self, make, show_edit: bool):
+        """A button's handler: the command `make` builds from the form, streamed; a form
+        that cannot make one says why in one line."""
+
+        def handle(*args):
+            try:
+                given = self.unpack(args)
+                argv = make(given)
+            except InputError as exc:
+                yield f"error: {exc.message}", "", "", None, "", edits_table(self.folder)
+                return
+            yield from self.stream(argv, given.root, show_edit)
+
+        return handle
+
+    def stream(self, argv: list[str], root: Path, show_edit: bool):
+        command, lines, bar, code = "$ " + command_line(argv), [], "", None
+
+        def log() -> str:  # the command, then the last lines it printed
+            return "\n".join([command, *lines[-199:]])
+
+        yield "running `live " + " ".join(argv[:1]) + "` …", bar, log(), None, "", edits_table(self.folder)
+        for event in self.worker.run(argv):
+            if "refused" in event:
+                yield event["refused"], bar, log(), None, "", edits_table(self.folder)
+                return
+            if "bar" in event:
+                bar = progress_text(event)
+            elif "message" in event or "line" in event:
+                lines.append(event.get("message", event.get("line")))
+            elif "exit" in event:
+                code = event["exit"]
+            yield "running …", bar, log(), None, "", edits_table(self.folder)
+        errors = [line for line in lines if line.startswith("error:")]
+        outcome = "done" if code == 0 else (errors[0] if errors else f"stopped (exit code {code})")
+        shown, table = shown_edit(root) if show_edit and code == 0 else (None, "")
+        yield outcome, bar, log(), shown, table, edits_table(self.folder)
+
+
+def train_command(given: Given) -> list[str]:
+    if not given.clip or not given.references:
+        raise InputError("give the clip and at least one reference image")
+    return train_argv(given.root, given.clip, given.references, given.mask, given.values)
+
+
+def edit_command(given: Given) -> list[str]:
+    if not given.replace.strip():
+        raise InputError("give --replace, e.g. car=<tok>")
+    return edit_argv(given.root, given.replace, given.name, given.values)
+
+
+def eval_command(given: Given) -> list[str]:
+    return eval_argv(given.root, given.name.strip() or latest_edit(given.root), given.values)
+
+
+def shown_project(folder: Path, chosen: str) -> tuple[str | None, str]:
+    """A project picked: its last edit's compare.mp4 to play, and its scores."""
+    try:
+        return shown_edit(project_path(folder, chosen))
+    except InputError:
+        return None, ""
+
+
+def shown_edit(root: Path) -> tuple[str | None, str]:
+    """The project's last edit's compare.mp4 to play (None without one), and its scores."""
+    edit = latest_edit(root)
+    compare = root / EDIT.folder / edit / EDIT.outputs["compare"]
+    return (str(compare) if edit and compare.is_file() else None), scores_markdown(root, edit) if edit else ""
 
 
 def _uploaded(file, folder: Path) -> str | None:

@@ -209,6 +209,29 @@ def check_edit_words(
     return target
 
 
+def _blend_tokens(
+    span: WordSpan,
+    pieces: list[str],
+    target_ids: list[list[int]],
+    new_start: int,
+    replaced: set[str],
+    blend: set | None,
+) -> tuple[list[int], list[int]]:
+    """The token positions one source word adds to the blend, in the source and the target:
+    a replaced word and what replaces it (without --blend), else the words --blend names."""
+    if blend is None:
+        if replaced.intersection(span.words):
+            return list(range(span.start, span.stop)), list(range(new_start, new_start + sum(map(len, target_ids))))
+        return [], []
+    source = list(range(span.start, span.stop)) if blend.intersection(span.words) else []
+    target, start = [], new_start
+    for piece, ids in zip(pieces, target_ids, strict=False):
+        if blend.intersection(prompt_words(piece)):
+            target.extend(range(start, start + len(ids)))
+        start += len(ids)
+    return source, target
+
+
 def edit_prompts(
     tokenizer,
     source: str,
@@ -249,18 +272,9 @@ def edit_prompts(
             else:
                 for offset in range(span.stop - span.start):
                     mapper[span.start + offset, new_start + offset] = 1.0
-        if blend_words is None:
-            if replaced.intersection(span.words):
-                source_blend.extend(range(span.start, span.stop))
-                target_blend.extend(range(new_start, new_stop))
-        else:
-            if blend_words.intersection(span.words):
-                source_blend.extend(range(span.start, span.stop))
-            start = new_start
-            for piece, ids in zip(pieces, target_ids, strict=False):
-                if blend_words.intersection(prompt_words(piece)):
-                    target_blend.extend(range(start, start + len(ids)))
-                start += len(ids)
+        blended = _blend_tokens(span, pieces, target_ids, new_start, replaced, blend_words)
+        source_blend.extend(blended[0])
+        target_blend.extend(blended[1])
         position = new_stop
     if word_spans(tokenizer, target)[-1].stop != position:
         raise InputError(

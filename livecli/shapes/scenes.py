@@ -495,13 +495,7 @@ def clip_pair(
     if kind not in KINDS:
         raise ValueError(f"unknown clip kind {kind!r}; the kinds are {', '.join(KINDS)}")
     rng = np.random.default_rng([seed, 7])
-    target = target_object or sorted(HELD_OUT_OBJECTS)[rng.integers(len(HELD_OUT_OBJECTS))]
-    chosen = source_object is not None
-    while source_object is None or (kind == "rotation" and not chosen and source_object[0] == "circle"):  # looks still
-        shape, colour = SHAPES[rng.integers(len(SHAPES))], COLOUR_NAMES[rng.integers(len(COLOUR_NAMES))]
-        source_object = None
-        if (shape, colour) != target and (shape, colour) not in HELD_OUT_OBJECTS:
-            source_object = (shape, colour)
+    source_object, target = _objects(rng, source_object, target_object, kind)
     colours = [c for c in COLOUR_NAMES if c not in (source_object[1], target[1])]
     while True:
         pattern, background_colour = PATTERNS[rng.integers(len(PATTERNS))], colours[rng.integers(len(colours))]
@@ -511,26 +505,73 @@ def clip_pair(
     glide = trajectory(rng, frames)  # drawn for every kind, so that the glide's clips stay as they were
     motion = np.random.default_rng([seed, 8, KINDS.index(kind)])
     path = poses(kind, motion, glide, frames)
-
-    if kind == "pan":
-        offsets = pan_offsets(motion, frames, side)
-        reach = max(max(x, y) for x, y in offsets)
-        wide = draw_background(background, side + reach)
-        backdrops = [wide.crop((x, y, x + side, y + side)) for x, y in offsets]
-    else:
-        backdrops = [draw_background(background, side)] * frames
+    backdrops = _backdrops(kind, motion, background, frames, side)
     distractor = (
         place_distractor(motion, path, (source_object, target), background_colour) if kind == "distractor" else None
     )
     bars = occluder_coverage(motion, frames, side) if kind == "occlusion" else None
+    drawn = _draw(path, backdrops, background, (source_object, target), distractor, bars, side)
+    reference_background, reference = _reference(rng, target, pattern, background_colour, side)
+    return ClipPair(
+        drawn[0][0],
+        drawn[1][0],
+        drawn[0][1],
+        drawn[1][1],
+        reference,
+        background,
+        reference_background,
+        source_object,
+        target,
+        kind,
+        backdrops,
+        drawn[2] if kind in ("occlusion", "distractor") else None,
+        tuple(pose.angle for pose in path),
+    )
 
-    source, truth, source_masks, truth_masks, keep_masks = [], [], [], [], []
+
+def _objects(
+    rng: np.random.Generator, source_object: tuple[str, str] | None, target_object: tuple[str, str] | None, kind: str
+) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The clip's object and the one that replaces it (a held-out combination by default)."""
+    target = target_object or sorted(HELD_OUT_OBJECTS)[rng.integers(len(HELD_OUT_OBJECTS))]
+    chosen = source_object is not None
+    while source_object is None or (kind == "rotation" and not chosen and source_object[0] == "circle"):  # looks still
+        shape, colour = SHAPES[rng.integers(len(SHAPES))], COLOUR_NAMES[rng.integers(len(COLOUR_NAMES))]
+        source_object = None
+        if (shape, colour) != target and (shape, colour) not in HELD_OUT_OBJECTS:
+            source_object = (shape, colour)
+    return source_object, target
+
+
+def _backdrops(kind: str, motion: np.random.Generator, background, frames: int, side: int) -> list[Image.Image]:
+    """Each frame's background: the same picture, or a window panning over a wider one."""
+    if kind != "pan":
+        return [draw_background(background, side)] * frames
+    offsets = pan_offsets(motion, frames, side)
+    reach = max(max(x, y) for x, y in offsets)
+    wide = draw_background(background, side + reach)
+    return [wide.crop((x, y, x + side, y + side)) for x, y in offsets]
+
+
+def _draw(
+    path: list[Pose],
+    backdrops: list[Image.Image],
+    background,
+    objects: tuple[tuple[str, str], tuple[str, str]],
+    distractor: Placed | None,
+    bars: list[Image.Image] | None,
+    side: int,
+) -> tuple[tuple[list, list], tuple[list, list], list[Image.Image]]:
+    """((source frames, their masks), (true edit's frames, their masks), what must be kept
+    in each frame: the distractor, or the occluder where it hides the object)."""
+    drawn = ([], []), ([], [])
+    keep_masks = []
     for k, pose in enumerate(path):
         backdrop, kept = backdrops[k], Image.new("L", (side, side), 0)
         if distractor is not None:
             backdrop = render(Scene(background, distractor), side, backdrop)
             kept = object_mask(distractor, side)
-        for placed_object, images, masks in ((source_object, source, source_masks), (target, truth, truth_masks)):
+        for placed_object, (images, masks) in zip(objects, drawn, strict=True):
             placed = Placed(*placed_object, pose.x, pose.y, pose.radius, pose.angle)
             image, mask = render(Scene(background, placed), side, backdrop), object_mask(placed, side)
             if bars is not None:
@@ -541,6 +582,13 @@ def clip_pair(
             images.append(image)
             masks.append(mask)
         keep_masks.append(kept)
+    return drawn[0], drawn[1], keep_masks
+
+
+def _reference(
+    rng: np.random.Generator, target: tuple[str, str], pattern: str, background_colour: str, side: int
+) -> tuple:
+    """The reference picture: the new object, centred, on another background than the clip's."""
     reference_colours = [c for c in COLOUR_NAMES if c not in (target[1], background_colour)]
     reference_background = random_background(
         rng,
@@ -549,22 +597,7 @@ def clip_pair(
     )
     if (target[0], reference_background.pattern) in HELD_OUT_SCENES:
         reference_background = replace(reference_background, pattern="plain")
-    reference = render(Scene(reference_background, Placed(*target, SIDE / 2, SIDE / 2, 15.0)), side)
-    return ClipPair(
-        source,
-        truth,
-        source_masks,
-        truth_masks,
-        reference,
-        background,
-        reference_background,
-        source_object,
-        target,
-        kind,
-        backdrops,
-        keep_masks if kind in ("occlusion", "distractor") else None,
-        tuple(pose.angle for pose in path),
-    )
+    return reference_background, render(Scene(reference_background, Placed(*target, SIDE / 2, SIDE / 2, 15.0)), side)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -49,10 +50,9 @@ from livecli.stages import invert as invert_stage
 from livecli.stages import masks as masks_stage
 from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
-from livecli.stages.runtime import Runtime, frame_count, resolve_windows
-from livecli.store import Project, Record, StageResult
+from livecli.stages.runtime import Runtime, Windows, frame_count
+from livecli.store import Project, Record, Stage, StageResult
 from livecli.video import GIF_MAX_FRAMES, read_pngs, write_gif, write_mp4, write_pngs
-from livecli.windows import plan_windows, window_settings
 
 VIDEO, GIF, COMPARE = (EDIT.outputs[role] for role in ("video", "gif", "compare"))
 
@@ -126,6 +126,20 @@ def side_by_side(left: list[Image.Image], right: list[Image.Image]) -> list[Imag
     return joined
 
 
+@dataclass(frozen=True)
+class EditPlan:
+    """What an edit runs with, all checked before the inversion or anything else is made."""
+
+    config: EditConfig
+    """With --blend-mask and --source-branch resolved."""
+    trained: Record
+    runtime: Runtime
+    windows: Windows
+    inversion: InvertConfig
+    settings: dict
+    stage: Stage
+
+
 def run(
     project: Project, config: EditConfig, model: ModelConfig, force: bool = False, replace_other: bool = False
 ) -> EditResult:
@@ -134,59 +148,24 @@ def run(
     demo's and the benchmark's); a user's is refused instead, so that none is lost unasked."""
     manifest = project.manifest()
     with project.lock():
-        config = dataclasses.replace(config, blend_mask=resolve_blend_mask(config, project))
-        trained = train_stage.require(project)
-        if config.preset is not None and trained.settings.get("preset") != config.preset:
-            raise SettingError(
-                EditConfig,
-                "{preset:{preset_value}} edits with the paper's method, but the training was made without it",
-                "train with it first (`live train --preset {preset_value} --force`), or leave {preset} out of the edit",
-                preset_value=config.preset,
-            )
-        runtime = Runtime.resolve(project, model)
-        target = check_words(manifest["prompt"], config, trained.facts["token"], runtime.source)
-        count = frame_count(project)
-        window, overlap = resolve_windows(config, trained)
-        invert_config = InvertConfig(steps=config.steps, refine=config.refine, window=window, overlap=overlap)
-        if config.source_branch == "auto":
-            chosen = auto_source_branch(project, config, invert_config, runtime, trained.facts["token"])
-            config = dataclasses.replace(config, source_branch=chosen)
-        settings = {
-            **config.settings(),
-            **self_replace_settings(config, _latent_size(project)),
-            **window_settings(count, window, overlap),
-            "dtype": dtype_name(runtime.dtype),
-            "source_prompt": manifest["prompt"],
-            "target_prompt": target,
-        }
-        settings = {name: value for name, value in settings.items() if value is not None}  # as record.toml keeps them
-        stage = EDIT.run(config.folder_name)
-        existing = project.record(stage)
-        if existing is not None and existing.settings != settings and not (force or replace_other):
-            raise ProjectError(
-                f"edit {config.folder_name!r} exists with other settings ({_changed(existing.settings, settings)})",
-                hint=_earlier_layers_hint(existing.settings, settings, _latent_size(project))
-                + "pass --name to keep both, or --force to replace it",
-            )
-
-        inversion = _inversion(project, config, invert_config, runtime, trained.facts["token"])
+        plan = plan_edit_stage(project, manifest, config, model, force or replace_other)
+        config, trained, runtime = plan.config, plan.trained, plan.runtime
+        inversion = _inversion(project, plan)
         inputs = {TRAIN.folder: trained.fingerprint, inversion.stage.folder: inversion.result.record.fingerprint}
         reads = (PREPARE, TRAIN, inversion.stage)
         if config.blend_reads_masks:
             inputs[MASKS.folder] = project.record(MASKS).fingerprint
             reads += (MASKS,)
-        work = project.run_stage(stage, settings, inputs, force=force, reads=reads)
+        work = project.run_stage(plan.stage, plan.settings, inputs, force=force, reads=reads)
         if work.skipped:
             return EditResult(inversion.result, work.result)
-
         say_kept_replaced(config)
         if config.latent_prompt != "trained" and trained.settings.get("no_latent_prompt"):
             progress.say(
                 f"edit: the model was trained without a latent prompt, so --latent-prompt {config.latent_prompt} "
                 "changes nothing"
             )
-        given = given_masks(project, config)
-        prompts, outcome = _sample(config, runtime, inversion, manifest["prompt"], window, overlap, given)
+        prompts, outcome = _sample(plan, inversion, manifest["prompt"], given_masks(project, config))
         if not torch.isfinite(outcome.edit).all():
             raise SettingError(
                 EditConfig,
@@ -197,32 +176,8 @@ def run(
                 guidance_value=config.guidance,
             )
         runtime.release()
-
-        prepared = project.record(PREPARE)
-        fps = float(prepared.facts["fps"])
-        audio = project.verified(PREPARE, prepare_stage.AUDIO) if prepared.facts.get("audio") else None
-        source_frames = read_pngs(project.verified(PREPARE, "frames"))
         with work.staging() as staged:
-            vae = load_vae(runtime.source, runtime.device, runtime.dtype)
-            with progress.bar("decoding frames", len(source_frames)) as advance:
-                edited = decode_latents(vae, outcome.edit, advance)
-            write_pngs(edited, staged / "frames")
-            if outcome.mask is not None:
-                write_pngs(mask_images(outcome.mask, (edited[0].height, edited[0].width)), staged / "masks")
-            shown, shown_source = edited, source_frames
-            if config.output_size == "source":
-                size = source_resolution(prepared)
-                shown, shown_source = upscaled(edited, size), upscaled(source_frames, size)
-                clip_size = tuple(prepared.facts.get("source_size") or size)
-                if size != clip_size:  # the frames crop the clip to sides the model takes: say so
-                    progress.say(
-                        f"edit: edit.mp4 is {size[0]}×{size[1]}: the part of the {clip_size[0]}×{clip_size[1]} clip "
-                        f"that the {edited[0].width}×{edited[0].height} frames cover, at the clip's own scale"
-                    )
-            write_mp4(shown, staged / VIDEO, fps, audio)
-            if len(edited) <= GIF_MAX_FRAMES:
-                write_gif(edited, staged / GIF, fps)
-            write_mp4(side_by_side(shown_source, shown), staged / COMPARE, fps, audio)
+            shown_size = write_videos(staged, project, plan, outcome)
             work.facts = {
                 "token": trained.facts["token"],
                 "inversion": inversion.stage.folder,
@@ -230,12 +185,85 @@ def run(
                 "blend_tokens": {"source": list(prompts.source_blend), "target": list(prompts.target_blend)},
                 "mask_coverage": round(float(outcome.mask.mean()), 4) if outcome.mask is not None else None,
                 "peak_stored_attention_bytes": outcome.peak_stored_bytes,
-                "fps": fps,
-                "audio": audio is not None,
-                "video_size": list(shown[0].size),
+                "fps": float(project.record(PREPARE).facts["fps"]),
+                "audio": bool(project.record(PREPARE).facts.get("audio")),
+                "video_size": list(shown_size),
                 "device": str(runtime.device),
             }
     return EditResult(inversion.result, work.result)
+
+
+def plan_edit_stage(
+    project: Project, manifest: dict, config: EditConfig, model: ModelConfig, replacing: bool
+) -> EditPlan:
+    """The checks of the edit's words, preset and name, the windows and the inversion it
+    starts from, and what its record will say. `replacing`: an edit of the same name with
+    other settings may be replaced."""
+    config = dataclasses.replace(config, blend_mask=resolve_blend_mask(config, project))
+    trained = train_stage.require(project)
+    if config.preset is not None and trained.settings.get("preset") != config.preset:
+        raise SettingError(
+            EditConfig,
+            "{preset:{preset_value}} edits with the paper's method, but the training was made without it",
+            "train with it first (`live train --preset {preset_value} --force`), or leave {preset} out of the edit",
+            preset_value=config.preset,
+        )
+    runtime = Runtime.resolve(project, model)
+    target = check_words(manifest["prompt"], config, trained.facts["token"], runtime.source)
+    windows = Windows.of(config, frame_count(project), trained.settings.get("window"))
+    inversion = InvertConfig.for_edit(config, windows.window, windows.overlap)
+    if config.source_branch == "auto":
+        chosen = auto_source_branch(project, config, inversion, runtime, trained.facts["token"], windows)
+        config = dataclasses.replace(config, source_branch=chosen)
+    settings = {
+        **config.settings(),
+        **self_replace_settings(config, _latent_size(project)),
+        **windows.settings,
+        "dtype": dtype_name(runtime.dtype),
+        "source_prompt": manifest["prompt"],
+        "target_prompt": target,
+    }
+    settings = {name: value for name, value in settings.items() if value is not None}  # as record.toml keeps them
+    stage = EDIT.run(config.folder_name)
+    existing = project.record(stage)
+    if existing is not None and existing.settings != settings and not replacing:
+        raise ProjectError(
+            f"edit {config.folder_name!r} exists with other settings ({_changed(existing.settings, settings)})",
+            hint=_earlier_layers_hint(existing.settings, settings, _latent_size(project))
+            + "pass --name to keep both, or --force to replace it",
+        )
+    return EditPlan(config, trained, runtime, windows, inversion, settings, stage)
+
+
+def write_videos(staged: Path, project: Project, plan: EditPlan, outcome: EditOutcome) -> tuple[int, int]:
+    """The edited frames (decoded), the blend masks, edit.mp4, edit.gif and compare.mp4 with
+    the clip's sound; the size the videos show them at."""
+    prepared = project.record(PREPARE)
+    fps = float(prepared.facts["fps"])
+    audio = project.verified(PREPARE, prepare_stage.AUDIO) if prepared.facts.get("audio") else None
+    source_frames = read_pngs(project.verified(PREPARE, "frames"))
+    runtime = plan.runtime
+    vae = load_vae(runtime.source, runtime.device, runtime.dtype)
+    with progress.bar("decoding frames", len(source_frames)) as advance:
+        edited = decode_latents(vae, outcome.edit, advance)
+    write_pngs(edited, staged / "frames")
+    if outcome.mask is not None:
+        write_pngs(mask_images(outcome.mask, (edited[0].height, edited[0].width)), staged / "masks")
+    shown, shown_source = edited, source_frames
+    if plan.config.output_size == "source":
+        size = source_resolution(prepared)
+        shown, shown_source = upscaled(edited, size), upscaled(source_frames, size)
+        clip_size = tuple(prepared.facts.get("source_size") or size)
+        if size != clip_size:  # the frames crop the clip to sides the model takes: say so
+            progress.say(
+                f"edit: edit.mp4 is {size[0]}×{size[1]}: the part of the {clip_size[0]}×{clip_size[1]} clip "
+                f"that the {edited[0].width}×{edited[0].height} frames cover, at the clip's own scale"
+            )
+    write_mp4(shown, staged / VIDEO, fps, audio)
+    if len(edited) <= GIF_MAX_FRAMES:
+        write_gif(edited, staged / GIF, fps)
+    write_mp4(side_by_side(shown_source, shown), staged / COMPARE, fps, audio)
+    return shown[0].size
 
 
 def _earlier_layers_hint(old: dict, new: dict, latent_size: tuple[int, int]) -> str:
@@ -301,7 +329,7 @@ store cost time."""
 
 
 def auto_source_branch(
-    project: Project, config: EditConfig, invert_config: InvertConfig, runtime: Runtime, token: str
+    project: Project, config: EditConfig, invert_config: InvertConfig, runtime: Runtime, token: str, windows: Windows
 ) -> str:
     """`--source-branch auto`: `inversion` where it pays (frames large enough, the store fits
     on the disk), else `sample`; says which and why."""
@@ -312,8 +340,7 @@ def auto_source_branch(
         return "sample"
     model = runtime.trained()
     plan = _stored_plan(project, config, invert_config, token)(model)
-    windows = plan_windows(frame_count(project), invert_config.window, invert_config.overlap)
-    needed = store_bytes(model.video_unet, plan, latent_size, windows, config.steps)
+    needed = store_bytes(model.video_unet, plan, latent_size, windows.planned, config.steps)
     fits, free = disk_room(project.root, needed)
     if not fits:
         progress.say(
@@ -339,31 +366,28 @@ def _stored_plan(
     return lambda model: source_attention_plan(model, prompt, reading, latent_size)
 
 
-def _inversion(
-    project: Project, config: EditConfig, invert_config: InvertConfig, runtime: Runtime, token: str
-) -> invert_stage.Inversion:
+def _inversion(project: Project, plan: EditPlan) -> invert_stage.Inversion:
     """The inversion the edit starts from, with the source's attention stored when the edit reads it from there."""
-    attention = _stored_plan(project, config, invert_config, token) if config.source_branch == "inversion" else None
-    return invert_stage.ensure(project, invert_config, runtime, attention=attention)
+    config, token = plan.config, plan.trained.facts["token"]
+    attention = _stored_plan(project, config, plan.inversion, token) if config.source_branch == "inversion" else None
+    return invert_stage.ensure(project, plan.inversion, plan.runtime, attention=attention, windows=plan.windows)
 
 
 def _sample(
-    config: EditConfig,
-    runtime: Runtime,
+    plan: EditPlan,
     inversion: invert_stage.Inversion,
     source_prompt: str,
-    window: int,
-    overlap: int,
     given: tuple[torch.Tensor, torch.Tensor | None] | None = None,
 ) -> tuple[EditPrompts, EditOutcome]:
-    """The edit's prompts and latents, sampled from the inversion as `config` plans them."""
+    """The edit's prompts and latents, sampled from the inversion as `plan` says."""
+    config, runtime = plan.config, plan.runtime
     model = runtime.trained()
     start = inversion.start().to(runtime.device)
     frames, _, height, width = start.shape
     stored = inversion.stored_attention(runtime.device, runtime.dtype) if config.source_branch == "inversion" else None
-    windows = plan_windows(frames, window, overlap)
+    windows = plan.windows.planned
     cells, region = (None, None) if given is None else (t if t is None else t.to(runtime.device) for t in given)
-    plan = plan_edit(model, config, source_prompt, frames, (height, width), windows, stored, cells, region)
-    trajectory = list(inversion.trajectory()) if plan.needs_trajectory else None
+    sampling = plan_edit(model, config, source_prompt, frames, (height, width), windows, stored, cells, region)
+    trajectory = list(inversion.trajectory()) if sampling.needs_trajectory else None
     with progress.window_bar("editing (DDIM)", frames, config.steps, len(windows)) as advance:
-        return plan.prompts, sample_edit(model, plan, start, trajectory, after_window=advance)
+        return sampling.prompts, sample_edit(model, sampling, start, trajectory, after_window=advance)

@@ -41,10 +41,10 @@ from livecli.resources import amount, check_disk
 from livecli.stages import INVERT, PREPARE, TRAIN
 from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
-from livecli.stages.runtime import Runtime, frame_count, resolve_windows
+from livecli.stages.runtime import Runtime, Windows, frame_count
 from livecli.store import DamagedFile, Project, Record, Stage, StageResult, fingerprint
 from livecli.tensor_files import load_tensors, save_tensors
-from livecli.windows import Window, plan_windows, window_settings, windowed_noise
+from livecli.windows import Window, windowed_noise
 from livecli.words import TOKEN_ALIAS
 
 LATENTS = "latents.safetensors"
@@ -149,22 +149,24 @@ def ensure(
     runtime: Runtime,
     force: bool = False,
     attention: Callable[[TrainedModel], AttentionPlan] | None = None,
+    windows: Windows | None = None,
 ) -> Inversion:
     """The inversion for `config`, computed unless up to date (the caller holds the lock).
 
     `attention` (given the model: what to store) asks for the source's attention too; an
-    up-to-date inversion that lacks it is run again, storing it, under the same key."""
+    up-to-date inversion that lacks it is run again, storing it, under the same key.
+    `windows`: as the edit that asks for it planned them (else from `config`)."""
     trained = train_stage.require(project)
     runtime.check_model(trained)
     token = trained.facts["token"]
     count = frame_count(project)
-    window, overlap = resolve_windows(config, trained)
+    windows = windows or Windows.of(config, count, trained.settings.get("window"))
     settings = {
         "steps": config.steps,
         "prompt": inversion_prompt(project, config, token),
         "refine": config.refine,
         "dtype": dtype_name(runtime.dtype),
-        **window_settings(count, window, overlap),
+        **windows.settings,
     }
     inputs = {TRAIN.folder: trained.fingerprint}
     stage = folder(fingerprint(INVERT.name, settings, inputs), config)
@@ -183,43 +185,8 @@ def ensure(
     if work.skipped:
         return Inversion(project, stage, work.result)
 
-    model = runtime.trained()
-    frames = prepare_stage.latents(project)["frames"]
-    windows = plan_windows(count, window, overlap)
-    passes = config.steps * (config.refine + 1)
-    if plan is not None:
-        needed = store_bytes(model.video_unet, plan, tuple(frames.shape[-2:]), windows, config.steps)
-        check_disk(
-            project.root,
-            needed,
-            "storing the source's attention for the edit",
-            "free some space, or edit with --source-branch sample, which stores nothing",
-        )
-        progress.say(f"invert: storing the source's attention for the edit: about {amount(needed)}")
     with work.staging() as staged:
-        recorder = None
-        if plan is not None:
-            (staged / ATTENTION).mkdir()
-            recorder = SourceRecorder(plan, staged / ATTENTION)
-        with progress.window_bar("inverting (DDIM)", count, passes, len(windows)) as advance:
-            trajectory = invert_latents(
-                model, frames, settings["prompt"], config.steps, config.refine, advance, windows, recorder
-            )
-        if not torch.isfinite(trajectory).all():
-            raise ProjectError(
-                "the inversion's latents are not finite: the trained weights (or a half-precision pass) "
-                "overflowed; nothing was recorded",
-                hint="train again (`live train --force`, with a lower --lr)"
-                + (", or run in full precision (--dtype fp32)" if runtime.dtype != torch.float32 else ""),
-            )
-        save_tensors(staged / LATENTS, {"trajectory": trajectory.contiguous()})
-        work.facts = {
-            "trajectory_shape": list(trajectory.shape),
-            "noise_std": round(float(trajectory[0].std()), 4),
-            "device": str(runtime.device),
-        }
-        if recorder is not None:
-            work.facts["attention"] = {**plan.as_facts(), "bytes": recorder.bytes, "estimated_bytes": needed}
+        work.facts = invert_into(staged, project, config, runtime, windows, settings["prompt"], plan)
     return Inversion(project, stage, work.result)
 
 
@@ -228,3 +195,53 @@ def run(project: Project, config: InvertConfig, model: ModelConfig, force: bool 
     project.manifest()
     with project.lock():
         return ensure(project, config, Runtime.resolve(project, model), force).result
+
+
+def invert_into(
+    staged: Path,
+    project: Project,
+    config: InvertConfig,
+    runtime: Runtime,
+    windows: Windows,
+    prompt: str,
+    plan: AttentionPlan | None,
+) -> dict:
+    """The DDIM trajectory (and, with `plan`, the source's attention) into `staged`; the
+    record's facts. The store's size is checked against the free disk first."""
+    model = runtime.trained()
+    frames = prepare_stage.latents(project)["frames"]
+    count = frames.shape[0]
+    passes = config.steps * (config.refine + 1)
+    if plan is not None:
+        needed = store_bytes(model.video_unet, plan, tuple(frames.shape[-2:]), windows.planned, config.steps)
+        check_disk(
+            project.root,
+            needed,
+            "storing the source's attention for the edit",
+            "free some space, or edit with --source-branch sample, which stores nothing",
+        )
+        progress.say(f"invert: storing the source's attention for the edit: about {amount(needed)}")
+    recorder = None
+    if plan is not None:
+        (staged / ATTENTION).mkdir()
+        recorder = SourceRecorder(plan, staged / ATTENTION)
+    with progress.window_bar("inverting (DDIM)", count, passes, len(windows.planned)) as advance:
+        trajectory = invert_latents(
+            model, frames, prompt, config.steps, config.refine, advance, windows.planned, recorder
+        )
+    if not torch.isfinite(trajectory).all():
+        raise ProjectError(
+            "the inversion's latents are not finite: the trained weights (or a half-precision pass) "
+            "overflowed; nothing was recorded",
+            hint="train again (`live train --force`, with a lower --lr)"
+            + (", or run in full precision (--dtype fp32)" if runtime.dtype != torch.float32 else ""),
+        )
+    save_tensors(staged / LATENTS, {"trajectory": trajectory.contiguous()})
+    facts = {
+        "trajectory_shape": list(trajectory.shape),
+        "noise_std": round(float(trajectory[0].std()), 4),
+        "device": str(runtime.device),
+    }
+    if recorder is not None:
+        facts["attention"] = {**plan.as_facts(), "bytes": recorder.bytes, "estimated_bytes": needed}
+    return facts

@@ -4,6 +4,7 @@ only when needed, and the windows a clip runs in."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -15,6 +16,7 @@ from livecli.stages import PREPARE, TRAIN
 from livecli.stages import prepare as prepare_stage
 from livecli.stages import train as train_stage
 from livecli.store import Project, Record
+from livecli.windows import Window, plan_windows, window_settings
 
 
 @dataclass
@@ -69,8 +71,35 @@ def frame_count(project: Project) -> int:
     return int(project.record(PREPARE).facts["frames_shape"][0])
 
 
-def resolve_windows(config: InvertConfig | EditConfig, trained: Record) -> tuple[int, int]:
-    """(window, overlap): --window, else the training's; an overlap that does not fit it is an error."""
-    window = config.window or trained.settings.get("window", DEFAULT_WINDOW)
+@dataclass(frozen=True)
+class Windows:
+    """The windows invert and edit run a clip in: --window (else the training's) and
+    --overlap, checked against each other once (`of`), planned once over the clip."""
+
+    frames: int
+    window: int
+    overlap: int
+
+    @classmethod
+    def of(cls, config: InvertConfig | EditConfig, frames: int, trained_window: int | None) -> Windows:
+        window, overlap = resolve_windows(config, trained_window)
+        return cls(frames, window, overlap)
+
+    @cached_property
+    def planned(self) -> list[Window]:
+        return plan_windows(self.frames, self.window, self.overlap)
+
+    @property
+    def settings(self) -> dict[str, int]:
+        """As a record keeps them: only where the clip needs more than one window."""
+        return window_settings(self.frames, self.window, self.overlap)
+
+
+def resolve_windows(config: InvertConfig | EditConfig, trained_window: int | None) -> tuple[int, int]:
+    """(window, overlap): --window, else the training's (`trained_window`, None before a
+    training or where it ran the clip whole); an overlap that does not fit it is an error.
+    The one check of the two together: `live run` and batch jobs make it with the
+    training's config before anything runs, invert and edit with its record."""
+    window = config.window or trained_window or DEFAULT_WINDOW
     check_overlap(type(config), config.overlap, window)
     return window, config.overlap

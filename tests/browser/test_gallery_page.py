@@ -85,12 +85,12 @@ def test_the_gallery_page_shows_sorts_filters_and_plays_every_edit(page, gallery
     assert page.locator("article.card").count() == JOBS and page.locator("#edits tbody tr").count() == JOBS
     assert page.title().startswith(f"live gallery: {JOBS} edits of {JOBS} projects")
 
-    header = page.locator("#edits th", has_text="warp error")
+    header = page.locator("#edits th", has_text="warp error (source flow)")
     header.click()
-    values = table_values(page, "warp error")
+    values = table_values(page, "warp error (source flow)")
     assert values == sorted(values, reverse=True) and len(set(values)) > 1
     header.click()
-    assert table_values(page, "warp error") == sorted(values)
+    assert table_values(page, "warp error (source flow)") == sorted(values)
 
     page.fill("#filter", "job3")
     assert page.locator("#edits tbody tr:not(.hidden)").count() == 1
