@@ -348,7 +348,15 @@ def check_refine(config: Any) -> None:
         )
 
 
-LR_HINT = "the defaults are {lr:{lr.default}} {ti_lr:{ti_lr.default}}"
+LEARNING_RATE = Within(
+    0,
+    1,
+    low_open=True,
+    low_words="a positive number",
+    why_high=": AdamW's steps would outgrow the weights",
+    hint="the defaults are {lr:{lr.default}} {ti_lr:{ti_lr.default}}",
+)
+"""The range of a learning rate (--lr, --ti-lr, --lp-lr)."""
 
 
 @dataclass(frozen=True)
@@ -372,14 +380,7 @@ class TrainConfig:
         metadata=setting(
             "Learning rate of the attention queries, temporal attentions and latent prompt.",
             paper=True,
-            within=Within(
-                0,
-                1,
-                low_open=True,
-                low_words="a positive number",
-                why_high=": AdamW's steps would outgrow the weights",
-                hint=LR_HINT,
-            ),
+            within=LEARNING_RATE,
         ),
     )
     ti_lr: float = field(
@@ -387,14 +388,7 @@ class TrainConfig:
         metadata=setting(
             "Learning rate of the learned token's embedding (textual inversion).",
             paper=True,
-            within=Within(
-                0,
-                1,
-                low_open=True,
-                low_words="a positive number",
-                why_high=": AdamW's steps would outgrow the weights",
-                hint=LR_HINT,
-            ),
+            within=LEARNING_RATE,
         ),
     )
     lp_lr: float | None = field(
@@ -404,14 +398,7 @@ class TrainConfig:
             "--lr 3e-5 the latent prompt moves ≤1.5 % of its size in 500 steps: it stays the first frame.",
             paper=True,
             omit_default=True,
-            within=Within(
-                0,
-                1,
-                low_open=True,
-                low_words="a positive number",
-                why_high=": AdamW's steps would outgrow the weights",
-                hint=LR_HINT,
-            ),
+            within=LEARNING_RATE,
         ),
     )
     text_weight: float = field(

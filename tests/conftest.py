@@ -97,6 +97,15 @@ def ran(made, clip, image):
 
 
 @pytest.fixture
+def edited(made, clip, image) -> Path:
+    """A project prepared, trained, inverted and edited (car=<tok>) on 4 square frames: `clip.live` here."""
+    from helpers import SMALL, copied_here
+
+    run = ("run", "clip.mp4", "ref.png", *SMALL, "--replace", "car=<tok>", "--train-steps", "2", "--edit-steps", "3")
+    return copied_here(made(*run))
+
+
+@pytest.fixture
 def capture_trainer(monkeypatch):
     """The LiveTrainer a run builds, kept for inspection."""
     from livecli.objectives import LiveTrainer

@@ -37,6 +37,9 @@ PREPARE_ARGS = (
 )
 """Square frames, as before aspect ratios were kept: most tests need no more (test_whole_clip.py keeps the aspect)."""
 
+SMALL = (*PREPARE_ARGS[:-6], "--frames", "4", "--size", "64", "--crop", "square")
+"""The tiny model on 4 square frames: what the safety tests need of a project."""
+
 
 def interrupt_after(monkeypatch, steps: int, signum: int = signal.SIGINT) -> None:
     """Press Ctrl-C (a real SIGINT; or send `signum`, e.g. SIGTERM) right after step `steps`, once."""

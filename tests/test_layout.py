@@ -15,7 +15,6 @@ from livecli.cli import app
 from livecli.config import (
     EditConfig,
     EvalConfig,
-    InvertConfig,
     ModelConfig,
     PrepareConfig,
     TrainConfig,
@@ -23,6 +22,7 @@ from livecli.config import (
 )
 from livecli.errors import ConfigError
 from livecli.fields import default_of, from_table, help_for
+from livecli.stages import STAGES
 
 
 def fields_of(config: type) -> list[str]:
@@ -31,13 +31,18 @@ def fields_of(config: type) -> list[str]:
 
 # --------------------------------------------------------------------------- each default once
 
-# Which configs each command's options set, and the options named otherwise than their field.
+# Which configs each command's options set, and the options named otherwise than their
+# field: a stage's command sets its config (the catalogue's) and the model's; what more a
+# command takes is said here.
+MORE_CONFIGS = {"train": (PrepareConfig,)}
+RENAMED = {"prepare": {"object": "object"}, "train": {"object": "object", "compile": "compile"}}
+RENAMED |= {"invert": {"compile": "compile"}, "edit": {"compile": "compile"}}
 COMMAND_CONFIGS = {
-    "prepare": ((PrepareConfig, ModelConfig), {"object": "object"}),
-    "train": ((TrainConfig, PrepareConfig, ModelConfig), {"object": "object", "compile": "compile"}),
-    "invert": ((InvertConfig, ModelConfig), {"compile": "compile"}),
-    "edit": ((EditConfig, ModelConfig), {"compile": "compile"}),
-    "eval": ((EvalConfig, ModelConfig), {}),
+    **{
+        stage.name: ((stage.config, *MORE_CONFIGS.get(stage.name, ()), ModelConfig), RENAMED.get(stage.name, {}))
+        for stage in STAGES
+        if stage.config is not None
+    },
     "run": (
         (PrepareConfig, TrainConfig, EditConfig, EvalConfig, ModelConfig),
         {

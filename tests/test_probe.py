@@ -10,17 +10,9 @@ import pytest
 from PIL import Image
 
 from clips import write_clip
-from helpers import PREPARE_ARGS, copied_here, tree_digest
+from helpers import PREPARE_ARGS, SMALL, tree_digest
 
 PROJECT = Path("clip.live")
-SMALL = (*PREPARE_ARGS[:-6], "--frames", "4", "--size", "64", "--crop", "square")
-
-
-@pytest.fixture
-def edited(made, clip, image) -> Path:
-    """A project prepared, trained, inverted and edited (car=<tok>): `clip.live` here."""
-    run = ("run", "clip.mp4", "ref.png", *SMALL, "--replace", "car=<tok>", "--train-steps", "2", "--edit-steps", "3")
-    return copied_here(made(*run))
 
 
 def refused(result, *words: str) -> str:

@@ -15,20 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import PREPARE_ARGS, copied_here, live_at_once, tiny_jobs, tree_digest
+from helpers import SMALL, live_at_once, tiny_jobs, tree_digest
 from livecli.store import write_toml
 from livecli.tensor_files import save_tensors
 
 PROJECT = Path("clip.live")
-SMALL = (*PREPARE_ARGS[:-6], "--frames", "4", "--size", "64", "--crop", "square")
-"""The tiny model on 4 square frames: what these tests need of a project."""
-
-
-@pytest.fixture
-def edited(made, clip, image) -> Path:
-    """A project prepared, trained, inverted and edited (car=<tok>): `clip.live` here."""
-    run = ("run", "clip.mp4", "ref.png", *SMALL, "--replace", "car=<tok>", "--train-steps", "2", "--edit-steps", "3")
-    return copied_here(made(*run))
 
 
 # --------------------------------------------------------------------------- the lock

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import PREPARE_ARGS, copied_here
+from helpers import SMALL, copied_here
 from livecli import scores
-
-SMALL = (*PREPARE_ARGS[:-6], "--frames", "4", "--size", "64", "--crop", "square")
 
 
 def brightness(frames, source) -> float:

@@ -14,7 +14,7 @@ its command (cli.py); pipeline.py too where `live run` runs it.
 
 from __future__ import annotations
 
-from livecli.config import EditConfig, EvalConfig, PrepareConfig, TrainConfig
+from livecli.config import EditConfig, EvalConfig, InvertConfig, PrepareConfig, TrainConfig
 from livecli.progress import size
 from livecli.store import COUNT, FLAG, FRACTION, NUMBER, POSITIVE, SHAPE, TABLE, TEXT, TEXTS, Record, Stage, table_of
 
@@ -184,6 +184,7 @@ INVERT = Stage(
     runs=True,
     missing="`live edit` runs it",
     facts={"trajectory_shape": SHAPE, "noise_std": NUMBER.or_absent, "attention": TABLE.or_absent},
+    config=InvertConfig,
     summary=inverted,
     timed=True,
 )
