@@ -779,7 +779,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def bare_switches(argv: list[str]) -> list[str]:
     """`--gradient-checkpointing` was a switch before it took a mode: alone, it still means
-    every block ("all"), so that earlier scripts run as they did."""
+    every block ("all"), so that earlier scripts run as they did. (Click's own way, an
+    option with `is_flag=False, flag_value="all"`, does not reach through Typer 0.29: there
+    `--gradient-checkpointing` alone is "requires an argument".)"""
     fixed = []
     for index, arg in enumerate(argv):
         fixed.append(arg)
