@@ -90,8 +90,8 @@ def say_kept_replaced(config: EditConfig) -> None:
     if kept:
         words = ", ".join(repr(word) for word in kept)
         progress.say(
-            f"edit: --keep names {words}, which --replace changes: the new words take its cross-attention maps, "
-            "so the old object's shape (leave it out of --keep to let the reference's shape show)"
+            f"edit: --keep names {words}, which --replace changes: the new words take its cross-attention maps and "
+            "with them the old object's shape (leave it out of --keep to let the reference's shape show)"
         )
 
 
