@@ -147,14 +147,26 @@ class PrepareConfig:
             metavar="SIZE|WxH",
         ),
     )
-    stride: int = field(default=1, metadata=setting("Take every STRIDE-th frame."))
-    start: float = field(default=0.0, metadata=setting("Start sampling at this time, in seconds."))
+    stride: int = field(
+        default=1,
+        metadata=setting("Take every STRIDE-th frame.", within=Within(1, hint="{stride:1} takes every frame")),
+    )
+    start: float = field(
+        default=0.0,
+        metadata=setting(
+            "Start sampling at this time, in seconds.",
+            within=Within(0, words="0 or more seconds", hint="{start:0} begins at the first frame"),
+        ),
+    )
     duration: float | None = field(
         default=None,
         metadata=setting(
             "Sample at most this many seconds from --start (default: to the clip's end).",
             metavar="SECONDS",
             omit_default=True,
+            within=Within(
+                0, low_open=True, words="a positive number of seconds", hint="leave it out to sample to the clip's end"
+            ),
         ),
     )
     max_frames: int = field(
@@ -162,6 +174,7 @@ class PrepareConfig:
         metadata=setting(
             "Refuse a clip that gives more frames than this, before any model loads (10 s at 24 fps by default).",
             inert=True,
+            within=Within(1, hint="the default is {max_frames.default}"),
         ),
     )
     crop: Literal["none", "square"] = field(
@@ -197,26 +210,6 @@ class PrepareConfig:
             )
         object.__setattr__(self, "frames", self._frames())
         object.__setattr__(self, "size", self._size())
-        if self.stride < 1:
-            raise error("{stride} must be at least 1, got {value}", "{stride:1} takes every frame", value=self.stride)
-        if self.start < 0:
-            raise error(
-                "{start} must be 0 or more seconds, got {value:g}",
-                "{start:0} begins at the first frame",
-                value=self.start,
-            )
-        if self.duration is not None and not self.duration > 0:
-            raise error(
-                "{duration} must be a positive number of seconds, got {value:g}",
-                "leave it out to sample to the clip's end",
-                value=self.duration,
-            )
-        if self.max_frames < 1:
-            raise error(
-                "{max_frames} must be at least 1, got {value}",
-                "the default is {max_frames.default}",
-                value=self.max_frames,
-            )
         if self.crop == "square" and isinstance(self.size, str):
             raise error(
                 "{crop:square} and {size:{value}} contradict each other",
@@ -328,24 +321,8 @@ def check_windows(config: Any) -> None:
     check_overlap(type(config), config.overlap, config.window)
 
 
-def check_steps(config: Any) -> None:
-    if not 1 <= config.steps <= 1000:
-        raise SettingError(
-            type(config),
-            "{steps} must be between 1 and 1000, got {value}",
-            "the paper uses {steps.default} DDIM steps (the default)",
-            value=config.steps,
-        )
-
-
-def check_refine(config: Any) -> None:
-    if not 0 <= config.refine <= 50:
-        raise SettingError(
-            type(config),
-            "{refine} must be between 0 and 50, got {value}",
-            "0 is plain DDIM inversion; 3–6 is usually enough",
-            value=config.refine,
-        )
+DDIM_STEPS = Within(1, 1000, words="between 1 and 1000", hint="the paper uses {steps.default} DDIM steps (the default)")
+REFINE = Within(0, 50, words="between 0 and 50", hint="0 is plain DDIM inversion; 3–6 is usually enough")
 
 
 LEARNING_RATE = Within(
@@ -601,12 +578,14 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class InvertConfig:
-    steps: int = field(default=50, metadata=setting("DDIM steps (an edit samples with the same number)."))
+    steps: int = field(
+        default=50, metadata=setting("DDIM steps (an edit samples with the same number).", within=DDIM_STEPS)
+    )
     prompt: str | None = field(
         default=None,
         metadata=setting("Prompt to invert with (default: the source prompt). <tok> is the learned token."),
     )
-    refine: int = field(default=0, metadata=setting(REFINE_HELP))
+    refine: int = field(default=0, metadata=setting(REFINE_HELP, within=REFINE))
     window: int | None = field(default=None, metadata=setting(WINDOW_HELP))
     overlap: int = field(default=DEFAULT_OVERLAP, metadata=setting(OVERLAP_HELP))
 
@@ -617,8 +596,6 @@ class InvertConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        check_steps(self)
-        check_refine(self)
         check_windows(self)
         if self.prompt is not None and not self.prompt.strip():
             raise SettingError(InvertConfig, "{prompt} is empty", "leave it out to invert with the source prompt")
@@ -682,14 +659,29 @@ class EditConfig:
         default=None,
         metadata=setting("Folder name under edits/ (default: from the replacements, e.g. car-tok).", inert=True),
     )
-    steps: int = field(default=50, metadata=setting("DDIM steps of the inversion and the edit.", paper=True))
-    guidance: float = field(default=12.5, metadata=setting("Classifier-free guidance scale.", paper=True))
+    steps: int = field(
+        default=50, metadata=setting("DDIM steps of the inversion and the edit.", paper=True, within=DDIM_STEPS)
+    )
+    guidance: float = field(
+        default=12.5,
+        metadata=setting(
+            "Classifier-free guidance scale.",
+            paper=True,
+            within=Within(0, hint="the paper uses {guidance:{guidance.default}}"),
+        ),
+    )
     cross_replace: float = field(
         default=0.6,
         metadata=setting(
             "Fraction of steps in which the kept words' cross-attention maps come from the source.",
             panel=EDIT_CONTROL,
             paper=True,
+            within=Within(
+                0,
+                1,
+                words="between 0 and 1",
+                hint="{cross_replace} is a fraction of the steps or of the attention's range",
+            ),
         ),
     )
     self_replace: float = field(
@@ -698,6 +690,12 @@ class EditConfig:
             "Fraction of steps in which the frame and temporal attention maps come from the source.",
             panel=EDIT_CONTROL,
             paper=True,
+            within=Within(
+                0,
+                1,
+                words="between 0 and 1",
+                hint="{self_replace} is a fraction of the steps or of the attention's range",
+            ),
         ),
     )
     self_replace_layers: SelfReplaceLayers = field(
@@ -738,6 +736,12 @@ class EditConfig:
             "Local blend: where in each frame's range of attention (0: least, 1: most) the object begins.",
             panel=EDIT_CONTROL,
             paper=True,
+            within=Within(
+                0,
+                1,
+                words="between 0 and 1",
+                hint="{blend_threshold} is a fraction of the steps or of the attention's range",
+            ),
         ),
     )
     blend_pool: int = field(
@@ -753,13 +757,23 @@ class EditConfig:
     blur_sigma: float = field(
         default=1.0,
         metadata=setting(
-            "Local blend: Gaussian blur of the mask, in latent pixels (8 image pixels); 0: none.", panel=EDIT_CONTROL
+            "Local blend: Gaussian blur of the mask, in latent pixels (8 image pixels); 0: none.",
+            panel=EDIT_CONTROL,
+            within=Within(0, hint="0 turns the blur off"),
         ),
     )
     blend_start: float = field(
         default=0.2,
         metadata=setting(
-            "Local blend: fraction of the steps after which the background is kept.", panel=EDIT_CONTROL, paper=True
+            "Local blend: fraction of the steps after which the background is kept.",
+            panel=EDIT_CONTROL,
+            paper=True,
+            within=Within(
+                0,
+                1,
+                words="between 0 and 1",
+                hint="{blend_start} is a fraction of the steps or of the attention's range",
+            ),
         ),
     )
     blend_background: BlendBackground = field(
@@ -812,9 +826,15 @@ class EditConfig:
             "Local blend with object masks: how far the region reaches past the object, as a fraction of its box's "
             "width and height on each side (0: the box or hull itself).",
             panel=EDIT_CONTROL,
+            within=Within(
+                0,
+                MAX_MASK_GROW,
+                words=f"between 0 and {MAX_MASK_GROW:g}",
+                hint="0 keeps the box or hull; the default is {mask_grow.default:g}",
+            ),
         ),
     )
-    refine: int = field(default=0, metadata=setting(REFINE_HELP, paper=True))
+    refine: int = field(default=0, metadata=setting(REFINE_HELP, paper=True, within=REFINE))
     pin_source: bool = field(
         default=False,
         metadata=setting(
@@ -825,7 +845,13 @@ class EditConfig:
     )
     eta: float = field(
         default=0.0,
-        metadata=setting("DDIM η: 0 is deterministic (the paper); above 0 adds seeded noise each step.", paper=True),
+        metadata=setting(
+            "DDIM η: 0 is deterministic (the paper); above 0 adds seeded noise each step.",
+            paper=True,
+            within=Within(
+                0, 1, words="between 0 and 1", hint="{eta} is a fraction of the steps or of the attention's range"
+            ),
+        ),
     )
     latent_prompt: EditLatentPrompt = field(
         default="trained",
@@ -873,36 +899,12 @@ class EditConfig:
         check_fields(self)
         if not self.replace:
             raise error("an edit needs at least one {replace:A=B}", "e.g. {replace:'motorcycle=<tok>'}")
-        check_steps(self)
-        check_refine(self)
         check_windows(self)
-        if not self.guidance >= 0:
-            raise error(
-                "{guidance} must be 0 or more, got {value:g}",
-                "the paper uses {guidance:{guidance.default}}",
-                value=self.guidance,
-            )
-        for name in ("cross_replace", "self_replace", "blend_threshold", "blend_start", "eta"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise error(
-                    f"{{{name}}} must be between 0 and 1, got {{value:g}}",
-                    f"{{{name}}} is a fraction of the steps or of the attention's range",
-                    value=value,
-                )
         if not (1 <= self.blend_pool <= MAX_BLEND_POOL and self.blend_pool % 2):
             raise error(
                 f"{{blend_pool}} must be an odd number from 1 to {MAX_BLEND_POOL}, got {{value}}",
                 "the default is {blend_pool.default} (Prompt-to-Prompt's)",
                 value=self.blend_pool,
-            )
-        if not self.blur_sigma >= 0:
-            raise error("{blur_sigma} must be 0 or more, got {value:g}", "0 turns the blur off", value=self.blur_sigma)
-        if not 0 <= self.mask_grow <= MAX_MASK_GROW:
-            raise error(
-                f"{{mask_grow}} must be between 0 and {MAX_MASK_GROW:g}, got {{value:g}}",
-                "0 keeps the box or hull; the default is {mask_grow.default:g}",
-                value=self.mask_grow,
             )
         if self.name is not None and not plain_name(self.name):
             raise error(
@@ -963,7 +965,10 @@ class EvalConfig:
         default=2,
         metadata=setting(
             "Background = pixels farther than this many latent cells (8 px; 4 px on shapes) from the blend mask: the "
-            "VAE spreads edits that far."
+            "VAE spreads edits that far.",
+            within=Within(
+                0, 64, words="between 0 and 64 latent cells", hint="the default is {mask_margin.default} (16 px)"
+            ),
         ),
     )
 
@@ -978,13 +983,6 @@ class EvalConfig:
             )
         if self.text is not None and not self.text.strip():
             raise error("{text} is empty", "leave it out to score against the edit's target prompt")
-        if not 0 <= self.mask_margin <= 64:
-            raise error(
-                "{mask_margin} must be between 0 and 64 latent cells, got {value}",
-                "the default is {mask_margin.default} ({pixels} px)",
-                value=self.mask_margin,
-                pixels=8 * EvalConfig.mask_margin,
-            )
 
     def settings(self) -> dict[str, Any]:
         return settings_of(self)

@@ -49,10 +49,15 @@ class Within:
     low_words: str = ""
     """The low bound in words, where the default ones would not do ("a positive number")."""
     why_high: str = ""
+    words: str = ""
+    """The whole range in words, said whichever bound is broken ("between 0 and 1")."""
 
     def problem(self, value: float) -> str | None:
         """The bound `value` breaks, in words ("must be …"); None within."""
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+        low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        if self.words and (low or (self.high is not None and value > self.high)):
+            return f"must be {self.words}"
+        if low:
             if self.low_words:
                 return f"must be {self.low_words}"
             if self.low_open:

@@ -12,6 +12,7 @@ from livecli.config import EditConfig, PrepareConfig, TrainConfig
 from livecli.errors import ConfigError
 from livecli.fields import (
     SettingError,
+    Within,
     check_fields,
     flags,
     paper_settings,
@@ -44,6 +45,37 @@ def test_a_setting_error_names_fields_in_the_words_it_is_given():
     # values are text, never read as fields, whatever their names
     quoted = SettingError(Sample, "{size} {words} {in_words} {config}", words="{shape}", in_words="x", config="y")
     assert quoted.message == "--size {shape} x y"
+
+
+@dataclass(frozen=True)
+class Ranged:
+    scale: float = field(
+        default=0.5, metadata=setting("The scale.", within=Within(0, 1, low_open=True, hint="e.g. {scale:0.5}"))
+    )
+    count: int = field(
+        default=2, metadata=setting("The count.", within=Within(1, hint="the default is {count.default}"))
+    )
+    share: float = field(default=0.5, metadata=setting("The share.", within=Within(0, 1, words="between 0 and 1")))
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@pytest.mark.parametrize(
+    ("given", "message", "hint"),
+    [
+        ({"scale": 0.0}, "--scale must be positive, got 0", "e.g. --scale 0.5"),
+        ({"scale": 1.5}, "--scale must be at most 1, got 1.5", "e.g. --scale 0.5"),
+        ({"count": 0}, "--count must be at least 1, got 0", "the default is 2"),
+        ({"share": -0.25}, "--share must be between 0 and 1, got -0.25", ""),
+        ({"share": 2.0}, "--share must be between 0 and 1, got 2", ""),
+    ],
+)
+def test_a_declared_range_is_checked_by_the_typed_reader_in_words(given, message, hint):
+    assert Ranged(scale=1.0, count=1, share=0.0).scale == 1.0  # the bounds themselves are in
+    with pytest.raises(SettingError) as wrong:
+        Ranged(**given)
+    assert (wrong.value.message, wrong.value.hint) == (message, hint)
 
 
 def test_choices_are_checked_with_a_hint_from_the_default():
