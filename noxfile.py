@@ -1,5 +1,5 @@
 """Set-up and checks in fresh virtual environments: `nox -s lint`, `nox -s tests`, `nox -s slow`,
-`nox -s browser`, `nox -s demo`.
+`nox -s browser`, `nox -s cluster`, `nox -s demo`.
 
 Each session installs torch first, pinned: on a machine without torch, a bare `torch`
 requirement would pull a multi-GB CUDA build. Here `torch==2.13.0` is the CPU build
@@ -29,7 +29,14 @@ def tests(session: nox.Session) -> None:
     session.install(TORCH)
     session.install("-e", ".[test]")
     workers = ["-n", "logical", "--dist", "loadfile", "--no-loadscope-reorder"]
-    session.run("pytest", "-m", "not slow and not browser", *workers, *session.posargs, env={"OMP_NUM_THREADS": "1"})
+    session.run(
+        "pytest",
+        "-m",
+        "not slow and not browser and not cluster",
+        *workers,
+        *session.posargs,
+        env={"OMP_NUM_THREADS": "1"},
+    )
 
 
 @nox.session
@@ -59,3 +66,26 @@ def demo(session: nox.Session) -> None:
     session.install(".")
     session.run("live", "demo", "--out", "live-demo", *session.posargs)
     session.run("live", "status", "-p", "live-demo/demo.live")
+
+
+@nox.session
+def cluster(session: nox.Session) -> None:
+    """`live batch` under a real SLURM: installs Debian's slurm-wlm and munge where missing
+    (apt, as root, like the browser session's Chromium), then the cluster tests start a
+    controller and a node on this machine (tests/cluster/local_slurm.py) and stop them
+    whatever happens. Skips, saying why in one line, where it cannot (no root, no apt).
+    CI runs it after the tests."""
+    import os
+    import shutil
+
+    wanted = ("slurmctld", "slurmd", "sbatch", "munged")
+    if not all(shutil.which(name) for name in wanted):
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            session.skip("no SLURM here and no root apt to install it: apt-get install slurm-wlm munge")
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run("apt-get", "install", "-y", "-qq", "slurm-wlm", "munge", external=True)
+    if os.geteuid() != 0:
+        session.skip("the local cluster runs as root (SlurmUser=root): run nox -s cluster as root")
+    session.install(TORCH)
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "cluster", "tests/cluster", *session.posargs, env={"OMP_NUM_THREADS": "1"})

@@ -489,7 +489,9 @@ JOBS_HELP = escape(
     epilog="Examples:\n\n"
     "  live batch jobs.toml --keep-going\n\n"
     "  live batch jobs.toml --shard 2/4 --json > shard-2.jsonl      (the second of four processes)\n\n"
-    "  sbatch --array=1-4 --wrap 'live batch jobs.toml --shard $SLURM_ARRAY_TASK_ID/4 --keep-going'\n\n"
+    "  live batch jobs.toml --sbatch live.sbatch --sbatch-option=--gres=gpu:1 --sbatch-option=--time=12:00:00   "
+    "(a SLURM array: then sbatch live.sbatch)\n\n"
+    "  live batch jobs.toml --status      (done, running, failed, to do: across the array's tasks)\n\n"
     + escape(
         "A job:\n\n"
         "  [[jobs]]\n\n"
@@ -530,12 +532,76 @@ def batch(
         ),
     ] = False,
     gallery_dir: GalleryOpt = None,
+    sbatch: Annotated[
+        Path | None,
+        typer.Option(
+            "--sbatch",
+            metavar="FILE",
+            help="Write a SLURM array script for the file to FILE (a task a shard, SIGTERM before the time limit, "
+            "requeue) and print the sbatch command; run nothing.",
+            show_default=False,
+        ),
+    ] = None,
+    tasks: Annotated[
+        int | None,
+        typer.Option(
+            "--tasks", metavar="N", help="With --sbatch: N array tasks. [default: one a job]", show_default=False
+        ),
+    ] = None,
+    sbatch_options: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sbatch-option",
+            metavar="OPTION",
+            help="With --sbatch: an #SBATCH line, e.g. --sbatch-option=--gres=gpu:1 (repeat it).",
+            show_default=False,
+        ),
+    ] = None,
+    sbatch_signal: Annotated[
+        int | None,
+        typer.Option(
+            "--sbatch-signal",
+            metavar="SECONDS",
+            help="With --sbatch: SIGTERM this long before the time limit, for a training step and its checkpoint "
+            "(0: only SLURM's own at the limit). [default: 120]",
+            show_default=False,
+        ),
+    ] = None,
+    status: Annotated[
+        bool,
+        typer.Option("--status", help="Show which jobs are done, running, failed or to do, across tasks; run nothing."),
+    ] = False,
 ) -> None:
     """Run many jobs (clip, image, prompt, replacements) through every stage; finished jobs are skipped."""
     from livecli import batch as batches
+    from livecli import slurm
 
     picked = batches.Shard.parse(shard) if shard is not None else batches.ALL
+    if (tasks is not None or sbatch_options or sbatch_signal is not None) and sbatch is None:
+        raise ConfigError(
+            "--tasks, --sbatch-option and --sbatch-signal go with --sbatch", hint="add --sbatch FILE, or leave them out"
+        )
+    if sbatch is not None and (shard is not None or status):
+        raise ConfigError("--sbatch writes a script for every shard", hint="leave out --shard and --status")
     jobs = batches.load_jobs(jobs_file)
+    if sbatch is not None:
+        signal_before = slurm.SIGNAL_SECONDS if sbatch_signal is None else sbatch_signal
+        script = slurm.write_script(jobs_file, jobs, sbatch, tasks, sbatch_options or [], signal_before)
+        console.print(
+            f"[bold]batch[/]: {escape(render.where(script.path))}: {len(jobs)} jobs in {script.tasks} array tasks; "
+            f"their JSON lines in {escape(render.where(script.results))}, logs in {escape(render.where(script.logs))}",
+            soft_wrap=True,
+        )
+        out.print(escape(script.submit))
+        return
+    if status:
+        states = slurm.job_states(jobs_file, jobs)
+        if as_json:
+            for state in states:
+                print(json.dumps(render.job_state_json(state)), flush=True)
+        else:
+            out.print(render.job_states_table(states))
+        return
     mine = [position for position in range(1, len(jobs) + 1) if picked.takes(position)]
     console.print(
         f"[bold]batch[/]: {len(mine)} of {len(jobs)} jobs"

@@ -212,6 +212,28 @@ def batch_ended(reports: list, mine: int) -> None:
         )
 
 
+def job_states_table(states) -> Table:
+    """`live batch --status`: a row a job."""
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("job", "name", "state", "project", "note"):
+        table.add_column(column, overflow="fold")
+    styles = {"done": "green", "running": "cyan", "failed": "red", "stopped": "yellow"}
+    for state in states:
+        shown = f"[{styles[state.state]}]{state.state}[/]" if state.state in styles else state.state
+        table.add_row(str(state.position), escape(state.name), shown, escape(where(state.project)), escape(state.note))
+    return table
+
+
+def job_state_json(state) -> dict:
+    return {
+        "job": state.position,
+        "name": state.name,
+        "state": state.state,
+        "project": str(state.project),
+        "note": state.note,
+    }
+
+
 def job_report_json(report) -> dict:
     """`live batch --json`: a job as it ends."""
     outcome = report.outcome

@@ -782,6 +782,27 @@ class Project:
                 _unlock(fd)
                 os.close(fd)
 
+    def lock_holder(self) -> str | None:
+        """Who holds the project's lock now ("4242", or "4242 on node7"), or None: a look
+        that takes nothing, so that it never makes a writer busy. A lock file is emptied
+        when its holder lets go; one naming a process of this machine that ended is free."""
+        try:
+            text = (self.root / LOCK).read_bytes()[:256].decode(errors="replace").strip()
+        except OSError:
+            return None
+        pid, _, host = text.partition(" ")
+        if not pid.isdigit():
+            return None
+        if host and host != _HOST:
+            return f"{pid} on {host}"
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:  # alive, another user's
+            pass
+        return pid
+
     def check_contained(self) -> None:
         """Refuse a project holding a symbolic link (to a folder or a file): stages write,
         replace and clean up inside the project alone, and a link would take them elsewhere."""

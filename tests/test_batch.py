@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -228,3 +230,61 @@ def test_a_job_name_no_one_could_type_is_refused_even_in_a_dry_run(cli, tmp_path
     assert result.code == 1 and "Traceback" not in result.err
     assert result.error_lines == [f"error: job 1 ({shown}): `name` {shown} is not a plain folder name"], result.err
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".live"] == []
+
+
+def test_the_guides_array_script_is_what_sbatch_writes(cli, tmp_path, clip, image, monkeypatch):
+    """docs/guide.md shows the script `live batch --sbatch` writes for 8 jobs in /home/me/edits:
+    the same script, so that the two cannot drift (the cluster tests submit such scripts)."""
+    import shutil
+
+    from helpers import tiny_jobs
+    from livecli import __version__
+
+    monkeypatch.setattr(shutil, "which", lambda name: "/home/me/venv/bin/live" if name == "live" else None)
+    jobs = tiny_jobs(tmp_path / "jobs.toml", 8)
+    options = ["--gres=gpu:1", "--cpus-per-task=4", "--mem=32G", "--time=12:00:00"]
+    made = cli("batch", jobs, "--sbatch", tmp_path / "live.sbatch", *(f"--sbatch-option={o}" for o in options))
+    assert made.code == 0, made.err
+    assert made.out.strip() == f"sbatch {tmp_path / 'live.sbatch'}"
+    written = (tmp_path / "live.sbatch").read_text().replace(str(tmp_path.resolve()), "/home/me/edits")
+    written = written.replace(f"(live {__version__})", "(live 0.1.0)")
+    guide = (Path(__file__).parent.parent / "docs" / "guide.md").read_text()
+    shown = guide.split("For a jobs file of 8 jobs in `/home/me/edits`, `live.sbatch` is:\n\n```bash\n")[1]
+    assert written == shown.split("```")[0]
+    assert (tmp_path / "jobs.logs").is_dir() and os.access(tmp_path / "live.sbatch", os.X_OK)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--tasks", "3"), "--tasks, --sbatch-option and --sbatch-signal go with --sbatch"),
+        (("--sbatch", "s.sh", "--shard", "1/2"), "--sbatch writes a script for every shard"),
+        (("--sbatch", "s.sh", "--tasks", "9"), "--tasks 9: the file has 3 jobs"),
+        (("--sbatch", "s.sh", "--sbatch-option=--time 1"), "is not one sbatch option"),
+        (("--sbatch", "s.sh", "--sbatch-signal", "-1"), "is not a number of seconds"),
+    ],
+)
+def test_bad_sbatch_flags_are_one_line_and_write_nothing(cli, jobs_file, tmp_path, args, message):
+    result = cli("batch", jobs_file, *args)
+    assert result.code == 1 and message in result.error_lines[0], result.err
+    assert not (tmp_path / "s.sh").exists()
+
+
+def test_status_says_what_each_job_is_across_tasks(cli, tmp_path, clip, image):
+    from helpers import tiny_jobs
+
+    jobs = tiny_jobs(tmp_path / "jobs.toml", 2, defaults="eval = false\n")
+    before = {line["name"]: line["state"] for line in json_lines(cli("batch", jobs, "--status", "--json").out)}
+    assert before == {"job1": "to do", "job2": "to do"}
+    assert cli("batch", jobs, "--shard", "1/2").code == 0
+    results = tmp_path / "jobs.results"
+    results.mkdir()
+    (results / "task-2.jsonl").write_text('{"job": 2, "status": "failed", "error": "the disk is full"}\n{"job": 2')
+    after = {line["name"]: line for line in json_lines(cli("batch", jobs, "--status", "--json").out)}
+    assert after["job1"]["state"] == "done" and after["job2"]["state"] == "failed"
+    assert after["job2"]["note"] == "the disk is full"  # the cut last line is passed over
+    (tmp_path / "job2.live").mkdir()
+    (tmp_path / "job2.live" / ".lock").write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    assert {line["name"]: line["state"] for line in json_lines(cli("batch", jobs, "--status", "--json").out)}[
+        "job2"
+    ] == "running"
