@@ -119,9 +119,13 @@ class LocalSlurm:
         raise RuntimeError(f"the node did not become idle: {self.log('slurmctld')[-600:]}")
 
     def stop(self) -> None:
-        """Every job cancelled, then the daemons stopped (by their pid files), whatever state they are in."""
+        """Every job cancelled and gone, then the daemons stopped (by their pid files), and
+        any job step process of this cluster that outlived them, whatever state they are in."""
         if self.conf.is_file():
             self.run("scancel", "--full", "--user=root", check=False)
+            deadline = time.monotonic() + KILL_WAIT + 15
+            while self.run("squeue", "-h", check=False).stdout.strip() and time.monotonic() < deadline:
+                time.sleep(0.5)
         for name in ("slurmd", "slurmctld", "munged"):
             pid_file = self.folder / f"{name}.pid"
             try:
@@ -138,6 +142,13 @@ class LocalSlurm:
                 time.sleep(0.1)
             else:
                 os.kill(pid, signal.SIGKILL)
+        for process in Path("/proc").glob("[0-9]*"):  # a slurmstepd of ours, orphaned
+            try:
+                mine = str(self.conf).encode() in (process / "environ").read_bytes()
+                if mine and (process / "comm").read_text().strip() == "slurmstepd":
+                    os.kill(int(process.name), signal.SIGKILL)
+            except OSError:
+                continue
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(list(args), env=self.env, check=check, capture_output=True, text=True)
