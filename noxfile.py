@@ -77,6 +77,8 @@ def cluster(session: nox.Session) -> None:
     CI runs it after the tests."""
     import os
     import shutil
+    import subprocess
+    import sys
 
     wanted = ("slurmctld", "slurmd", "sbatch", "munged")
     if not all(shutil.which(name) for name in wanted):
@@ -86,6 +88,9 @@ def cluster(session: nox.Session) -> None:
         session.run("apt-get", "install", "-y", "-qq", "slurm-wlm", "munge", external=True)
     if os.geteuid() != 0:
         session.skip("the local cluster runs as root (SlurmUser=root): run nox -s cluster as root")
+    probe = subprocess.run([sys.executable, "tests/cluster/local_slurm.py"], capture_output=True, text=True)
+    if probe.returncode:
+        session.skip(probe.stdout.strip() + "; install or fix slurm-wlm and munge to run the cluster tests")
     session.install(TORCH)
     session.install("-e", ".[test]")
     session.run("pytest", "-m", "cluster", "tests/cluster", *session.posargs, env={"OMP_NUM_THREADS": "1"})

@@ -177,3 +177,20 @@ class LocalSlurm:
                 return states
             time.sleep(0.5)
         raise TimeoutError(f"job {job} still {self.states(job)} after {timeout:g} s; {self.log('slurmctld')[-800:]}")
+
+
+if __name__ == "__main__":  # `nox -s cluster` asks first whether a cluster starts here at all
+    import sys
+    import tempfile
+
+    problem = why_not()
+    if not problem:
+        with tempfile.TemporaryDirectory() as scratch:
+            try:
+                with LocalSlurm(Path(scratch)):
+                    pass
+            except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+                detail = getattr(exc, "stderr", "") or str(exc)
+                problem = f"the SLURM daemons do not start here ({str(detail).strip()[:200]})"
+    print(problem or "a SLURM controller and node start here")
+    sys.exit(1 if problem else 0)
