@@ -491,7 +491,7 @@ JOBS_HELP = escape(
     "  live batch jobs.toml --shard 2/4 --json > shard-2.jsonl      (the second of four processes)\n\n"
     "  live batch jobs.toml --sbatch live.sbatch --sbatch-option=--gres=gpu:1 --sbatch-option=--time=12:00:00   "
     "(a SLURM array: then sbatch live.sbatch)\n\n"
-    "  live batch jobs.toml --status      (done, running, failed, to do: across the array's tasks)\n\n"
+    "  live batch jobs.toml --status      (done, running, failed, stopped, to do: across the array's tasks)\n\n"
     + escape(
         "A job:\n\n"
         "  [[jobs]]\n\n"
@@ -545,7 +545,10 @@ def batch(
     tasks: Annotated[
         int | None,
         typer.Option(
-            "--tasks", metavar="N", help="With --sbatch: N array tasks. [default: one a job]", show_default=False
+            "--tasks",
+            metavar="N",
+            help=escape("With --sbatch: N array tasks. [default: one a job]"),
+            show_default=False,
         ),
     ] = None,
     sbatch_options: Annotated[
@@ -562,14 +565,18 @@ def batch(
         typer.Option(
             "--sbatch-signal",
             metavar="SECONDS",
-            help="With --sbatch: SIGTERM this long before the time limit, for a training step and its checkpoint "
-            "(0: only SLURM's own at the limit). [default: 120]",
+            help=escape(
+                "With --sbatch: SIGTERM this long before the time limit, for a training step and its checkpoint "
+                "(0: only SLURM's own at the limit). [default: 120]"
+            ),
             show_default=False,
         ),
     ] = None,
     status: Annotated[
         bool,
-        typer.Option("--status", help="Show which jobs are done, running, failed or to do, across tasks; run nothing."),
+        typer.Option(
+            "--status", help="Show which jobs are done, running, failed, stopped or to do, across tasks; run nothing."
+        ),
     ] = False,
 ) -> None:
     """Run many jobs (clip, image, prompt, replacements) through every stage; finished jobs are skipped."""
