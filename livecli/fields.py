@@ -52,19 +52,21 @@ class Within:
     words: str = ""
     """The whole range in words, said whichever bound is broken ("between 0 and 1")."""
 
-    def problem(self, value: float) -> str | None:
-        """The bound `value` breaks, in words ("must be …"); None within."""
+    def problem(self, value: float) -> tuple[str, str] | None:
+        """The bound `value` breaks, in words ("must be …"), and what to say after the value
+        (`why_high`, for the high bound); None within."""
         low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
-        if self.words and (low or (self.high is not None and value > self.high)):
-            return f"must be {self.words}"
+        high = self.high is not None and value > self.high
+        if self.words and (low or high):
+            return f"must be {self.words}", ""
         if low:
             if self.low_words:
-                return f"must be {self.low_words}"
+                return f"must be {self.low_words}", ""
             if self.low_open:
-                return "must be positive" if self.low == 0 else f"must be more than {self.low:g}"
-            return "must be 0 or more" if self.low == 0 else f"must be at least {self.low:g}"
-        if self.high is not None and value > self.high:
-            return f"must be at most {self.high:g}"
+                return ("must be positive" if self.low == 0 else f"must be more than {self.low:g}"), ""
+            return ("must be 0 or more" if self.low == 0 else f"must be at least {self.low:g}"), ""
+        if high:
+            return f"must be at most {self.high:g}", self.why_high
         return None
 
 
@@ -324,13 +326,11 @@ def check_fields(config: Any) -> None:
             )
         within = item.metadata.get("within")
         if within is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
-            problem = within.problem(value)
-            if problem is not None:
-                why = within.why_high if problem.startswith("must be at most") else ""
+            broken = within.problem(value)
+            if broken is not None:
+                bound, why = broken
                 shown = "{value}" if isinstance(value, int) else "{value:g}"
-                raise SettingError(
-                    type(config), f"{{{item.name}}} {problem}, got {shown}{why}", within.hint, value=value
-                )
+                raise SettingError(type(config), f"{{{item.name}}} {bound}, got {shown}{why}", within.hint, value=value)
         if choices and value is not None and value not in choices:
             raise SettingError(
                 type(config),

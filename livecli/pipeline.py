@@ -97,13 +97,11 @@ class JobOutcome:
 def check_job(job: Job) -> None:
     """What the settings of `job` say against each other and its inputs, before any stage
     runs (not after the training): the edit's words, the windows, a caption per reference."""
-    edit_stage.check_words(job.prepare.prompt, job.edit, job.train.token)
-    try:  # the target prompt's length, where the model's tokenizer is at hand (else prepare names the model)
+    try:  # the target prompt's length too, where the model's tokenizer is at hand (else prepare names the model)
         source = resolve_model(job.model.model, config=job.model.model_config)
     except LiveError:
         source = None
-    if source is not None:
-        edit_stage.check_words(job.prepare.prompt, job.edit, job.train.token, source)
+    edit_stage.check_words(job.prepare.prompt, job.edit, job.train.token, source)
     resolve_windows(job.edit, job.train.window)
     check_captions(job.train, job.prepare, job.image)
 
@@ -145,16 +143,14 @@ def _run_stages(
         on_stage(result)
         return result
 
-    def heard(result: StageResult) -> None:  # the masks, read inside prepare's time: their own record's
-        outcome.stages.append(StageTime(result, 0.0 if result.skipped else result.record.seconds))
-        on_stage(result)
-
     started = time.perf_counter()
     prepared = prepare_project(project, job.prepare, job.clip, job.references, job.model, job.mask)
     outcome.stages.append(StageTime(prepared.prepare, time.perf_counter() - started))
     on_stage(prepared.prepare)
-    if prepared.masks is not None:
-        heard(prepared.masks)
+    if prepared.masks is not None:  # read inside prepare's time: the masks' own record's
+        masks = prepared.masks
+        outcome.stages.append(StageTime(masks, 0.0 if masks.skipped else masks.record.seconds))
+        on_stage(masks)
     timed(lambda: train_stage.run(project, job.train, job.model))
     started = time.perf_counter()
     edited = edit_stage.run(project, job.edit, job.model, force=redo_edit, replace_other=replace_other)

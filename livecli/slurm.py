@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from livecli import __version__
-from livecli.errors import ConfigError
+from livecli.errors import ConfigError, LiveError
 from livecli.pipeline import Job
 from livecli.stages import EDIT, EVAL, STAGES
 from livecli.store import MANIFEST, Project, atomic_write_bytes
@@ -145,7 +145,7 @@ def _finished(project: Project, job: Job) -> bool:
     stage = (EVAL if job.eval is not None else EDIT).run(job.edit.folder_name)
     try:
         return project.record(stage) is not None and not project.stale_reason(stage, STAGES)
-    except Exception:  # a damaged record is not done; `live status` says why
+    except LiveError:  # a damaged record is not done; `live status` says why
         return False
 
 

@@ -758,8 +758,7 @@ class Project:
         fd = _acquire(self.root)
         try:
             previous = _lock_holder(fd)  # a clean release leaves the file empty
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()} {_HOST}\n".encode(), 0)
+            _claim(fd)
             if previous:
                 say(f"{self.root}: taking over the lock of process {previous}, which ended without releasing it")
             self.check_contained()
@@ -787,13 +786,12 @@ class Project:
         that takes nothing, so that it never makes a writer busy. A lock file is emptied
         when its holder lets go; one naming a process of this machine that ended is free."""
         try:
-            text = (self.root / LOCK).read_bytes()[:256].decode(errors="replace").strip()
+            pid, host = _holder((self.root / LOCK).read_bytes())
         except OSError:
             return None
-        pid, _, host = text.partition(" ")
         if not pid.isdigit():
             return None
-        if host and host != _HOST:
+        if host:
             return f"{pid} on {host}"
         try:
             os.kill(int(pid), 0)
@@ -929,8 +927,7 @@ def held_lock(path: Path, busy: Callable[[str], Exception]) -> Iterator[None]:
         if not _try_lock(fd):
             raise busy(_lock_holder(fd) or "unknown")
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()} {_HOST}\n".encode(), 0)
+            _claim(fd)
             yield
         finally:
             os.ftruncate(fd, 0)  # a clean release leaves the file empty
@@ -975,8 +972,20 @@ def _entries(folder: Path) -> Iterator[Path]:
 
 def _lock_holder(fd: int) -> str:
     """Who holds (or last held) the lock: its pid, and its host when that is another machine."""
-    pid, _, host = os.pread(fd, 256, 0).decode(errors="replace").strip().partition(" ")
-    return f"{pid} on {host}" if host and host != _HOST else pid
+    pid, host = _holder(os.pread(fd, 256, 0))
+    return f"{pid} on {host}" if host else pid
+
+
+def _holder(content: bytes) -> tuple[str, str]:
+    """(pid, host) of a lock file's content; host "" for this machine (or none written)."""
+    pid, _, host = content[:256].decode(errors="replace").strip().partition(" ")
+    return pid, "" if host == _HOST else host
+
+
+def _claim(fd: int) -> None:
+    """Write this process's id and host into a lock file it has just taken."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} {_HOST}\n".encode(), 0)
 
 
 _HOST = re.sub(r"\s", "", socket.gethostname()) or "localhost"

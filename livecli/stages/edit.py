@@ -176,8 +176,9 @@ def run(
                 guidance_value=config.guidance,
             )
         runtime.release()
+        prepared = project.record(PREPARE)
         with work.staging() as staged:
-            shown_size = write_videos(staged, project, plan, outcome)
+            shown_size = write_videos(staged, project, prepared, plan, outcome)
             work.facts = {
                 "token": trained.facts["token"],
                 "inversion": inversion.stage.folder,
@@ -185,8 +186,8 @@ def run(
                 "blend_tokens": {"source": list(prompts.source_blend), "target": list(prompts.target_blend)},
                 "mask_coverage": round(float(outcome.mask.mean()), 4) if outcome.mask is not None else None,
                 "peak_stored_attention_bytes": outcome.peak_stored_bytes,
-                "fps": float(project.record(PREPARE).facts["fps"]),
-                "audio": bool(project.record(PREPARE).facts.get("audio")),
+                "fps": float(prepared.facts["fps"]),
+                "audio": bool(prepared.facts.get("audio")),
                 "video_size": list(shown_size),
                 "device": str(runtime.device),
             }
@@ -235,10 +236,11 @@ def plan_edit_stage(
     return EditPlan(config, trained, runtime, windows, inversion, settings, stage)
 
 
-def write_videos(staged: Path, project: Project, plan: EditPlan, outcome: EditOutcome) -> tuple[int, int]:
+def write_videos(
+    staged: Path, project: Project, prepared: Record, plan: EditPlan, outcome: EditOutcome
+) -> tuple[int, int]:
     """The edited frames (decoded), the blend masks, edit.mp4, edit.gif and compare.mp4 with
-    the clip's sound; the size the videos show them at."""
-    prepared = project.record(PREPARE)
+    the clip's sound (as `prepared` records it); the size the videos show them at."""
     fps = float(prepared.facts["fps"])
     audio = project.verified(PREPARE, prepare_stage.AUDIO) if prepared.facts.get("audio") else None
     source_frames = read_pngs(project.verified(PREPARE, "frames"))

@@ -159,8 +159,7 @@ def ensure(
     trained = train_stage.require(project)
     runtime.check_model(trained)
     token = trained.facts["token"]
-    count = frame_count(project)
-    windows = windows or Windows.of(config, count, trained.settings.get("window"))
+    windows = windows or Windows.of(config, frame_count(project), trained.settings.get("window"))
     settings = {
         "steps": config.steps,
         "prompt": inversion_prompt(project, config, token),

@@ -86,7 +86,8 @@ def run(project: Project, mask: Path | None, force: bool = False, read: Reading 
         inputs = {PREPARE.folder: prepared.fingerprint, "mask": digest}
         work = project.run_stage(MASKS, {}, inputs, force=force, reads=(PREPARE,))
         if not work.skipped:
-            given = read.given if read is not None and read.given is not None else _read(project, prepared, mask)
+            clip = Path(sources["clip"]["path"])
+            given = read.given if read is not None and read.given is not None else _read(project, prepared, mask, clip)
             with work.staging() as folder:
                 write_pngs(given.masks, folder)
                 work.facts = {
@@ -103,9 +104,8 @@ def run(project: Project, mask: Path | None, force: bool = False, read: Reading 
     return work.result
 
 
-def _read(project: Project, prepared: Record, mask: Path) -> ClipMasks:
-    """The masks `mask` gives for the frames as prepared."""
-    clip = Path(project.manifest()["sources"]["clip"]["path"])
+def _read(project: Project, prepared: Record, mask: Path, clip: Path) -> ClipMasks:
+    """The masks `mask` gives for the frames as prepared from `clip`."""
     reading = Reading.of(mask, prepare_stage.recorded_config(prepared))
     reading(read_pngs(project.verified(PREPARE, "frames")), prepare_stage.framing_of(prepared), probe_clip(clip))
     return reading.given
