@@ -635,7 +635,11 @@ EditLatentPrompt = Literal["trained", "reference", "swapped"]
 BlendBackground = Literal["source", "clip"]
 BlendMask = Literal["auto", "attention", "given", "both"]
 MaskRegion = Literal["box", "hull", "outline"]
-SelfReplaceLayers = Literal["coarse", "all"]
+SelfReplaceLayers = Literal["coarse", "all", "none"]
+ReplaceLayers = Literal["all", "coarse"]
+COMPACT_LAYERS = {"cross_replace_layers": "coarse", "temporal_replace_layers": "coarse", "self_replace_layers": "none"}
+"""The --*-replace-layers of the compact store: word swap and temporal attention below the
+UNet's top resolution, no frame attention (docs/performance.md, "The store's size")."""
 
 
 MAX_BLEND_POOL = 15
@@ -704,7 +708,32 @@ class EditConfig:
             "Which frame-attention layers --self-replace gives the source's maps: 'coarse' (every layer below the "
             "UNet's top resolution: Prompt-to-Prompt's ≤ 32×32 at 512 px; the top layers keep the edit's own, as "
             "FateZero's) or 'all' (the top layers too: their maps bring the old object's outline and colour into "
-            "the new one).",
+            "the new one) or 'none' (no frame attention is replaced: the inversion then stores none of it, its "
+            "largest part).",
+            panel=EDIT_CONTROL,
+            metavar=CHOICES,
+            paper=True,
+            omit_default=True,
+        ),
+    )
+    cross_replace_layers: ReplaceLayers = field(
+        default="all",
+        metadata=setting(
+            "Which cross-attention layers word swap gives the source's maps: 'all' (Prompt-to-Prompt's, the paper) "
+            "or 'coarse' (below the UNet's top resolution, FateZero's ≤ 32×32 at 512 px: the top layers keep the "
+            "edit's own, and the inversion stores a quarter of the maps).",
+            panel=EDIT_CONTROL,
+            metavar=CHOICES,
+            paper=True,
+            omit_default=True,
+        ),
+    )
+    temporal_replace_layers: ReplaceLayers = field(
+        default="all",
+        metadata=setting(
+            "Which temporal-attention layers --self-replace gives the source's maps: 'all' (the paper's video "
+            "extension of Prompt-to-Prompt) or 'coarse' (below the UNet's top resolution: the inversion stores a "
+            "quarter of the maps).",
             panel=EDIT_CONTROL,
             metavar=CHOICES,
             paper=True,

@@ -45,7 +45,7 @@ from livecli.config import BlendBackground, EditConfig, EditLatentPrompt, Source
 from livecli.control.attention import AttentionControl, Batch, controlled, cross_attention_factors
 from livecli.control.blend import LocalBlend, downsampled, pick_factor
 from livecli.control.prompts import EditPrompts, edit_prompts, edit_words
-from livecli.control.source_attention import AttentionPlan, CachedSource, self_replace_tokens
+from livecli.control.source_attention import AttentionPlan, CachedSource, layer_tokens
 from livecli.errors import ProjectError
 from livecli.models.attention import WindowLinks
 from livecli.models.trained import TrainedModel
@@ -231,10 +231,19 @@ def make_control(
             region=region if mode == "given" else None, pool=config.blend_pool,
         )  # fmt: skip
     batch = branch_batch(config.guidance, config.source_branch)
-    self_tokens = self_replace_tokens(latent_size, config.self_replace_layers)
     return AttentionControl(
-        prompts, config.steps, config.cross_replace, config.self_replace, batch, blend, self_tokens=self_tokens
-    )
+        prompts, config.steps, config.cross_replace, config.self_replace, batch, blend,
+        **replaced_layers(config, latent_size),
+    )  # fmt: skip
+
+
+def replaced_layers(config: EditConfig, latent_size: tuple[int, int]) -> dict[str, int]:
+    """The --*-replace-layers rules as the most query positions of a layer each replaces at."""
+    return {
+        "self_tokens": layer_tokens(latent_size, config.self_replace_layers),
+        "cross_tokens": layer_tokens(latent_size, config.cross_replace_layers),
+        "temporal_tokens": layer_tokens(latent_size, config.temporal_replace_layers),
+    }
 
 
 def source_attention_plan(
@@ -246,10 +255,11 @@ def source_attention_plan(
     factor = pick_factor(cross_attention_factors(model.video_unet), max(latent_size))
     height, width = (downsampled(side, factor) for side in latent_size)
     steps = config.steps
-    self_tokens = self_replace_tokens(latent_size, config.self_replace_layers)
+    blend_tokens = 0 if config.no_blend else height * width
     return AttentionPlan(
-        int(config.cross_replace * steps), int(config.self_replace * steps), words, height * width, self_tokens
-    )
+        int(config.cross_replace * steps), int(config.self_replace * steps), words, blend_tokens,
+        **replaced_layers(config, latent_size),
+    )  # fmt: skip
 
 
 @dataclass

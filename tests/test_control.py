@@ -126,7 +126,7 @@ def test_control_windows_follow_the_ratios(trained):
     windows = []
     for step in range(50):
         control.step = step
-        windows.append((control.replaces_cross(), control.replaces_self(), control.replaces_self(64 * 64)))
+        windows.append((control.replaces_cross(64 * 64), control.replaces_self(16), control.replaces_self(64 * 64)))
     assert sum(c for c, _, _ in windows) == 30 and all(c for c, _, _ in windows[:30])
     assert sum(s for _, s, _ in windows) == 15 and all(s for _, s, _ in windows[:15])
     assert not any(big for _, _, big in windows)  # 64×64 frame attention keeps fused SDPA

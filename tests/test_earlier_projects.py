@@ -73,3 +73,9 @@ def test_a_project_made_by_live_0_1_0_is_up_to_date(cli, tmp_path):
     status = json.loads(cli("status", "-p", project, "--json").out)
     assert {s["state"] for s in status["stages"]} == {"done"} and len(status["stages"]) == 7
     assert tree_digest(project) == before
+
+    # Its store of the source's attention (every layer's) holds what an edit of fewer layers reads.
+    args = ("--source-branch", "inversion", "--cross-replace-layers", "coarse", "--temporal-replace-layers", "coarse")
+    compact = cli("edit", "-p", project, "--replace", "car=<tok>", "--steps", "2", *args, "--name", "compact")
+    assert compact.code == 0 and "invert: up to date" in compact.err, compact.err
+    assert read_toml(project / "edits/compact/record.toml")["settings"]["cross_replace_layers"] == "coarse"

@@ -84,14 +84,14 @@ def test_frame_attention_is_replaced_below_the_top_resolution_and_earlier_edits_
     rule's (≤ 32×32 positions, which here was every layer). An edit the earlier rule made
     is refused under the new default with a hint that keeps it."""
     from livecli.control.attention import AttentionControl
-    from livecli.control.source_attention import differs_from_earlier, self_replace_tokens
+    from livecli.control.source_attention import differs_from_earlier, layer_tokens
 
-    assert self_replace_tokens((8, 8), "coarse") == 16 and self_replace_tokens((8, 8), "all") == 64
-    assert self_replace_tokens((64, 64), "coarse") == 32 * 32 and not differs_from_earlier((64, 64), 32 * 32)
-    assert differs_from_earlier((64, 112), self_replace_tokens((64, 112), "coarse"))  # 16:9 at 512 px: 56×32 too
+    assert layer_tokens((8, 8), "coarse") == 16 and layer_tokens((8, 8), "all") == 64
+    assert layer_tokens((64, 64), "coarse") == 32 * 32 and not differs_from_earlier((64, 64), 32 * 32)
+    assert differs_from_earlier((64, 112), layer_tokens((64, 112), "coarse"))  # 16:9 at 512 px: 56×32 too
     control = AttentionControl.__new__(AttentionControl)
     control.step, control.self_steps, control.self_tokens = 0, 1, 16
-    assert control.replaces_self(16) and not control.replaces_self(64) and control.replaces_self()
+    assert control.replaces_self(16) and not control.replaces_self(64)
 
     assert cli("edit", "--replace", "car=<tok>", "--steps", "4").code == 0
     assert read_toml(PROJECT / "edits/car-tok/record.toml")["settings"]["self_replace_layers"] == "coarse"
@@ -229,7 +229,7 @@ def test_an_edit_from_the_inversion_stores_its_attention_once(cli, trained_here)
     stored = read_toml(inversion / "record.toml")["facts"]["attention"]
     assert (stored["cross_steps"], stored["self_steps"]) == (3, 1)  # int(0.6 · 6), int(0.3 · 6)
     files = sorted(p.name for p in (inversion / "attention").iterdir())
-    assert files == [f"{step:04d}.safetensors" for step in range(6)]  # the blend reads every step
+    assert files == [f"{step:04d}-000.safetensors" for step in range(6)]  # the blend reads every step (one window)
     assert stored["bytes"] > 0 and "source attention stored" in result.err
     edit = read_toml(PROJECT / "edits" / "one" / "record.toml")
     assert edit["settings"]["source_branch"] == "inversion"
@@ -242,13 +242,13 @@ def test_an_edit_from_the_inversion_stores_its_attention_once(cli, trained_here)
     assert states["edit one"] == states["edit sampled"] == states[f"invert {inversion.name}"] == "done"
 
     # A damaged store makes the inversion stale: the next edit from it inverts again.
-    intact = (inversion / "attention" / "0002.safetensors").read_bytes()
-    (inversion / "attention" / "0002.safetensors").write_bytes(b"damaged")
+    intact = (inversion / "attention" / "0002-000.safetensors").read_bytes()
+    (inversion / "attention" / "0002-000.safetensors").write_bytes(b"damaged")
     states = {s["stage"]: s["state"] for s in json.loads(cli("status", "--json").out)["stages"]}
     assert states[f"invert {inversion.name}"] == "stale"
     redone = cli("edit", "--replace", "car=<tok>", "--steps", "6", "--source-branch", "inversion", "--force")
     assert redone.code == 0 and "invert: up to date" not in redone.err
-    assert (inversion / "attention" / "0002.safetensors").read_bytes() == intact
+    assert (inversion / "attention" / "0002-000.safetensors").read_bytes() == intact
 
 
 def test_blend_words_may_come_from_the_target(cli, trained_here):

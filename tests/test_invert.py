@@ -81,13 +81,17 @@ def test_shared_copy_of_project_is_untouched(trained, tmp_path):
     assert torch.equal(trajectory, invert_latents(model, frames, PROMPT, 5))
 
 
-@pytest.mark.parametrize("window", [None, 3])
-def test_the_attention_store_is_sized_exactly_before_it_is_written(cli, made, window, monkeypatch):
+COMPACT = ("--cross-replace-layers", "coarse", "--temporal-replace-layers", "coarse", "--self-replace-layers", "none")
+
+
+@pytest.mark.parametrize(("window", "layers"), [(None, ()), (3, ()), (3, COMPACT)], ids=["whole", "windows", "compact"])
+def test_the_attention_store_is_sized_exactly_before_it_is_written(cli, made, window, layers, monkeypatch):
     """The estimate said before an inversion stores the source's attention is the size the
-    recorder then writes, windowed or not; a disk with less free refuses in one line."""
+    recorder then writes, windowed or not, with the paper's layers or the compact store's;
+    a disk with less free refuses in one line."""
     monkeypatch.setenv("LIVE_QUIET", "0")
     copied_here(made("train", "clip.mp4", "ref.png", *PREPARE_ARGS, "--frames", "6", "--size", "64", "--steps", "2"))
-    extra = ["--window", str(window), "--overlap", "1"] if window else []
+    extra = (["--window", str(window), "--overlap", "1"] if window else []) + list(layers)
     result = cli("edit", "--replace", "car=<tok>", "--steps", "5", "--source-branch", "inversion", *extra)
     assert result.code == 0, result.err
     (record,) = Path("clip.live").glob("invert/*/record.toml")
@@ -95,6 +99,8 @@ def test_the_attention_store_is_sized_exactly_before_it_is_written(cli, made, wi
     files = list(record.parent.glob("attention/*.safetensors"))
     written = sum(t.numel() * t.element_size() for f in files for t in load_file(f).values())
     assert attention["estimated_bytes"] == attention["bytes"] == written > 0
+    if layers:  # 8×8 latents: the layers below the top have 4×4 positions; no frame attention
+        assert (attention["cross_tokens"], attention["temporal_tokens"], attention["self_tokens"]) == (16, 16, 0)
     assert f"storing the source's attention for the edit: about {amount(written)}" in result.err
 
     monkeypatch.setattr("shutil.disk_usage", lambda path: type("Usage", (), {"free": written // 2})())

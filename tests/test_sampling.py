@@ -5,6 +5,8 @@ stored attention against one with a sampled source branch."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from edits import PROMPT, relative_error, run_edit
@@ -217,14 +219,15 @@ def spy_on_sources(control: AttentionControl, frames: set[int]) -> list[tuple[st
     return seen
 
 
-def edit_both_ways(model, frames, tmp_path, steps: int, refine: int, windows=None):
+def edit_both_ways(model, frames, tmp_path, steps: int, refine: int, windows=None, **layers):
     """The same edit with a sampled source branch and from the inversion's stored
-    attention, guidance 1, every word's and frame's map replaced in the first 60 % of the steps."""
+    attention, guidance 1, every word's and frame's map replaced in the first 60 % of the
+    steps (at the layers `layers`, --*-replace-layers, name)."""
     from livecli.control.source_attention import CachedSource, SourceRecorder
 
     config = EditConfig(
         replace=("car=<tok>",), steps=steps, guidance=1.0, cross_replace=0.6, self_replace=0.6, no_blend=True,
-        keep=" ".join(PROMPT.split()[:2] + PROMPT.split()[3:]),
+        keep=" ".join(PROMPT.split()[:2] + PROMPT.split()[3:]), **layers,
     )  # fmt: skip
     frame_count, _, height, width = frames.shape
     plan = source_attention_plan(model, PROMPT, config, (height, width))
@@ -235,8 +238,7 @@ def edit_both_ways(model, frames, tmp_path, steps: int, refine: int, windows=Non
         branch_config = EditConfig(**{**config.__dict__, "source_branch": branch})
         stored = None
         if branch == "inversion":
-            files = {int(f.stem): f for f in tmp_path.glob("*.safetensors")}
-            stored = CachedSource(plan, files, model.device, model.dtype)
+            stored = CachedSource.of(plan, tmp_path.glob("*.safetensors"), model.device, model.dtype)
         edit = plan_edit(model, branch_config, PROMPT, frame_count, (height, width), windows, stored)
         batch_frames = {len(w.frames) + 1 for w in windows} if windows else {frame_count + 1}
         sources[branch] = spy_on_sources(edit.control, batch_frames)
@@ -275,15 +277,52 @@ def test_the_inversions_attention_is_what_the_source_branch_computes(trained, tm
     assert relative_error(outcomes["inversion"].edit, frames) > 1e-1
 
 
+def test_a_store_of_the_coarse_layers_alone_is_what_the_source_branch_computes_there(trained, tmp_path):
+    """Word swap and temporal attention below the top resolution, no frame attention: the
+    inversion stores those layers alone (the size `stored_bytes` says, under the full
+    layers' store), and the edit from it equals the sampled source branch with the same
+    layers replaced, as the full store does (the test above)."""
+    from livecli.control.source_attention import attention_layers, stored_bytes
+
+    project, model, frames = trained
+    frames = frames[:4]  # a short clip: the 16 refining passes of each step are the test's cost
+    compact = {"cross_replace_layers": "coarse", "temporal_replace_layers": "coarse", "self_replace_layers": "none"}
+    outcomes, sources, plan, stored = edit_both_ways(model, frames, tmp_path, steps=6, refine=16, **compact)
+    assert {kind for kind, _ in sources["sample"]} == {"cross", "temporal"}
+    top = frames.shape[-2] * frames.shape[-1]
+    assert all(maps.shape[-2] < top for kind, maps in sources["sample"] if kind == "cross")
+    assert all(maps.shape[0] < top for kind, maps in sources["sample"] if kind == "temporal")
+    errors = source_errors(sources, plan.words)
+    assert max(errors) < 1e-3, max(errors)
+    assert relative_error(outcomes["inversion"].edit, outcomes["sample"].edit) < 1e-3
+    layers = attention_layers(model.video_unet, tuple(frames.shape[-2:]))
+    full = dataclasses.replace(plan, self_tokens=top, cross_tokens=top, temporal_tokens=top)
+    batches = [frames.shape[0] + 1]
+    assert plan.blend_tokens == 0  # no blend: its layers' maps are not stored either
+    assert stored == stored_bytes(plan, layers, batches, 6) < stored_bytes(full, layers, batches, 6) / 4
+
+
 def test_a_windowed_edit_reads_each_windows_attention(trained, tmp_path):
     """Windows of 4 frames overlapping by 2: the store keeps each window's attention, and
     the source's frame attention is chained from window to window as the edit's is."""
+    from safetensors import safe_open
+
+    from livecli.control.source_attention import file_part
     from livecli.windows import plan_windows
 
     project, model, frames = trained
     windows = plan_windows(frames.shape[0], 4, 2)
     assert len(windows) > 2
     outcomes, sources, plan, _ = edit_both_ways(model, frames, tmp_path, steps=10, refine=16, windows=windows)
+    # One file a window and step, holding that window's maps alone: neither the recorder nor
+    # the edit ever holds more than one window's.
+    parts = {}
+    for path in tmp_path.glob("*.safetensors"):
+        step, window = file_part(path)
+        with safe_open(path, framework="pt") as handle:
+            assert {name.split("/")[0] for name in handle.keys()} == {str(window)}
+        parts.setdefault(step, set()).add(window)
+    assert parts[0] == set(range(len(windows)))
     assert {kind for kind, _ in sources["sample"]} == {"cross", "frame", "temporal"}
     errors = source_errors(sources, plan.words)
     assert max(errors) < 1e-3, max(errors)

@@ -4,17 +4,19 @@ that give the edit the source's attention maps during the first steps.
 The edit runs the source and the edit through the video UNet in one batch. In the
 conditional branch (Prompt-to-Prompt leaves the unconditional one alone):
 
-- cross-attention (`attn2`), steps [0, int(cross·steps)): the target tokens that
-  `EditPrompts.alpha` marks take the source's maps through `mapper`; the others keep
-  their own. These layers compute their maps explicitly; every other layer and step
-  uses fused SDPA;
+- cross-attention (`attn2`), steps [0, int(cross·steps)), at the layers
+  `--cross-replace-layers` names (every layer: Prompt-to-Prompt's; `coarse`: below the
+  top resolution, FateZero's): the target tokens that `EditPrompts.alpha` marks take the
+  source's maps through `mapper`; the others keep their own. These layers compute their
+  maps explicitly; every other layer and step uses fused SDPA;
 - frame attention (`attn1`) and temporal attention, steps [0, int(self·steps)): the
   edit takes the source's maps whole. softmax(Q_s K_sᵀ)·V_e is SDPA run on the source's
   queries and keys with the edit's values, so no map is ever materialised. As in
   Prompt-to-Prompt (32×32 at 512 px) and FateZero, frame attention is replaced only below
   the UNet's top resolution (`--self-replace-layers coarse`): replaced there too, the
   source's maps bring the old object's outline and colour into the new one (measured:
-  docs/shapes.md). Temporal maps (frames × frames) are replaced everywhere;
+  docs/shapes.md); `--self-replace-layers none` replaces none. Temporal maps (frames ×
+  frames) are replaced at the layers `--temporal-replace-layers` names (by default every one);
 - the local blend's layers record their blend-word maps as they are produced.
 
 An edit from the inversion (`--source-branch inversion`) has no source video in the
@@ -33,7 +35,7 @@ from diffusers.models.attention_processor import Attention
 
 from livecli.control.blend import LocalBlend
 from livecli.control.prompts import EditPrompts
-from livecli.control.source_attention import CROSS, EARLIER_SELF_TOKENS, TEMPORAL, CachedSource
+from livecli.control.source_attention import CROSS, EARLIER_SELF_TOKENS, EVERY_LAYER, TEMPORAL, CachedSource
 from livecli.models.attention import (
     CrossAttnProcessor,
     TemporalAttnProcessor,
@@ -69,12 +71,18 @@ class AttentionControl:
         blend: LocalBlend | None = None,
         cached: CachedSource | None = None,
         self_tokens: int = EARLIER_SELF_TOKENS,
+        cross_tokens: int = EVERY_LAYER,
+        temporal_tokens: int = EVERY_LAYER,
     ):
         self.cross_steps = int(cross_replace * steps)
         self.self_steps = int(self_replace * steps)
         self.self_tokens = self_tokens
         """Frame attention is replaced at the layers with at most this many query positions
         (sampling.py gives --self-replace-layers' count; by default Prompt-to-Prompt's 32×32)."""
+        self.cross_tokens = cross_tokens
+        """Word swap reaches the layers with at most this many query positions (--cross-replace-layers)."""
+        self.temporal_tokens = temporal_tokens
+        """Temporal maps are replaced at the layers with at most this many positions (--temporal-replace-layers)."""
         self.mapper = prompts.mapper
         self.alpha = prompts.alpha
         self.batch = batch
@@ -85,15 +93,20 @@ class AttentionControl:
         self.peak_stored_bytes = 0
         """The most bytes of attention maps kept between UNet calls at any time."""
 
-    def replaces_cross(self) -> bool:
-        return self.step < self.cross_steps
+    def replaces_cross(self, query_tokens: int) -> bool:
+        """Word swap at this step, at a cross-attention layer of `query_tokens` positions."""
+        return self.step < self.cross_steps and query_tokens <= self.cross_tokens
 
-    def replaces_self(self, query_tokens: int | None = None) -> bool:
-        """At this step; `query_tokens` given: for a frame-attention layer of that size."""
-        return self.step < self.self_steps and (query_tokens is None or query_tokens <= self.self_tokens)
+    def replaces_self(self, query_tokens: int) -> bool:
+        """At this step, for a frame-attention layer of `query_tokens` positions."""
+        return self.step < self.self_steps and query_tokens <= self.self_tokens
+
+    def replaces_temporal(self, positions: int) -> bool:
+        """At this step, for a temporal-attention layer over `positions` positions."""
+        return self.step < self.self_steps and positions <= self.temporal_tokens
 
     def wants_cross_maps(self, query_tokens: int) -> bool:
-        return self.replaces_cross() or (self.blend is not None and self.blend.wants(query_tokens))
+        return self.replaces_cross(query_tokens) or (self.blend is not None and self.blend.wants(query_tokens))
 
     def begin_step(self, step: int) -> None:
         self.step = step
@@ -110,7 +123,7 @@ class AttentionControl:
     def cross_maps(self, source: torch.Tensor, edit: torch.Tensor, query_tokens: int) -> torch.Tensor:
         """The edit's cross-attention maps [frames, heads, queries, 77] after word swap;
         records the blend layers' maps."""
-        if self.replaces_cross():
+        if self.replaces_cross(query_tokens):
             # The inversion stores the start token's and the words' columns only: no other
             # source token is ever mapped.
             mapper = self.mapper[: source.shape[-1]].to(device=source.device, dtype=source.dtype)
@@ -160,9 +173,9 @@ class ControlledTemporalAttn(TemporalAttnProcessor):
         self, attn: Attention, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, video=None
     ):
         control = self.control
-        if not control.replaces_self():
-            return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         # [videos · positions, frames, c]: the videos are the outer part of the batch.
+        if not control.replaces_temporal(hidden_states.shape[0] // control.batch.videos):
+            return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         query, key, value = (split_heads(p(hidden_states), attn.heads) for p in (attn.to_q, attn.to_k, attn.to_v))
         if control.cached is None:
             query, key = control.take_source(query), control.take_source(key)

@@ -9,19 +9,26 @@ the source's attention that word swap and local blend will need is stored, step 
 and window by window, in fp16:
 
 - cross-attention (`attn2`): the maps of the start token and the source prompt's words
-  (the only columns word swap and the blend read), at every layer for the word-swap
-  steps and at the blend layers for every step;
+  (the only columns word swap and the blend read), at the layers --cross-replace-layers
+  names for the word-swap steps and at the blend layers for every step;
 - frame attention (`attn1`, the layers --self-replace-layers names, self-replace steps): the layer's input, from
   which the edit recomputes the source's queries and keys with the same weights; the
   maps themselves would be ~19× larger (each frame has three frames' keys per query);
-- temporal attention (self-replace steps): the maps, [positions, heads, F, F], smaller
-  than the input they come from.
+- temporal attention (the layers --temporal-replace-layers names, self-replace steps):
+  the maps, [positions, heads, F, F], smaller than the input they come from.
 
-One file per step, `attention/<step>.safetensors`, keys `<window>/<layer>/<kind>`. The
-edit reads one step at a time (memory of one step), and its source video is the clip's
-inverted latents. With DDIM inversion the maps of step t come from ε evaluated at the
-previous latents (the approximation inversion makes); with `--refine` they come from the
-latents the edit's source branch would start the step from.
+Only what the edit replaces is stored, so the layer options decide the store's size: at
+512 px the 64×64 layers hold three quarters of the cross-attention and temporal bytes,
+and frame attention's inputs at 32×32 most of the rest (`bench/attention_store_size.py`).
+
+One file per step and window, `attention/<step>-<window>.safetensors`, keys
+`<window>/<layer>/<kind>` (an earlier store kept a step's windows in one file,
+`<step>.safetensors`, and is read as it is). The recorder writes a window's attention when
+the window ends and the edit reads one window at a time, so either holds one window's maps,
+however long the clip; the edit's source video is the clip's inverted latents. With DDIM
+inversion the maps of step t come from ε evaluated at the previous latents (the
+approximation inversion makes); with `--refine` they come from the latents the edit's
+source branch would start the step from.
 """
 
 from __future__ import annotations
@@ -53,12 +60,18 @@ most this many query positions, whatever the frames' size (Prompt-to-Prompt's 32
 512 px): what an inversion recorded before then stored."""
 
 
-def self_replace_tokens(latent_size: tuple[int, int], layers: str) -> int:
-    """The most query positions a frame-attention layer may have for --self-replace to give
-    it the source's maps: 'coarse', fewer than the latents' (every layer below the UNet's
-    top resolution: Prompt-to-Prompt's ≤ 32×32 at 512 px, FateZero's); 'all', every layer."""
+def layer_tokens(latent_size: tuple[int, int], layers: str) -> int:
+    """The most query positions a layer may have for its attention to be replaced by the
+    source's under a --*-replace-layers rule: 'all', every layer; 'coarse', every layer
+    below the UNet's top resolution (Prompt-to-Prompt's ≤ 32×32 at 512 px, FateZero's);
+    'none', no layer."""
     height, width = latent_size
-    return height * width if layers == "all" else -(-height // 2) * -(-width // 2)
+    return {"all": height * width, "coarse": -(-height // 2) * -(-width // 2), "none": 0}[layers]
+
+
+EVERY_LAYER = 1 << 30
+"""A count of query positions above any layer's: what an inversion recorded before the
+cross-attention and temporal layer options stored (every layer)."""
 
 
 def differs_from_earlier(latent_size: tuple[int, int], tokens: int) -> bool:
@@ -82,15 +95,19 @@ class AttentionPlan:
     """What an inversion stores of the source's attention."""
 
     cross_steps: int
-    """Steps [0, cross_steps) store every cross-attention layer's maps (word swap)."""
+    """Steps [0, cross_steps) store the word-swap layers' cross-attention maps."""
     self_steps: int
-    """Steps [0, self_steps) store the frame- and temporal-attention inputs and maps."""
+    """Steps [0, self_steps) store the frame-attention inputs and the temporal maps."""
     words: int
     """Columns of the cross-attention maps kept: the start token and the prompt's words."""
     blend_tokens: int
-    """Query positions of the blend layers, whose maps are stored at every step."""
+    """Query positions of the blend layers, whose maps are stored at every step (0: no blend)."""
     self_tokens: int = EARLIER_SELF_TOKENS
     """Frame attention is stored at the layers with at most this many query positions."""
+    cross_tokens: int = EVERY_LAYER
+    """Word swap's cross-attention is stored at the layers with at most this many query positions."""
+    temporal_tokens: int = EVERY_LAYER
+    """Temporal attention is stored at the layers with at most this many positions."""
 
     def covers(self, wanted: AttentionPlan) -> bool:
         """Whether what this plan stored is all that `wanted` needs."""
@@ -98,16 +115,29 @@ class AttentionPlan:
             self.cross_steps >= wanted.cross_steps
             and self.self_steps >= wanted.self_steps
             and self.words == wanted.words
-            and self.blend_tokens == wanted.blend_tokens
+            and (self.blend_tokens == wanted.blend_tokens or not wanted.blend_tokens)
+            and (self.cross_tokens >= wanted.cross_tokens or not wanted.cross_steps)
             and (self.self_tokens >= wanted.self_tokens or not wanted.self_steps)
+            and (self.temporal_tokens >= wanted.temporal_tokens or not wanted.self_steps)
         )
+
+    def stores_cross(self, step: int, query_tokens: int) -> bool:
+        """Word swap's maps at this step and layer, or the blend's (every step)."""
+        return (step < self.cross_steps and query_tokens <= self.cross_tokens) or query_tokens == self.blend_tokens
+
+    def stores_frame(self, step: int, query_tokens: int) -> bool:
+        return step < self.self_steps and query_tokens <= self.self_tokens
+
+    def stores_temporal(self, step: int, positions: int) -> bool:
+        return step < self.self_steps and positions <= self.temporal_tokens
 
     def as_facts(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_facts(cls, facts: dict | None) -> AttentionPlan | None:
-        """The plan an inversion's record gives (one recorded before `self_tokens` stored the earlier rule's layers)."""
+        """The plan an inversion's record gives (one recorded before `self_tokens` stored the
+        earlier rule's layers; before `cross_tokens` and `temporal_tokens`, every layer)."""
         if not facts:
             return None
         return cls(*(int(facts.get(f.name, f.default)) for f in dataclasses.fields(cls)))
@@ -152,11 +182,11 @@ def stored_bytes(plan: AttentionPlan, layers: list[AttentionLayer], batches: lis
     for step in range(steps):
         for batch in batches:
             for layer in layers:
-                if layer.kind == CROSS and (step < plan.cross_steps or layer.query_tokens == plan.blend_tokens):
+                if layer.kind == CROSS and plan.stores_cross(step, layer.query_tokens):
                     total += batch * layer.heads * layer.query_tokens * plan.words * size
-                elif layer.kind == FRAME and step < plan.self_steps and layer.query_tokens <= plan.self_tokens:
+                elif layer.kind == FRAME and plan.stores_frame(step, layer.query_tokens):
                     total += batch * layer.query_tokens * layer.width * size
-                elif layer.kind == TEMPORAL and step < plan.self_steps:
+                elif layer.kind == TEMPORAL and plan.stores_temporal(step, layer.query_tokens):
                     total += layer.query_tokens * layer.heads * batch * batch * size
     return total
 
@@ -168,8 +198,16 @@ def store_bytes(video_unet: VideoUNet, plan: AttentionPlan, latent_size: tuple[i
     return stored_bytes(plan, attention_layers(video_unet, latent_size), batches, steps)
 
 
-def step_file(folder: Path, step: int) -> Path:
-    return folder / f"{step:04d}.safetensors"
+def step_file(folder: Path, step: int, window: int) -> Path:
+    """Where one window's attention of one step is stored: `0003-001.safetensors`."""
+    return folder / f"{step:04d}-{window:03d}.safetensors"
+
+
+def file_part(name: str | Path) -> tuple[int, int | None]:
+    """(step, window) a store's file holds; an earlier store's `0003.safetensors` holds
+    every window of its step (window None)."""
+    step, _, window = Path(name).stem.partition("-")
+    return int(step), int(window) if window else None
 
 
 class _Steps:
@@ -184,72 +222,90 @@ class _Steps:
 
 
 class SourceRecorder(_Steps):
-    """Collects one step's source attention while inverting and writes it when the step ends."""
+    """Collects one window's source attention while inverting and writes it when the window
+    ends: memory of one window's maps, however long the clip."""
 
     def __init__(self, plan: AttentionPlan, folder: Path):
         super().__init__()
         self.plan = plan
         self.folder = folder
         self.tensors: dict[str, torch.Tensor] = {}
-        self.bytes = 0
+        self.written: dict[str, int] = {}
+        """Bytes of each file written: a refined step's later evaluations write its files again."""
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.written.values())
 
     def begin_step(self, step: int) -> None:
         """Before each UNet evaluation of `step`: a refined step evaluates again, and its
         last evaluation (at the refined latents) is what is kept."""
-        if step != self.step:
-            self.flush()
-            self.step = step
-        self.window = -1
+        self.flush()
+        self.step, self.window = step, -1
 
     def focus(self, _window=None) -> None:
         """The next window of the step runs."""
+        self.flush()
         self.window += 1
 
     def flush(self) -> None:
         if self.tensors and self.step is not None:
-            save_tensors(step_file(self.folder, self.step), self.tensors)
-            self.bytes += sum(t.numel() * t.element_size() for t in self.tensors.values())
+            path = step_file(self.folder, self.step, self.window)
+            save_tensors(path, self.tensors)
+            self.written[path.name] = sum(t.numel() * t.element_size() for t in self.tensors.values())
         self.tensors = {}
 
     def wants_cross(self, query_tokens: int) -> bool:
-        return self.step < self.plan.cross_steps or query_tokens == self.plan.blend_tokens
+        return self.plan.stores_cross(self.step, query_tokens)
 
     def wants_frame(self, query_tokens: int) -> bool:
-        return self.step < self.plan.self_steps and query_tokens <= self.plan.self_tokens
+        return self.plan.stores_frame(self.step, query_tokens)
 
-    def wants_temporal(self) -> bool:
-        return self.step < self.plan.self_steps
+    def wants_temporal(self, positions: int) -> bool:
+        return self.plan.stores_temporal(self.step, positions)
 
     def keep(self, layer: str, kind: str, tensor: torch.Tensor) -> None:
         self.tensors[self.key(layer, kind)] = tensor.detach().to("cpu", CACHE_DTYPE).contiguous()
 
 
 class CachedSource(_Steps):
-    """An inversion's stored source attention, read one step at a time by the edit."""
+    """An inversion's stored source attention, read one window of one step at a time by the edit."""
 
-    def __init__(self, plan: AttentionPlan, files: dict[int, Path], device: torch.device, dtype: torch.dtype):
+    def __init__(
+        self, plan: AttentionPlan, files: dict[tuple[int, int | None], Path], device: torch.device, dtype: torch.dtype
+    ):
         super().__init__()
         self.plan = plan
         self.files = files
-        """Step -> its (verified) file; steps that stored nothing are absent."""
+        """(step, window) -> its (verified) file (`file_part`); what stored nothing is absent."""
         self.device, self.dtype = device, dtype
         self.chain = FrameChain()
         """The source's frame-attention keys handed from window to window, as the edit's."""
         self._tensors: dict[str, torch.Tensor] = {}
 
+    @classmethod
+    def of(cls, plan: AttentionPlan, paths, device: torch.device, dtype: torch.dtype) -> CachedSource:
+        """The store whose files are `paths`."""
+        return cls(plan, {file_part(path): path for path in paths}, device, dtype)
+
     def begin_step(self, step: int) -> None:
         self.step, self.window = step, -1
-        self._tensors = {}
-        if step in self.files:
-            with safe_open(self.files[step], framework="pt") as handle:
-                self._tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+        self._tensors = self._read((step, None))  # an earlier store: the whole step in one file
 
     def focus(self, _window=None) -> None:
         self.window += 1
+        if (self.step, None) not in self.files:
+            self._tensors = self._read((self.step, self.window))
         if self.window == 0:
             self.chain = FrameChain()
         else:
             self.chain.next_window()
+
+    def _read(self, part: tuple[int, int | None]) -> dict[str, torch.Tensor]:
+        if part not in self.files:
+            return {}
+        with safe_open(self.files[part], framework="pt") as handle:
+            return {name: handle.get_tensor(name) for name in handle.keys()}
 
     def get(self, layer: str, kind: str) -> torch.Tensor:
         name = self.key(layer, kind)
@@ -284,7 +340,8 @@ class RecordingTemporalAttn:
         self.recorder, self.layer, self.inner = recorder, layer, inner
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, video=None):
-        if not self.recorder.wants_temporal():
+        # [positions, frames, c]: the inversion runs one video.
+        if not self.recorder.wants_temporal(hidden_states.shape[0]):
             return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         query, key, value = (split_heads(p(hidden_states), attn.heads) for p in (attn.to_q, attn.to_k, attn.to_v))
         maps = explicit_attention(attn, query, key)

@@ -34,7 +34,7 @@ from livecli.control.prompts import EditPrompts, check_edit_words, check_prompt_
 from livecli.control.source_attention import (
     AttentionPlan,
     differs_from_earlier,
-    self_replace_tokens,
+    layer_tokens,
     store_bytes,
 )
 from livecli.errors import ProjectError
@@ -272,7 +272,7 @@ def _earlier_layers_hint(old: dict, new: dict, latent_size: tuple[int, int]) -> 
     """For an edit made before --self-replace-layers that differs in it alone: why, and how to keep it."""
     if "self_replace_layers" in old or {**old, "self_replace_layers": new.get("self_replace_layers")} != new:
         return ""
-    keeps = not differs_from_earlier(latent_size, self_replace_tokens(latent_size, "all"))
+    keeps = not differs_from_earlier(latent_size, layer_tokens(latent_size, "all"))
     return (
         "an earlier live made it, replacing frame attention at the layers of at most 32×32 positions whatever the "
         "frames' size" + (" (--self-replace-layers all keeps it as it is)" if keeps else "") + "; "
@@ -283,7 +283,7 @@ def self_replace_settings(config: EditConfig, latent_size: tuple[int, int]) -> d
     """`self_replace_layers` for the record where it changes which layers the frame-attention
     replacement reaches from the earlier rule's (≤ 32×32 whatever the size): edits made
     before it existed stay up to date where it changes nothing (SD at 512 px square)."""
-    tokens = self_replace_tokens(latent_size, config.self_replace_layers)
+    tokens = layer_tokens(latent_size, config.self_replace_layers)
     if int(config.self_replace * config.steps) and differs_from_earlier(latent_size, tokens):
         return {"self_replace_layers": config.self_replace_layers}
     return {}

@@ -7,9 +7,9 @@ prompt (or `--prompt`), no guidance (paper §3.1, "DDIM inversion"), and writes
       latents.safetensors   `trajectory` [steps + 1, F, 4, h, w] in sampling order:
                             element 0 is x_T, element k the latents sampling step k
                             starts from, the last the prepared latents
-      attention/0000.safetensors …   when an edit from the inversion asked for it: the
-                            source's attention of each controlled step, fp16
-                            (control/source_attention.py)
+      attention/0000-000.safetensors …   when an edit from the inversion asked for it:
+                            the source's attention of each controlled step and
+                            window, fp16 (control/source_attention.py)
       record.toml
 
 One folder per fingerprint (the training's, the prompt, the steps, the precision), so
@@ -115,8 +115,8 @@ class Inversion:
     def stored_attention(self, device: torch.device, dtype: torch.dtype) -> CachedSource:
         """The source's attention it stored, read step by step by an edit from the inversion."""
         names = [name for name in self.result.record.outputs if name.startswith(f"{ATTENTION}/")]
-        files = {int(Path(name).stem): self.project.verified(self.stage, name) for name in names}
-        return CachedSource(self.stored_plan, files, device, dtype)
+        paths = [self.project.verified(self.stage, name) for name in names]
+        return CachedSource.of(self.stored_plan, paths, device, dtype)
 
     def trajectory(self) -> torch.Tensor:
         """The whole trajectory [steps + 1, F, 4, h, w]."""
