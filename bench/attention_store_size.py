@@ -2,6 +2,12 @@
 the same estimate the inversion checks the disk against (`stored_bytes`, equal to what the
 recorder writes: tests/test_invert.py), on SD v1.4's UNet built on the meta device.
 
+One row per frame count for each set of replaced layers: the paper's (word swap and
+temporal attention at every layer, frame attention below the top resolution) and the
+compact store's (word swap and temporal attention below the top resolution, no frame
+attention: `COMPACT_LAYERS`). The aims (docs/performance.md): 96 frames at 512 px and 50
+steps in 10 GB, 8 frames in 1 GB.
+
     python bench/attention_store_size.py            # 8 and 96 frames at 512 px, 50 steps
     python bench/attention_store_size.py --frames 24 --size 768 --words 20
 """
@@ -9,16 +15,35 @@ recorder writes: tests/test_invert.py), on SD v1.4's UNet built on the meta devi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import torch
 from diffusers import UNet2DConditionModel
 
 from bench.sd_shapes import SD_UNET
-from livecli.config import DEFAULT_OVERLAP, DEFAULT_WINDOW, EditConfig
-from livecli.control.source_attention import AttentionPlan, attention_layers, stored_bytes
+from livecli.config import COMPACT_LAYERS, DEFAULT_OVERLAP, DEFAULT_WINDOW, EditConfig
+from livecli.control.source_attention import AttentionPlan, attention_layers, layer_tokens, stored_bytes
 from livecli.models.video_unet import inflate
 from livecli.resources import amount
 from livecli.windows import plan_windows
+
+AIMS = {8: 2**30, 96: 10 * 2**30}
+"""The most bytes the store may take at 512 px and 50 steps (1 GB and 10 GB, as `amount` counts them)."""
+
+
+def plan_of(edit: EditConfig, side: int, words: int) -> AttentionPlan:
+    """What an edit with `edit`'s settings stores for latents of `side`×`side` (the blend's
+    layers at a quarter of the side: 16×16 at 512 px)."""
+    tokens = {
+        name: layer_tokens((side, side), getattr(edit, layers))
+        for name, layers in (
+            ("self_tokens", "self_replace_layers"),
+            ("cross_tokens", "cross_replace_layers"),
+            ("temporal_tokens", "temporal_replace_layers"),
+        )
+    }
+    cross, self_steps = int(edit.cross_replace * edit.steps), int(edit.self_replace * edit.steps)
+    return AttentionPlan(cross, self_steps, words, (side // 4) ** 2, **tokens)
 
 
 def main() -> None:
@@ -32,26 +57,23 @@ def main() -> None:
         video_unet = inflate(UNet2DConditionModel(**SD_UNET))
     side = args.size // 8
     layers = attention_layers(video_unet, (side, side))
-    edit = EditConfig(replace=("a=b",), steps=args.steps)
-    blend_side = side // 4  # the blend's layers: 16×16 at 512 px
-    plan = AttentionPlan(
-        int(edit.cross_replace * args.steps), int(edit.self_replace * args.steps), args.words, blend_side**2
-    )
+    paper = EditConfig(replace=("a=b",), steps=args.steps, preset="paper")
+    stores = {"paper's layers": paper, "compact": dataclasses.replace(paper, preset=None, **COMPACT_LAYERS)}
     print(f"SD v1.4, {args.size} px, {args.steps} steps, {args.words} token columns, window {DEFAULT_WINDOW}")
-    for frames in args.frames:
-        windows = plan_windows(frames, DEFAULT_WINDOW, DEFAULT_OVERLAP)
-        total = stored_bytes(plan, layers, [len(w.frames) + 1 for w in windows], args.steps)
-        by_kind = {
-            kind: stored_bytes(
-                plan,
-                [layer for layer in layers if layer.kind == kind],
-                [len(w.frames) + 1 for w in windows],
-                args.steps,
-            )
-            for kind in ("cross", "frame", "temporal")
-        }
-        kinds = ", ".join(f"{kind} {amount(size)}" for kind, size in by_kind.items())
-        print(f"{frames:4d} frames ({len(windows)} windows): {amount(total)} ({kinds})")
+    for label, edit in stores.items():
+        plan = plan_of(edit, side, args.words)
+        for frames in args.frames:
+            windows = plan_windows(frames, DEFAULT_WINDOW, DEFAULT_OVERLAP)
+            batches = [len(w.frames) + 1 for w in windows]
+            total = stored_bytes(plan, layers, batches, args.steps)
+            by_kind = {
+                kind: stored_bytes(plan, [layer for layer in layers if layer.kind == kind], batches, args.steps)
+                for kind in ("cross", "frame", "temporal")
+            }
+            kinds = ", ".join(f"{kind} {amount(size)}" for kind, size in by_kind.items())
+            aim = AIMS.get(frames) if args.size == 512 and args.steps == 50 else None
+            verdict = "" if aim is None else f"  aim {amount(int(aim))}: {'met' if total <= aim else 'missed'}"
+            print(f"{label:>15} {frames:4d} frames ({len(windows)} windows): {amount(total)} ({kinds}){verdict}")
 
 
 if __name__ == "__main__":

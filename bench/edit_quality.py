@@ -15,6 +15,7 @@ markdown report, JSON and a PNG grid (the first case of each kind) to bench/resu
     python bench/edit_quality.py --shard 1/3            # a third of the cases (then 2/3, 3/3, then no --shard)
     python bench/edit_quality.py --variants live tav    # some variants only
     python bench/edit_quality.py --long                 # 48-frame clips in windows: live, no-latent-prompt
+    python bench/edit_quality.py --variants live from-inversion compact-inversion --paired-with live from-inversion
 
 The projects and each variant's scores stay in --work (default bench/work/), so a run that
 stops can be run again and skips what is done, and shards (in turn, or on machines sharing
@@ -100,14 +101,15 @@ def kind_tables(kinds: dict[str, dict]) -> str:
     return "\n\n".join(parts)
 
 
-def paired_table(differences: dict[str, dict]) -> str:
-    """Each variant − live, case by case, with the interval; ▲/▼ where it leaves out 0."""
+def paired_table(differences: dict[str, dict], against: str = "live") -> str:
+    """Each variant − `against`, case by case, with the interval; ▲/▼ where it leaves out 0."""
     keys = [
         k
         for k in ("object_accuracy", "psnr_object", "psnr_background", "motion_error", "flicker", "warp_error")
         if any(k in d for d in differences.values())
     ]
-    lines = ["| variant − live | " + " | ".join(FORMS[k][0] for k in keys) + " |", "|" + "---|" * (len(keys) + 1)]
+    header = f"| variant − {against} | " + " | ".join(FORMS[k][0] for k in keys) + " |"
+    lines = [header, "|" + "---|" * (len(keys) + 1)]
     for name, scores in differences.items():
         cells = []
         for key in keys:
@@ -218,6 +220,13 @@ def main() -> None:
         help="where the report, JSON and grid go (default: bench/results)",
     )
     parser.add_argument("--work", type=Path, help="folder for the cases' projects (default: bench/work/edit_quality…)")
+    parser.add_argument(
+        "--paired-with",
+        nargs="+",
+        default=["live"],
+        metavar="VARIANT",
+        help="a table of each variant's differences from these, case by case (default: live)",
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("LIVE_QUIET", "1")
@@ -271,7 +280,7 @@ def main() -> None:
     names = tuple(v.name for v in variants)
     rows = benchmark.summarise(cases, names)
     kinds = benchmark.by_kind(cases, names)
-    differences = benchmark.paired(cases, names) if "live" in names else {}
+    pairs = {against: benchmark.paired(cases, names, against) for against in args.paired_with if against in names}
     descriptions = {
         "source": "the clip unedited (a floor)",
         "truth": "the true edit (a ceiling)",
@@ -287,12 +296,12 @@ def main() -> None:
             "Mean over the cases [95 % bootstrap interval, 10,000 resamples of the cases].",
             table(rows, descriptions),
             *(
-                [
-                    "## Paired with `live` (variant − live, case by case; ▲▼: the interval leaves out 0)",
-                    paired_table(differences),
-                ]
-                if differences
-                else []
+                part
+                for against, differences in pairs.items()
+                for part in (
+                    f"## Paired with `{against}` (variant − {against}, case by case; ▲▼: the interval leaves out 0)",
+                    paired_table(differences, against),
+                )
             ),
             "## By kind of clip",
             kind_tables(kinds),
@@ -307,7 +316,8 @@ def main() -> None:
         "settings": {**settings.__dict__, "kinds": list(settings.kinds)},
         "seconds": round(time.perf_counter() - started),
         "rows": rows,
-        "paired_with_live": differences,
+        "paired_with_live": pairs.get("live", {}),
+        "paired_with": pairs,
         "by_kind": kinds,
         "cases": cases,
     }

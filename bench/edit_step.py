@@ -11,7 +11,10 @@ classifier-free guidance, four videos of F frames + latent prompt in one UNet ba
 - source branch `sample` (Prompt-to-Prompt: four videos a step) or `inversion` (the edit
   alone, two videos, reading the source's attention that an inversion stored: the store is
   written first by recording passes of the inversion's one video, timed apart, and read
-  from disk at each step as `live edit --source-branch inversion` does).
+  from disk at each step as `live edit --source-branch inversion` does);
+- layers replaced: the paper's, or the compact store's (`COMPACT_LAYERS`: word swap and
+  temporal attention below the top resolution, no frame attention), each ratio to the
+  sampled source branch with the paper's layers of the same run.
 
 Each setting runs in a fresh process (its own peak memory); one warm-up step, then the
 median of the timed steps.
@@ -19,6 +22,7 @@ median of the timed steps.
     python bench/edit_step.py                            # 256 and 512 px, 2/4/8 frames
     python bench/edit_step.py --sizes 256 --frames 8 --steps 3
     python bench/edit_step.py --sizes 256 --frames 8 --control on --source-branch both
+    python bench/edit_step.py --sizes 256 --frames 8 --control on --layers both   # the issue-41 aim
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from sd_shapes import SD_SCHEDULE, SD_TEXT, SD_UNET
 PROMPT = "a jeep car is moving on the road"
 
 
-def one(size: int, frames: int, steps: int, control_on: bool, from_inversion: bool = False) -> dict:
+def one(size: int, frames: int, steps: int, control_on: bool, from_inversion: bool, compact: bool) -> dict:
     import tempfile
     from pathlib import Path
 
@@ -43,7 +47,7 @@ def one(size: int, frames: int, steps: int, control_on: bool, from_inversion: bo
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from livecli import ddim
-    from livecli.config import EditConfig
+    from livecli.config import COMPACT_LAYERS, EditConfig
     from livecli.control.source_attention import CachedSource, SourceRecorder, recording
     from livecli.models import text as text_model
     from livecli.models.tiny import build_tiny_pipeline
@@ -76,7 +80,8 @@ def one(size: int, frames: int, steps: int, control_on: bool, from_inversion: bo
         else dict(cross_replace=0.0, self_replace=0.0, no_blend=True)
     )
     branch = "inversion" if from_inversion else "sample"
-    config = EditConfig(replace=("car=<tok>",), steps=steps + 1, source_branch=branch, **settings)
+    layers = COMPACT_LAYERS if compact else {}
+    config = EditConfig(replace=("car=<tok>",), steps=steps + 1, source_branch=branch, **settings, **layers)
     schedule = ddim.ddim_schedule(model.scheduler_config, config.steps)
     start = torch.randn(frames, 4, latent, latent, device=device)
     trajectory, record_seconds, stored, cached = None, None, 0, None
@@ -95,8 +100,7 @@ def one(size: int, frames: int, steps: int, control_on: bool, from_inversion: bo
             recorder.flush()
         record_seconds = round((time.perf_counter() - began) / config.steps, 2)
         stored = recorder.bytes
-        files = {int(f.stem): f for f in folder.glob("*.safetensors")}
-        cached = CachedSource(plan, files, device, dtype)
+        cached = CachedSource.of(plan, folder.glob("*.safetensors"), device, dtype)
     edit = plan_edit(model, config, PROMPT, frames, (latent, latent), stored=cached)
     marks = [time.perf_counter()]
 
@@ -112,6 +116,7 @@ def one(size: int, frames: int, steps: int, control_on: bool, from_inversion: bo
         "frames": frames,
         "control": "on" if control_on else "off",
         "source_branch": branch,
+        "layers": "compact" if compact else "paper",
         "device": device_name(device),
         "dtype": str(dtype).removeprefix("torch."),
         "seconds_per_step": round(statistics.median(times[1:]), 2),
@@ -129,25 +134,31 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up step")
     parser.add_argument("--control", choices=["on", "off", "both"], default="both")
     parser.add_argument("--source-branch", choices=["sample", "inversion", "both"], default="both")
+    parser.add_argument(
+        "--layers", choices=["paper", "compact", "both"], default="paper", help="the layers the inversion stores"
+    )
     parser.add_argument("--json", default="bench/edit_step.json", help="where to write the results")
-    parser.add_argument("--one", nargs=4, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=5, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        size, frames, control_on, from_inversion = args.one
-        print(json.dumps(one(size, frames, args.steps, bool(control_on), bool(from_inversion))))
+        size, frames, control_on, from_inversion, compact = args.one
+        print(json.dumps(one(size, frames, args.steps, bool(control_on), bool(from_inversion), bool(compact))))
         return
     modes = {"on": [1], "off": [0], "both": [0, 1]}[args.control]
-    branches = {"sample": [0], "inversion": [1], "both": [0, 1]}[args.source_branch]
-    header = f"{'size':>5} {'frames':>6} {'control':>7} {'source':>9} {'s/step':>8} {'× sample':>8} {'peak RSS MB':>12}"
+    inverted = {"paper": [(1, 0)], "compact": [(1, 1)], "both": [(1, 0), (1, 1)]}[args.layers]
+    branches = {"sample": [(0, 0)], "inversion": inverted, "both": [(0, 0), *inverted]}[args.source_branch]
+    header = f"{'size':>5} {'frames':>6} {'control':>7} {'source':>17} {'s/step':>8} {'× sample':>8}"
+    header += f" {'peak RSS MB':>12}"
     print(f"{header} {'peak GPU MB':>12}", flush=True)
     results = []
     for size in args.sizes:
         for frames in args.frames:
             for control_on in modes:
                 sampled = None
-                for from_inversion in branches:
+                for from_inversion, compact in branches:
                     label, branch = "on" if control_on else "off", "inversion" if from_inversion else "sample"
-                    arguments = [str(size), str(frames), str(control_on), str(from_inversion)]
+                    branch += " (compact)" if compact else ""
+                    arguments = [str(size), str(frames), str(control_on), str(from_inversion), str(compact)]
                     row = {
                         "size": size,
                         "frames": frames,
@@ -157,7 +168,7 @@ def main() -> None:
                     }
                     if "error" in row:
                         results.append(row)
-                        print(f"{size:>5} {frames:>6} {label:>7} {branch:>9}  {row['error']}", flush=True)
+                        print(f"{size:>5} {frames:>6} {label:>7} {branch:>17}  {row['error']}", flush=True)
                         continue
                     if from_inversion and sampled:
                         row["ratio_to_sample"] = round(row["seconds_per_step"] / sampled, 3)
@@ -166,7 +177,7 @@ def main() -> None:
                     results.append(row)
                     ratio, gpu = row.get("ratio_to_sample", ""), row.get("peak_gpu_mb", "")
                     print(
-                        f"{size:>5} {frames:>6} {label:>7} {branch:>9} {row['seconds_per_step']:>8} "
+                        f"{size:>5} {frames:>6} {label:>7} {branch:>17} {row['seconds_per_step']:>8} "
                         f"{ratio:>8} {row['peak_rss_mb']:>12} {gpu:>12}",
                         flush=True,
                     )

@@ -37,6 +37,7 @@ from PIL import Image, ImageFilter
 
 from livecli import demo
 from livecli.config import (
+    COMPACT_LAYERS,
     DEFAULT_OVERLAP,
     DEFAULT_WINDOW,
     EditConfig,
@@ -140,6 +141,24 @@ VARIANTS = (
         "`live` editing from the inversion's stored attention (`--source-branch inversion`): one branch, no "
         "sampled source",
         edit={"source_branch": "inversion"},
+    ),
+    Variant(
+        "compact-inversion",
+        "`live` editing from the inversion's store of the coarse layers: word swap and temporal attention below "
+        "the top resolution, no frame attention (`--cross-replace-layers coarse --temporal-replace-layers coarse "
+        "--self-replace-layers none --source-branch inversion`)",
+        edit={"source_branch": "inversion", **COMPACT_LAYERS},
+    ),
+    Variant(
+        "compact-sample",
+        "the same layers replaced from a sampled source branch (`--source-branch sample`)",
+        edit={"source_branch": "sample", **COMPACT_LAYERS},
+    ),
+    Variant(
+        "compact-cross-all",
+        "the compact layers but word swap at every layer, from a sampled source branch: which part of the compact "
+        "store the edit misses",
+        edit={"source_branch": "sample", **COMPACT_LAYERS, "cross_replace_layers": "all"},
     ),
     Variant(
         "source-background",
