@@ -289,6 +289,8 @@ def invert(*, project: ProjectOpt = None, given: Given, force: ForceOpt = False)
     "  live edit --replace 'motorcycle=<tok>'\n\n"
     "  live edit --replace 'motorcycle=<tok>' --keep \"man riding\" --blend motorcycle --name dog-ride\n\n"
     '  live edit --replace car="red sports car" --guidance 7.5      (a plain text edit)\n\n'
+    "  live edit --replace 'motorcycle=<tok>' --source-branch inversion --cross-replace-layers coarse "
+    "--temporal-replace-layers coarse --self-replace-layers none      (one branch, a store that fits a long clip)\n\n"
     "<tok> is the object learned from the reference image. The first edit inverts the video; "
     "later edits with the same --steps reuse that inversion.",
 )
