@@ -277,12 +277,23 @@ def test_the_inversions_attention_is_what_the_source_branch_computes(trained, tm
     assert relative_error(outcomes["inversion"].edit, frames) > 1e-1
 
 
-def test_a_store_of_the_coarse_layers_alone_is_what_the_source_branch_computes_there(trained, tmp_path):
+def test_a_store_of_the_coarse_layers_alone_is_what_the_source_branch_computes_there(trained, tmp_path, monkeypatch):
     """Word swap and temporal attention below the top resolution, no frame attention: the
     inversion stores those layers alone (the size `stored_bytes` says, under the full
     layers' store), and the edit from it equals the sampled source branch with the same
-    layers replaced, as the full store does (the test above)."""
+    layers replaced, as the full store does (the test above). Of a refined step's 17
+    evaluations only the last is recorded: each file is written once."""
+    from livecli.control import source_attention
     from livecli.control.source_attention import attention_layers, stored_bytes
+
+    written = []
+    save = source_attention.save_tensors
+
+    def counted(path, tensors):
+        written.append(path)
+        save(path, tensors)
+
+    monkeypatch.setattr(source_attention, "save_tensors", counted)
 
     project, model, frames = trained
     frames = frames[:4]  # a short clip: the 16 refining passes of each step are the test's cost
@@ -300,6 +311,7 @@ def test_a_store_of_the_coarse_layers_alone_is_what_the_source_branch_computes_t
     batches = [frames.shape[0] + 1]
     assert plan.blend_tokens == 0  # no blend: its layers' maps are not stored either
     assert stored == stored_bytes(plan, layers, batches, 6) < stored_bytes(full, layers, batches, 6) / 4
+    assert sorted(written) == sorted(tmp_path.glob("*.safetensors")) and len(written) == len(set(written))  # once
 
 
 def test_a_windowed_edit_reads_each_windows_attention(trained, tmp_path):

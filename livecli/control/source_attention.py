@@ -230,18 +230,16 @@ class SourceRecorder(_Steps):
         self.plan = plan
         self.folder = folder
         self.tensors: dict[str, torch.Tensor] = {}
-        self.written: dict[str, int] = {}
-        """Bytes of each file written: a refined step's later evaluations write its files again."""
+        self.bytes = 0
+        self.final = True
+        """Whether the UNet's evaluation now running is its step's last, whose attention is kept."""
 
-    @property
-    def bytes(self) -> int:
-        return sum(self.written.values())
-
-    def begin_step(self, step: int) -> None:
-        """Before each UNet evaluation of `step`: a refined step evaluates again, and its
-        last evaluation (at the refined latents) is what is kept."""
+    def begin_step(self, step: int, final: bool = True) -> None:
+        """Before each UNet evaluation of `step`. A refined step evaluates again at the
+        latents just found: only its last evaluation (`final`) is recorded, and the earlier
+        ones run as an unrecorded inversion does."""
         self.flush()
-        self.step, self.window = step, -1
+        self.step, self.window, self.final = step, -1, final
 
     def focus(self, _window=None) -> None:
         """The next window of the step runs."""
@@ -250,19 +248,18 @@ class SourceRecorder(_Steps):
 
     def flush(self) -> None:
         if self.tensors and self.step is not None:
-            path = step_file(self.folder, self.step, self.window)
-            save_tensors(path, self.tensors)
-            self.written[path.name] = sum(t.numel() * t.element_size() for t in self.tensors.values())
+            save_tensors(step_file(self.folder, self.step, self.window), self.tensors)
+            self.bytes += sum(t.numel() * t.element_size() for t in self.tensors.values())
         self.tensors = {}
 
     def wants_cross(self, query_tokens: int) -> bool:
-        return self.plan.stores_cross(self.step, query_tokens)
+        return self.final and self.plan.stores_cross(self.step, query_tokens)
 
     def wants_frame(self, query_tokens: int) -> bool:
-        return self.plan.stores_frame(self.step, query_tokens)
+        return self.final and self.plan.stores_frame(self.step, query_tokens)
 
     def wants_temporal(self, positions: int) -> bool:
-        return self.plan.stores_temporal(self.step, positions)
+        return self.final and self.plan.stores_temporal(self.step, positions)
 
     def keep(self, layer: str, kind: str, tensor: torch.Tensor) -> None:
         self.tensors[self.key(layer, kind)] = tensor.detach().to("cpu", CACHE_DTYPE).contiguous()

@@ -18,6 +18,7 @@ edits with different settings share an inversion and none is computed twice.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,7 @@ def invert_latents(
     schedule = ddim.ddim_schedule(model.scheduler_config, steps)
     text = model.encode([prompt])
     latent_prompt = model.latent_prompt.unsqueeze(0) if model.latent_prompt is not None else None
+    evaluations = Counter()  # of each step so far: ddim.invert evaluates a step refine + 1 times
 
     def predict(latents, timestep, index):
         def window_noise(batch, links):
@@ -85,7 +87,8 @@ def invert_latents(
 
         if recorder is None:
             return windowed_noise(window_noise, latents, windows, after_window=advance)
-        recorder.begin_step(index)
+        evaluations[index] += 1
+        recorder.begin_step(index, final=evaluations[index] > refine)
         return windowed_noise(window_noise, latents, windows, recorder.focus, advance)
 
     start = frames.unsqueeze(0).to(model.device, torch.float32)
