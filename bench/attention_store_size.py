@@ -22,9 +22,10 @@ from diffusers import UNet2DConditionModel
 
 from bench.sd_shapes import SD_UNET
 from livecli.config import COMPACT_LAYERS, DEFAULT_OVERLAP, DEFAULT_WINDOW, EditConfig
-from livecli.control.source_attention import AttentionPlan, attention_layers, layer_tokens, stored_bytes
+from livecli.control.source_attention import AttentionPlan, attention_layers, stored_bytes
 from livecli.models.video_unet import inflate
 from livecli.resources import amount
+from livecli.sampling import replaced_layers
 from livecli.windows import plan_windows
 
 AIMS = {8: 2**30, 96: 10 * 2**30}
@@ -34,16 +35,8 @@ AIMS = {8: 2**30, 96: 10 * 2**30}
 def plan_of(edit: EditConfig, side: int, words: int) -> AttentionPlan:
     """What an edit with `edit`'s settings stores for latents of `side`×`side` (the blend's
     layers at a quarter of the side: 16×16 at 512 px)."""
-    tokens = {
-        name: layer_tokens((side, side), getattr(edit, layers))
-        for name, layers in (
-            ("self_tokens", "self_replace_layers"),
-            ("cross_tokens", "cross_replace_layers"),
-            ("temporal_tokens", "temporal_replace_layers"),
-        )
-    }
     cross, self_steps = int(edit.cross_replace * edit.steps), int(edit.self_replace * edit.steps)
-    return AttentionPlan(cross, self_steps, words, (side // 4) ** 2, **tokens)
+    return AttentionPlan(cross, self_steps, words, (side // 4) ** 2, **replaced_layers(edit, (side, side)))
 
 
 def main() -> None:

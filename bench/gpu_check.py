@@ -47,6 +47,7 @@ sys.path.insert(0, str(HERE.parent))
 import torch  # noqa: E402  (after the path: run as a script from anywhere)
 from PIL import Image, ImageDraw  # noqa: E402
 
+from bench.isolated import device_name  # noqa: E402
 from livecli import progress  # noqa: E402
 from livecli.config import EditConfig, ModelConfig, PrepareConfig, TrainConfig  # noqa: E402
 from livecli.stages import TRAIN  # noqa: E402
@@ -231,7 +232,7 @@ def environment(device: str) -> dict:
 
     on_gpu = device == "cuda"
     return {
-        "device": torch.cuda.get_device_name() if on_gpu else f"cpu ({torch.get_num_threads()} threads)",
+        "device": device_name(torch.device(device)),
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
         "python": platform.python_version(),
