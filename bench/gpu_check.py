@@ -69,23 +69,16 @@ class BudgetSpent(KeyboardInterrupt):
 def sd_model_folder(folder: Path, dtype: torch.dtype) -> Path:
     """SD v1.4's UNet, VAE and text encoder with random weights, a CLIP tokenizer (the tiny
     model's: its ids index the random embedding) and SD's scheduler, as a diffusers folder."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from bench.sd_shapes import SD_SCHEDULE, SD_TEXT, SD_UNET, SD_VAE
-    from livecli.models.tiny import build_tiny_pipeline
+    from bench.sd_shapes import SD_TEXT, SD_UNET, SD_VAE
+    from livecli.models.tiny import build_tiny_pipeline, sd_pipeline
 
     torch.manual_seed(0)
-    pipeline = StableDiffusionPipeline(
-        vae=AutoencoderKL(**SD_VAE),
-        text_encoder=CLIPTextModel(CLIPTextConfig(**SD_TEXT)),
-        tokenizer=build_tiny_pipeline().tokenizer,
-        unet=UNet2DConditionModel(**SD_UNET),
-        scheduler=DDIMScheduler(**SD_SCHEDULE),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(**SD_TEXT))
+    tokenizer = build_tiny_pipeline().tokenizer
+    pipeline = sd_pipeline(AutoencoderKL(**SD_VAE), text_encoder, tokenizer, UNet2DConditionModel(**SD_UNET))
     pipeline.to(dtype=dtype).save_pretrained(folder)
     return folder
 

@@ -19,14 +19,6 @@ from livecli.words import byte_characters
 TEXT_WIDTH = 128
 MAX_TOKENS = 77
 """As SD's tokenizer: the edit's attention maps and word indices assume its 77 positions."""
-SCHEDULE = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "clip_sample": False,
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-}
 
 
 def vocabulary(words: list[str]) -> tuple[dict[str, int], list[str]]:
@@ -127,9 +119,3 @@ def build_text_encoder(tokenizer):
             pad_token_id=vocab["<|endoftext|>"],
         )
     )
-
-
-def build_scheduler():
-    from diffusers import DDIMScheduler
-
-    return DDIMScheduler(**SCHEDULE)

@@ -37,6 +37,7 @@ from torch import nn
 
 from bench.shapes import parts
 from livecli.models.loading import quiet_libraries
+from livecli.models.tiny import SD_SCHEDULER, sd_pipeline
 from livecli.progress import bar, console, say
 from livecli.shapes.judge import QUESTIONS, Judge, accuracy, load_judge, roughen
 from livecli.shapes.model import PACKAGE_DIR
@@ -373,7 +374,7 @@ class EMA(nn.Module):
 
 
 def train_unet(out: Path, plan: Plan, pool: Scenes, vae) -> None:
-    from diffusers import DDPMScheduler, StableDiffusionPipeline
+    from diffusers import DDPMScheduler
 
     tokenizer = parts.build_tokenizer()
     torch.manual_seed(plan.seed + 2)
@@ -387,7 +388,7 @@ def train_unet(out: Path, plan: Plan, pool: Scenes, vae) -> None:
     caption_of = {caption: k for k, caption in enumerate(captions)}
     full_caption = torch.tensor([caption_of.get(caption, len(captions) - 1) for caption in pool.captions])
     short_caption = torch.tensor([caption_of.get(caption, len(captions) - 1) for caption in short])
-    schedule = DDPMScheduler(**{k: v for k, v in parts.SCHEDULE.items() if k != "set_alpha_to_one"})
+    schedule = DDPMScheduler(**{k: v for k, v in SD_SCHEDULER.items() if k != "set_alpha_to_one"})
     alphas = schedule.alphas_cumprod
     snr = alphas / (1 - alphas)
     weights = snr.clamp(max=5.0) / snr  # min-SNR-5 (Hang et al. 2023): converges faster than plain ε-MSE
@@ -415,16 +416,7 @@ def train_unet(out: Path, plan: Plan, pool: Scenes, vae) -> None:
         after_step=lambda step: ema.update(both, step), extra_state={"ema": ema},
     )  # fmt: skip
     ema.copy_to(both)
-    pipeline = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder.to(torch.float16),
-        tokenizer=tokenizer,
-        unet=unet.to(torch.float16),
-        scheduler=parts.build_scheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipeline = sd_pipeline(vae, text_encoder.to(torch.float16), tokenizer, unet.to(torch.float16))
     partial = out / "model.partial"
     shutil.rmtree(partial, ignore_errors=True)
     pipeline.save_pretrained(partial, safe_serialization=True)

@@ -58,26 +58,36 @@ def _tiny_tokenizer():
         return CLIPTokenizer.from_pretrained(scratch, model_max_length=77)
 
 
+SD_SCHEDULER = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+}
+"""SD v1's DDIM scheduler, as its scheduler_config.json has it."""
+
+
 def build_tiny_pipeline(seed: int = TINY_SEED):
     """The tiny model as a diffusers StableDiffusionPipeline, weights drawn from `seed`."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
-
     tokenizer = _tiny_tokenizer()
     vae, unet, text_encoder = _tiny_vae(seed), _tiny_unet(seed + 1), _tiny_text_encoder(seed + 2, tokenizer.get_vocab())
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    return sd_pipeline(vae, text_encoder, tokenizer, unet)
+
+
+def sd_pipeline(vae, text_encoder, tokenizer, unet):
+    """A StableDiffusionPipeline of these parts with SD v1's DDIM scheduler (as its
+    scheduler_config.json has it) and no safety checker: what `save_pretrained` writes is a
+    model folder `live` loads (the tiny model, the shapes model, the benchmarks' SD-shaped one)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=scheduler,
+        scheduler=DDIMScheduler(**SD_SCHEDULER),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
