@@ -143,17 +143,22 @@ def timed_loops(seconds: dict[str, tuple[float, int]]) -> Iterator[None]:
         progress.window_bar = original
 
 
+def on_gpu() -> bool:
+    """Whether the run has used the GPU (not so for `--device cpu` on a machine that has one)."""
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
 def synchronise() -> None:
-    if torch.cuda.is_available():
+    if on_gpu():
         torch.cuda.synchronize()
 
 
 def peak_mb() -> float | None:
-    return round(torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None
+    return round(torch.cuda.max_memory_allocated() / 2**20) if on_gpu() else None
 
 
 def reset_peak() -> None:
-    if torch.cuda.is_available():
+    if on_gpu():
         torch.cuda.reset_peak_memory_stats()
 
 
@@ -187,9 +192,8 @@ def one_clip(run: dict, work: Path, model: ModelConfig, frames: int, args) -> No
     loops: dict[str, tuple[float, int]] = {}
     reset_peak()
     with timed_loops(loops):
-        edited = edit_stage.run(
-            project, EditConfig(replace=(f"{OBJECT}=<tok>",), steps=steps), model, replace_other=True
-        )
+        editing = EditConfig(replace=(f"{OBJECT}=<tok>",), steps=steps, source_branch=args.source_branch)
+        edited = edit_stage.run(project, editing, model, replace_other=True)
     inversion, edit = edited.inversion.record, edited.edit.record
     stages["invert"] = {"seconds": inversion.seconds, "seconds_per_step": per_step(loops.get("inverting"))}
     stages["edit"] = {
@@ -223,13 +227,13 @@ def projected(stages: dict, steps: int, args) -> float:
 def environment(device: str) -> dict:
     import diffusers
 
-    on_gpu = device == "cuda"
+    cuda = device == "cuda"
     return {
         "device": device_name(torch.device(device)),
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
         "python": platform.python_version(),
-        "bf16": bool(on_gpu and torch.cuda.is_bf16_supported()),
+        "bf16": bool(cuda and torch.cuda.is_bf16_supported()),
     }
 
 
