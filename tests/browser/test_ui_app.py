@@ -12,12 +12,16 @@ import time
 
 import pytest
 from browsers import free_port, wait_for_port
+from playwright.sync_api import expect
 
 from clips import write_clip, write_image
+from livecli.ui import OPTIONS, shown_default
 
 pytestmark = pytest.mark.browser
 
 SETTINGS = {"train-frames": "4", "train-size": "64", "train-steps": "2", "edit-steps": "2"}
+SHOWN = {item.key.replace(".", "-"): shown_default(item, "tiny") for item in OPTIONS}
+"""What the app's option fields show before anything is typed."""
 PROMPT = "a jeep car is moving on the road"
 
 
@@ -67,6 +71,9 @@ def fill_form(page, url: str, folder, settings: dict[str, str]) -> None:
     page.locator("button.label-wrap", has_text="options").click()
     page.locator("#train-steps textarea, #train-steps input").first.wait_for(state="visible")
     for element, value in settings.items():
+        # A field the accordion has just shown gets its default a moment after it appears
+        # (once, its `all` came after the field was cleared: `all4`): type once it has it.
+        expect(page.locator(f"#{element} textarea, #{element} input").first).to_have_value(SHOWN[element])
         fill(page, element, value)
 
 
