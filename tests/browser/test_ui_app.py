@@ -12,7 +12,6 @@ import time
 
 import pytest
 from browsers import free_port, wait_for_port
-from playwright.sync_api import expect
 
 from clips import write_clip, write_image
 from livecli.ui import OPTIONS, shown_default
@@ -60,6 +59,8 @@ def fill(page, element: str, value: str) -> None:
 
 def fill_form(page, url: str, folder, settings: dict[str, str]) -> None:
     """The app opened, its form given the folder's clip and image, the prompt, and `settings`."""
+    from playwright.sync_api import expect  # the browser extra: the plain test session only collects this
+
     page.goto(url)
     # The whole app loaded, not only its first field: a user types into a page that is ready.
     page.wait_for_load_state("networkidle")
